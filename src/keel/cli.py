@@ -1,0 +1,141 @@
+"""The ``keel`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from keel.core.config import ConfigError, Settings, get_settings
+
+app = typer.Typer(
+    help="Keel: multi-user todos and posts. Configure with KEEL_* environment variables or a .env file.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        typer.echo(f"keel: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each a full copy of the app).")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development only).")] = False,
+) -> None:
+    """Apply pending migrations, then serve the API and web UI with uvicorn."""
+    from keel.migrations import upgrade
+
+    settings = _settings_or_exit()
+    upgrade(settings)
+    uvicorn.run(
+        "keel.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        proxy_headers=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations up to REVISION (default: the latest)."""
+    from keel.migrations import upgrade
+
+    settings = _settings_or_exit()
+    upgrade(settings, revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Argument(help="The administrator's email address.")],
+    username: Annotated[str | None, typer.Option(help="Username (default: derived from the email).")] = None,
+) -> None:
+    """Create an administrator, or promote the account with EMAIL.
+
+    The password is read from KEEL_ADMIN_PASSWORD when set (for scripts), else prompted for.
+    """
+    from pydantic import ValidationError
+
+    from keel.core.errors import UsernameTaken
+    from keel.migrations import upgrade
+    from keel.schemas.user import UserCreate
+
+    settings = _settings_or_exit()
+    password = os.environ.get("KEEL_ADMIN_PASSWORD") or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    derived = "".join(ch for ch in email.split("@")[0].lower() if ch.isalnum() or ch == "_")[:30]
+    try:
+        data = UserCreate(email=email, username=username or derived.ljust(3, "_"), password=password)
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"keel: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    upgrade(settings)
+    try:
+        user_id = asyncio.run(_create_admin(settings, data))
+    except UsernameTaken:
+        typer.echo(f"keel: username {data.username!r} is taken; pass --username", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"administrator {data.email} (id {user_id}) is ready")
+
+
+async def _create_admin(settings: Settings, data: object) -> int:
+    from keel.core.db import Database
+    from keel.core.redis import create_redis
+    from keel.schemas.user import UserCreate
+    from keel.services import user as user_service
+    from keel.services.session import SessionCache
+
+    assert isinstance(data, UserCreate)
+    database = Database(settings)
+    redis = create_redis(settings.redis_url) if settings.redis_url else None
+    cache = (
+        SessionCache(
+            redis,
+            ttl_seconds=settings.auth_cache_ttl_seconds,
+            tombstone_ttl_seconds=settings.access_token_ttl_seconds + 60,
+        )
+        if redis
+        else None
+    )
+    try:
+        async with database.session() as session:
+            user = await user_service.create_admin(
+                session=session,
+                cache=cache,
+                settings=settings,
+                email=data.email,
+                username=data.username,
+                password=data.password,
+            )
+            assert user.id is not None
+            return user.id
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await database.dispose()
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m keel`
+    sys.exit(app())

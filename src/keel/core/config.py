@@ -1,0 +1,140 @@
+"""Typed settings read from ``KEEL_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+SECRET_FILE_NAME = "secret_key"
+MIN_SECRET_BYTES = 32
+# Values people paste from examples; refusing them outside development stops a
+# deployment from signing tokens with a key printed in a tutorial.
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "change_me", "secret", "secret-key", "your-secret-key"}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line meant for an operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEEL_", env_file=".env", extra="ignore")
+
+    environment: Environment = "development"
+    data_dir: Path = Path(".keel")
+    secret_key: SecretStr | None = None
+    database_url: str | None = None
+    allow_sqlite_in_production: bool = False
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    session_idle_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300)
+    session_absolute_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    jwt_issuer: str = "keel"
+    jwt_audience: str = "keel-api"
+    auth_cache_ttl_seconds: int = Field(default=300, ge=1, le=3600)
+
+    argon2_memory_cost: int = Field(default=19456, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    hash_concurrency: int = Field(default=2, ge=1, le=64)
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'keel.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def secret(self) -> bytes:
+        if self.secret_key is None:  # pragma: no cover - the validator always fills it
+            raise ConfigError("KEEL_SECRET_KEY is not set")
+        return self.secret_key.get_secret_value().encode()
+
+    @model_validator(mode="after")
+    def _check_and_complete(self) -> Settings:
+        if self.is_production:
+            _refuse_weak_secret(self.secret_key)
+            if self.is_sqlite and not self.allow_sqlite_in_production:
+                raise ValueError(
+                    "SQLite is not allowed in production: set KEEL_DATABASE_URL to PostgreSQL "
+                    "or KEEL_ALLOW_SQLITE_IN_PRODUCTION=true"
+                )
+        elif self.secret_key is None:
+            self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
+        if self.session_absolute_ttl_seconds < self.session_idle_ttl_seconds:
+            raise ValueError("KEEL_SESSION_ABSOLUTE_TTL_SECONDS must be >= KEEL_SESSION_IDLE_TTL_SECONDS")
+        self.public_url = self.public_url.rstrip("/")
+        return self
+
+
+def _refuse_weak_secret(secret: SecretStr | None) -> None:
+    if secret is None:
+        raise ValueError(
+            "KEEL_SECRET_KEY must be set in production "
+            "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    value = secret.get_secret_value()
+    if value.strip().lower() in _PLACEHOLDER_SECRETS or "change" in value.lower():
+        raise ValueError("KEEL_SECRET_KEY is a placeholder; generate a random one")
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"KEEL_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
+
+
+def _load_or_create_dev_secret(data_dir: Path) -> str:
+    """Keep one generated secret per data folder, so development tokens survive restarts."""
+    path = data_dir / SECRET_FILE_NAME
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: if two workers start at once, the loser reads the winner's file.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation failure into a one-line ``ConfigError``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        prefix = f"KEEL_{where.upper()}: " if where else ""
+        raise ConfigError(f"{prefix}{message}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

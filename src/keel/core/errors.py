@@ -1,0 +1,158 @@
+"""The typed error hierarchy. Services raise these; one handler renders them as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class KeelError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+    default_detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+    def extensions(self) -> dict[str, Any]:
+        """Extra members for the problem document."""
+        return {}
+
+
+# --- 400 -------------------------------------------------------------------------------------
+class BadRequest(KeelError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class InvalidCredentialsInput(BadRequest):
+    """A password given to confirm an action (change, deletion) is wrong."""
+
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+    default_detail = "The password is incorrect."
+
+
+# --- 401 -------------------------------------------------------------------------------------
+class Unauthorized(KeelError):
+    status = 401
+    code = "not_authenticated"
+    title = "Not authenticated"
+    default_detail = "Authentication is required."
+
+    def __init__(self, detail: str | None = None, *, error: str = "invalid_token") -> None:
+        challenge = "Bearer" if self.code == "not_authenticated" else f'Bearer error="{error}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "Invalid token"
+    default_detail = "The access token is invalid."
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+    title = "Token expired"
+    default_detail = "The access token has expired."
+
+
+class SessionRevoked(Unauthorized):
+    code = "session_revoked"
+    title = "Session ended"
+    default_detail = "This session has ended; sign in again."
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+    default_detail = "Incorrect email or password."
+
+
+class InvalidRefreshToken(Unauthorized):
+    code = "invalid_refresh_token"
+    title = "Invalid refresh token"
+    default_detail = "The refresh token is invalid, expired or already used."
+
+
+# --- 403 -------------------------------------------------------------------------------------
+class Forbidden(KeelError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+    default_detail = "You do not have permission to do this."
+
+
+class InactiveUser(Forbidden):
+    code = "inactive_user"
+    title = "Account deactivated"
+    default_detail = "This account has been deactivated."
+
+
+# --- 404 -------------------------------------------------------------------------------------
+class NotFound(KeelError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+    default_detail = "The resource does not exist."
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_detail = "No such user."
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    default_detail = "No such active session."
+
+
+# --- 409 -------------------------------------------------------------------------------------
+class Conflict(KeelError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+    default_detail = "The request conflicts with the current state of the resource."
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+    title = "Username taken"
+    default_detail = "This username is already taken."
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    title = "Last administrator"
+    default_detail = "This would leave the service without an active administrator."
+
+
+# --- 422 -------------------------------------------------------------------------------------
+class InvalidInput(KeelError):
+    """Input that passed the schema but breaks a rule the service knows (rendered like 422)."""
+
+    status = 422
+    code = "validation_error"
+    title = "Invalid input"
+    default_detail = "The request contains invalid data."
+
+    def __init__(self, *, loc: list[str | int], msg: str, type_: str) -> None:
+        super().__init__(msg)
+        self.errors = [{"loc": loc, "msg": msg, "type": type_}]
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": self.errors}
+
+
+# --- 503 -------------------------------------------------------------------------------------
+class ServiceUnavailable(KeelError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    default_detail = "A backing service is unavailable; try again shortly."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,90 @@
+"""Per-request context: the request id, the access log line, and the last-resort 500."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.core.logging import get_logger
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_request_id: ContextVar[str | None] = ContextVar("keel_request_id", default=None)
+
+access_log = get_logger("keel.access")
+error_log = get_logger("keel.errors")
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def _pick_request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _SANE_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: cheap on the hot path and safe for streaming responses."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from keel.core.problems import internal_error_response
+
+        request_id = _pick_request_id(scope)
+        rid_token = _request_id.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        header_value = request_id.encode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers: list[Any] = list(message.get("headers", ()))
+                headers.append((b"x-request-id", header_value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Anything that escaped every handler: log the trace with the request id, answer
+            # with a body that reveals nothing.
+            error_log.exception("unhandled_exception", method=scope.get("method"), path=scope.get("path"))
+            if response_started:
+                raise
+            status = 500
+            await internal_error_response()(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            access_log.info(
+                "request",
+                method=scope.get("method"),
+                path=getattr(route, "path", None) or "<unmatched>",
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                # Set by the authentication dependency through request.state.
+                user_id=scope.get("state", {}).get("user_id"),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            _request_id.reset(rid_token)

@@ -1,0 +1,146 @@
+"""Password hashing, access tokens (JWT) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import anyio
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from keel.core.config import Settings
+
+JWT_ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "access"
+REQUIRED_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "iss", "aud", "type"]
+
+
+# --- passwords -------------------------------------------------------------------------------
+class PasswordHasher:
+    """argon2id for new hashes; other argon2 parameters and bcrypt still verify and get upgraded.
+
+    Hashing runs in worker threads (argon2-cffi releases the GIL), bounded by a limiter so a burst
+    of logins cannot hold an unbounded amount of argon2 memory.
+    """
+
+    def __init__(self, *, memory_cost: int, time_cost: int, parallelism: int, concurrency: int) -> None:
+        self._hash = PasswordHash(
+            (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism), BcryptHasher())
+        )
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._limiter)
+
+    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """Check a password; the second value is a new hash when the stored one is outdated."""
+        return await anyio.to_thread.run_sync(self._hash.verify_and_update, password, hashed, limiter=self._limiter)
+
+    async def dummy_verify(self, password: str) -> None:
+        """Spend the time of a real verification, so an unknown email answers as slowly as a known one."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        await self.verify(password, self._dummy_hash)
+
+
+@lru_cache(maxsize=8)
+def _hasher(memory_cost: int, time_cost: int, parallelism: int, concurrency: int) -> PasswordHasher:
+    return PasswordHasher(
+        memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism, concurrency=concurrency
+    )
+
+
+def password_hasher(settings: Settings) -> PasswordHasher:
+    return _hasher(
+        settings.argon2_memory_cost, settings.argon2_time_cost, settings.argon2_parallelism, settings.hash_concurrency
+    )
+
+
+# --- access tokens ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    session_id: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+class TokenError(Exception):
+    """The token is not a valid access token; ``expired`` tells the one case clients act on."""
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
+
+@lru_cache(maxsize=8)
+def _jwt_key(secret: bytes) -> bytes:
+    # One secret, one independent key per use: the JWT key never doubles as an email-link key.
+    return hmac.new(secret, b"keel:jwt", hashlib.sha256).digest()
+
+
+def create_access_token(settings: Settings, *, user_id: int, session_id: str, now: datetime) -> str:
+    issued = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "sid": session_id,
+        "jti": uuid.uuid4().hex,
+        "iat": issued,
+        "exp": issued + settings.access_token_ttl_seconds,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "type": ACCESS_TOKEN_TYPE,
+    }
+    return jwt.encode(claims, _jwt_key(settings.secret), algorithm=JWT_ALGORITHM)
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            _jwt_key(settings.secret),
+            algorithms=[JWT_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("expired", expired=True) from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError(type(exc).__name__) from exc
+    if claims.get("type") != ACCESS_TOKEN_TYPE:
+        raise TokenError("wrong token type")
+    sub, sid, jti = claims["sub"], claims["sid"], claims["jti"]
+    if not (isinstance(sub, str) and sub.isdigit() and len(sub) <= 18):
+        raise TokenError("malformed subject")
+    if not (isinstance(sid, str) and 0 < len(sid) <= 32 and isinstance(jti, str)):
+        raise TokenError("malformed session id")
+    return AccessClaims(
+        user_id=int(sub), session_id=sid, jti=jti, issued_at=int(claims["iat"]), expires_at=int(claims["exp"])
+    )
+
+
+# --- refresh tokens and session ids ----------------------------------------------------------
+def new_refresh_token() -> tuple[str, str]:
+    """A fresh opaque token (256 random bits) and the hash that is all the database keeps."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)

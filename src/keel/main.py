@@ -1,0 +1,97 @@
+"""The application factory: settings, lifespan resources, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from keel import __version__
+from keel.core.config import Settings, get_settings
+from keel.core.db import Database
+from keel.core.logging import configure_logging, get_logger
+from keel.core.problems import install_error_handlers
+from keel.core.redis import create_redis
+from keel.core.request_context import RequestContextMiddleware
+from keel.routes import admin, auth, ops, users
+from keel.schemas.common import Problem
+from keel.services.session import SessionCache
+
+WEB_DIR = Path(__file__).parent / "web"
+
+log = get_logger("keel.app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        app.state.database = database
+        app.state.redis = redis
+        app.state.session_cache = (
+            SessionCache(
+                redis,
+                ttl_seconds=settings.auth_cache_ttl_seconds,
+                tombstone_ttl_seconds=settings.access_token_ttl_seconds + 60,
+            )
+            if redis is not None
+            else None
+        )
+        log.info(
+            "startup",
+            environment=settings.environment,
+            database=database.engine.url.get_backend_name(),
+            redis=redis is not None,
+        )
+        try:
+            yield
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await database.dispose()
+
+    app = FastAPI(
+        title="Keel",
+        version=__version__,
+        summary="Multi-user todos and posts, with accounts and sessions done properly.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+
+    for module in (auth, users, admin, ops):
+        app.include_router(module.router)
+    _mount_web(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        # Error responses reference the problem document by name; register it once here.
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+        app.openapi_schema = schema
+    return app.openapi_schema

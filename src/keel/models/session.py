@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from keel.models.base import UTCDateTime, utcnow
+
+
+class UserSession(SQLModel, table=True):
+    """One sign-in: the access and refresh tokens it issues all carry its id."""
+
+    __tablename__ = "user_session"
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The absolute end; the idle end is last_used_at + the idle limit.
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    user_agent: str | None = Field(default=None, max_length=255)
+    ip: str | None = Field(default=None, max_length=45)

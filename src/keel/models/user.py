@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from keel.models.base import UTCDateTime, utcnow
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Stored lower-cased: emails and usernames are unique ignoring case.
+    email: str = Field(max_length=254, unique=True)
+    username: str = Field(max_length=30, unique=True)
+    full_name: str | None = Field(default=None, max_length=100)
+    hashed_password: str = Field(max_length=255)
+    role: Role = Field(
+        default=Role.USER,
+        sa_type=sa.Enum(
+            Role,
+            name="role",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+    )
+    is_active: bool = Field(default=True)
+    is_verified: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from keel.deps import AdminUser, CacheDep, SessionDep
+from keel.models import Role
+from keel.routes import API_PREFIX
+from keel.routes.users import UserId
+from keel.schemas.common import Page, problem_responses
+from keel.schemas.user import AdminUserUpdate, UserRead
+from keel.services import user as user_service
+
+router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=problem_responses(401, 403))
+
+
+@router.get("/users", response_model=Page[UserRead], responses=problem_responses(422))
+async def list_users(
+    admin: AdminUser,
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=254, description="Part of an email or username.")] = None,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Page[UserRead]:
+    """Search all accounts."""
+    return await user_service.list_users(
+        session=session, q=q, role=role, is_active=is_active, limit=limit, offset=offset
+    )
+
+
+@router.patch("/users/{user_id}", response_model=UserRead, responses=problem_responses(404, 409, 422))
+async def update_user(
+    user_id: UserId, data: AdminUserUpdate, admin: AdminUser, session: SessionDep, cache: CacheDep
+) -> UserRead:
+    """Change a user's role, activation or verification; a role change or deactivation signs them out."""
+    user = await user_service.admin_update(
+        session=session, cache=cache, user_id=user_id, data=data, actor_id=admin.user_id
+    )
+    return UserRead.model_validate(user)
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409, 422))
+async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep, cache: CacheDep) -> None:
+    """Delete a user and everything they own."""
+    await user_service.admin_delete(session=session, cache=cache, user_id=user_id, actor_id=admin.user_id)

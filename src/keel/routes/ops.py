@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from keel.core.problems import problem_response
+from keel.schemas.common import problem_responses
+from keel.services import health as health_service
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: 200 while the process can answer."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Readiness, responses=problem_responses(503))
+async def ready(request: Request) -> Readiness | JSONResponse:
+    """Readiness: 200 when the database (and Redis, when configured) answer, else 503 naming the failure."""
+    state = request.app.state
+    checks = await health_service.check(database=state.database, redis=state.redis)
+    if all(result == "ok" for result in checks.values()):
+        return Readiness(status="ok", checks=checks)
+    failed = ", ".join(name for name, result in checks.items() if result != "ok")
+    return problem_response(
+        status=503,
+        code="not_ready",
+        title="Not ready",
+        detail=f"Unavailable: {failed}.",
+        instance="/ready",
+        headers={"Retry-After": "5"},
+        extensions={"checks": checks},
+    )

@@ -1,0 +1,51 @@
+"""Token and session shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from keel.core.password_policy import check_password
+from keel.schemas.common import InputModel
+from keel.schemas.user import AnyPassword, Password
+
+RefreshTokenStr = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class RefreshRequest(InputModel):
+    refresh_token: RefreshTokenStr
+
+
+class LogoutRequest(InputModel):
+    refresh_token: RefreshTokenStr | None = None
+
+
+class PasswordChange(InputModel):
+    current_password: AnyPassword
+    new_password: Password
+
+    @field_validator("new_password")
+    @classmethod
+    def _password_policy(cls, value: str) -> str:
+        return check_password(value)
+
+
+class SessionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool

@@ -1,0 +1,70 @@
+"""Shapes shared by every domain: input base class, pages, problem documents."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InputModel(BaseModel):
+    """Every request body: unknown fields are an error, so nothing can be mass-assigned."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; ``code`` is the stable machine-readable part."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:keel:problem:user_not_found"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["user_not_found"])
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[ValidationIssue] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    descriptions = {
+        400: "Bad request",
+        401: "Missing, invalid, expired or revoked credentials",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Conflict",
+        413: "Request body too large",
+        422: "Invalid input",
+        429: "Too many requests",
+        503: "A backing service is unavailable",
+    }
+    return {
+        status: {
+            "description": descriptions.get(status, "Error"),
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,203 @@
+"""Signing in and out, token refresh with rotation and reuse detection, password change."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core.config import Settings
+from keel.core.errors import (
+    InactiveUser,
+    InvalidCredentials,
+    InvalidCredentialsInput,
+    InvalidInput,
+    InvalidRefreshToken,
+)
+from keel.core.logging import get_logger
+from keel.core.security import (
+    create_access_token,
+    hash_refresh_token,
+    new_refresh_token,
+    new_session_id,
+    password_hasher,
+)
+from keel.models import RefreshToken, User, UserSession, utcnow
+from keel.schemas.auth import TokenPair
+from keel.services import session as session_service
+from keel.services import user as user_service
+from keel.services.session import Principal, SessionCache
+
+log = get_logger("keel.auth")
+
+
+async def login(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    email: str,
+    password: str,
+    user_agent: str | None,
+    ip: str | None,
+) -> TokenPair:
+    """Check the credentials and open a new session. Unknown email and wrong password look the same."""
+    hasher = password_hasher(settings)
+    user = await user_service.get_by_email(session=session, email=email.strip())
+    if user is None:
+        await hasher.dummy_verify(password)
+        log.info("login_failed", reason="unknown_email")
+        raise InvalidCredentials
+    valid, upgraded_hash = await hasher.verify(password, user.hashed_password)
+    if not valid:
+        log.info("login_failed", reason="wrong_password", user_id=user.id)
+        raise InvalidCredentials
+    if not user.is_active:
+        log.info("login_failed", reason="inactive", user_id=user.id)
+        raise InactiveUser
+    if upgraded_hash is not None:
+        user.hashed_password = upgraded_hash  # parameters changed or a legacy bcrypt hash
+        session.add(user)
+    assert user.id is not None
+    now = utcnow()
+    user_session = UserSession(
+        id=new_session_id(),
+        user_id=user.id,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(seconds=settings.session_absolute_ttl_seconds),
+        user_agent=(user_agent or "")[:255] or None,
+        ip=(ip or "")[:45] or None,
+    )
+    session.add(user_session)
+    await session.flush()  # the refresh token row refers to it
+    pair = _issue(session, settings, user_id=user.id, session_id=user_session.id, now=now)
+    await session.commit()
+    log.info("login_succeeded", user_id=user.id, session_id=user_session.id, rehashed=upgraded_hash is not None)
+    return pair
+
+
+def _issue(session: AsyncSession, settings: Settings, *, user_id: int, session_id: str, now: datetime) -> TokenPair:
+    refresh_token, token_hash = new_refresh_token()
+    session.add(RefreshToken(token_hash=token_hash, session_id=session_id, created_at=now))
+    return TokenPair(
+        access_token=create_access_token(settings, user_id=user_id, session_id=session_id, now=now),
+        refresh_token=refresh_token,
+        expires_in=settings.access_token_ttl_seconds,
+    )
+
+
+async def refresh(
+    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, refresh_token: str
+) -> TokenPair:
+    """Consume a refresh token and issue a new pair in the same session.
+
+    The consume is one conditional UPDATE, so of two concurrent refreshes only one can win.
+    A token that was already consumed revokes its whole session: either a thief or the
+    rightful client is replaying it, and the session cannot tell which.
+    """
+    now = utcnow()
+    token_hash = hash_refresh_token(refresh_token)
+    consumed = await session.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.token_hash) == token_hash, col(RefreshToken.used_at).is_(None))
+        .values(used_at=now)
+        .returning(col(RefreshToken.session_id))
+    )
+    session_id = consumed.scalar_one_or_none()
+    if session_id is None:
+        await _handle_unusable(session, cache, token_hash)
+        raise InvalidRefreshToken
+    row = (
+        await session.exec(
+            select(UserSession, User)
+            .join(User, col(User.id) == col(UserSession.user_id))
+            .where(UserSession.id == session_id)
+        )
+    ).one()
+    user_session, user = row
+    if not user.is_active or not session_service.is_live(
+        user_session, idle_seconds=settings.session_idle_ttl_seconds, now=now
+    ):
+        await session.commit()  # the token stays consumed
+        raise InvalidRefreshToken
+    user_session.last_used_at = now
+    session.add(user_session)
+    assert user.id is not None
+    pair = _issue(session, settings, user_id=user.id, session_id=session_id, now=now)
+    await session.commit()
+    return pair
+
+
+async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, token_hash: str) -> None:
+    known = (
+        await session.exec(select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash))
+    ).one_or_none()
+    if known is None:
+        return
+    owner = (await session.exec(select(UserSession.user_id).where(UserSession.id == known))).one()
+    await session_service.revoke(session=session, cache=cache, session_ids=[known])
+    await session.commit()
+    log.warning("refresh_token_reuse", session_id=known, user_id=owner)
+
+
+async def logout(
+    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, refresh_token: str | None
+) -> None:
+    """End the caller's session (and the session of a refresh token they hand in, if it is theirs)."""
+    ids = [principal.session_id]
+    if refresh_token:
+        other = (
+            await session.exec(
+                select(RefreshToken.session_id)
+                .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
+                .where(
+                    RefreshToken.token_hash == hash_refresh_token(refresh_token),
+                    UserSession.user_id == principal.user_id,
+                )
+            )
+        ).one_or_none()
+        if other is not None and other != principal.session_id:
+            ids.append(other)
+    await session_service.revoke(session=session, cache=cache, session_ids=ids)
+    await session.commit()
+    log.info("logout", user_id=principal.user_id, session_id=principal.session_id)
+
+
+async def logout_all(*, session: AsyncSession, cache: SessionCache | None, principal: Principal) -> None:
+    await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id)
+    await session.commit()
+    log.info("logout_all", user_id=principal.user_id)
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    cache: SessionCache | None,
+    settings: Settings,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Set a new password after checking the current one; every other session ends."""
+    user = await user_service.get(session=session, user_id=principal.user_id)
+    hasher = password_hasher(settings)
+    valid, _ = await hasher.verify(current_password, user.hashed_password)
+    if not valid:
+        raise InvalidCredentialsInput("The current password is incorrect.")
+    if new_password == current_password:
+        raise InvalidInput(
+            loc=["body", "new_password"], msg="The new password must differ from the current one.", type_="value_error"
+        )
+    if new_password.lower() in {user.email, user.username, user.email.split("@")[0]}:
+        raise InvalidInput(
+            loc=["body", "new_password"],
+            msg="Password must not be the same as your email or username.",
+            type_="value_error",
+        )
+    user.hashed_password = await hasher.hash(new_password)
+    user.updated_at = utcnow()
+    session.add(user)
+    await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id)
+    await session.commit()
+    log.info("password_changed", user_id=principal.user_id)

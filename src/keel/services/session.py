@@ -1,0 +1,204 @@
+"""Sessions: who a bearer token belongs to, whether it still counts, and ending sessions.
+
+The database is the source of truth. With Redis configured, the per-request check reads a
+cache entry per session instead: filled from the database on a miss (``SET NX``), and
+overwritten with a tombstone *before* a revocation is committed, so a concurrent fill can never
+put a revoked session back and a Redis that lost its data only causes misses, which read the
+database again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
+from keel.core.logging import get_logger
+from keel.core.security import AccessClaims
+from keel.models import Role, User, UserSession, utcnow
+
+log = get_logger("keel.sessions")
+
+_REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller, as the access check established it."""
+
+    user_id: int
+    session_id: str
+    role: Role
+    is_verified: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionState:
+    user_id: int
+    role: Role
+    is_verified: bool
+    expires_at: int  # the session's absolute end, as a Unix timestamp
+
+    def encode(self) -> str:
+        return f"{self.user_id}|{self.role.value}|{int(self.is_verified)}|{self.expires_at}"
+
+    @classmethod
+    def decode(cls, raw: str) -> _SessionState:
+        user_id, role, verified, expires = raw.split("|")
+        return cls(int(user_id), Role(role), verified == "1", int(expires))
+
+
+class SessionCache:
+    """The Redis side of the access check. Every Redis failure becomes a 503: fail closed."""
+
+    prefix = "keel:session:"
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int, tombstone_ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl_seconds = ttl_seconds
+        # A tombstone only has to outlive the access tokens of its session.
+        self.tombstone_ttl_seconds = tombstone_ttl_seconds
+
+    async def get(self, session_id: str) -> _SessionState | str | None:
+        try:
+            raw = cast(str | None, await self.redis.get(self.prefix + session_id))
+        except RedisError as exc:
+            log.warning("session_cache_unavailable", error=type(exc).__name__)
+            raise ServiceUnavailable("Sessions cannot be checked right now; try again shortly.") from exc
+        if raw is None or raw == _REVOKED:
+            return raw
+        return _SessionState.decode(raw)
+
+    async def fill(self, session_id: str, state: _SessionState | str, ttl_seconds: int) -> None:
+        value = state.encode() if isinstance(state, _SessionState) else state
+        try:
+            await self.redis.set(self.prefix + session_id, value, ex=max(ttl_seconds, 1), nx=True)
+        except RedisError as exc:  # the answer came from the database; only the cache is missed
+            log.warning("session_cache_fill_failed", error=type(exc).__name__)
+
+    async def tombstone(self, session_ids: Sequence[str]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    pipe.set(self.prefix + session_id, _REVOKED, ex=self.tombstone_ttl_seconds)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("session_cache_unavailable", error=type(exc).__name__)
+            raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
+
+    async def forget(self, session_ids: Sequence[str]) -> None:
+        if not session_ids:
+            return
+        try:
+            await self.redis.delete(*(self.prefix + session_id for session_id in session_ids))
+        except RedisError as exc:
+            log.warning("session_cache_unavailable", error=type(exc).__name__)
+            raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
+
+
+async def authenticate(*, session: AsyncSession, cache: SessionCache | None, claims: AccessClaims) -> Principal:
+    """Turn verified token claims into a principal, or refuse a session that no longer counts."""
+    state = await cache.get(claims.session_id) if cache else None
+    if state is None:
+        state = await _load_state(session, claims.session_id)
+        if cache is not None:
+            ttl = cache.tombstone_ttl_seconds if state == _REVOKED else cache.ttl_seconds
+            await cache.fill(claims.session_id, state, ttl)
+    now = int(datetime.now(UTC).timestamp())
+    if not isinstance(state, _SessionState) or state.user_id != claims.user_id or state.expires_at <= now:
+        raise SessionRevoked
+    return Principal(
+        user_id=state.user_id, session_id=claims.session_id, role=state.role, is_verified=state.is_verified
+    )
+
+
+async def _load_state(session: AsyncSession, session_id: str) -> _SessionState | str:
+    # An inactive user counts as revoked: deactivation revokes every session anyway.
+    statement = (
+        select(col(UserSession.user_id), col(UserSession.expires_at), col(User.role), col(User.is_verified))
+        .join(User, col(User.id) == col(UserSession.user_id))
+        .where(UserSession.id == session_id, col(UserSession.revoked_at).is_(None), col(User.is_active).is_(True))
+    )
+    row = (await session.exec(statement)).one_or_none()
+    if row is None:
+        return _REVOKED
+    user_id, expires_at, role, is_verified = row
+    return _SessionState(user_id=user_id, role=role, is_verified=is_verified, expires_at=int(expires_at.timestamp()))
+
+
+def is_live(user_session: UserSession, *, idle_seconds: int, now: datetime) -> bool:
+    return (
+        user_session.revoked_at is None
+        and user_session.expires_at > now
+        and (now - user_session.last_used_at).total_seconds() < idle_seconds
+    )
+
+
+async def list_active(*, session: AsyncSession, user_id: int, idle_seconds: int) -> list[UserSession]:
+    now = utcnow()
+    rows = await session.exec(
+        select(UserSession)
+        .where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None), UserSession.expires_at > now)
+        .order_by(col(UserSession.last_used_at).desc())
+    )
+    return [row for row in rows if is_live(row, idle_seconds=idle_seconds, now=now)]
+
+
+async def unrevoked_ids(*, session: AsyncSession, user_id: int, keep: str | None = None) -> list[str]:
+    statement = select(UserSession.id).where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None))
+    if keep is not None:
+        statement = statement.where(UserSession.id != keep)
+    return list(await session.exec(statement))
+
+
+async def revoke(*, session: AsyncSession, cache: SessionCache | None, session_ids: Sequence[str]) -> None:
+    """Mark sessions revoked; the caller commits. The cache is told first (see module docstring)."""
+    if not session_ids:
+        return
+    if cache is not None:
+        await cache.tombstone(session_ids)
+    await session.exec(
+        update(UserSession)
+        .where(col(UserSession.id).in_(list(session_ids)), col(UserSession.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def revoke_all(
+    *, session: AsyncSession, cache: SessionCache | None, user_id: int, keep: str | None = None
+) -> None:
+    ids = await unrevoked_ids(session=session, user_id=user_id, keep=keep)
+    await revoke(session=session, cache=cache, session_ids=ids)
+
+
+async def revoke_one(
+    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, session_id: str
+) -> None:
+    """End one of the caller's own sessions; another user's session is simply not found."""
+    found = await session.exec(
+        select(UserSession).where(UserSession.id == session_id, UserSession.user_id == principal.user_id)
+    )
+    target = found.one_or_none()
+    if target is None or target.revoked_at is not None:
+        raise SessionNotFound
+    await revoke(session=session, cache=cache, session_ids=[session_id])
+    await session.commit()
+    log.info("session_revoked", user_id=principal.user_id, session_id=session_id)
+
+
+async def forget_cached(*, session: AsyncSession, cache: SessionCache | None, user_id: int) -> None:
+    """After a change to a user's role-independent state (verification), drop stale cache entries."""
+    if cache is None:
+        return
+    await cache.forget(await unrevoked_ids(session=session, user_id=user_id))

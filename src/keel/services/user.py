@@ -1,0 +1,210 @@
+"""Accounts: registration, profiles, deletion and administration."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, func, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core.config import Settings
+from keel.core.errors import InvalidCredentialsInput, LastAdmin, UsernameTaken, UserNotFound
+from keel.core.logging import get_logger
+from keel.core.security import password_hasher
+from keel.models import Role, User, utcnow
+from keel.schemas.common import Page
+from keel.schemas.user import AdminUserUpdate, UserCreate, UserRead, UserUpdate
+from keel.services import session as session_service
+from keel.services.session import SessionCache
+
+log = get_logger("keel.users")
+
+
+async def get(*, session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound
+    return user
+
+
+async def get_by_email(*, session: AsyncSession, email: str) -> User | None:
+    return (await session.exec(select(User).where(User.email == email.lower()))).one_or_none()
+
+
+async def _username_taken(session: AsyncSession, username: str, *, other_than: int | None = None) -> bool:
+    statement = select(User.id).where(User.username == username)
+    if other_than is not None:
+        statement = statement.where(User.id != other_than)
+    return (await session.exec(statement)).first() is not None
+
+
+async def register(*, session: AsyncSession, settings: Settings, data: UserCreate) -> User | None:
+    """Create the account, or return ``None`` when the email is already registered.
+
+    The same work is done on both paths (the password is hashed either way, the same lookups
+    run), so neither the answer nor its timing reveals whether an email has an account. The
+    username check depends only on the username, which is public anyway.
+    """
+    hashed = await password_hasher(settings).hash(data.password)
+    if await _username_taken(session, data.username):
+        raise UsernameTaken
+    if await get_by_email(session=session, email=data.email) is not None:
+        log.info("register_existing_email")
+        return None
+    user = User(email=data.email, username=data.username, full_name=data.full_name, hashed_password=hashed)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        # A concurrent registration won the race for the email or the username.
+        await session.rollback()
+        if await _username_taken(session, data.username):
+            raise UsernameTaken from None
+        return None
+    log.info("user_registered", user_id=user.id)
+    return user
+
+
+async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdate) -> User:
+    user = await get(session=session, user_id=user_id)
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("username") is None:
+        changes.pop("username", None)  # null means "leave it"; a username cannot be removed
+    if "username" in changes and await _username_taken(session, changes["username"], other_than=user_id):
+        raise UsernameTaken
+    user.sqlmodel_update(changes)
+    user.updated_at = utcnow()
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise UsernameTaken from None
+    await session.refresh(user)
+    return user
+
+
+async def delete_own(
+    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, user_id: int, password: str
+) -> None:
+    """Delete the caller's account after checking the password; everything they own goes with it."""
+    user = await get(session=session, user_id=user_id)
+    valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
+    if not valid:
+        raise InvalidCredentialsInput
+    await _ensure_not_last_admin(session, user, losing_admin=True)
+    await _delete(session, cache, user)
+    log.info("user_deleted", user_id=user_id, by="self")
+
+
+async def _delete(session: AsyncSession, cache: SessionCache | None, user: User) -> None:
+    assert user.id is not None
+    await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+    # Sessions, refresh tokens (and later todos, posts, votes) go by ON DELETE CASCADE.
+    await session.exec(delete(User).where(col(User.id) == user.id))
+    await session.commit()
+
+
+async def _ensure_not_last_admin(session: AsyncSession, user: User, *, losing_admin: bool) -> None:
+    if not (losing_admin and user.role is Role.ADMIN and user.is_active):
+        return
+    others = await session.exec(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.ADMIN, User.is_active == True, User.id != user.id)  # noqa: E712
+    )
+    if others.one() == 0:
+        raise LastAdmin
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_users(
+    *,
+    session: AsyncSession,
+    q: str | None,
+    role: Role | None,
+    is_active: bool | None,
+    limit: int,
+    offset: int,
+) -> Page[UserRead]:
+    conditions = []
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        conditions.append(
+            or_(col(User.email).like(pattern, escape="\\"), col(User.username).like(pattern, escape="\\"))
+        )
+    if role is not None:
+        conditions.append(col(User.role) == role)
+    if is_active is not None:
+        conditions.append(col(User.is_active) == is_active)
+    total = (await session.exec(select(func.count()).select_from(User).where(*conditions))).one()
+    rows = await session.exec(select(User).where(*conditions).order_by(col(User.id)).limit(limit).offset(offset))
+    return Page[UserRead](items=[UserRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+async def admin_update(
+    *, session: AsyncSession, cache: SessionCache | None, user_id: int, data: AdminUserUpdate, actor_id: int
+) -> User:
+    """Change role, activation or verification. A role change or deactivation ends every session."""
+    user = await get(session=session, user_id=user_id)
+    changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
+    role_changed = "role" in changes and changes["role"] != user.role
+    deactivated = changes.get("is_active") is False and user.is_active
+    verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
+    await _ensure_not_last_admin(
+        session, user, losing_admin=(role_changed and changes["role"] is not Role.ADMIN) or deactivated
+    )
+    if role_changed or deactivated:
+        await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
+    user.sqlmodel_update(changes)
+    user.updated_at = utcnow()
+    session.add(user)
+    await session.commit()
+    if verification_changed and not (role_changed or deactivated):
+        await session_service.forget_cached(session=session, cache=cache, user_id=user_id)
+    await session.refresh(user)
+    log.info(
+        "user_admin_update",
+        user_id=user_id,
+        actor_id=actor_id,
+        role_changed=role_changed,
+        deactivated=deactivated,
+        fields=sorted(changes),
+    )
+    return user
+
+
+async def admin_delete(*, session: AsyncSession, cache: SessionCache | None, user_id: int, actor_id: int) -> None:
+    user = await get(session=session, user_id=user_id)
+    await _ensure_not_last_admin(session, user, losing_admin=True)
+    await _delete(session, cache, user)
+    log.info("user_deleted", user_id=user_id, by=actor_id)
+
+
+async def create_admin(
+    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, email: str, username: str, password: str
+) -> User:
+    """Create a verified administrator, or promote the existing account with this email.
+
+    Promoting sets the given password and ends the account's sessions, like any role change.
+    """
+    hashed = await password_hasher(settings).hash(password)
+    user = await get_by_email(session=session, email=email)
+    if user is None:
+        if await _username_taken(session, username):
+            raise UsernameTaken
+        user = User(email=email.lower(), username=username, hashed_password=hashed)
+    else:
+        assert user.id is not None
+        await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+    user.role = Role.ADMIN
+    user.is_verified = True
+    user.is_active = True
+    user.hashed_password = hashed
+    user.updated_at = utcnow()
+    session.add(user)
+    await session.commit()
+    await session.refresh(user)
+    return user
