@@ -1,0 +1,174 @@
+"""Test fixtures: a clean database per test, on SQLite always and on PostgreSQL + Redis when configured.
+
+`KEEL_TEST_DATABASE_URL` (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/keel_test) and
+`KEEL_TEST_REDIS_URL` (e.g. redis://127.0.0.1:6379/15) turn on the second backend. Without them
+those tests skip, saying why; with `KEEL_TEST_REQUIRE_SERVICES=1` (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import time_machine
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from keel.core.config import Settings
+from keel.main import create_app
+from keel.migrations import upgrade
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
+TABLES = ("refresh_token", "user_session", '"user"')
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a bare machine, fail where the services are required (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def base_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "data_dir": data_dir,
+        "secret_key": TEST_SECRET,
+        "redis_url": None,
+        # Cheap hashing keeps the suite fast; the production parameters have their own test.
+        "argon2_memory_cost": 1024,
+        "argon2_time_cost": 1,
+        "log_format": "console",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- the databases, prepared once per run ------------------------------------------------------
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    path = directory / "keel.db"
+    upgrade(base_settings(directory, database_url=f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+async def _ensure_database(url: str) -> None:
+    target = make_url(url)
+    admin = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+            )
+            if not exists:
+                await connection.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("KEEL_TEST_DATABASE_URL")
+    if not url:
+        unavailable(
+            "PostgreSQL tests need KEEL_TEST_DATABASE_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/keel_test)"
+        )
+    assert url is not None
+    try:
+        asyncio.run(_ensure_database(url))
+    except OSError as exc:
+        unavailable(f"PostgreSQL at KEEL_TEST_DATABASE_URL is unreachable: {exc}")
+    upgrade(base_settings(Path("/nonexistent"), database_url=url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("KEEL_TEST_REDIS_URL")
+    if not url:
+        unavailable("Redis tests need KEEL_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/15)")
+    assert url is not None
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at KEEL_TEST_REDIS_URL is unreachable: {exc}")
+    return url
+
+
+async def reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+async def reset_redis(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+# --- per test ----------------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that uses the app runs once per backend: SQLite alone, PostgreSQL with Redis."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_urls(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Resolve the session-wide services here, outside any running event loop."""
+    if backend == "sqlite":
+        return {"sqlite_template": str(request.getfixturevalue("sqlite_template"))}
+    return {"database_url": request.getfixturevalue("postgres_url"), "redis_url": request.getfixturevalue("redis_url")}
+
+
+@pytest.fixture
+async def settings(backend_urls: dict[str, str], tmp_path: Path) -> Settings:
+    if "sqlite_template" in backend_urls:
+        path = tmp_path / "keel.db"
+        shutil.copyfile(backend_urls["sqlite_template"], path)
+        return base_settings(tmp_path, database_url=f"sqlite+aiosqlite:///{path}")
+    await reset_postgres(backend_urls["database_url"])
+    await reset_redis(backend_urls["redis_url"])
+    return base_settings(tmp_path, **backend_urls)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    """A controllable wall clock: `clock.shift(timedelta(days=8))` moves every `now()` forward."""
+    with time_machine.travel(datetime.now(UTC), tick=True) as traveller:
+        yield traveller
