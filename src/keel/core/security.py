@@ -14,14 +14,18 @@ from typing import Any
 import anyio
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from keel.core.config import Settings
+from keel.core.logging import get_logger
 
 JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"
 REQUIRED_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "iss", "aud", "type"]
+
+log = get_logger("keel.security")
 
 
 # --- passwords -------------------------------------------------------------------------------
@@ -33,8 +37,9 @@ class PasswordHasher:
     """
 
     def __init__(self, *, memory_cost: int, time_cost: int, parallelism: int, concurrency: int) -> None:
+        self._bcrypt = BcryptHasher()
         self._hash = PasswordHash(
-            (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism), BcryptHasher())
+            (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism), self._bcrypt)
         )
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._dummy_hash: str | None = None
@@ -44,7 +49,19 @@ class PasswordHasher:
 
     async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Check a password; the second value is a new hash when the stored one is outdated."""
-        return await anyio.to_thread.run_sync(self._hash.verify_and_update, password, hashed, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(self._verify_and_update, password, hashed, limiter=self._limiter)
+
+    def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        if self._bcrypt.identify(hashed):
+            # bcrypt only ever used the first 72 bytes; bcrypt 5 raises on longer input instead of
+            # truncating, so truncate as the system that made the hash did.
+            valid = self._bcrypt.verify(password.encode()[:72], hashed)
+            return valid, (self._hash.hash(password) if valid else None)
+        try:
+            return self._hash.verify_and_update(password, hashed)
+        except UnknownHashError:
+            log.error("unknown_password_hash_format")
+            return False, None
 
     async def dummy_verify(self, password: str) -> None:
         """Spend the time of a real verification, so an unknown email answers as slowly as a known one."""
