@@ -16,7 +16,7 @@ from keel import __version__
 from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
-from keel.core.problems import install_error_handlers
+from keel.core.problems import install_error_handlers, route_method_index
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
 from keel.routes import admin, auth, ops, users
@@ -67,12 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    for module in (auth, users, admin, ops):
-        app.include_router(module.router)
+    routers = [auth.router, users.router, admin.router, ops.router]
+    for router in routers:
+        app.include_router(router)
     _mount_web(app)
+    app.state.route_methods = route_method_index(
+        [*app.router.routes, *(route for router in routers for route in router.routes)]
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     database_url: str | None = None
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None
-    public_url: str = "http://127.0.0.1:8000"
 
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     session_idle_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300)
@@ -52,6 +51,8 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -89,7 +90,6 @@ class Settings(BaseSettings):
             self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
         if self.session_absolute_ttl_seconds < self.session_idle_ttl_seconds:
             raise ValueError("KEEL_SESSION_ABSOLUTE_TTL_SECONDS must be >= KEEL_SESSION_IDLE_TTL_SECONDS")
-        self.public_url = self.public_url.rstrip("/")
         return self
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Route
 
+from keel.core.context import current_request_id
 from keel.core.errors import KeelError
 from keel.core.logging import get_logger
-from keel.core.request_context import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -76,6 +80,15 @@ def internal_error_response() -> JSONResponse:
     )
 
 
+def payload_too_large_response(limit: int, path: str) -> JSONResponse:
+    return problem_response(
+        status=413,
+        code="payload_too_large",
+        detail=f"The request body is larger than {limit} bytes.",
+        instance=path,
+    )
+
+
 async def _keel_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeelError)
     if exc.status >= 500:
@@ -96,13 +109,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     phrase = HTTPStatus(status).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else _default_detail(status, request)
+    headers = dict(exc.headers) if exc.headers else {}
+    if status == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         status=status,
         code=_HTTP_CODES.get(status, "http_error"),
         detail=detail,
         instance=request.url.path,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route at this path accepts (Starlette reports only the first match's)."""
+    index: list[tuple[re.Pattern[str], set[str]]] = getattr(request.app.state, "route_methods", [])
+    methods = set().union(*(methods for pattern, methods in index if pattern.match(request.url.path)))
+    return ", ".join(sorted(methods))
+
+
+def route_method_index(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], set[str]]]:
+    return [
+        (route.path_regex, set(route.methods))
+        for route in routes
+        if isinstance(route, Route | APIRoute) and route.methods
+    ]
 
 
 def _default_detail(status: int, request: Request) -> str:

@@ -5,24 +5,28 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.core.context import request_id_var
 from keel.core.logging import get_logger
+from keel.core.problems import internal_error_response, payload_too_large_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
-_request_id: ContextVar[str | None] = ContextVar("keel_request_id", default=None)
 
 access_log = get_logger("keel.access")
 error_log = get_logger("keel.errors")
 
 
-def current_request_id() -> str | None:
-    return _request_id.get()
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _pick_request_id(scope: Scope) -> str:
@@ -38,17 +42,17 @@ def _pick_request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Pure ASGI middleware: cheap on the hot path and safe for streaming responses."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from keel.core.problems import internal_error_response
 
         request_id = _pick_request_id(scope)
-        rid_token = _request_id.set(request_id)
+        rid_token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -65,8 +69,25 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        limit = self.max_body_bytes
+        received = 0
+
+        async def receive_limited() -> Message:
+            # Counts what actually arrives, so a chunked body without Content-Length is bounded too.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"The request body is larger than {limit} bytes.")
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            if _declared_length(scope) > limit:
+                await payload_too_large_response(limit, scope.get("path", ""))(scope, receive, send_with_id)
+                status = 413
+            else:
+                await self.app(scope, receive_limited, send_with_id)
         except Exception:
             # Anything that escaped every handler: log the trace with the request id, answer
             # with a body that reveals nothing.
@@ -87,4 +108,4 @@ class RequestContextMiddleware:
                 user_id=scope.get("state", {}).get("user_id"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
-            _request_id.reset(rid_token)
+            request_id_var.reset(rid_token)
