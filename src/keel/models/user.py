@@ -16,6 +16,8 @@ class Role(StrEnum):
 
 class User(SQLModel, table=True):
     __tablename__ = "user"
+    # Never hand a deleted user's id to a new account (SQLite reuses the highest rowid otherwise).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     # Stored lower-cased: emails and usernames are unique ignoring case.

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user")),
         sa.UniqueConstraint("email", name=op.f("uq_user_email")),
         sa.UniqueConstraint("username", name=op.f("uq_user_username")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "user_session",
