@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from keel.core.config import ConfigError, Settings, get_settings
+from keel.core.logging import configure_logging
 
 app = typer.Typer(
     help="Keel: multi-user todos and posts. Configure with KEEL_* environment variables or a .env file.",
@@ -21,10 +22,12 @@ app = typer.Typer(
 
 def _settings_or_exit() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ConfigError as exc:
         typer.echo(f"keel: configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
+    configure_logging(settings)
+    return settings
 
 
 @app.command()
@@ -89,7 +92,8 @@ def create_admin(
         data = UserCreate(email=email, username=username or derived.ljust(3, "_"), password=password)
     except ValidationError as exc:
         for error in exc.errors():
-            typer.echo(f"keel: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
+            message = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"keel: {'.'.join(map(str, error['loc']))}: {message}", err=True)
         raise typer.Exit(2) from None
     upgrade(settings)
     try:

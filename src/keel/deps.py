@@ -54,7 +54,7 @@ async def _current_user(
     try:
         claims = decode_access_token(settings, token)
     except TokenError as exc:
-        raise (TokenExpired(error="invalid_token") if exc.expired else InvalidToken()) from None
+        raise (TokenExpired() if exc.expired else InvalidToken()) from None
     principal = await session_service.authenticate(session=session, cache=cache, claims=claims)
     request.state.user_id = principal.user_id
     return principal

@@ -42,9 +42,11 @@ class Unauthorized(KeelError):
     code = "not_authenticated"
     title = "Not authenticated"
     default_detail = "Authentication is required."
+    # RFC 6750: the `invalid_token` error only when a presented access token was refused.
+    bearer_error: ClassVar[str | None] = None
 
-    def __init__(self, detail: str | None = None, *, error: str = "invalid_token") -> None:
-        challenge = "Bearer" if self.code == "not_authenticated" else f'Bearer error="{error}"'
+    def __init__(self, detail: str | None = None) -> None:
+        challenge = f'Bearer error="{self.bearer_error}"' if self.bearer_error else "Bearer"
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
@@ -52,15 +54,16 @@ class InvalidToken(Unauthorized):
     code = "invalid_token"
     title = "Invalid token"
     default_detail = "The access token is invalid."
+    bearer_error = "invalid_token"
 
 
-class TokenExpired(Unauthorized):
+class TokenExpired(InvalidToken):
     code = "token_expired"
     title = "Token expired"
     default_detail = "The access token has expired."
 
 
-class SessionRevoked(Unauthorized):
+class SessionRevoked(InvalidToken):
     code = "session_revoked"
     title = "Session ended"
     default_detail = "This session has ended; sign in again."
