@@ -1,0 +1,325 @@
+"""The `keel` command: help, migrations, creating administrators, refusing bad configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from keel import cli
+from keel.core.config import Settings, get_settings
+from keel.main import create_app
+from tests.factories import Account, create_user, login
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "tidal-Marmot-quarry-42"
+OTHER_PASSWORD = "lantern-Osprey-gravel-77"
+CREATED = re.compile(r"administrator (?P<email>\S+) \(id (?P<id>\d+)\) is ready")
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No KEEL_* variable, .env file or cached settings from elsewhere reach the command."""
+    for name in list(os.environ):
+        if name.upper().startswith("KEEL_"):
+            monkeypatch.delenv(name)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def run(data_dir: Path) -> RunCli:
+    return RunCli(data_dir)
+
+
+@dataclass
+class RunCli:
+    data_dir: Path
+
+    def __call__(self, *args: str, input: str | None = None, **env: str | None) -> Result:
+        get_settings.cache_clear()
+        environment: dict[str, str | None] = {"KEEL_DATA_DIR": str(self.data_dir), "KEEL_LOG_LEVEL": "WARNING"}
+        environment.update(env)
+        return CliRunner().invoke(cli.app, list(args), env=environment, input=input)
+
+    @property
+    def settings(self) -> Settings:
+        """What the command used: the same data folder, so the same database and secret."""
+        return Settings(data_dir=self.data_dir, log_level="WARNING")
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "keel.db"
+
+
+@dataclass
+class SignIn:
+    status: int
+    me: dict[str, object] | None = None
+    admin_list_status: int | None = None
+
+
+async def _sign_in(settings: Settings, email: str, password: str) -> SignIn:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.post("/api/v1/auth/login", data={"username": email, "password": password})
+            if response.status_code != 200:
+                return SignIn(response.status_code)
+            headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+            me = await http.get("/api/v1/users/me", headers=headers)
+            assert me.status_code == 200, me.text
+            listing = await http.get("/api/v1/admin/users", headers=headers)
+            return SignIn(200, me.json(), listing.status_code)
+
+
+def sign_in(settings: Settings, email: str, password: str) -> SignIn:
+    return asyncio.run(_sign_in(settings, email, password))
+
+
+def users(database: Path) -> list[tuple[int, str, str, str, int, int]]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            'SELECT id, email, username, role, is_verified, is_active FROM "user" ORDER BY id'
+        ).fetchall()
+    connection.close()
+    return [tuple(row) for row in rows]
+
+
+def created_id(result: Result, email: str = ADMIN_EMAIL) -> int:
+    assert result.exit_code == 0, result.output
+    match = CREATED.search(result.stdout)
+    assert match is not None, result.output
+    assert match["email"] == email
+    return int(match["id"])
+
+
+class TestHelp:
+    def test_lists_the_commands(self, run: RunCli) -> None:
+        result = run("--help")
+
+        assert result.exit_code == 0, result.output
+        for command in ("serve", "migrate", "create-admin"):
+            assert command in result.stdout
+
+    @pytest.mark.parametrize(("command", "expected"), [("migrate", "REVISION"), ("create-admin", "EMAIL")])
+    def test_each_command_has_help(self, run: RunCli, command: str, expected: str) -> None:
+        result = run(command, "--help")
+
+        assert result.exit_code == 0, result.output
+        assert expected in result.stdout
+
+
+class TestMigrate:
+    def test_creates_the_sqlite_database_in_a_fresh_data_dir(self, run: RunCli) -> None:
+        assert not run.data_dir.exists()
+
+        result = run("migrate")
+
+        assert result.exit_code == 0, result.output
+        assert "database at head" in result.stdout
+        assert run.database.is_file()
+        with sqlite3.connect(run.database) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        connection.close()
+        assert {"user", "user_session", "refresh_token", "alembic_version"} <= tables
+        assert len(version) == 1
+
+    def test_is_idempotent(self, run: RunCli) -> None:
+        assert run("migrate").exit_code == 0
+
+        again = run("migrate")
+
+        assert again.exit_code == 0, again.output
+        assert users(run.database) == []
+
+
+class TestCreateAdmin:
+    def test_creates_a_verified_admin_who_can_sign_in(self, run: RunCli) -> None:
+        result = run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)
+
+        user_id = created_id(result)
+        assert ADMIN_PASSWORD not in result.output
+        assert users(run.database) == [(user_id, ADMIN_EMAIL, "admin", "admin", 1, 1)]
+        signed = sign_in(run.settings, ADMIN_EMAIL, ADMIN_PASSWORD)
+        assert signed.status == 200
+        assert signed.me is not None
+        assert signed.me["id"] == user_id
+        assert signed.me["role"] == "admin"
+        assert signed.me["is_verified"] is True
+        assert signed.me["is_active"] is True
+        assert signed.admin_list_status == 200
+
+    def test_email_is_stored_lower_cased(self, run: RunCli) -> None:
+        result = run("create-admin", "Root.Admin@Example.COM", KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)
+
+        created_id(result, "root.admin@example.com")
+        assert sign_in(run.settings, "root.admin@example.com", ADMIN_PASSWORD).status == 200
+
+    def test_the_username_option_is_used(self, run: RunCli) -> None:
+        result = run("create-admin", ADMIN_EMAIL, "--username", "chief", KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)
+
+        user_id = created_id(result)
+        assert users(run.database) == [(user_id, ADMIN_EMAIL, "chief", "admin", 1, 1)]
+
+    def test_the_password_can_be_typed_at_the_prompt(self, run: RunCli) -> None:
+        result = run("create-admin", ADMIN_EMAIL, input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n")
+
+        created_id(result)
+        assert ADMIN_PASSWORD not in result.output
+        assert sign_in(run.settings, ADMIN_EMAIL, ADMIN_PASSWORD).status == 200
+
+    def test_running_it_again_keeps_one_admin_with_the_new_password(self, run: RunCli) -> None:
+        first = created_id(run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD))
+
+        second = created_id(run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=OTHER_PASSWORD))
+
+        assert second == first
+        assert users(run.database) == [(first, ADMIN_EMAIL, "admin", "admin", 1, 1)]
+        assert sign_in(run.settings, ADMIN_EMAIL, ADMIN_PASSWORD).status == 401
+        signed = sign_in(run.settings, ADMIN_EMAIL, OTHER_PASSWORD)
+        assert signed.me is not None
+        assert signed.me["role"] == "admin"
+
+    def test_promotes_an_existing_account_and_ends_its_sessions(self, run: RunCli) -> None:
+        assert run("migrate").exit_code == 0
+        settings = run.settings
+
+        async def existing_user_with_a_session() -> tuple[Account, str]:
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                account = await create_user(
+                    app, email="ada@example.com", username="ada", is_verified=False, password=ADMIN_PASSWORD
+                )
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                    tokens = await login(http, account)
+            return account, tokens.access
+
+        async def status_of(token: str) -> int:
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                    response = await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+                    return response.status_code
+
+        account, old_token = asyncio.run(existing_user_with_a_session())
+        assert asyncio.run(status_of(old_token)) == 200
+
+        result = run("create-admin", "Ada@Example.com", KEEL_ADMIN_PASSWORD=OTHER_PASSWORD)
+
+        assert created_id(result, "ada@example.com") == account.id
+        assert users(run.database) == [(account.id, "ada@example.com", "ada", "admin", 1, 1)]
+        assert asyncio.run(status_of(old_token)) == 401
+        signed = sign_in(settings, "ada@example.com", OTHER_PASSWORD)
+        assert signed.me is not None
+        assert (signed.me["role"], signed.me["is_verified"]) == ("admin", True)
+        assert signed.admin_list_status == 200
+
+    def test_a_taken_username_fails_with_a_hint(self, run: RunCli) -> None:
+        created_id(run("create-admin", "admin@one.example", KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD), "admin@one.example")
+
+        clash = run("create-admin", "admin@two.example", KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)
+
+        assert clash.exit_code == 1, clash.output
+        assert "--username" in clash.stderr
+        assert "Traceback" not in clash.output
+        assert len(users(run.database)) == 1
+
+    @pytest.mark.parametrize(
+        "password",
+        ["password123", "short", "admin@example.com", "x" * 129],
+        ids=["common", "too-short", "same-as-email", "too-long"],
+    )
+    def test_a_weak_password_is_refused(self, run: RunCli, password: str) -> None:
+        result = run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=password)
+
+        assert result.exit_code != 0
+        assert "password" in result.stderr.lower()
+        assert result.stderr.startswith("keel: ")
+        assert "Traceback" not in result.output
+        assert password not in result.output
+        assert not run.database.exists() or users(run.database) == []
+
+    def test_an_invalid_email_is_refused(self, run: RunCli) -> None:
+        result = run("create-admin", "not-an-email", KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)
+
+        assert result.exit_code != 0
+        assert "email" in result.stderr.lower()
+        assert not run.database.exists() or users(run.database) == []
+
+
+class TestConfigurationErrors:
+    @pytest.fixture(autouse=True)
+    def no_server(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("serve started a server despite a configuration error")
+
+        monkeypatch.setattr(uvicorn, "run", refuse)
+
+    @pytest.mark.parametrize(
+        "args", [("migrate",), ("create-admin", ADMIN_EMAIL), ("serve",)], ids=["migrate", "create-admin", "serve"]
+    )
+    @pytest.mark.parametrize(
+        ("secret", "fragment"),
+        [(None, "must be set"), ("changeme", "placeholder"), ("too-short", "at least 32 bytes")],
+        ids=["missing", "placeholder", "short"],
+    )
+    def test_production_with_a_bad_secret_exits_2_with_one_line(
+        self, run: RunCli, args: tuple[str, ...], secret: str | None, fragment: str
+    ) -> None:
+        result = run(
+            *args,
+            KEEL_ENVIRONMENT="production",
+            KEEL_SECRET_KEY=secret,
+            KEEL_DATABASE_URL="postgresql+asyncpg://keel@127.0.0.1:1/keel",
+            KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        )
+
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("keel: configuration error: ")
+        assert "KEEL_SECRET_KEY" in lines[0]
+        assert fragment in lines[0]
+        assert result.stdout == ""
+        assert not run.data_dir.exists()
+
+    def test_production_on_sqlite_exits_2_naming_the_setting(self, run: RunCli) -> None:
+        result = run(
+            "migrate", KEEL_ENVIRONMENT="production", KEEL_SECRET_KEY="0123456789abcdef0123456789abcdef-real-key"
+        )
+
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith("keel: configuration error: ")
+        assert "KEEL_DATABASE_URL" in result.stderr
+        assert not run.database.exists()
+
+    def test_an_invalid_value_exits_2_naming_the_setting(self, run: RunCli) -> None:
+        result = run("migrate", KEEL_ACCESS_TOKEN_TTL_SECONDS="five")
+
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("keel: configuration error: KEEL_ACCESS_TOKEN_TTL_SECONDS")
+        assert result.stderr.count("\n") == 1
