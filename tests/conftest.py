@@ -168,6 +168,22 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No KEEL_* variable, .env file or cached settings from the machine running the tests leak in."""
+    from keel.core.config import get_settings
+
+    for name in list(os.environ):
+        if name.upper().startswith("KEEL_"):
+            monkeypatch.delenv(name)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def clock() -> Iterator[time_machine.Traveller]:
     """A controllable wall clock: `clock.shift(timedelta(days=8))` moves every `now()` forward."""
     with time_machine.travel(datetime.now(UTC), tick=True) as traveller:

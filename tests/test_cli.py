@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,18 +24,7 @@ OTHER_PASSWORD = "lantern-Osprey-gravel-77"
 CREATED = re.compile(r"administrator (?P<email>\S+) \(id (?P<id>\d+)\) is ready")
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No KEEL_* variable, .env file or cached settings from elsewhere reach the command."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEEL_"):
-            monkeypatch.delenv(name)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.fixture

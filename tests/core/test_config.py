@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -15,15 +14,7 @@ GOOD_SECRET = "0123456789abcdef0123456789abcdef-a-real-random-key"
 POSTGRES_URL = "postgresql+asyncpg://keel@db.internal:5432/keel"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No KEEL_* variable or .env file from the machine running the tests may leak in."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEEL_"):
-            monkeypatch.delenv(name)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def production(tmp_path: Path, **overrides: object) -> Settings:
