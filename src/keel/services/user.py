@@ -14,6 +14,7 @@ from keel.models import Role, User, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserRead, UserUpdate
 from keel.services import session as session_service
+from keel.services.query import contains
 from keel.services.session import SessionCache
 
 log = get_logger("keel.users")
@@ -116,10 +117,6 @@ async def _ensure_not_last_admin(session: AsyncSession, user: User, *, losing_ad
         raise LastAdmin
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_users(
     *,
     session: AsyncSession,
@@ -131,10 +128,7 @@ async def list_users(
 ) -> Page[UserRead]:
     conditions = []
     if q:
-        pattern = f"%{_escape_like(q.lower())}%"
-        conditions.append(
-            or_(col(User.email).like(pattern, escape="\\"), col(User.username).like(pattern, escape="\\"))
-        )
+        conditions.append(or_(contains(col(User.email), q), contains(col(User.username), q)))
     if role is not None:
         conditions.append(col(User.role) == role)
     if is_active is not None:
