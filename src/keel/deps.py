@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
 from keel.core.db import Database
-from keel.core.errors import Forbidden, InvalidToken, TokenExpired, Unauthorized
+from keel.core.errors import EmailNotVerified, Forbidden, InvalidToken, TokenExpired, Unauthorized
 from keel.core.security import TokenError, decode_access_token
+from keel.models import Post, Todo
+from keel.services import post as post_service
 from keel.services import session as session_service
+from keel.services import todo as todo_service
 from keel.services.session import Principal, SessionCache
 
 LOGIN_PATH = "/api/v1/auth/login"
@@ -51,6 +54,25 @@ async def _current_user(
 ) -> Principal:
     if not token:
         raise Unauthorized
+    return await _authenticate(request, token, settings, session, cache)
+
+
+async def _optional_user(
+    request: Request,
+    token: Annotated[str | None, Depends(_bearer)],
+    settings: SettingsDep,
+    session: SessionDep,
+    cache: CacheDep,
+) -> Principal | None:
+    """Anonymous is fine; a token that is presented must still be valid."""
+    if not token:
+        return None
+    return await _authenticate(request, token, settings, session, cache)
+
+
+async def _authenticate(
+    request: Request, token: str, settings: Settings, session: AsyncSession, cache: SessionCache | None
+) -> Principal:
     try:
         claims = decode_access_token(settings, token)
     except TokenError as exc:
@@ -61,11 +83,12 @@ async def _current_user(
 
 
 CurrentUser = Annotated[Principal, Depends(_current_user)]
+OptionalUser = Annotated[Principal | None, Depends(_optional_user)]
 
 
 async def _verified_user(user: CurrentUser) -> Principal:
     if not user.is_verified:
-        raise Forbidden("Verify your email address first.")
+        raise EmailNotVerified
     return user
 
 
@@ -103,3 +126,32 @@ def client_ip(request: Request) -> str | None:
 
 
 ClientIP = Annotated[str | None, Depends(client_ip)]
+
+
+# --- ids in paths, and the lookups that check who may see what ------------------------------------
+def _id_param(description: str) -> Any:
+    return Path(ge=1, le=2**31 - 1, description=description)
+
+
+UserId = Annotated[int, _id_param("A user id.")]
+TodoId = Annotated[int, _id_param("A todo id.")]
+PostId = Annotated[int, _id_param("A post id.")]
+
+
+async def _owned_todo(todo_id: TodoId, user: CurrentUser, session: SessionDep) -> Todo:
+    return await todo_service.get_owned(session=session, owner_id=user.user_id, todo_id=todo_id)
+
+
+async def _visible_post(post_id: PostId, user: OptionalUser, session: SessionDep) -> Post:
+    return await post_service.get_visible(session=session, post_id=post_id, viewer=user)
+
+
+OwnedTodo = Annotated[Todo, Depends(_owned_todo)]
+VisiblePost = Annotated[Post, Depends(_visible_post)]
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
+SearchTerm = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="Case-insensitive substring to look for.")
+]

@@ -19,7 +19,7 @@ from keel.core.logging import configure_logging, get_logger
 from keel.core.problems import install_error_handlers, route_method_index
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
-from keel.routes import admin, auth, ops, users
+from keel.routes import admin, auth, ops, posts, todos, users
 from keel.schemas.common import Problem
 from keel.services.session import SessionCache
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    routers = [auth.router, users.router, admin.router, ops.router]
+    routers = [auth.router, users.router, admin.router, todos.router, posts.router, ops.router]
     for router in routers:
         app.include_router(router)
     _mount_web(app)

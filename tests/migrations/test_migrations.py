@@ -54,7 +54,7 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_url: s
     upgrade(settings)
     diff, tables = asyncio.run(_inspect(database_url))
     assert diff == [], f"migrations and models differ: {diff}"
-    assert {"user", "user_session", "refresh_token"} <= tables
+    assert {"user", "user_session", "refresh_token", "todo", "post", "vote"} <= tables
 
     downgrade(settings, "base")
     _, tables = asyncio.run(_inspect(database_url))

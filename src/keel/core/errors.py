@@ -89,6 +89,18 @@ class Forbidden(KeelError):
     default_detail = "You do not have permission to do this."
 
 
+class EmailNotVerified(Forbidden):
+    code = "email_not_verified"
+    title = "Email not verified"
+    default_detail = "Verify your email address first."
+
+
+class NotAuthor(Forbidden):
+    code = "not_author"
+    title = "Not the author"
+    default_detail = "Only the author can change this post."
+
+
 class InactiveUser(Forbidden):
     code = "inactive_user"
     title = "Account deactivated"
@@ -106,6 +118,16 @@ class NotFound(KeelError):
 class UserNotFound(NotFound):
     code = "user_not_found"
     default_detail = "No such user."
+
+
+class TodoNotFound(NotFound):
+    code = "todo_not_found"
+    default_detail = "No such todo."
+
+
+class PostNotFound(NotFound):
+    code = "post_not_found"
+    default_detail = "No such post."
 
 
 class SessionNotFound(NotFound):

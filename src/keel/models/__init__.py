@@ -1,8 +1,11 @@
 """Table models. Importing this package registers every table on ``SQLModel.metadata``."""
 
 from keel.models.base import utcnow
+from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
+from keel.models.todo import Priority, Todo
 from keel.models.user import Role, User
+from keel.models.vote import Vote
 
-__all__ = ["RefreshToken", "Role", "User", "UserSession", "utcnow"]
+__all__ = ["Post", "Priority", "RefreshToken", "Role", "Todo", "User", "UserSession", "Vote", "utcnow"]

@@ -4,10 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.deps import AdminUser, CacheDep, SessionDep
+from keel.deps import AdminUser, CacheDep, Limit, Offset, SessionDep, UserId
 from keel.models import Role
 from keel.routes import API_PREFIX
-from keel.routes.users import UserId
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.user import AdminUserUpdate, UserRead
 from keel.services import user as user_service
@@ -22,8 +21,8 @@ async def list_users(
     q: Annotated[str | None, Query(max_length=254, description="Part of an email or username.")] = None,
     role: Role | None = None,
     is_active: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> Page[UserRead]:
     """Search all accounts."""
     return await user_service.list_users(

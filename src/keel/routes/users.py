@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, status
 
-from fastapi import APIRouter, Path, status
-
-from keel.deps import CacheDep, CurrentUser, SessionDep, SettingsDep
+from keel.deps import CacheDep, CurrentUser, SessionDep, SettingsDep, UserId
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
 from keel.services import user as user_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
-
-UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))

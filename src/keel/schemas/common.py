@@ -16,6 +16,12 @@ class InputModel(BaseModel):
 T = TypeVar("T")
 
 
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("Must not be blank.")
+    return value
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from keel.deps import CurrentUser, Limit, Offset, OptionalUser, SearchTerm, SessionDep, VisiblePost
+from keel.routes import API_PREFIX
+from keel.schemas.common import Page, problem_responses
+from keel.schemas.post import PostCreate, PostRead, PostUpdate
+from keel.services import post as post_service
+
+# Parameter order matters: authentication (401) is checked before visibility (404).
+router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PostRead, responses=problem_responses(401, 403))
+@router.post(
+    "/",
+    include_in_schema=False,
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostRead,
+    responses=problem_responses(401, 403),
+)
+async def create_post(data: PostCreate, user: CurrentUser, session: SessionDep) -> PostRead:
+    """Write a post: a draft by default, published at once with `published: true` (needs a verified email)."""
+    return await post_service.create(session=session, author=user, data=data)
+
+
+@router.get("", response_model=Page[PostRead], responses=problem_responses(401))
+@router.get("/", include_in_schema=False, response_model=Page[PostRead], responses=problem_responses(401))
+async def list_feed(
+    user: OptionalUser,
+    session: SessionDep,
+    author_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this author's posts.")] = None,
+    q: SearchTerm = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> Page[PostRead]:
+    """The public feed: published posts, newest first. No sign-in needed."""
+    return await post_service.list_feed(
+        session=session, viewer=user, author_id=author_id, q=q, limit=limit, offset=offset
+    )
+
+
+@router.get("/mine", response_model=Page[PostRead], responses=problem_responses(401))
+async def list_mine(
+    user: CurrentUser, session: SessionDep, published: bool | None = None, limit: Limit = 20, offset: Offset = 0
+) -> Page[PostRead]:
+    """The current user's posts, drafts included, newest first."""
+    return await post_service.list_mine(session=session, author=user, published=published, limit=limit, offset=offset)
+
+
+@router.get("/{post_id}", response_model=PostRead, responses=problem_responses(401, 404))
+async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) -> PostRead:
+    """One post; a draft only for its author or an admin."""
+    return await post_service.read(session=session, post=post, viewer=user)
+
+
+@router.patch("/{post_id}", response_model=PostRead, responses=problem_responses(401, 403, 404))
+async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, session: SessionDep) -> PostRead:
+    """Edit, publish or unpublish a post (its author only)."""
+    return await post_service.update(session=session, post=post, editor=user, data=data)
+
+
+@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404))
+async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+    """Delete a post (its author or an admin)."""
+    await post_service.delete(session=session, post=post, actor=user)
+
+
+@router.post("/{post_id}/vote", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404))
+async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+    """Vote for a published post (needs a verified email); voting again changes nothing."""
+    await post_service.vote(session=session, post=post, voter=user)
+
+
+@router.delete("/{post_id}/vote", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 404))
+async def unvote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+    """Take back a vote; doing it twice changes nothing."""
+    await post_service.unvote(session=session, post=post, voter=user)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from keel.deps import CurrentUser, Limit, Offset, OwnedTodo, SearchTerm, SessionDep
+from keel.routes import API_PREFIX
+from keel.schemas.common import Page, problem_responses
+from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
+from keel.services import todo as todo_service
+
+router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=problem_responses(401, 422))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TodoRead)
+@router.post("/", include_in_schema=False, status_code=status.HTTP_201_CREATED, response_model=TodoRead)
+async def create_todo(data: TodoCreate, user: CurrentUser, session: SessionDep) -> TodoRead:
+    """Add a todo to the current user's list."""
+    return TodoRead.model_validate(await todo_service.create(session=session, owner_id=user.user_id, data=data))
+
+
+@router.get("", response_model=Page[TodoRead])
+@router.get("/", include_in_schema=False, response_model=Page[TodoRead])
+async def list_todos(
+    user: CurrentUser,
+    session: SessionDep,
+    completed: bool | None = None,
+    q: SearchTerm = None,
+    sort: TodoSort = TodoSort.CREATED_AT_DESC,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> Page[TodoRead]:
+    """The current user's todos, filtered, searched (title and description) and sorted."""
+    return await todo_service.list_for_owner(
+        session=session, owner_id=user.user_id, completed=completed, q=q, sort=sort, limit=limit, offset=offset
+    )
+
+
+@router.get("/{todo_id}", response_model=TodoRead, responses=problem_responses(404))
+async def read_todo(todo: OwnedTodo) -> TodoRead:
+    """One of the current user's todos; anyone else's is not found."""
+    return TodoRead.model_validate(todo)
+
+
+@router.patch("/{todo_id}", response_model=TodoRead, responses=problem_responses(404))
+async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) -> TodoRead:
+    """Change any of a todo's fields (tick it done with `completed: true`)."""
+    return TodoRead.model_validate(await todo_service.update(session=session, todo=todo, data=data))
+
+
+@router.delete("/{todo_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404))
+async def delete_todo(todo: OwnedTodo, session: SessionDep) -> None:
+    """Delete a todo."""
+    await todo_service.delete(session=session, todo=todo)

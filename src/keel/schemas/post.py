@@ -1,0 +1,39 @@
+"""Post shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from keel.schemas.common import InputModel, not_blank
+from keel.schemas.user import UserPublic
+
+PostTitle = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(not_blank)]
+Content = Annotated[str, Field(min_length=1, max_length=50_000), AfterValidator(not_blank)]
+
+
+class PostCreate(InputModel):
+    title: PostTitle
+    content: Content
+    published: bool = False
+
+
+class PostUpdate(InputModel):
+    title: PostTitle | None = None
+    content: Content | None = None
+    published: bool | None = None
+
+
+class PostRead(BaseModel):
+    id: int
+    title: str
+    content: str
+    published: bool
+    author: UserPublic
+    votes: int = Field(description="How many users voted for the post.")
+    voted: bool = Field(description="Whether the caller voted for it (false when anonymous).")
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
