@@ -1,0 +1,115 @@
+"""Who may do what to whose resource, for every route that takes an id.
+
+The table below is checked against the app's own routes: a new route with an id in its path
+fails `test_every_route_with_an_id_is_in_the_matrix` until its expectations are written down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from keel.main import create_app
+from keel.models import Role
+from tests.conftest import base_settings
+from tests.factories import create_user, login
+
+ACTORS = ("anonymous", "owner", "other", "admin")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Expected status per actor; `body` is a valid request body for the route."""
+
+    statuses: dict[str, int]
+    body: dict[str, Any] | None = None
+
+
+def _row(anonymous: int, owner: int, other: int, admin: int) -> dict[str, int]:
+    return {"anonymous": anonymous, "owner": owner, "other": other, "admin": admin}
+
+
+# (method, path template, state of the target) -> rule. "owner" owns the target resource.
+MATRIX: dict[tuple[str, str, str], Rule] = {
+    ("DELETE", "/api/v1/auth/sessions/{session_id}", "-"): Rule(_row(401, 204, 404, 404)),
+    ("GET", "/api/v1/users/{user_id}", "-"): Rule(_row(200, 200, 200, 200)),
+    ("PATCH", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 200), {"is_verified": True}),
+    ("DELETE", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 204)),
+    ("GET", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404)),
+    ("PATCH", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404), {"title": "changed"}),
+    ("DELETE", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 204, 404, 404)),
+    ("GET", "/api/v1/posts/{post_id}", "draft"): Rule(_row(404, 200, 404, 200)),
+    ("GET", "/api/v1/posts/{post_id}", "published"): Rule(_row(200, 200, 200, 200)),
+    ("PATCH", "/api/v1/posts/{post_id}", "draft"): Rule(_row(401, 200, 404, 403), {"title": "changed"}),
+    ("PATCH", "/api/v1/posts/{post_id}", "published"): Rule(_row(401, 200, 403, 403), {"title": "changed"}),
+    ("DELETE", "/api/v1/posts/{post_id}", "draft"): Rule(_row(401, 204, 404, 204)),
+    ("DELETE", "/api/v1/posts/{post_id}", "published"): Rule(_row(401, 204, 403, 204)),
+    ("POST", "/api/v1/posts/{post_id}/vote", "draft"): Rule(_row(401, 404, 404, 404)),
+    ("POST", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 204, 204, 204)),
+    ("DELETE", "/api/v1/posts/{post_id}/vote", "draft"): Rule(_row(401, 204, 404, 204)),
+    ("DELETE", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 204, 204, 204)),
+}
+
+CASES = [
+    pytest.param(method, path, state, actor, id=f"{method} {path} [{state}] as {actor}")
+    for (method, path, state), rule in MATRIX.items()
+    for actor in ACTORS
+]
+
+
+def _routes_with_ids() -> set[tuple[str, str]]:
+    app = create_app(base_settings(Path("/nonexistent"), database_url="sqlite+aiosqlite:///:memory:"))
+    return {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if "{" in path
+        for method in operations
+    }
+
+
+def test_every_route_with_an_id_is_in_the_matrix() -> None:
+    covered = {(method, path) for method, path, _ in MATRIX}
+    assert _routes_with_ids() == covered
+
+
+async def _fixture_ids(
+    app: FastAPI, client: httpx.AsyncClient, owner_headers: dict[str, str], state: str
+) -> dict[str, str]:
+    """Create the owner's resources and return the value of each path parameter."""
+    todo = await client.post("/api/v1/todos", json={"title": "mine"}, headers=owner_headers)
+    post = await client.post(
+        "/api/v1/posts",
+        json={"title": "mine", "content": "text", "published": state == "published"},
+        headers=owner_headers,
+    )
+    sessions = await client.get("/api/v1/auth/sessions", headers=owner_headers)
+    me = await client.get("/api/v1/users/me", headers=owner_headers)
+    assert todo.status_code == post.status_code == 201
+    return {
+        "todo_id": str(todo.json()["id"]),
+        "post_id": str(post.json()["id"]),
+        "session_id": sessions.json()[0]["id"],
+        "user_id": str(me.json()["id"]),
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "state", "actor"), CASES)
+async def test_access(app: FastAPI, client: httpx.AsyncClient, method: str, path: str, state: str, actor: str) -> None:
+    owner = await login(client, await create_user(app))
+    headers = {
+        "anonymous": {},
+        "owner": owner.headers,
+        "other": (await login(client, await create_user(app))).headers,
+        "admin": (await login(client, await create_user(app, role=Role.ADMIN))).headers,
+    }
+    ids = await _fixture_ids(app, client, owner.headers, state)
+    rule = MATRIX[(method, path, state)]
+
+    response = await client.request(method, path.format(**ids), json=rule.body, headers=headers[actor])
+
+    assert response.status_code == rule.statuses[actor], response.text
