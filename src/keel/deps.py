@@ -14,6 +14,7 @@ from keel.core.db import Database
 from keel.core.errors import EmailNotVerified, Forbidden, InvalidToken, TokenExpired, Unauthorized
 from keel.core.security import TokenError, decode_access_token
 from keel.models import Post, Todo
+from keel.schemas.common import NO_NUL
 from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import todo as todo_service
@@ -107,7 +108,7 @@ class LoginForm:
 
     def __init__(
         self,
-        username: Annotated[str, Form(max_length=254, description="Your email address.")],
+        username: Annotated[str, Form(max_length=254, pattern=NO_NUL, description="Your email address.")],
         password: Annotated[str, Form(max_length=1024, json_schema_extra={"format": "password"})],
         grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
         scope: Annotated[str, Form(max_length=1024)] = "",
@@ -134,6 +135,7 @@ def _id_param(description: str) -> Any:
 
 
 UserId = Annotated[int, _id_param("A user id.")]
+SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
 
@@ -153,5 +155,6 @@ VisiblePost = Annotated[Post, Depends(_visible_post)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
 SearchTerm = Annotated[
-    str | None, Query(min_length=1, max_length=200, description="Case-insensitive substring to look for.")
+    str | None,
+    Query(min_length=1, max_length=200, pattern=NO_NUL, description="Case-insensitive substring to look for."),
 ]

@@ -33,6 +33,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+SQLITE_LOWER = "keel_lower"
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -43,6 +50,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # SQLite's lower() folds ASCII only; searches use this one so "CRÈME" finds "crème".
+        dbapi_connection.create_function(SQLITE_LOWER, 1, _unicode_lower, deterministic=True)
 
 
 class Database:

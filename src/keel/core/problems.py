@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
@@ -189,6 +189,18 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Validation should stop such input first; this keeps a value the database refuses a 422.
+    log.warning("database_refused_value", error=type(getattr(exc, "orig", exc)).__name__)
+    return problem_response(
+        status=422,
+        code="invalid_data",
+        title="Invalid input",
+        detail="The request contains a value that cannot be stored.",
+        instance=request.url.path,
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     unavailable = isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -212,5 +224,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 from keel.deps import AdminUser, CacheDep, Limit, Offset, SessionDep, UserId
 from keel.models import Role
 from keel.routes import API_PREFIX
-from keel.schemas.common import Page, problem_responses
+from keel.schemas.common import NO_NUL, Page, problem_responses
 from keel.schemas.user import AdminUserUpdate, UserRead
 from keel.services import user as user_service
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=probl
 async def list_users(
     admin: AdminUser,
     session: SessionDep,
-    q: Annotated[str | None, Query(max_length=254, description="Part of an email or username.")] = None,
+    q: Annotated[str | None, Query(max_length=254, pattern=NO_NUL, description="Part of an email or username.")] = None,
     role: Role | None = None,
     is_active: bool | None = None,
     limit: Limit = 20,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from keel.deps import CacheDep, ClientIP, CurrentUser, LoginFormDep, SessionDep, SettingsDep
+from keel.deps import CacheDep, ClientIP, CurrentUser, LoginFormDep, SessionDep, SessionId, SettingsDep
 from keel.routes import API_PREFIX
 from keel.schemas.auth import LogoutRequest, PasswordChange, RefreshRequest, SessionRead, TokenPair
 from keel.schemas.common import Message, problem_responses
@@ -87,7 +87,7 @@ async def list_sessions(user: CurrentUser, session: SessionDep, settings: Settin
 @router.delete(
     "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 404, 422)
 )
-async def revoke_session(session_id: str, user: CurrentUser, session: SessionDep, cache: CacheDep) -> None:
+async def revoke_session(session_id: SessionId, user: CurrentUser, session: SessionDep, cache: CacheDep) -> None:
     """End one of the current user's sessions (for example a lost device)."""
     await session_service.revoke_one(session=session, cache=cache, principal=user, session_id=session_id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class InputModel(BaseModel):
@@ -12,8 +12,20 @@ class InputModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL cannot store U+0000 in text; refuse it as input everywhere, on every backend.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("Must not contain the NUL character.")
+        return value
+
 
 T = TypeVar("T")
+
+
+# For text in query strings, paths and forms, which InputModel's validator does not see.
+NO_NUL = r"^[^\x00]*$"
 
 
 def not_blank(value: str) -> str:
