@@ -48,6 +48,8 @@ def base_settings(data_dir: Path, **overrides: object) -> Settings:
         "argon2_memory_cost": 1024,
         "argon2_time_cost": 1,
         "log_format": "console",
+        # Emails go to files in the test's data folder, delivered inside the app; Celery has its own tests.
+        "email_delivery": "in-process",
         "log_level": "WARNING",
     }
     values.update(overrides)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import typer
 import uvicorn
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import ConfigError, Settings, get_settings
 from keel.core.logging import configure_logging
@@ -138,6 +141,86 @@ async def _create_admin(settings: Settings, data: object) -> int:
     finally:
         if redis is not None:
             await redis.aclose()
+        await database.dispose()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    beat: Annotated[bool, typer.Option(help="Also run the schedule that relays stuck emails.")] = True,
+) -> None:
+    """Run a Celery worker that delivers emails (and, with --beat, the outbox relay)."""
+    from keel.tasks.celery_app import configure
+
+    settings = _settings_or_exit()
+    if not settings.broker_url:
+        typer.echo("keel: set KEEL_CELERY_BROKER_URL or KEEL_REDIS_URL for the worker", err=True)
+        raise typer.Exit(2)
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--queues=keel"]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure(settings).worker_main(argv)
+
+
+outbox_app = typer.Typer(help="Inspect the email outbox and retry failed messages.", no_args_is_help=False)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback(invoke_without_command=True)
+def outbox_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 50,
+) -> None:
+    """List pending and failed emails (retry one with `keel outbox retry ID`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from keel.models import OutboxStatus
+    from keel.services import outbox as outbox_service
+
+    settings = _settings_or_exit()
+
+    async def rows() -> list[str]:
+        async with _database(settings) as session:
+            found = await outbox_service.list_rows(
+                session=session, statuses=[OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED], limit=limit
+            )
+            return [
+                f"{row.id}\t{row.status.value}\t{row.kind.value}\t{row.to_address}\t"
+                f"attempts={row.attempts}\t{row.created_at:%Y-%m-%d %H:%M:%S}\t{row.last_error or ''}"
+                for row in found
+            ]
+
+    lines = asyncio.run(rows())
+    typer.echo("\n".join(lines) if lines else "outbox is empty: nothing pending or failed")
+
+
+@outbox_app.command("retry")
+def outbox_retry(outbox_id: Annotated[int, typer.Argument(help="The id of a failed email.")]) -> None:
+    """Queue a failed email again; the relay (or a running worker) sends it."""
+    from keel.services import outbox as outbox_service
+
+    settings = _settings_or_exit()
+
+    async def run() -> bool:
+        async with _database(settings) as session:
+            return await outbox_service.retry(session=session, outbox_id=outbox_id)
+
+    if not asyncio.run(run()):
+        typer.echo(f"keel: no failed email with id {outbox_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"email {outbox_id} queued again")
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncSession]:
+    from keel.core.db import Database
+
+    database = Database(settings)
+    try:
+        async with database.session() as session:
+            yield session
+    finally:
         await database.dispose()
 
 

@@ -18,6 +18,7 @@ from keel.schemas.common import NO_NUL
 from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import todo as todo_service
+from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
 
 LOGIN_PATH = "/api/v1/auth/login"
@@ -41,7 +42,13 @@ def _session_cache(request: Request) -> SessionCache | None:
     return cache
 
 
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 SessionDep = Annotated[AsyncSession, Depends(_db_session)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
 

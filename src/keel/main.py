@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,15 @@ from keel import __version__
 from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
+from keel.core.mail import transport_for
 from keel.core.problems import install_error_handlers, route_method_index
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
 from keel.routes import admin, auth, ops, posts, todos, users
 from keel.schemas.common import Problem
 from keel.services.session import SessionCache
+from keel.tasks.celery_app import CeleryDispatcher
+from keel.tasks.inprocess import InProcessDispatcher
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -47,6 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if redis is not None
             else None
         )
+        dispatcher: CeleryDispatcher | InProcessDispatcher
+        if settings.uses_celery:
+            dispatcher = CeleryDispatcher(settings)
+        else:
+            dispatcher = InProcessDispatcher(database=database, settings=settings, transport=transport_for(settings))
+            dispatcher.start()
+        app.state.dispatcher = dispatcher
         log.info(
             "startup",
             environment=settings.environment,
@@ -56,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if isinstance(dispatcher, InProcessDispatcher):
+                await dispatcher.stop()
             if redis is not None:
                 await redis.aclose()
             await database.dispose()
@@ -87,6 +99,17 @@ def _mount_web(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html")
+
+    # The pages that email links point at (KEEL_PUBLIC_URL + path).
+    for page in ("verify-email", "reset-password", "forgot-password"):
+        app.add_api_route(f"/{page}", _page(page), methods=["GET"], include_in_schema=False)
+
+
+def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
+    async def page() -> FileResponse:
+        return FileResponse(WEB_DIR / f"{name}.html")
+
+    return page
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def production(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path / "data",
         "secret_key": GOOD_SECRET,
         "database_url": POSTGRES_URL,
+        "smtp_host": "smtp.internal",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -208,6 +209,7 @@ class TestEnvironmentVariables:
         monkeypatch.setenv("KEEL_REDIS_URL", "redis://cache.internal:6379/0")
         monkeypatch.setenv("KEEL_ACCESS_TOKEN_TTL_SECONDS", "120")
         monkeypatch.setenv("KEEL_LOG_LEVEL", "DEBUG")
+        monkeypatch.setenv("KEEL_SMTP_HOST", "smtp.internal")
 
         settings = Settings()
 
@@ -218,6 +220,7 @@ class TestEnvironmentVariables:
         assert settings.redis_url == "redis://cache.internal:6379/0"
         assert settings.access_token_ttl_seconds == 120
         assert settings.log_level == "DEBUG"
+        assert settings.smtp_host == "smtp.internal"
 
     def test_unprefixed_variables_are_ignored(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)

@@ -33,6 +33,28 @@ class Settings(BaseSettings):
     database_url: str | None = None
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Email: SMTP when KEEL_SMTP_HOST is set, else one .eml file per message in the data folder.
+    mail_from: str = "Keel <no-reply@keel.localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    allow_file_mail_in_production: bool = False
+    # Celery broker for email delivery; KEEL_REDIS_URL serves when unset. Neither: in-process delivery.
+    celery_broker_url: str | None = None
+    email_delivery: Literal["auto", "celery", "in-process"] = "auto"
+    outbox_max_attempts: int = Field(default=6, ge=1, le=50)
+    outbox_retry_base_seconds: float = Field(default=5.0, gt=0)
+    outbox_relay_after_seconds: int = Field(default=60, ge=1)
+    outbox_relay_interval_seconds: float = Field(default=15.0, gt=0)
+    outbox_claim_lease_seconds: int = Field(default=300, ge=1)
+    email_throttle_per_hour: int = Field(default=3, ge=1)
+    verify_token_ttl_seconds: int = Field(default=48 * 3600, ge=60)
+    reset_token_ttl_seconds: int = Field(default=30 * 60, ge=60)
 
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     session_idle_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300)
@@ -72,6 +94,20 @@ class Settings(BaseSettings):
         return self.sqlalchemy_url.startswith("sqlite")
 
     @property
+    def broker_url(self) -> str | None:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def uses_celery(self) -> bool:
+        if self.email_delivery == "auto":
+            return self.broker_url is not None
+        return self.email_delivery == "celery"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
     def secret(self) -> bytes:
         if self.secret_key is None:  # pragma: no cover - the validator always fills it
             raise ConfigError("KEEL_SECRET_KEY is not set")
@@ -86,8 +122,14 @@ class Settings(BaseSettings):
                     "SQLite is not allowed in production: set KEEL_DATABASE_URL to PostgreSQL "
                     "or KEEL_ALLOW_SQLITE_IN_PRODUCTION=true"
                 )
+            if self.smtp_host is None and not self.allow_file_mail_in_production:
+                raise ValueError(
+                    "Mail would go to files in production: set KEEL_SMTP_HOST "
+                    "or KEEL_ALLOW_FILE_MAIL_IN_PRODUCTION=true"
+                )
         elif self.secret_key is None:
             self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
+        self.public_url = self.public_url.rstrip("/")
         if self.session_absolute_ttl_seconds < self.session_idle_ttl_seconds:
             raise ValueError("KEEL_SESSION_ABSOLUTE_TTL_SECONDS must be >= KEEL_SESSION_IDLE_TTL_SECONDS")
         return self

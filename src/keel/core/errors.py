@@ -36,6 +36,24 @@ class InvalidCredentialsInput(BadRequest):
     default_detail = "The password is incorrect."
 
 
+class InvalidEmailToken(BadRequest):
+    code = "invalid_token"
+    title = "Invalid link"
+    default_detail = "This link is invalid or has already been used."
+
+
+class ExpiredEmailToken(BadRequest):
+    code = "expired_token"
+    title = "Expired link"
+    default_detail = "This link has expired; ask for a new one."
+
+
+class PasswordsDoNotMatch(BadRequest):
+    code = "passwords_do_not_match"
+    title = "Passwords do not match"
+    default_detail = "The new password and its confirmation differ."
+
+
 # --- 401 -------------------------------------------------------------------------------------
 class Unauthorized(KeelError):
     status = 401
@@ -147,6 +165,12 @@ class UsernameTaken(Conflict):
     code = "username_taken"
     title = "Username taken"
     default_detail = "This username is already taken."
+
+
+class AlreadyVerified(Conflict):
+    code = "already_verified"
+    title = "Already verified"
+    default_detail = "This email address is already verified."
 
 
 class LastAdmin(Conflict):

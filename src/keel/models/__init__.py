@@ -1,6 +1,7 @@
 """Table models. Importing this package registers every table on ``SQLModel.metadata``."""
 
 from keel.models.base import utcnow
+from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
@@ -8,4 +9,17 @@ from keel.models.todo import Priority, Todo
 from keel.models.user import Role, User
 from keel.models.vote import Vote
 
-__all__ = ["Post", "Priority", "RefreshToken", "Role", "Todo", "User", "UserSession", "Vote", "utcnow"]
+__all__ = [
+    "EmailKind",
+    "EmailOutbox",
+    "OutboxStatus",
+    "Post",
+    "Priority",
+    "RefreshToken",
+    "Role",
+    "Todo",
+    "User",
+    "UserSession",
+    "Vote",
+    "utcnow",
+]

@@ -2,11 +2,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from keel.deps import CacheDep, ClientIP, CurrentUser, LoginFormDep, SessionDep, SessionId, SettingsDep
+from keel.deps import (
+    CacheDep,
+    ClientIP,
+    CurrentUser,
+    DispatcherDep,
+    LoginFormDep,
+    SessionDep,
+    SessionId,
+    SettingsDep,
+)
 from keel.routes import API_PREFIX
-from keel.schemas.auth import LogoutRequest, PasswordChange, RefreshRequest, SessionRead, TokenPair
+from keel.schemas.auth import (
+    LogoutRequest,
+    PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    SessionRead,
+    TokenPair,
+    VerifyEmailConfirm,
+)
 from keel.schemas.common import Message, problem_responses
-from keel.schemas.user import UserCreate
+from keel.schemas.user import UserCreate, UserRead
+from keel.services import account as account_service
 from keel.services import auth as auth_service
 from keel.services import session as session_service
 from keel.services import user as user_service
@@ -28,9 +47,9 @@ def _no_store(response: Response) -> None:
     response_model=Message,
     responses=problem_responses(409, 422),
 )
-async def register(data: UserCreate, session: SessionDep, settings: SettingsDep) -> Message:
+async def register(data: UserCreate, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> Message:
     """Create an account. The answer is the same whether or not the email already has one."""
-    await user_service.register(session=session, settings=settings, data=data)
+    await user_service.register(session=session, settings=settings, dispatcher=dispatcher, data=data)
     return Message(detail=REGISTERED)
 
 
@@ -94,14 +113,75 @@ async def revoke_session(session_id: SessionId, user: CurrentUser, session: Sess
 
 @router.post("/password-change", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 422))
 async def change_password(
-    data: PasswordChange, user: CurrentUser, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    data: PasswordChange,
+    user: CurrentUser,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
 ) -> None:
     """Change the password (the current one is required); every other session ends."""
     await auth_service.change_password(
         session=session,
         cache=cache,
         settings=settings,
+        dispatcher=dispatcher,
         principal=user,
         current_password=data.current_password,
         new_password=data.new_password,
+    )
+
+
+@router.post(
+    "/verify-email/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Message,
+    responses=problem_responses(401, 409),
+)
+async def request_verification(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> Message:
+    """Send a new verification link to the current user's address."""
+    await account_service.request_verification(
+        session=session, settings=settings, dispatcher=dispatcher, user_id=user.user_id
+    )
+    return Message(detail="A verification link is on its way.")
+
+
+@router.post("/verify-email/confirm", response_model=UserRead, responses=problem_responses(400, 422))
+async def confirm_verification(
+    data: VerifyEmailConfirm, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> UserRead:
+    """Confirm an email address with the token from the verification link."""
+    user = await account_service.confirm_verification(session=session, cache=cache, settings=settings, token=data.token)
+    return UserRead.model_validate(user)
+
+
+@router.post(
+    "/password-reset/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Message,
+    responses=problem_responses(422),
+)
+async def request_password_reset(
+    data: PasswordResetRequest, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> Message:
+    """Email a password reset link. The answer is the same whether or not the address has an account."""
+    await account_service.request_reset(session=session, settings=settings, dispatcher=dispatcher, email=data.email)
+    return Message(detail="If this address has an account, a reset link is on its way to it.")
+
+
+@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 422))
+async def confirm_password_reset(
+    data: PasswordResetConfirm, session: SessionDep, cache: CacheDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> None:
+    """Set a new password with the token from the reset link; every session ends."""
+    await account_service.confirm_reset(
+        session=session,
+        cache=cache,
+        settings=settings,
+        dispatcher=dispatcher,
+        token=data.token,
+        new_password=data.new_password,
+        confirm_password=data.confirm_password,
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keel.core.password_policy import check_password
 from keel.schemas.common import InputModel
-from keel.schemas.user import AnyPassword, Password
+from keel.schemas.user import AnyPassword, Email, Password
 
 RefreshTokenStr = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -49,3 +49,25 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip: str | None
     current: bool
+
+
+EmailToken = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class VerifyEmailConfirm(InputModel):
+    token: EmailToken
+
+
+class PasswordResetRequest(InputModel):
+    email: Email
+
+
+class PasswordResetConfirm(InputModel):
+    token: EmailToken
+    new_password: Password
+    confirm_password: Annotated[str, Field(min_length=1, max_length=128)]
+
+    @field_validator("new_password")
+    @classmethod
+    def _password_policy(cls, value: str) -> str:
+        return check_password(value)

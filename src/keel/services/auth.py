@@ -23,10 +23,12 @@ from keel.core.security import (
     new_session_id,
     password_hasher,
 )
-from keel.models import RefreshToken, User, UserSession, utcnow
+from keel.models import EmailKind, RefreshToken, User, UserSession, utcnow
 from keel.schemas.auth import TokenPair
+from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
+from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
 
 log = get_logger("keel.auth")
@@ -175,6 +177,7 @@ async def change_password(
     session: AsyncSession,
     cache: SessionCache | None,
     settings: Settings,
+    dispatcher: Dispatcher,
     principal: Principal,
     current_password: str,
     new_password: str,
@@ -189,15 +192,18 @@ async def change_password(
         raise InvalidInput(
             loc=["body", "new_password"], msg="The new password must differ from the current one.", type_="value_error"
         )
-    if new_password.lower() in {user.email, user.username, user.email.split("@")[0]}:
-        raise InvalidInput(
-            loc=["body", "new_password"],
-            msg="Password must not be the same as your email or username.",
-            type_="value_error",
-        )
+    user_service.check_personal_password(user, new_password)
     user.hashed_password = await hasher.hash(new_password)
     user.updated_at = utcnow()
     session.add(user)
     await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id)
+    row = await outbox_service.enqueue(
+        session=session,
+        settings=settings,
+        kind=EmailKind.PASSWORD_CHANGED,
+        to_address=user.email,
+        user_id=principal.user_id,
+    )
     await session.commit()
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
     log.info("password_changed", user_id=principal.user_id)

@@ -7,13 +7,15 @@ from sqlmodel import col, delete, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
-from keel.core.errors import InvalidCredentialsInput, LastAdmin, UsernameTaken, UserNotFound
+from keel.core.errors import InvalidCredentialsInput, InvalidInput, LastAdmin, UsernameTaken, UserNotFound
 from keel.core.logging import get_logger
 from keel.core.security import password_hasher
-from keel.models import Role, User, utcnow
+from keel.models import EmailKind, Role, User, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserRead, UserUpdate
+from keel.services import outbox as outbox_service
 from keel.services import session as session_service
+from keel.services.outbox import Dispatcher
 from keel.services.query import contains
 from keel.services.session import SessionCache
 
@@ -38,31 +40,62 @@ async def _username_taken(session: AsyncSession, username: str, *, other_than: i
     return (await session.exec(statement)).first() is not None
 
 
-async def register(*, session: AsyncSession, settings: Settings, data: UserCreate) -> User | None:
+async def register(
+    *, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, data: UserCreate
+) -> User | None:
     """Create the account, or return ``None`` when the email is already registered.
 
-    The same work is done on both paths (the password is hashed either way, the same lookups
-    run), so neither the answer nor its timing reveals whether an email has an account. The
-    username check depends only on the username, which is public anyway.
+    The same work is done on both paths (the password is hashed, the same lookups run, one
+    email is queued: a verification link, or a notice to the address's owner), so neither the
+    answer nor its timing reveals whether an email has an account. The username check depends
+    only on the username, which is public anyway.
     """
     hashed = await password_hasher(settings).hash(data.password)
     if await _username_taken(session, data.username):
         raise UsernameTaken
-    if await get_by_email(session=session, email=data.email) is not None:
-        log.info("register_existing_email")
+    existing = await get_by_email(session=session, email=data.email)
+    if existing is not None:
+        await _notify_existing(session, settings, dispatcher, existing)
         return None
     user = User(email=data.email, username=data.username, full_name=data.full_name, hashed_password=hashed)
     session.add(user)
     try:
+        await session.flush()
+        assert user.id is not None
+        row = await outbox_service.enqueue(
+            session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user.id
+        )
         await session.commit()
     except IntegrityError:
         # A concurrent registration won the race for the email or the username.
         await session.rollback()
         if await _username_taken(session, data.username):
             raise UsernameTaken from None
+        existing = await get_by_email(session=session, email=data.email)
+        if existing is not None:
+            await _notify_existing(session, settings, dispatcher, existing)
         return None
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
     log.info("user_registered", user_id=user.id)
     return user
+
+
+async def _notify_existing(session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user: User) -> None:
+    row = await outbox_service.enqueue(
+        session=session, settings=settings, kind=EmailKind.SIGNUP_ATTEMPT, to_address=user.email, user_id=user.id
+    )
+    await session.commit()
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
+    log.info("register_existing_email", user_id=user.id)
+
+
+def check_personal_password(user: User, password: str) -> None:
+    if password.lower() in {user.email, user.username, user.email.split("@")[0]}:
+        raise InvalidInput(
+            loc=["body", "new_password"],
+            msg="Password must not be the same as your email or username.",
+            type_="value_error",
+        )
 
 
 async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdate) -> User:

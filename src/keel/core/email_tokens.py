@@ -1,0 +1,61 @@
+"""Signed, expiring tokens for email links (itsdangerous), one salt per purpose.
+
+A verification token carries the user id and the address it was sent to, so it stops working if
+the address changes. A reset token carries a fingerprint of the current password hash, so it
+stops working once the password has changed: it works once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from keel.core.config import Settings
+
+
+class Purpose(StrEnum):
+    VERIFY_EMAIL = "keel.verify-email"
+    PASSWORD_RESET = "keel.password-reset"
+
+
+class EmailTokenError(Exception):
+    def __init__(self, *, expired: bool) -> None:
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
+
+
+@dataclass(frozen=True, slots=True)
+class EmailTokenClaims:
+    user_id: int
+    value: str  # the address (verification) or the password fingerprint (reset)
+
+
+def _serializer(settings: Settings, purpose: Purpose) -> URLSafeTimedSerializer:
+    key = hmac.new(settings.secret, b"keel:email-links", hashlib.sha256).digest()
+    return URLSafeTimedSerializer(key, salt=purpose.value)
+
+
+def password_fingerprint(settings: Settings, hashed_password: str) -> str:
+    return hmac.new(settings.secret, hashed_password.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def make(settings: Settings, purpose: Purpose, *, user_id: int, value: str) -> str:
+    return _serializer(settings, purpose).dumps({"u": user_id, "v": value})
+
+
+def read(settings: Settings, purpose: Purpose, token: str) -> EmailTokenClaims:
+    max_age = settings.verify_token_ttl_seconds if purpose is Purpose.VERIFY_EMAIL else settings.reset_token_ttl_seconds
+    try:
+        data: Any = _serializer(settings, purpose).loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise EmailTokenError(expired=True) from exc
+    except BadSignature as exc:
+        raise EmailTokenError(expired=False) from exc
+    if not (isinstance(data, dict) and isinstance(data.get("u"), int) and isinstance(data.get("v"), str)):
+        raise EmailTokenError(expired=False)
+    return EmailTokenClaims(user_id=data["u"], value=data["v"])

@@ -1,0 +1,102 @@
+"""Email verification and password reset: the flows that go through the outbox."""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core import email_tokens
+from keel.core.config import Settings
+from keel.core.email_tokens import EmailTokenError, Purpose
+from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailToken, PasswordsDoNotMatch
+from keel.core.logging import get_logger
+from keel.core.security import password_hasher
+from keel.models import EmailKind, User, utcnow
+from keel.services import outbox as outbox_service
+from keel.services import session as session_service
+from keel.services import user as user_service
+from keel.services.outbox import Dispatcher
+from keel.services.session import SessionCache
+
+log = get_logger("keel.account")
+
+
+def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.EmailTokenClaims:
+    try:
+        return email_tokens.read(settings, purpose, token)
+    except EmailTokenError as exc:
+        raise (ExpiredEmailToken if exc.expired else InvalidEmailToken)() from None
+
+
+async def request_verification(
+    *, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user_id: int
+) -> None:
+    user = await user_service.get(session=session, user_id=user_id)
+    if user.is_verified:
+        raise AlreadyVerified
+    row = await outbox_service.enqueue(
+        session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user_id
+    )
+    await session.commit()
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
+
+
+async def confirm_verification(
+    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, token: str
+) -> User:
+    """Mark the address verified; the token must be for the address the account has now."""
+    claims = _claims(settings, Purpose.VERIFY_EMAIL, token)
+    user = await session.get(User, claims.user_id)
+    if user is None or user.email != claims.value:
+        raise InvalidEmailToken
+    if not user.is_verified:
+        user.is_verified = True
+        user.updated_at = utcnow()
+        session.add(user)
+        await session.commit()
+        # Sessions cached as unverified must see the change on their next request.
+        await session_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
+        log.info("email_verified", user_id=user.id)
+    await session.refresh(user)
+    return user
+
+
+async def request_reset(*, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, email: str) -> None:
+    """Queue one email either way: the reset link, or a note that this address has no account."""
+    user = await user_service.get_by_email(session=session, email=email)
+    kind = EmailKind.PASSWORD_RESET if user is not None else EmailKind.RESET_NO_ACCOUNT
+    row = await outbox_service.enqueue(
+        session=session, settings=settings, kind=kind, to_address=email.lower(), user_id=user.id if user else None
+    )
+    await session.commit()
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
+
+
+async def confirm_reset(
+    *,
+    session: AsyncSession,
+    cache: SessionCache | None,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    token: str,
+    new_password: str,
+    confirm_password: str,
+) -> None:
+    """Set the new password; the link stops working (its fingerprint no longer matches) and every session ends."""
+    if new_password != confirm_password:
+        raise PasswordsDoNotMatch
+    claims = _claims(settings, Purpose.PASSWORD_RESET, token)
+    user = await session.get(User, claims.user_id)
+    if user is None or email_tokens.password_fingerprint(settings, user.hashed_password) != claims.value:
+        raise InvalidEmailToken
+    assert user.id is not None
+    user_service.check_personal_password(user, new_password)
+    user.hashed_password = await password_hasher(settings).hash(new_password)
+    user.updated_at = utcnow()
+    session.add(user)
+    await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+    row = await outbox_service.enqueue(
+        session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
+    )
+    await session.commit()
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
+    log.info("password_reset", user_id=user.id)

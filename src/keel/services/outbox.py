@@ -1,0 +1,206 @@
+"""The email outbox: rows written with the change that causes them, delivered after commit.
+
+Delivery is at most once per row: a worker first claims the row (a conditional UPDATE), and a
+claim only expires after a lease, so a duplicate task or a relay run never sends it twice while
+another worker is on it. Failures go back to `pending` with exponential backoff and jitter, and
+end in `failed` with the last error after `outbox_max_attempts`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import ColumnElement
+from sqlmodel import col, func, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core import email_tokens
+from keel.core.config import Settings
+from keel.core.email_tokens import Purpose
+from keel.core.logging import get_logger
+from keel.core.mail import Mail, MailError, Transport, render
+from keel.models import EmailKind, EmailOutbox, OutboxStatus, User, utcnow
+
+log = get_logger("keel.outbox")
+
+THROTTLED_KINDS = (
+    EmailKind.VERIFY_EMAIL,
+    EmailKind.PASSWORD_RESET,
+    EmailKind.RESET_NO_ACCOUNT,
+    EmailKind.SIGNUP_ATTEMPT,
+)
+
+
+class Dispatcher(Protocol):
+    """Hands committed outbox rows to whatever delivers them (Celery, or a task in this process)."""
+
+    async def dispatch(self, outbox_ids: Sequence[int]) -> None: ...
+
+
+async def enqueue(
+    *, session: AsyncSession, settings: Settings, kind: EmailKind, to_address: str, user_id: int | None
+) -> EmailOutbox | None:
+    """Add an email to the caller's transaction; ``None`` when the address has had its share this hour."""
+    if kind in THROTTLED_KINDS and await _recently_sent(session, to_address) >= settings.email_throttle_per_hour:
+        log.info("email_throttled", kind=kind.value, user_id=user_id)
+        return None
+    row = EmailOutbox(kind=kind, to_address=to_address, user_id=user_id)
+    session.add(row)
+    return row
+
+
+async def _recently_sent(session: AsyncSession, to_address: str) -> int:
+    since = utcnow() - timedelta(hours=1)
+    statement = (
+        select(func.count())
+        .select_from(EmailOutbox)
+        .where(
+            EmailOutbox.to_address == to_address,
+            col(EmailOutbox.kind).in_(THROTTLED_KINDS),
+            EmailOutbox.created_at > since,
+        )
+    )
+    return (await session.exec(statement)).one()
+
+
+async def dispatch_after_commit(dispatcher: Dispatcher, rows: Sequence[EmailOutbox | None]) -> None:
+    ids = [row.id for row in rows if row is not None and row.id is not None]
+    if ids:
+        await dispatcher.dispatch(ids)
+
+
+# --- delivery ------------------------------------------------------------------------------------
+async def deliver(
+    *, session: AsyncSession, settings: Settings, transport: Transport, outbox_id: int
+) -> OutboxStatus | None:
+    """Try to send one row once. Returns its new status, or ``None`` if someone else has it or it is done."""
+    now = utcnow()
+    claimed = await session.exec(
+        update(EmailOutbox)
+        .where(
+            col(EmailOutbox.id) == outbox_id,
+            or_(
+                col(EmailOutbox.status) == OutboxStatus.PENDING,
+                _abandoned(settings, now),
+            ),
+        )
+        .values(status=OutboxStatus.SENDING, claimed_at=now, attempts=col(EmailOutbox.attempts) + 1)
+    )
+    await session.commit()
+    if claimed.rowcount != 1:
+        return None
+    row = await session.get(EmailOutbox, outbox_id, populate_existing=True)
+    assert row is not None
+    try:
+        mail = await compose(session=session, settings=settings, row=row)
+        if mail is not None:
+            await transport.send(mail)
+    except MailError as exc:
+        return await _failed_attempt(session, settings, row, str(exc))
+    row.status = OutboxStatus.SENT
+    row.sent_at = utcnow()
+    row.last_error = None if mail is not None else "recipient account no longer exists"
+    session.add(row)
+    await session.commit()
+    log.info("email_delivered", outbox_id=outbox_id, kind=row.kind.value, attempts=row.attempts)
+    return OutboxStatus.SENT
+
+
+async def _failed_attempt(session: AsyncSession, settings: Settings, row: EmailOutbox, error: str) -> OutboxStatus:
+    row.last_error = error[:1000]
+    if row.attempts >= settings.outbox_max_attempts:
+        row.status = OutboxStatus.FAILED
+        log.error("email_failed", outbox_id=row.id, kind=row.kind.value, attempts=row.attempts, error=row.last_error)
+    else:
+        row.status = OutboxStatus.PENDING
+        row.next_attempt_at = utcnow() + timedelta(seconds=retry_delay(settings, row.attempts))
+        log.warning("email_retry", outbox_id=row.id, attempts=row.attempts, error=row.last_error)
+    session.add(row)
+    await session.commit()
+    return row.status
+
+
+def _abandoned(settings: Settings, now: datetime) -> ColumnElement[bool]:
+    """Claimed longer ago than the lease: its worker died, so it may be handed out again."""
+    lease = timedelta(seconds=settings.outbox_claim_lease_seconds)
+    return (col(EmailOutbox.status) == OutboxStatus.SENDING) & (col(EmailOutbox.claimed_at) < now - lease)
+
+
+def retry_delay(settings: Settings, attempts: int) -> float:
+    """Exponential backoff with full jitter, capped at an hour."""
+    ceiling = min(settings.outbox_retry_base_seconds * 2 ** max(attempts - 1, 0), 3600.0)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def due_ids(*, session: AsyncSession, settings: Settings, limit: int = 100) -> list[int]:
+    """Rows the relay should hand out again: pending past their time, or claimed by a dead worker."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.outbox_relay_after_seconds)
+    statement = (
+        select(EmailOutbox.id)
+        .where(
+            or_(
+                (col(EmailOutbox.status) == OutboxStatus.PENDING)
+                & (col(EmailOutbox.next_attempt_at) <= now)
+                & ((col(EmailOutbox.attempts) > 0) | (col(EmailOutbox.created_at) < stale)),
+                _abandoned(settings, now),
+            )
+        )
+        .order_by(col(EmailOutbox.id))
+        .limit(limit)
+    )
+    return [outbox_id for outbox_id in await session.exec(statement) if outbox_id is not None]
+
+
+# --- composing -----------------------------------------------------------------------------------
+SUBJECTS = {
+    EmailKind.VERIFY_EMAIL: "Confirm your email address",
+    EmailKind.SIGNUP_ATTEMPT: "Someone tried to sign up with your email address",
+    EmailKind.PASSWORD_RESET: "Reset your password",
+    EmailKind.RESET_NO_ACCOUNT: "Password reset requested",
+    EmailKind.PASSWORD_CHANGED: "Your password was changed",
+}
+
+
+async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox) -> Mail | None:
+    """Render the message now, with a fresh link token; ``None`` if its account is gone."""
+    base = settings.public_url
+    subject = SUBJECTS[row.kind]
+    if row.kind is EmailKind.RESET_NO_ACCOUNT:
+        return render(row.kind.value, to=row.to_address, subject=subject, signup_link=f"{base}/signup")
+    user = await session.get(User, row.user_id) if row.user_id is not None else None
+    if user is None or user.id is None:
+        return None
+    common = {"to": row.to_address, "subject": subject, "username": user.username}
+    if row.kind is EmailKind.VERIFY_EMAIL:
+        token = email_tokens.make(settings, Purpose.VERIFY_EMAIL, user_id=user.id, value=row.to_address)
+        return render(row.kind.value, link=f"{base}/verify-email?token={token}", **common)
+    if row.kind is EmailKind.PASSWORD_RESET:
+        fingerprint = email_tokens.password_fingerprint(settings, user.hashed_password)
+        token = email_tokens.make(settings, Purpose.PASSWORD_RESET, user_id=user.id, value=fingerprint)
+        return render(row.kind.value, link=f"{base}/reset-password?token={token}", **common)
+    if row.kind is EmailKind.SIGNUP_ATTEMPT:
+        return render(row.kind.value, login_link=f"{base}/login", reset_link=f"{base}/forgot-password", **common)
+    return render(row.kind.value, reset_link=f"{base}/forgot-password", **common)
+
+
+# --- operations ----------------------------------------------------------------------------------
+async def list_rows(*, session: AsyncSession, statuses: Sequence[OutboxStatus], limit: int) -> list[EmailOutbox]:
+    rows = await session.exec(
+        select(EmailOutbox).where(col(EmailOutbox.status).in_(statuses)).order_by(col(EmailOutbox.id)).limit(limit)
+    )
+    return list(rows)
+
+
+async def retry(*, session: AsyncSession, outbox_id: int) -> bool:
+    """Put a failed row back in the queue with a fresh set of attempts."""
+    result = await session.exec(
+        update(EmailOutbox)
+        .where(col(EmailOutbox.id) == outbox_id, col(EmailOutbox.status) == OutboxStatus.FAILED)
+        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow(), claimed_at=None)
+    )
+    await session.commit()
+    return result.rowcount == 1
