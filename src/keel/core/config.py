@@ -130,6 +130,9 @@ class Settings(BaseSettings):
         elif self.secret_key is None:
             self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
         self.public_url = self.public_url.rstrip("/")
+        if self.outbox_claim_lease_seconds <= self.smtp_timeout_seconds:
+            # A send still in progress must never be handed to a second worker.
+            raise ValueError("KEEL_OUTBOX_CLAIM_LEASE_SECONDS must be longer than KEEL_SMTP_TIMEOUT_SECONDS")
         if self.session_absolute_ttl_seconds < self.session_idle_ttl_seconds:
             raise ValueError("KEEL_SESSION_ABSOLUTE_TTL_SECONDS must be >= KEEL_SESSION_IDLE_TTL_SECONDS")
         return self

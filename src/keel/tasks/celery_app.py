@@ -112,5 +112,8 @@ class CeleryDispatcher:
 
     @staticmethod
     def _publish(outbox_ids: list[int]) -> None:
-        for outbox_id in outbox_ids:
-            deliver.apply_async(args=[outbox_id], retry=False)
+        # One quick connection attempt: a request must not wait out kombu's reconnect backoff.
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            for outbox_id in outbox_ids:
+                deliver.apply_async(args=[outbox_id], retry=False, connection=connection)
