@@ -276,3 +276,13 @@ class TestDefaults:
         assert settings.data_dir == Path(".keel")
         assert (Path.cwd() / ".keel" / SECRET_FILE_NAME).is_file()
         assert settings.sqlalchemy_url == "sqlite+aiosqlite:///.keel/keel.db"
+
+
+class TestOutboxTimings:
+    def test_a_claim_lease_not_longer_than_the_smtp_timeout_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="KEEL_OUTBOX_CLAIM_LEASE_SECONDS must be longer"):
+            load_settings(data_dir=tmp_path, outbox_claim_lease_seconds=10, smtp_timeout_seconds=10)
+
+    def test_a_longer_lease_is_accepted(self, tmp_path: Path) -> None:
+        settings = load_settings(data_dir=tmp_path, outbox_claim_lease_seconds=11, smtp_timeout_seconds=10)
+        assert settings.outbox_claim_lease_seconds == 11
