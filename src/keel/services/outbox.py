@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import ColumnElement
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, func, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -93,7 +94,8 @@ async def deliver(
     if claimed.rowcount != 1:
         return None
     row = await session.get(EmailOutbox, outbox_id, populate_existing=True)
-    assert row is not None
+    if row is None:
+        return None  # its account was deleted just now, and the row with it
     try:
         mail = await compose(session=session, settings=settings, row=row)
         if mail is not None:
@@ -103,13 +105,28 @@ async def deliver(
     row.status = OutboxStatus.SENT
     row.sent_at = utcnow()
     row.last_error = None if mail is not None else "recipient account no longer exists"
-    session.add(row)
-    await session.commit()
+    if not await _save(session, row):
+        return None
     log.info("email_delivered", outbox_id=outbox_id, kind=row.kind.value, attempts=row.attempts)
     return OutboxStatus.SENT
 
 
-async def _failed_attempt(session: AsyncSession, settings: Settings, row: EmailOutbox, error: str) -> OutboxStatus:
+async def _save(session: AsyncSession, row: EmailOutbox) -> bool:
+    """Commit the row's new state; ``False`` if it was deleted meanwhile (its account went)."""
+    outbox_id = row.id
+    session.add(row)
+    try:
+        await session.commit()
+    except StaleDataError:
+        await session.rollback()
+        log.info("email_dropped", outbox_id=outbox_id, reason="account deleted during delivery")
+        return False
+    return True
+
+
+async def _failed_attempt(
+    session: AsyncSession, settings: Settings, row: EmailOutbox, error: str
+) -> OutboxStatus | None:
     row.last_error = error[:1000]
     if row.attempts >= settings.outbox_max_attempts:
         row.status = OutboxStatus.FAILED
@@ -118,9 +135,8 @@ async def _failed_attempt(session: AsyncSession, settings: Settings, row: EmailO
         row.status = OutboxStatus.PENDING
         row.next_attempt_at = utcnow() + timedelta(seconds=retry_delay(settings, row.attempts))
         log.warning("email_retry", outbox_id=row.id, attempts=row.attempts, error=row.last_error)
-    session.add(row)
-    await session.commit()
-    return row.status
+    status = row.status
+    return status if await _save(session, row) else None
 
 
 def _abandoned(settings: Settings, now: datetime) -> ColumnElement[bool]:
