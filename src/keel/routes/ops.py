@@ -28,9 +28,10 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Readiness, responses=problem_responses(503))
 async def ready(request: Request) -> Readiness | JSONResponse:
-    """Readiness: 200 when the database (and Redis, when configured) answer, else 503 naming the failure."""
+    """Readiness: 200 when the database (and Redis and the mail broker, when configured) answer, else 503."""
     state = request.app.state
-    checks = await health_service.check(database=state.database, redis=state.redis)
+    broker = getattr(state.dispatcher, "check_broker", None)
+    checks = await health_service.check(database=state.database, redis=state.redis, broker=broker)
     if all(result == "ok" for result in checks.values()):
         return Readiness(status="ok", checks=checks)
     failed = ", ".join(name for name, result in checks.items() if result != "ok")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import anyio
 from redis.asyncio import Redis
 from sqlalchemy import text
 
@@ -24,10 +26,17 @@ async def _redis(redis: Redis) -> None:
     await redis.ping()
 
 
-async def check(*, database: Database, redis: Redis | None) -> dict[str, str]:
+async def _broker(probe: Callable[[], None]) -> None:
+    await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+
+
+async def check(*, database: Database, redis: Redis | None, broker: Callable[[], None] | None = None) -> dict[str, str]:
+    """Probe each backing service; ``broker`` is a blocking connection check, when Celery delivers mail."""
     probes = {"database": _database(database)}
     if redis is not None:
         probes["redis"] = _redis(redis)
+    if broker is not None:
+        probes["broker"] = _broker(broker)
     results: dict[str, str] = {}
     for name, probe in probes.items():
         try:

@@ -111,6 +111,12 @@ class CeleryDispatcher:
             log.warning("email_dispatch_deferred", count=len(outbox_ids), error=type(exc).__name__)
 
     @staticmethod
+    def check_broker() -> None:
+        """Raise if the broker cannot be reached (for /ready)."""
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+
+    @staticmethod
     def _publish(outbox_ids: list[int]) -> None:
         # One quick connection attempt: a request must not wait out kombu's reconnect backoff.
         with celery_app.connection_for_write() as connection:
