@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -92,3 +93,18 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert isinstance(body["title"], str)
     assert isinstance(body["detail"], str)
     return body
+
+
+def utc_timestamp(value: object) -> datetime:
+    """An ISO 8601 timestamp from a response, which must carry a UTC offset."""
+    assert isinstance(value, str)
+    parsed = datetime.fromisoformat(value)
+    assert parsed.utcoffset() == timedelta(0), value
+    return parsed
+
+
+def error_locs(problem: dict[str, object]) -> list[object]:
+    """The `loc` of every validation error in a 422 problem."""
+    errors = problem["errors"]
+    assert isinstance(errors, list)
+    return [error["loc"] for error in errors]

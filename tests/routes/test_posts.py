@@ -15,7 +15,7 @@ from sqlmodel import col, func, select
 
 from keel.core.db import Database
 from keel.models import Role, Vote
-from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
+from tests.factories import Account, Tokens, assert_problem, create_user, error_locs, login, signed_in, utc_timestamp
 
 POSTS = "/api/v1/posts"
 MINE = f"{POSTS}/mine"
@@ -138,19 +138,6 @@ async def stored_votes(app: FastAPI, *, post_id: int | None = None, user_id: int
         return (await session.exec(statement)).one()
 
 
-def timestamp(value: object) -> datetime:
-    assert isinstance(value, str)
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0), value
-    return parsed
-
-
-def error_locs(problem: dict[str, object]) -> list[object]:
-    errors = problem["errors"]
-    assert isinstance(errors, list)
-    return [error["loc"] for error in errors]
-
-
 class TestCreate:
     async def test_returns_exactly_the_post_read_fields(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         account, tokens = await signed_in(app, client, username="writer_ada")
@@ -171,10 +158,10 @@ class TestCreate:
         assert body["author"]["id"] == account.id
         assert body["author"]["username"] == "writer_ada"
         assert body["author"]["full_name"] == "Ada Lovelace"
-        timestamp(body["author"]["created_at"])
+        utc_timestamp(body["author"]["created_at"])
         assert account.email not in response.text
         assert "email" not in response.text
-        assert timestamp(body["created_at"]) == timestamp(body["updated_at"])
+        assert utc_timestamp(body["created_at"]) == utc_timestamp(body["updated_at"])
         assert await read_post(client, body["id"], tokens) == body
 
     async def test_is_a_draft_by_default(self, cast: Cast, client: httpx.AsyncClient) -> None:
@@ -191,9 +178,9 @@ class TestCreate:
         body = await create_post(client, cast.author_tokens, published=True)
 
         assert body["published"] is True
-        published_at = timestamp(body["published_at"])
+        published_at = utc_timestamp(body["published_at"])
         assert before <= published_at <= datetime.now(UTC)
-        assert published_at == timestamp(body["created_at"])
+        assert published_at == utc_timestamp(body["created_at"])
         assert ids(await get_page(client, POSTS)) == [body["id"]]
 
     async def test_an_unverified_user_may_write_a_draft(self, app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -702,7 +689,7 @@ class TestEdit:
         assert body["published"] is True
         assert body["published_at"] == post["published_at"]
         assert body["created_at"] == post["created_at"]
-        assert timestamp(body["updated_at"]) >= timestamp(post["updated_at"]) + timedelta(minutes=1)
+        assert utc_timestamp(body["updated_at"]) >= utc_timestamp(post["updated_at"]) + timedelta(minutes=1)
         assert body["author"] == post["author"]
         assert await read_post(client, post["id"]) == {**body, "voted": False}
 
@@ -735,7 +722,9 @@ class TestEdit:
         clock.shift(timedelta(minutes=3))
         second = await patch_post(client, cast.author_tokens, post["id"], content="Edited twice")
 
-        assert timestamp(post["updated_at"]) < timestamp(first["updated_at"]) < timestamp(second["updated_at"])
+        assert (
+            utc_timestamp(post["updated_at"]) < utc_timestamp(first["updated_at"]) < utc_timestamp(second["updated_at"])
+        )
         assert first["created_at"] == second["created_at"] == post["created_at"]
 
     async def test_publishing_sets_published_at_once(
@@ -746,9 +735,9 @@ class TestEdit:
         clock.shift(timedelta(minutes=2))
 
         published = await patch_post(client, cast.author_tokens, draft["id"], published=True)
-        first_published_at = timestamp(published["published_at"])
+        first_published_at = utc_timestamp(published["published_at"])
         assert published["published"] is True
-        assert first_published_at >= timestamp(draft["created_at"]) + timedelta(minutes=2)
+        assert first_published_at >= utc_timestamp(draft["created_at"]) + timedelta(minutes=2)
         assert ids(await get_page(client, POSTS)) == [draft["id"]]
 
         clock.shift(timedelta(minutes=2))
@@ -760,9 +749,9 @@ class TestEdit:
         clock.shift(timedelta(minutes=2))
         republished = await patch_post(client, cast.author_tokens, draft["id"], published=True)
         assert republished["published"] is True
-        assert timestamp(republished["published_at"]) == first_published_at
+        assert utc_timestamp(republished["published_at"]) == first_published_at
         again = await patch_post(client, cast.author_tokens, draft["id"], published=True, title="Still published")
-        assert timestamp(again["published_at"]) == first_published_at
+        assert utc_timestamp(again["published_at"]) == first_published_at
         assert (await read_post(client, draft["id"]))["published_at"] == republished["published_at"]
 
     async def test_unverified_author_cannot_publish(self, app: FastAPI, client: httpx.AsyncClient) -> None:

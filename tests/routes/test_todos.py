@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from keel.core.db import Database
 from keel.models import Role, Todo
-from tests.factories import Tokens, assert_problem, create_user, signed_in
+from tests.factories import Tokens, assert_problem, create_user, error_locs, signed_in, utc_timestamp
 
 TODOS = "/api/v1/todos"
 TODO_READ_FIELDS = {
@@ -78,19 +78,6 @@ async def stored_todos(app: FastAPI) -> list[Todo]:
         return list(await session.exec(select(Todo).order_by(col(Todo.id))))
 
 
-def assert_utc_timestamp(value: object) -> datetime:
-    assert isinstance(value, str)
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0), value
-    return parsed
-
-
-def error_locs(problem: dict[str, object]) -> list[object]:
-    errors = problem["errors"]
-    assert isinstance(errors, list)
-    return [error["loc"] for error in errors]
-
-
 def error_types(problem: dict[str, object]) -> list[object]:
     errors = problem["errors"]
     assert isinstance(errors, list)
@@ -129,8 +116,8 @@ class TestCreateTodo:
         assert body["priority"] == "high"
         assert body["due_date"] == "2030-06-15"
         assert body["owner_id"] == account.id
-        created_at = assert_utc_timestamp(body["created_at"])
-        updated_at = assert_utc_timestamp(body["updated_at"])
+        created_at = utc_timestamp(body["created_at"])
+        updated_at = utc_timestamp(body["updated_at"])
         assert before - timedelta(seconds=1) <= created_at <= datetime.now(UTC)
         assert created_at <= updated_at <= datetime.now(UTC)
         # What was returned is what was stored.
@@ -432,8 +419,8 @@ class TestUpdateTodo:
         body = await patch_todo(client, tokens, before["id"], {"completed": True})
 
         assert body["created_at"] == before["created_at"]
-        previous = assert_utc_timestamp(before["updated_at"])
-        assert assert_utc_timestamp(body["updated_at"]) >= previous + timedelta(minutes=5)
+        previous = utc_timestamp(before["updated_at"])
+        assert utc_timestamp(body["updated_at"]) >= previous + timedelta(minutes=5)
         assert await read_todo(client, tokens, before["id"]) == body
 
     @pytest.mark.parametrize(
@@ -818,7 +805,7 @@ class TestSortTodos:
 
         assert ids(oldest_first) == [todo["id"] for todo in created]
         assert ids(newest_first) == [todo["id"] for todo in reversed(created)]
-        stamps = [assert_utc_timestamp(item["created_at"]) for item in oldest_first["items"]]
+        stamps = [utc_timestamp(item["created_at"]) for item in oldest_first["items"]]
         assert stamps == sorted(stamps)
 
     async def test_sort_by_due_date_reflects_updates(self, app: FastAPI, client: httpx.AsyncClient) -> None:
