@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Path, Query, Request
+from fastapi import Depends, Form, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
 from keel.core.db import Database
-from keel.core.errors import EmailNotVerified, Forbidden, InvalidToken, TokenExpired, Unauthorized
+from keel.core.errors import (
+    CsrfRejected,
+    EmailNotVerified,
+    Forbidden,
+    InvalidToken,
+    KeelError,
+    TokenExpired,
+    Unauthorized,
+)
+from keel.core.logging import get_logger
 from keel.core.security import TokenError, decode_access_token
+from keel.core.web_session import (
+    REFRESH_COOKIE,
+    WEB_CLIENT_HEADER,
+    WEB_CLIENT_VALUE,
+    expired_refresh_cookie,
+    is_same_origin,
+    needs_secure,
+    refresh_cookie,
+)
 from keel.models import Post, Todo
+from keel.schemas.auth import TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import todo as todo_service
+from keel.services.auth import IssuedTokens
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
 
 LOGIN_PATH = "/api/v1/auth/login"
+
+log = get_logger("keel.auth")
 
 _bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
 
@@ -134,6 +157,54 @@ def client_ip(request: Request) -> str | None:
 
 
 ClientIP = Annotated[str | None, Depends(client_ip)]
+
+
+# --- the web client's refresh cookie (see keel.core.web_session) -----------------------------------
+@dataclass(frozen=True, slots=True)
+class WebClientContext:
+    """What cookie mode needs from a request: the opt-in, the refresh cookie, and where it comes from."""
+
+    opted_in: bool
+    refresh_cookie: str | None
+    same_origin: bool
+    secure: bool
+    origin: str | None
+
+    def require_same_origin(self) -> None:
+        """Refuse (403) a request that would act with the cookie but may have been forged cross-site."""
+        if not (self.opted_in and self.same_origin):
+            log.info("csrf_rejected", opted_in=self.opted_in, origin=(self.origin or "")[:200] or None)
+            raise CsrfRejected
+
+    def hand_over(self, response: Response, issued: IssuedTokens) -> TokenPair:
+        """Set the new refresh token as the cookie and leave it out of the body that scripts can read."""
+        token = issued.pair.refresh_token
+        assert token is not None
+        response.headers.append(
+            "Set-Cookie", refresh_cookie(token, max_age=issued.refresh_expires_in, secure=self.secure)
+        )
+        return issued.pair.model_copy(update={"refresh_token": None})
+
+    def clear_cookie(self, response: Response) -> None:
+        response.headers.append("Set-Cookie", expired_refresh_cookie(secure=self.secure))
+
+    def clear_cookie_on(self, error: KeelError) -> None:
+        """Make a problem response also drop the cookie (it goes through the one error handler)."""
+        error.headers["Set-Cookie"] = expired_refresh_cookie(secure=self.secure)
+
+
+def _web_client(request: Request, settings: SettingsDep) -> WebClientContext:
+    origin = request.headers.get("origin")
+    return WebClientContext(
+        opted_in=request.headers.get(WEB_CLIENT_HEADER) == WEB_CLIENT_VALUE,
+        refresh_cookie=request.cookies.get(REFRESH_COOKIE),
+        same_origin=is_same_origin(origin, request_url=str(request.url), public_url=settings.public_url),
+        secure=needs_secure(request_scheme=request.scope["scheme"], public_url=settings.public_url),
+        origin=origin,
+    )
+
+
+WebClient = Annotated[WebClientContext, Depends(_web_client)]
 
 
 # --- ids in paths, and the lookups that check who may see what ------------------------------------

@@ -320,6 +320,10 @@ class TestOpenAPI:
     @pytest.mark.parametrize(
         ("method", "path", "statuses"),
         [
+            # Login and refresh answer 401 for bad credentials, but take no bearer token.
+            ("POST", "/api/v1/auth/login", {"403", "422"}),
+            ("POST", "/api/v1/auth/refresh", {"403", "422"}),
+            ("POST", "/api/v1/auth/logout", {"401", "403", "422"}),
             ("GET", "/api/v1/users/me", {"401"}),
             ("PATCH", "/api/v1/users/me", {"401", "409", "422"}),
             ("DELETE", "/api/v1/users/me", {"400", "401", "422"}),

@@ -125,6 +125,14 @@ class InactiveUser(Forbidden):
     default_detail = "This account has been deactivated."
 
 
+class CsrfRejected(Forbidden):
+    """A request that would use the refresh cookie did not prove it comes from the web app."""
+
+    code = "csrf_rejected"
+    title = "Cross-site request refused"
+    default_detail = "This request must come from the Keel web app."
+
+
 # --- 404 -------------------------------------------------------------------------------------
 class NotFound(KeelError):
     status = 404

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response, status
 
+from keel.core.errors import InvalidRefreshToken
 from keel.deps import (
     CacheDep,
     ClientIP,
@@ -11,6 +14,7 @@ from keel.deps import (
     SessionDep,
     SessionId,
     SettingsDep,
+    WebClient,
 )
 from keel.routes import API_PREFIX
 from keel.schemas.auth import (
@@ -35,6 +39,12 @@ router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 REGISTERED = "If this address can be registered, an email is on its way to it with the next step."
 
 
+def _sets_cookie(status_code: int, what: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: the success response may carry a `Set-Cookie` for the refresh cookie."""
+    header = {"description": f"{what} (web client mode only).", "schema": {"type": "string"}}
+    return {status_code: {"headers": {"Set-Cookie": header}}}
+
+
 def _no_store(response: Response) -> None:
     # Token responses must never be kept by a browser or proxy cache.
     response.headers["Cache-Control"] = "no-store"
@@ -53,12 +63,29 @@ async def register(data: UserCreate, session: SessionDep, settings: SettingsDep,
     return Message(detail=REGISTERED)
 
 
-@router.post("/login", response_model=TokenPair, responses=problem_responses(401, 403, 422))
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    responses={**problem_responses(401, 403, 422), **_sets_cookie(200, "The refresh cookie")},
+)
 async def login(
-    form: LoginFormDep, request: Request, response: Response, session: SessionDep, settings: SettingsDep, ip: ClientIP
+    form: LoginFormDep,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+    web: WebClient,
 ) -> TokenPair:
-    """Sign in with email (as `username`) and password; opens a session and returns its tokens."""
-    pair = await auth_service.login(
+    """Sign in with email (as `username`) and password; opens a session and returns its tokens.
+
+    With the header `X-Keel-Client: web` (the web app), the request must also carry this service's own
+    `Origin` (else 403 `csrf_rejected`), and the refresh token is set as the HttpOnly `keel_refresh`
+    cookie instead of being returned (`refresh_token` is null).
+    """
+    if web.opted_in:
+        web.require_same_origin()  # before any password hashing
+    issued = await auth_service.login(
         session=session,
         settings=settings,
         email=form.username,
@@ -67,31 +94,86 @@ async def login(
         ip=ip,
     )
     _no_store(response)
-    return pair
+    return web.hand_over(response, issued) if web.opted_in else issued.pair
 
 
-@router.post("/refresh", response_model=TokenPair, responses=problem_responses(401, 422))
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses={**problem_responses(401, 403, 422), **_sets_cookie(200, "The new refresh cookie")},
+)
 async def refresh(
-    data: RefreshRequest, response: Response, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    response: Response,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    web: WebClient,
+    data: RefreshRequest | None = None,
 ) -> TokenPair:
-    """Exchange a refresh token for a new token pair; the old refresh token stops working."""
-    pair = await auth_service.refresh(session=session, cache=cache, settings=settings, refresh_token=data.refresh_token)
+    """Exchange a refresh token for a new token pair; the old refresh token stops working.
+
+    Without `refresh_token` in the body the `keel_refresh` cookie is used: the request must then carry
+    `X-Keel-Client: web` and this service's own `Origin` (else 403 `csrf_rejected`), the new refresh
+    token replaces the cookie (`refresh_token` is null), and a 401 also deletes the cookie.
+    """
+    if data is not None and data.refresh_token is not None:
+        issued = await auth_service.refresh(
+            session=session, cache=cache, settings=settings, refresh_token=data.refresh_token
+        )
+        _no_store(response)
+        return issued.pair
+    if web.refresh_cookie is None:
+        raise InvalidRefreshToken
+    web.require_same_origin()
+    try:
+        issued = await auth_service.refresh(
+            session=session, cache=cache, settings=settings, refresh_token=web.refresh_cookie
+        )
+    except InvalidRefreshToken as exc:
+        web.clear_cookie_on(exc)
+        raise
     _no_store(response)
-    return pair
+    return web.hand_over(response, issued)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 422))
-async def logout(user: CurrentUser, session: SessionDep, cache: CacheDep, data: LogoutRequest | None = None) -> None:
-    """End the current session at once, in every worker."""
-    await auth_service.logout(
-        session=session, cache=cache, principal=user, refresh_token=data.refresh_token if data else None
-    )
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**problem_responses(401, 403, 422), **_sets_cookie(204, "Deletes the refresh cookie")},
+)
+async def logout(
+    user: CurrentUser,
+    response: Response,
+    session: SessionDep,
+    cache: CacheDep,
+    web: WebClient,
+    data: LogoutRequest | None = None,
+) -> None:
+    """End the current session at once, in every worker.
+
+    A request that carries the `keel_refresh` cookie must also carry `X-Keel-Client: web` and this
+    service's own `Origin` (else 403 `csrf_rejected`); its session ends too and the cookie is deleted.
+    """
+    if web.refresh_cookie is not None:
+        web.require_same_origin()
+    handed_in = [token for token in (data.refresh_token if data else None, web.refresh_cookie) if token]
+    await auth_service.logout(session=session, cache=cache, principal=user, refresh_tokens=handed_in)
+    if web.refresh_cookie is not None:
+        web.clear_cookie(response)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401))
-async def logout_all(user: CurrentUser, session: SessionDep, cache: CacheDep) -> None:
-    """End every session of the current user, this one included."""
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**problem_responses(401), **_sets_cookie(204, "Deletes the refresh cookie")},
+)
+async def logout_all(
+    user: CurrentUser, response: Response, session: SessionDep, cache: CacheDep, web: WebClient
+) -> None:
+    """End every session of the current user, this one included, and delete the refresh cookie if sent."""
     await auth_service.logout_all(session=session, cache=cache, principal=user)
+    if web.refresh_cookie is not None:
+        web.clear_cookie(response)
 
 
 @router.get("/sessions", response_model=list[SessionRead], responses=problem_responses(401))

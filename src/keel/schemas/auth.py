@@ -16,13 +16,17 @@ RefreshTokenStr = Annotated[str, Field(min_length=1, max_length=256)]
 
 class TokenPair(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="The new refresh token; null when it was set as the HttpOnly cookie instead (web client mode)."
+    )
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
 class RefreshRequest(InputModel):
-    refresh_token: RefreshTokenStr
+    refresh_token: RefreshTokenStr | None = Field(
+        default=None, description="Leave out (or send no body) to use the refresh cookie instead."
+    )
 
 
 class LogoutRequest(InputModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import col, select, update
@@ -34,6 +36,14 @@ from keel.services.session import Principal, SessionCache
 log = get_logger("keel.auth")
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    pair: TokenPair
+    # How long the new refresh token stays usable if it is not used: the idle limit, or less when
+    # the session's absolute end comes first. A refresh cookie lives exactly this long.
+    refresh_expires_in: int
+
+
 async def login(
     *,
     session: AsyncSession,
@@ -42,7 +52,7 @@ async def login(
     password: str,
     user_agent: str | None,
     ip: str | None,
-) -> TokenPair:
+) -> IssuedTokens:
     """Check the credentials and open a new session. Unknown email and wrong password look the same."""
     hasher = password_hasher(settings)
     user = await user_service.get_by_email(session=session, email=email.strip())
@@ -73,25 +83,30 @@ async def login(
     )
     session.add(user_session)
     await session.flush()  # the refresh token row refers to it
-    pair = _issue(session, settings, user_id=user.id, session_id=user_session.id, now=now)
+    issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
     await session.commit()
     log.info("login_succeeded", user_id=user.id, session_id=user_session.id, rehashed=upgraded_hash is not None)
-    return pair
+    return issued
 
 
-def _issue(session: AsyncSession, settings: Settings, *, user_id: int, session_id: str, now: datetime) -> TokenPair:
+def _issue(
+    session: AsyncSession, settings: Settings, *, user_id: int, user_session: UserSession, now: datetime
+) -> IssuedTokens:
+    """A new pair in a session whose `last_used_at` is `now`."""
     refresh_token, token_hash = new_refresh_token()
-    session.add(RefreshToken(token_hash=token_hash, session_id=session_id, created_at=now))
-    return TokenPair(
-        access_token=create_access_token(settings, user_id=user_id, session_id=session_id, now=now),
+    session.add(RefreshToken(token_hash=token_hash, session_id=user_session.id, created_at=now))
+    pair = TokenPair(
+        access_token=create_access_token(settings, user_id=user_id, session_id=user_session.id, now=now),
         refresh_token=refresh_token,
         expires_in=settings.access_token_ttl_seconds,
     )
+    remaining = int((user_session.expires_at - now).total_seconds())
+    return IssuedTokens(pair=pair, refresh_expires_in=max(min(settings.session_idle_ttl_seconds, remaining), 0))
 
 
 async def refresh(
     *, session: AsyncSession, cache: SessionCache | None, settings: Settings, refresh_token: str
-) -> TokenPair:
+) -> IssuedTokens:
     """Consume a refresh token and issue a new pair in the same session.
 
     The consume is one conditional UPDATE, so of two concurrent refreshes only one can win.
@@ -126,9 +141,9 @@ async def refresh(
     user_session.last_used_at = now
     session.add(user_session)
     assert user.id is not None
-    pair = _issue(session, settings, user_id=user.id, session_id=session_id, now=now)
+    issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
     await session.commit()
-    return pair
+    return issued
 
 
 async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, token_hash: str) -> None:
@@ -144,23 +159,20 @@ async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, to
 
 
 async def logout(
-    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, refresh_token: str | None
+    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, refresh_tokens: Collection[str] = ()
 ) -> None:
-    """End the caller's session (and the session of a refresh token they hand in, if it is theirs)."""
+    """End the caller's session (and the sessions of refresh tokens they hand in, those that are theirs)."""
     ids = [principal.session_id]
-    if refresh_token:
-        other = (
-            await session.exec(
-                select(RefreshToken.session_id)
-                .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
-                .where(
-                    RefreshToken.token_hash == hash_refresh_token(refresh_token),
-                    UserSession.user_id == principal.user_id,
-                )
+    if refresh_tokens:
+        others = await session.exec(
+            select(RefreshToken.session_id)
+            .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
+            .where(
+                col(RefreshToken.token_hash).in_(sorted({hash_refresh_token(token) for token in refresh_tokens})),
+                UserSession.user_id == principal.user_id,
             )
-        ).one_or_none()
-        if other is not None and other != principal.session_id:
-            ids.append(other)
+        )
+        ids.extend(sorted(set(others) - {principal.session_id}))
     await session_service.revoke(session=session, cache=cache, session_ids=ids)
     await session.commit()
     log.info("logout", user_id=principal.user_id, session_id=principal.session_id)

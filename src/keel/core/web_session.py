@@ -1,0 +1,77 @@
+"""Cookie mode for browsers: the refresh token lives in an HttpOnly cookie that page scripts never see.
+
+A browser sends cookies on its own, so every request that uses the cookie must prove it comes from
+the Keel web app: it carries the opt-in header (which a cross-site form cannot set) and an `Origin`
+equal to the service's own. SameSite=Strict already keeps the cookie off cross-site requests; the
+check is the second lock, and the one that still holds for a sibling subdomain.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from urllib.parse import urlsplit
+
+WEB_CLIENT_HEADER = "X-Keel-Client"
+WEB_CLIENT_VALUE = "web"
+REFRESH_COOKIE = "keel_refresh"
+# Only the auth endpoints ever receive the cookie (tests check this equals the auth router's prefix).
+REFRESH_COOKIE_PATH = "/api/v1/auth"
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str, *, bare: bool = False) -> str | None:
+    """The normalised origin (`scheme://host[:port]`, lower case, default port dropped) of a URL.
+
+    With `bare`, the URL must be an origin and nothing more, as an `Origin` header is; anything
+    else (`null`, a path, credentials, another scheme) has no origin and gives None.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unparsable host or port
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        return None
+    if bare and (parts.path or parts.query or parts.fragment or url.endswith(("?", "#"))):
+        return None
+    if ":" in host:  # IPv6 literal: urlsplit drops the brackets
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def is_same_origin(origin_header: str | None, *, request_url: str, public_url: str) -> bool:
+    """Whether an `Origin` header names the service: as this request reached it, or its public address."""
+    if origin_header is None:
+        return False
+    origin = origin_of(origin_header, bare=True)
+    if origin is None:
+        return False
+    return origin in {origin_of(request_url), origin_of(public_url)}
+
+
+def needs_secure(*, request_scheme: str, public_url: str) -> bool:
+    # Behind a TLS-terminating proxy the app may see http; the public address still says https.
+    return request_scheme == "https" or public_url.lower().startswith("https://")
+
+
+def refresh_cookie(value: str, *, max_age: int, secure: bool) -> str:
+    """The `Set-Cookie` value that stores a refresh token; `max_age=0` with an empty value deletes it."""
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[REFRESH_COOKIE] = value
+    morsel = cookie[REFRESH_COOKIE]
+    morsel["path"] = REFRESH_COOKIE_PATH
+    morsel["max-age"] = max(max_age, 0)
+    morsel["httponly"] = True
+    morsel["samesite"] = "Strict"
+    if secure:
+        morsel["secure"] = True
+    return morsel.OutputString()
+
+
+def expired_refresh_cookie(*, secure: bool) -> str:
+    """The `Set-Cookie` value that makes the browser drop the refresh cookie."""
+    return refresh_cookie("", max_age=0, secure=secure)
