@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -93,23 +93,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Every path the web UI's router knows; each is answered with the same shell page, so a
+# reload or a link from an email lands on the right screen. Keep in step with static/js/app.js.
+WEB_PAGES = (
+    "/",
+    "/signin",
+    "/signup",
+    "/forgot-password",
+    "/reset-password",
+    "/verify-email",
+    "/todos",
+    "/my-posts",
+    "/posts/new",
+    "/posts/{post_id}",
+    "/posts/{post_id}/edit",
+    "/account",
+    "/admin/users",
+)
+
+# The UI runs only its own files: no inline script or style, nothing from another origin,
+# and no page may frame it.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+WEB_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Email links carry their token in the query: never pass the address on.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
 def _mount_web(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html")
-
-    # The pages that email links point at (KEEL_PUBLIC_URL + path).
-    for page in ("verify-email", "reset-password", "forgot-password"):
-        app.add_api_route(f"/{page}", _page(page), methods=["GET"], include_in_schema=False)
+    for path in WEB_PAGES:
+        app.add_api_route(path, _shell, methods=["GET"], include_in_schema=False)
 
 
-def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
-    async def page() -> FileResponse:
-        return FileResponse(WEB_DIR / f"{name}.html")
-
-    return page
+async def _shell() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", headers=WEB_HEADERS)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

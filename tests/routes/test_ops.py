@@ -1,4 +1,4 @@
-"""Operational endpoints, the web UI placeholder, the request id, and behaviour when backing services are down."""
+"""Operational endpoints, the request id, and behaviour when backing services are down."""
 
 from __future__ import annotations
 
@@ -122,27 +122,6 @@ class TestUnreachableRedis:
 
         assert response.status_code == 200, response.text
         assert response.json()["id"] == account.id
-
-
-class TestWebUI:
-    async def test_root_serves_the_html_placeholder(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/")
-
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/html")
-        assert "<title>Keel</title>" in response.text
-        assert 'href="/docs"' in response.text
-
-    async def test_static_files_are_served(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/static/keel.css")
-
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/css")
-
-    async def test_missing_static_file_is_a_404_problem(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/static/nope.js")
-
-        assert_problem(response, 404, "not_found")
 
 
 class TestDocumentation:

@@ -1,0 +1,209 @@
+// The API client: one place that talks HTTP, holds the access token (in memory only) and
+// refreshes it. The refresh token never reaches JavaScript: the server keeps it in an
+// HttpOnly cookie scoped to /api/v1/auth, and every cookie request carries WEB_CLIENT.
+
+const API = "/api/v1";
+const WEB_CLIENT = { "X-Keel-Client": "web" };
+// Not a token: only a hint that a refresh cookie may exist, so that a visitor who never
+// signed in does not start every page with a refresh that must fail.
+const SIGNED_IN_HINT = "keel.signed-in";
+// Refresh a little before the access token expires rather than after a 401.
+const EARLY_REFRESH_MS = 30_000;
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    const detail = (problem && problem.detail) || (problem && problem.title) || `Request failed (${status}).`;
+    super(detail);
+    this.status = status;
+    this.code = (problem && problem.code) || null;
+    this.detail = detail;
+    this.errors = (problem && Array.isArray(problem.errors) && problem.errors) || [];
+  }
+
+  /** Validation messages keyed by the input field they belong to ("" for the form as a whole). */
+  fieldErrors() {
+    const byField = {};
+    for (const error of this.errors) {
+      const loc = Array.isArray(error.loc) ? error.loc : [];
+      const name = loc.length > 1 && ["body", "query", "path"].includes(loc[0]) ? String(loc[1]) : "";
+      (byField[name] ||= []).push(tidy(error.msg));
+    }
+    return byField;
+  }
+}
+
+// Pydantic messages start with a prefix ("Value error, ...") that means nothing to a person.
+function tidy(message) {
+  return String(message || "").replace(/^(Value|Assertion) error, /, "");
+}
+
+const state = { token: null, expiresAt: 0, user: null };
+const listeners = new Set();
+let refreshing = null;
+
+/** Call `listener(user, reason)` whenever the signed-in user changes. */
+export function onAuthChange(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function notify(reason) {
+  for (const listener of listeners) listener(state.user, reason);
+}
+
+export function currentUser() {
+  return state.user;
+}
+
+export function isSignedIn() {
+  return state.token !== null;
+}
+
+function accept(pair) {
+  state.token = pair.access_token;
+  state.expiresAt = Date.now() + pair.expires_in * 1000;
+  localStorage.setItem(SIGNED_IN_HINT, "1");
+}
+
+function forget(reason) {
+  const wasSignedIn = state.token !== null || state.user !== null;
+  state.token = null;
+  state.expiresAt = 0;
+  state.user = null;
+  localStorage.removeItem(SIGNED_IN_HINT);
+  if (wasSignedIn) notify(reason);
+}
+
+async function withRefreshLock(task) {
+  // Two refreshes of one token count as reuse and end the session, so only one runs at a
+  // time, across every tab of this origin where the browser offers Web Locks.
+  if (navigator.locks) return navigator.locks.request("keel-refresh", task);
+  return task();
+}
+
+/**
+ * Exchange the refresh cookie for a new access token. Concurrent callers share one request.
+ * Resolves true when signed in afterwards.
+ */
+export function refresh() {
+  refreshing ||= withRefreshLock(async () => {
+    let response;
+    try {
+      response = await fetch(`${API}/auth/refresh`, { method: "POST", headers: WEB_CLIENT });
+    } catch {
+      return state.token !== null; // offline: keep what we have, the next request will tell
+    }
+    if (!response.ok) {
+      forget("expired");
+      return false;
+    }
+    accept(await response.json());
+    return true;
+  }).finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+/**
+ * Send one API request. `body` is sent as JSON, `form` as an HTML form; `query` values that
+ * are empty are left out. Resolves with the parsed body (null for 204) or throws ApiError.
+ */
+export async function request(method, path, { body, form, query, retry = true } = {}) {
+  if (state.token && Date.now() > state.expiresAt - EARLY_REFRESH_MS) await refresh();
+  const headers = { Accept: "application/json", ...WEB_CLIENT };
+  const sentToken = state.token;
+  if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  } else if (form !== undefined) {
+    payload = new URLSearchParams(form);
+  }
+  let response;
+  try {
+    response = await fetch(API + path + queryString(query), { method, headers, body: payload });
+  } catch {
+    throw new ApiError(0, { detail: "Keel could not be reached. Check your connection and try again." });
+  }
+  if (response.status === 401 && sentToken && retry) {
+    // The access token expired or its session ended: refresh once, then try again.
+    if (await refresh()) return request(method, path, { body, form, query, retry: false });
+  }
+  const data = await parse(response);
+  if (response.status === 401 && sentToken) forget("expired");
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function queryString(query) {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(name, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+async function parse(response) {
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  if (type.includes("json")) return response.json().catch(() => null);
+  return null;
+}
+
+async function loadUser(reason) {
+  state.user = await request("GET", "/users/me");
+  notify(reason);
+  return state.user;
+}
+
+/** On page load: resume the session held by the refresh cookie, if there is one. */
+export async function resume() {
+  if (!localStorage.getItem(SIGNED_IN_HINT)) return null;
+  if (!(await refresh())) return null;
+  try {
+    return await loadUser("resumed");
+  } catch {
+    return null;
+  }
+}
+
+export async function signIn(email, password) {
+  forget("signed-out");
+  accept(await request("POST", "/auth/login", { form: { username: email, password } }));
+  return loadUser("signed-in");
+}
+
+/** Reload the signed-in user after a change to their profile. */
+export function reloadUser() {
+  return loadUser("updated");
+}
+
+/** Forget a session that the server already ended (account deleted, password reset). */
+export function endSession() {
+  forget("signed-out");
+}
+
+export async function signOut({ everywhere = false } = {}) {
+  try {
+    await request("POST", everywhere ? "/auth/logout-all" : "/auth/logout");
+  } catch (error) {
+    // A session that already ended is the outcome we wanted.
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+  } finally {
+    forget("signed-out");
+  }
+}
+
+// Another tab signed out: follow it.
+window.addEventListener("storage", (event) => {
+  if (event.key === SIGNED_IN_HINT && event.newValue === null && state.token) {
+    state.token = null;
+    state.expiresAt = 0;
+    state.user = null;
+    notify("expired");
+  }
+});

@@ -1,0 +1,145 @@
+// The shell: navigation bar, routes, and what happens when the session changes.
+
+import { ApiError, currentUser, onAuthChange, resume, signOut } from "./api.js";
+import { button, h, replace, toast } from "./dom.js";
+import { match, navigate, route, start } from "./router.js";
+import * as account from "./pages/account.js";
+import * as admin from "./pages/admin.js";
+import * as auth from "./pages/auth.js";
+import * as posts from "./pages/posts.js";
+import * as todos from "./pages/todos.js";
+
+route("/", posts.feed);
+route("/posts/new", posts.editor, { signedIn: true });
+route("/posts/:id", posts.show);
+route("/posts/:id/edit", posts.editor, { signedIn: true });
+route("/my-posts", posts.mine, { signedIn: true });
+route("/todos", todos.list, { signedIn: true });
+route("/account", account.page, { signedIn: true });
+route("/admin/users", admin.users, { signedIn: true, admin: true });
+route("/signin", auth.signIn);
+route("/signup", auth.signUp);
+route("/forgot-password", auth.forgotPassword);
+route("/reset-password", auth.resetPassword);
+route("/verify-email", auth.verifyEmail);
+
+const view = document.getElementById("view");
+const nav = document.getElementById("nav");
+
+function navLink(href, text) {
+  const here = location.pathname === href || (href !== "/" && location.pathname.startsWith(`${href}/`));
+  return h("a", { href, "aria-current": here ? "page" : false }, text);
+}
+
+function drawNav() {
+  const user = currentUser();
+  const links = [navLink("/", "Feed")];
+  if (user) {
+    links.push(navLink("/todos", "Todos"), navLink("/my-posts", "My posts"));
+    if (user.role === "admin") links.push(navLink("/admin/users", "Users"));
+  }
+  const end = user
+    ? [
+        navLink("/account", user.username),
+        button("Sign out", {
+          class: "link",
+          onclick: async () => {
+            try {
+              await signOut();
+              navigate("/signin", { state: { notice: "You are signed out." } });
+            } catch (error) {
+              toast(error.detail || "Signing out failed. Please try again.");
+            }
+          },
+        }),
+      ]
+    : [navLink("/signin", "Sign in"), h("a", { href: "/signup", class: "button primary small" }, "Sign up")];
+  replace(nav, h("div", { class: "nav-main" }, links), h("div", { class: "nav-end" }, end));
+}
+
+/** Context handed to every page. */
+function context(found, slot) {
+  return {
+    params: found.params,
+    query: new URLSearchParams(location.search),
+    state: history.state || {},
+    onLeave(cleanup) {
+      slot.cleanup = cleanup;
+    },
+  };
+}
+
+async function draw(slot) {
+  drawNav();
+  const found = match(location.pathname);
+  if (!found) {
+    document.title = "Not found · Keel";
+    replace(view, h("h1", { tabindex: -1 }, "Page not found"), h("p", {}, h("a", { href: "/" }, "Back to the feed")));
+    return focusHeading();
+  }
+  const user = currentUser();
+  if (found.options.signedIn && !user) {
+    const next = location.pathname + location.search;
+    return navigate(`/signin?next=${encodeURIComponent(next)}`, { replace: true });
+  }
+  if (found.options.admin && user.role !== "admin") {
+    document.title = "Not allowed · Keel";
+    replace(view, h("h1", { tabindex: -1 }, "Admins only"), h("p", {}, "This page is for administrators."));
+    return focusHeading();
+  }
+  // The page draws into a detached container that replaces the view once it is ready, so a
+  // page that finishes after the reader has moved on draws nowhere.
+  const container = h("div", { class: "page" });
+  view.setAttribute("aria-busy", "true");
+  try {
+    await found.page(container, context(found, slot));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return; // sent to sign-in already
+    drawFailure(container, error);
+  } finally {
+    view.removeAttribute("aria-busy");
+  }
+  if (!slot.active) return;
+  replace(view, container);
+  focusHeading();
+}
+
+function drawFailure(container, error) {
+  const notFound = error instanceof ApiError && error.status === 404;
+  document.title = `${notFound ? "Not found" : "Something went wrong"} · Keel`;
+  if (!(error instanceof ApiError)) console.error(error);
+  replace(
+    container,
+    h("h1", {}, notFound ? "Not found" : "Something went wrong"),
+    h("p", { class: "notice error" }, error.detail || "The page could not be loaded."),
+    h("p", {}, h("a", { href: "/" }, "Back to the feed")),
+  );
+}
+
+let firstRender = true;
+
+// Move focus to the new page's heading so keyboard and screen-reader users start there.
+function focusHeading() {
+  if (firstRender) {
+    firstRender = false;
+    return;
+  }
+  const heading = view.querySelector("h1");
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
+  window.scrollTo(0, 0);
+}
+
+onAuthChange((user, reason) => {
+  drawNav();
+  if (reason === "expired") {
+    const next = location.pathname + location.search;
+    const target = match(location.pathname)?.options.signedIn ? `/signin?next=${encodeURIComponent(next)}` : "/signin";
+    navigate(target, { state: { notice: "Your session has ended. Please sign in again." } });
+  }
+});
+
+await resume();
+await start(draw);

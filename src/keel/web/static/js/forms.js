@@ -1,0 +1,92 @@
+// Form plumbing shared by every page: read values, show the API's errors beside the fields
+// they belong to, and keep a form from being sent twice.
+
+import { ApiError } from "./api.js";
+
+/** The form's values; checkboxes become booleans, empty optional fields null. */
+export function values(form) {
+  const result = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled) continue;
+    if (el.type === "checkbox") result[el.name] = el.checked;
+    else if (el.type !== "submit" && el.type !== "button") result[el.name] = el.value;
+  }
+  return result;
+}
+
+/** Empty strings to null, for optional fields the API wants absent or null. */
+export function blankToNull(data, ...names) {
+  for (const name of names) if (data[name] === "") data[name] = null;
+  return data;
+}
+
+export function clearErrors(form) {
+  for (const el of form.querySelectorAll(".field-error")) {
+    el.textContent = "";
+    el.hidden = true;
+  }
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  const alert = form.querySelector(".form-alert");
+  if (alert) {
+    alert.textContent = "";
+    alert.hidden = true;
+  }
+}
+
+/**
+ * Show `error` on `form`: validation messages next to their fields, anything else in the
+ * form's alert. `codeFields` names the field a problem code is about ({username_taken: "username"}).
+ */
+export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}) {
+  const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: "Something went wrong. Please try again." });
+  const leftovers = [];
+  let first = null;
+  const byField = apiError.fieldErrors();
+  if (apiError.code && codeFields[apiError.code] && !apiError.errors.length) {
+    byField[codeFields[apiError.code]] = [apiError.detail];
+  }
+  for (const [name, messages] of Object.entries(byField)) {
+    const slot = name && form.querySelector(`[data-field="${CSS.escape(fieldNames[name] || name)}"]`);
+    if (!slot) {
+      leftovers.push(...messages);
+      continue;
+    }
+    const message = slot.querySelector(".field-error");
+    message.textContent = messages.join(" ");
+    message.hidden = false;
+    const input = slot.querySelector("input, textarea, select");
+    input.setAttribute("aria-invalid", "true");
+    first ||= input;
+  }
+  if (!Object.keys(byField).length) leftovers.push(apiError.detail);
+  const alert = form.querySelector(".form-alert");
+  if (leftovers.length && alert) {
+    alert.textContent = leftovers.join(" ");
+    alert.hidden = false;
+  }
+  if (first) first.focus();
+}
+
+/**
+ * Run `action(values)` when `form` is submitted; its errors are shown on the form.
+ * The submit buttons are disabled while the request runs.
+ */
+export function onSubmit(form, action, options = {}) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (form.getAttribute("aria-busy") === "true") return;
+    clearErrors(form);
+    const buttons = [...form.querySelectorAll("button[type=submit]")];
+    form.setAttribute("aria-busy", "true");
+    for (const b of buttons) b.disabled = true;
+    try {
+      await action(values(form), event.submitter);
+    } catch (error) {
+      if (!(error instanceof ApiError)) console.error(error);
+      showError(form, error, options);
+    } finally {
+      form.removeAttribute("aria-busy");
+      for (const b of buttons) b.disabled = false;
+    }
+  });
+}

@@ -1,0 +1,197 @@
+// The account page: profile, verification, password, sessions, and deleting the account.
+
+import { currentUser, endSession, reloadUser, request, signOut } from "../api.js";
+import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
+import { onSubmit } from "../forms.js";
+import { navigate } from "../router.js";
+
+/** "Firefox on Windows" from a user agent string; good enough to recognise a device. */
+export function describeDevice(userAgent) {
+  if (!userAgent) return "Unknown device";
+  const browsers = [
+    [/Edg\//, "Edge"],
+    [/OPR\//, "Opera"],
+    [/Firefox\//, "Firefox"],
+    [/Chrom(e|ium)\//, "Chrome"],
+    [/Safari\//, "Safari"],
+    [/^curl\//, "curl"],
+    [/python-httpx|python-requests/, "Python script"],
+  ];
+  const systems = [
+    [/Android/, "Android"],
+    [/iPhone|iPad/, "iOS"],
+    [/Windows/, "Windows"],
+    [/Mac OS X|Macintosh/, "macOS"],
+    [/CrOS/, "ChromeOS"],
+    [/Linux/, "Linux"],
+  ];
+  const browser = browsers.find(([pattern]) => pattern.test(userAgent));
+  const system = systems.find(([pattern]) => pattern.test(userAgent));
+  if (!browser && !system) return userAgent.slice(0, 60);
+  return [browser ? browser[1] : "A browser", system ? `on ${system[1]}` : null].filter(Boolean).join(" ");
+}
+
+function section(title, ...children) {
+  const id = `section-${title.toLowerCase().replace(/\W+/g, "-")}`;
+  return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...children);
+}
+
+export async function page(container) {
+  document.title = "Account · Keel";
+  const user = currentUser();
+
+  // Profile.
+  const profile = h(
+    "form",
+    { novalidate: true },
+    formAlert(),
+    field("Username", "username", { required: true, minlength: 3, maxlength: 30, autocomplete: "username", value: user.username }),
+    field("Full name", "full_name", { maxlength: 100, autocomplete: "name", value: user.full_name || "" }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save profile")),
+  );
+  onSubmit(
+    profile,
+    async (data) => {
+      await request("PATCH", "/users/me", { body: { username: data.username.trim(), full_name: data.full_name.trim() || null } });
+      await reloadUser();
+      toast("Profile saved.");
+    },
+    { codeFields: { username_taken: "username" } },
+  );
+
+  const verification = h("div", { class: "verification" });
+  if (user.is_verified) {
+    verification.append(h("p", {}, h("span", { class: "badge published" }, "Verified"), " Your email address is confirmed."));
+  } else {
+    const status = h("p", { role: "status" });
+    verification.append(
+      h("p", {}, h("span", { class: "badge draft" }, "Not verified"), " Verify your address to publish posts and vote."),
+      button("Send a new verification link", {
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try {
+            const result = await request("POST", "/auth/verify-email/request");
+            status.textContent = result.detail;
+          } catch (error) {
+            status.textContent = error.detail;
+          } finally {
+            event.target.disabled = false;
+          }
+        },
+      }),
+      status,
+    );
+  }
+
+  // Password.
+  const password = h(
+    "form",
+    { novalidate: true },
+    formAlert(),
+    h("input", { type: "text", name: "email", autocomplete: "username", value: user.email, hidden: true, disabled: true }),
+    field("Current password", "current_password", { type: "password", autocomplete: "current-password", required: true }),
+    field("New password", "new_password", {
+      type: "password",
+      autocomplete: "new-password",
+      required: true,
+      maxlength: 128,
+      hint: "At least 8 characters. Common or easily guessed passwords are refused.",
+    }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Change password")),
+  );
+  onSubmit(
+    password,
+    async (data) => {
+      await request("POST", "/auth/password-change", { body: data });
+      password.reset();
+      toast("Password changed. Your other sessions were signed out.");
+      await drawSessions();
+    },
+    { codeFields: { invalid_credentials: "current_password" } },
+  );
+
+  // Sessions.
+  const sessions = h("ul", { class: "session-list" });
+  async function drawSessions() {
+    const rows = await request("GET", "/auth/sessions");
+    replace(sessions, rows.map((row) => sessionItem(row)));
+  }
+  function sessionItem(row) {
+    const error = h("p", { class: "field-error", role: "alert", hidden: true });
+    return h(
+      "li",
+      { dataset: { session: row.id } },
+      h(
+        "div",
+        {},
+        h("p", { class: "device" }, describeDevice(row.user_agent), row.current ? h("span", { class: "badge published" }, "This device") : null),
+        h("p", { class: "muted" }, row.ip ? `${row.ip} · ` : "", "last used ", time(row.last_used_at), " · signed in ", time(row.created_at)),
+        error,
+      ),
+      button(row.current ? "Sign out" : "Revoke", {
+        class: "small",
+        "aria-label": row.current ? "Sign out of this device" : `Revoke the session of ${describeDevice(row.user_agent)}`,
+        onclick: async () => {
+          try {
+            if (row.current) {
+              await signOut();
+              navigate("/signin", { state: { notice: "You are signed out." } });
+              return;
+            }
+            await request("DELETE", `/auth/sessions/${encodeURIComponent(row.id)}`);
+            toast("Session revoked.");
+            await drawSessions();
+          } catch (error2) {
+            if (error2.status === 401) return;
+            error.textContent = error2.detail;
+            error.hidden = false;
+          }
+        },
+      }),
+    );
+  }
+
+  const everywhere = button("Sign out everywhere", {
+    class: "danger",
+    onclick: async () => {
+      if (!(await confirmDialog("Sign out of every device, this one included?", { confirm: "Sign out everywhere" }))) return;
+      try {
+        await signOut({ everywhere: true });
+        navigate("/signin", { state: { notice: "Every session is signed out." } });
+      } catch (error) {
+        toast(error.detail);
+      }
+    },
+  });
+
+  // Delete.
+  const remove = h(
+    "form",
+    { novalidate: true },
+    formAlert(),
+    h("p", {}, "This deletes your account with all its todos and posts. It cannot be undone."),
+    field("Your password", "password", { type: "password", autocomplete: "current-password", required: true }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Delete my account")),
+  );
+  onSubmit(
+    remove,
+    async (data) => {
+      if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
+      await request("DELETE", "/users/me", { body: data });
+      endSession();
+      navigate("/", { replace: true });
+      toast("Your account is deleted.");
+    },
+    { codeFields: { invalid_credentials: "password" } },
+  );
+
+  await drawSessions();
+  replace(
+    container,
+    h("h1", {}, "Account"),
+    section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification, profile),
+    section("Password", password),
+    section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, everywhere)),
+    section("Delete account", remove),
+  );
+}

@@ -1,0 +1,180 @@
+// Signing in and up, and the pages that email links open (verify, reset).
+
+import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSignIn } from "../api.js";
+import { field, formAlert, h, replace } from "../dom.js";
+import { onSubmit } from "../forms.js";
+import { navigate, replaceLocation } from "../router.js";
+
+const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
+
+function title(text) {
+  document.title = `${text} · Keel`;
+}
+
+/** Only paths inside this app: never a full URL or "//host" that would leave it. */
+function safeNext(value) {
+  return value && value.startsWith("/") && !value.startsWith("//") ? value : "/todos";
+}
+
+/** Read the token from an email link, then drop it from the address bar and history. */
+function takeToken(ctx) {
+  const token = ctx.query.get("token");
+  if (token) replaceLocation(location.pathname);
+  return token;
+}
+
+function notice(text, kind = "info") {
+  return text ? h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text) : null;
+}
+
+export async function signIn(container, ctx) {
+  title("Sign in");
+  const form = h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    field("Email", "email", { type: "email", autocomplete: "username", required: true, maxlength: 254 }),
+    field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
+    h("button", { type: "submit", class: "primary wide" }, "Sign in"),
+    h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
+  );
+  onSubmit(
+    form,
+    async ({ email, password }) => {
+      await apiSignIn(email.trim(), password);
+      navigate(safeNext(ctx.query.get("next")), { replace: true });
+    },
+    { fieldNames: { username: "email" } },
+  );
+  replace(
+    container,
+    h("h1", {}, "Sign in"),
+    notice(ctx.state.notice),
+    form,
+    h("p", { class: "center" }, "New to Keel? ", h("a", { href: "/signup" }, "Create an account")),
+  );
+}
+
+export async function signUp(container) {
+  title("Create an account");
+  const form = h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    field("Email", "email", { type: "email", autocomplete: "email", required: true, maxlength: 254 }),
+    field("Username", "username", {
+      autocomplete: "username",
+      required: true,
+      minlength: 3,
+      maxlength: 30,
+      hint: "3 to 30 lowercase letters, digits or underscores. Shown on your posts.",
+    }),
+    field("Full name (optional)", "full_name", { autocomplete: "name", maxlength: 100 }),
+    field("Password", "password", { type: "password", autocomplete: "new-password", required: true, maxlength: 128, hint: PASSWORD_HINT }),
+    h("button", { type: "submit", class: "primary wide" }, "Create account"),
+  );
+  onSubmit(
+    form,
+    async (data) => {
+      await request("POST", "/auth/register", {
+        body: { email: data.email.trim(), username: data.username.trim(), full_name: data.full_name.trim() || null, password: data.password },
+      });
+      replace(
+        container,
+        h("h1", {}, "Check your inbox"),
+        h(
+          "div",
+          { class: "card narrow", role: "status" },
+          h("p", {}, "We sent a message to ", h("strong", {}, data.email.trim()), "."),
+          h("p", {}, "Open the link in it to verify your address, then sign in. The link works for 48 hours."),
+          h("p", {}, h("a", { href: "/signin", class: "button primary" }, "Go to sign in")),
+        ),
+      );
+      container.querySelector("h1").focus();
+    },
+    { codeFields: { username_taken: "username" } },
+  );
+  replace(
+    container,
+    h("h1", {}, "Create an account"),
+    form,
+    h("p", { class: "center" }, "Already have one? ", h("a", { href: "/signin" }, "Sign in")),
+  );
+}
+
+export async function forgotPassword(container) {
+  title("Reset your password");
+  const form = h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    h("p", {}, "Enter the email address of your account and we will send you a link to choose a new password."),
+    field("Email", "email", { type: "email", autocomplete: "email", required: true, maxlength: 254 }),
+    h("button", { type: "submit", class: "primary wide" }, "Send the link"),
+  );
+  onSubmit(form, async ({ email }) => {
+    const result = await request("POST", "/auth/password-reset/request", { body: { email: email.trim() } });
+    replace(form, h("p", { role: "status" }, result.detail), h("p", {}, h("a", { href: "/signin" }, "Back to sign in")));
+  });
+  replace(container, h("h1", {}, "Reset your password"), form);
+}
+
+export async function resetPassword(container, ctx) {
+  title("Choose a new password");
+  const token = takeToken(ctx);
+  if (!token) {
+    replace(
+      container,
+      h("h1", {}, "Choose a new password"),
+      notice("This link has no token. Open the link from your email again, or ask for a new one.", "error"),
+      h("p", {}, h("a", { href: "/forgot-password" }, "Ask for a new link")),
+    );
+    return;
+  }
+  const form = h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    field("New password", "new_password", { type: "password", autocomplete: "new-password", required: true, maxlength: 128, hint: PASSWORD_HINT }),
+    field("Repeat the new password", "confirm_password", { type: "password", autocomplete: "new-password", required: true, maxlength: 128 }),
+    h("button", { type: "submit", class: "primary wide" }, "Change password"),
+  );
+  onSubmit(
+    form,
+    async (data) => {
+      await request("POST", "/auth/password-reset/confirm", { body: { token, ...data } });
+      endSession(); // the reset ended every session, this browser's included
+      navigate("/signin", { replace: true, state: { notice: "Your password is changed and every session was signed out. Sign in with the new password." } });
+    },
+    { codeFields: { passwords_do_not_match: "confirm_password" } },
+  );
+  replace(container, h("h1", {}, "Choose a new password"), form);
+}
+
+export async function verifyEmail(container, ctx) {
+  title("Verify your email");
+  const token = takeToken(ctx);
+  const heading = h("h1", {}, "Verify your email");
+  if (!token) {
+    replace(container, heading, notice("This link has no token. Open the link from your email again.", "error"));
+    return;
+  }
+  try {
+    const user = await request("POST", "/auth/verify-email/confirm", { body: { token } });
+    if (isSignedIn()) await reloadUser();
+    replace(
+      container,
+      heading,
+      notice(`Thank you, ${user.username}: your email address is verified. You can now publish posts and vote.`, "success"),
+      h("p", {}, isSignedIn() ? h("a", { href: "/", class: "button primary" }, "Go to the feed") : h("a", { href: "/signin", class: "button primary" }, "Sign in")),
+    );
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    replace(
+      container,
+      heading,
+      notice(error.detail, "error"),
+      h("p", {}, "Signed in? You can ask for a new link on your ", h("a", { href: "/account" }, "account page"), "."),
+    );
+  }
+}

@@ -1,0 +1,276 @@
+// Posts: the public feed, one post with its votes, the editor, and "my posts" with drafts.
+
+import { ApiError, currentUser, request } from "../api.js";
+import { button, checkbox, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
+import { onSubmit } from "../forms.js";
+import { navigate } from "../router.js";
+
+const PAGE_SIZE = 20;
+const EXCERPT = 280;
+
+function excerpt(text) {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > EXCERPT ? `${flat.slice(0, EXCERPT).trimEnd()}…` : flat;
+}
+
+/** Paragraphs from blank-line-separated text; single newlines stay as line breaks (CSS). */
+function paragraphs(text) {
+  return text
+    .split(/\n\s*\n/)
+    .filter((part) => part.trim())
+    .map((part) => h("p", {}, part));
+}
+
+function byline(post) {
+  const who = post.author.full_name ? `${post.author.full_name} (@${post.author.username})` : `@${post.author.username}`;
+  return h(
+    "p",
+    { class: "byline" },
+    `${who} · `,
+    post.published ? time(post.published_at) : h("span", { class: "badge draft" }, "Draft"),
+  );
+}
+
+function votesLabel(count) {
+  return `${count} ${count === 1 ? "vote" : "votes"}`;
+}
+
+function pager(page, offset, go, labels = ["Newer", "Older"]) {
+  const nav = h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    button(labels[0], { disabled: offset <= 0, onclick: () => go(Math.max(0, offset - PAGE_SIZE)) }),
+    h("span", {}, `Page ${Math.floor(offset / PAGE_SIZE) + 1} of ${Math.max(1, Math.ceil(page.total / PAGE_SIZE))}`),
+    button(labels[1], { disabled: offset + PAGE_SIZE >= page.total, onclick: () => go(offset + PAGE_SIZE) }),
+  );
+  nav.hidden = page.total <= PAGE_SIZE;
+  return nav;
+}
+
+function offsetFrom(query) {
+  return Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
+}
+
+export async function feed(container, ctx) {
+  document.title = "Keel";
+  const q = ctx.query.get("q") || "";
+  const offset = offsetFrom(ctx.query);
+  const page = await request("GET", "/posts", { query: { q, limit: PAGE_SIZE, offset } });
+  const go = (to, term = q) => {
+    const params = new URLSearchParams();
+    if (term) params.set("q", term);
+    if (to) params.set("offset", String(to));
+    const text = params.toString();
+    navigate(`/${text ? `?${text}` : ""}`);
+  };
+  const searchForm = h(
+    "form",
+    { class: "toolbar", role: "search" },
+    field("Search posts", "q", { type: "search", value: q, maxlength: 200 }),
+    h("button", { type: "submit" }, "Search"),
+  );
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    go(0, searchForm.elements.q.value.trim());
+  });
+  const user = currentUser();
+  replace(
+    container,
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", {}, "Latest posts"),
+      user ? h("a", { href: "/posts/new", class: "button primary" }, "Write a post") : null,
+    ),
+    user ? null : h("p", { class: "lead" }, "What people are writing on Keel. ", h("a", { href: "/signup" }, "Join"), " to write and vote."),
+    searchForm,
+    page.items.length
+      ? h("ol", { class: "post-list" }, page.items.map((post) => postCard(post)))
+      : h("p", { class: "empty" }, q ? "No posts match your search." : "No posts yet."),
+    pager(page, offset, (to) => go(to)),
+  );
+}
+
+function postCard(post) {
+  return h(
+    "li",
+    {},
+    h(
+      "article",
+      { class: "card post-card" },
+      h("h2", {}, h("a", { href: `/posts/${post.id}` }, post.title)),
+      byline(post),
+      h("p", { class: "excerpt" }, excerpt(post.content)),
+      h("p", { class: "post-foot" }, h("span", { class: `votes${post.voted ? " voted" : ""}` }, `▲ ${votesLabel(post.votes)}`)),
+    ),
+  );
+}
+
+export async function show(container, ctx) {
+  const post = await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`);
+  document.title = `${post.title} · Keel`;
+  const user = currentUser();
+  const isAuthor = user && user.id === post.author.id;
+  const message = h("p", { class: "field-error", role: "alert", hidden: true });
+  const fail = (error) => {
+    if (error.status === 401) return;
+    replace(message, error.detail);
+    if (error.code === "email_not_verified") {
+      message.append(" ", h("a", { href: "/account" }, "Verify your email on your account page."));
+    }
+    message.hidden = false;
+  };
+
+  let voteControl;
+  if (!post.published) {
+    voteControl = null;
+  } else if (!user) {
+    voteControl = h("p", {}, h("span", { class: "votes" }, `▲ ${votesLabel(post.votes)}`), " · ", h("a", { href: `/signin?next=/posts/${post.id}` }, "Sign in to vote"));
+  } else {
+    const vote = button("", { class: "vote", "aria-pressed": String(post.voted) });
+    const draw = () => {
+      replace(vote, post.voted ? "▲ Voted" : "▲ Vote", " · ", votesLabel(post.votes));
+      vote.setAttribute("aria-pressed", String(post.voted));
+    };
+    vote.addEventListener("click", async () => {
+      message.hidden = true;
+      vote.disabled = true;
+      try {
+        await request(post.voted ? "DELETE" : "POST", `/posts/${post.id}/vote`);
+        post.voted = !post.voted;
+        post.votes += post.voted ? 1 : -1;
+        draw();
+      } catch (error) {
+        fail(error);
+      } finally {
+        vote.disabled = false;
+      }
+    });
+    draw();
+    voteControl = vote;
+  }
+
+  const actions = [];
+  if (isAuthor) actions.push(h("a", { href: `/posts/${post.id}/edit`, class: "button" }, "Edit"));
+  if (isAuthor || (user && user.role === "admin")) {
+    actions.push(
+      button("Delete", {
+        class: "danger",
+        onclick: async () => {
+          if (!(await confirmDialog(`Delete the post “${post.title}”? Its votes go with it.`))) return;
+          try {
+            await request("DELETE", `/posts/${post.id}`);
+            toast("Post deleted.");
+            navigate(isAuthor ? "/my-posts" : "/");
+          } catch (error) {
+            fail(error);
+          }
+        },
+      }),
+    );
+  }
+  replace(
+    container,
+    h(
+      "article",
+      { class: "post" },
+      h("h1", {}, post.title),
+      byline(post),
+      h("div", { class: "post-content" }, paragraphs(post.content)),
+      h("div", { class: "post-actions" }, voteControl, ...actions),
+      message,
+    ),
+    h("p", {}, h("a", { href: "/" }, "← Back to the feed")),
+  );
+}
+
+export async function editor(container, ctx) {
+  const editing = ctx.params.id !== undefined;
+  const post = editing ? await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`) : null;
+  const heading = editing ? "Edit post" : "Write a post";
+  document.title = `${heading} · Keel`;
+  if (editing && post.author.id !== currentUser().id) {
+    throw new ApiError(403, { detail: "Only the author can edit this post." });
+  }
+  const form = h(
+    "form",
+    { class: "card", novalidate: true },
+    formAlert(),
+    field("Title", "title", { required: true, maxlength: 200 }),
+    field("Text", "content", { control: "textarea", rows: 14, required: true, maxlength: 50000, hint: "Plain text. Leave a blank line between paragraphs." }),
+    checkbox("Published: visible to everyone in the feed", "published"),
+    h(
+      "div",
+      { class: "actions" },
+      h("a", { href: editing ? `/posts/${post.id}` : "/my-posts", class: "button" }, "Cancel"),
+      h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Save post"),
+    ),
+  );
+  form.elements.title.value = post ? post.title : "";
+  form.elements.content.value = post ? post.content : "";
+  form.elements.published.checked = post ? post.published : false;
+  onSubmit(form, async (data) => {
+    const saved = editing
+      ? await request("PATCH", `/posts/${post.id}`, { body: data })
+      : await request("POST", "/posts", { body: data });
+    toast(saved.published ? "Post published." : "Draft saved.");
+    navigate(`/posts/${saved.id}`, { replace: true });
+  });
+  replace(container, h("h1", {}, heading), form);
+}
+
+export async function mine(container, ctx) {
+  document.title = "My posts · Keel";
+  const filter = ["published", "drafts"].includes(ctx.query.get("show")) ? ctx.query.get("show") : "all";
+  const offset = offsetFrom(ctx.query);
+  const page = await request("GET", "/posts/mine", {
+    query: { published: filter === "all" ? null : filter === "published", limit: PAGE_SIZE, offset },
+  });
+  const go = (show, to) => {
+    const params = new URLSearchParams();
+    if (show !== "all") params.set("show", show);
+    if (to) params.set("offset", String(to));
+    const text = params.toString();
+    navigate(`/my-posts${text ? `?${text}` : ""}`);
+  };
+  const tabs = h(
+    "nav",
+    { class: "tabs", "aria-label": "Which posts" },
+    [
+      ["all", "All"],
+      ["published", "Published"],
+      ["drafts", "Drafts"],
+    ].map(([value, text]) =>
+      h("a", { href: `/my-posts${value === "all" ? "" : `?show=${value}`}`, "aria-current": filter === value ? "page" : false }, text),
+    ),
+  );
+  replace(
+    container,
+    h("div", { class: "page-head" }, h("h1", {}, "My posts"), h("a", { href: "/posts/new", class: "button primary" }, "Write a post")),
+    tabs,
+    page.items.length
+      ? h(
+          "ul",
+          { class: "mine-list" },
+          page.items.map((post) =>
+            h(
+              "li",
+              { class: "card" },
+              h("h2", {}, h("a", { href: `/posts/${post.id}` }, post.title)),
+              h(
+                "p",
+                { class: "byline" },
+                post.published ? h("span", { class: "badge published" }, "Published") : h("span", { class: "badge draft" }, "Draft"),
+                " · ",
+                post.published ? votesLabel(post.votes) : "Only you can see it",
+                " · updated ",
+                time(post.updated_at),
+              ),
+              h("p", {}, h("a", { href: `/posts/${post.id}/edit`, "aria-label": `Edit “${post.title}”` }, "Edit")),
+            ),
+          ),
+        )
+      : h("p", { class: "empty" }, filter === "drafts" ? "No drafts." : "You have not written anything yet."),
+    pager(page, offset, (to) => go(filter, to), ["Previous", "Next"]),
+  );
+}

@@ -1,0 +1,110 @@
+"""The web UI's shell, its headers and the rules its files keep (no inline code, nothing external)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keel.main import CONTENT_SECURITY_POLICY, WEB_DIR, WEB_PAGES
+from tests.factories import assert_problem
+
+SCRIPTS = sorted((WEB_DIR / "static").rglob("*.js"))
+HTML = sorted(WEB_DIR.rglob("*.html"))
+
+
+def concrete(path: str) -> str:
+    return path.replace("{post_id}", "42")
+
+
+class TestShell:
+    @pytest.mark.parametrize("path", WEB_PAGES)
+    async def test_every_page_of_the_app_serves_the_shell(self, client: httpx.AsyncClient, path: str) -> None:
+        response = await client.get(concrete(path))
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="/static/js/app.js"></script>' in response.text
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+
+    async def test_an_email_link_with_its_token_opens_the_shell(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/verify-email", params={"token": "abc.def"})
+
+        assert response.status_code == 200
+        assert "abc.def" not in response.text
+
+    async def test_a_path_the_app_does_not_know_is_a_404_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/todos/extra/parts"), 404, "not_found")
+
+    def test_the_policy_allows_only_this_origin_and_no_inline_code(self) -> None:
+        directives = dict(part.split(" ", 1) for part in CONTENT_SECURITY_POLICY.split("; "))
+
+        assert directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'"
+        assert directives["frame-ancestors"] == "'none'"
+        assert directives["default-src"] == "'self'"
+        assert "unsafe" not in CONTENT_SECURITY_POLICY
+
+    def test_the_router_and_the_server_know_the_same_pages(self) -> None:
+        app_js = (WEB_DIR / "static" / "js" / "app.js").read_text()
+        client_routes = set(re.findall(r'^route\("([^"]+)"', app_js, flags=re.MULTILINE))
+
+        assert client_routes == {path.replace("{post_id}", ":id") for path in WEB_PAGES}
+
+
+class TestStaticFiles:
+    @pytest.mark.parametrize("path", [f"/static/{p.relative_to(WEB_DIR / 'static')}" for p in SCRIPTS])
+    async def test_scripts_are_served_as_javascript(self, client: httpx.AsyncClient, path: str) -> None:
+        response = await client.get(path)
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].split(";")[0] in {"text/javascript", "application/javascript"}
+
+    async def test_the_stylesheet_and_icon_are_served(self, client: httpx.AsyncClient) -> None:
+        css = await client.get("/static/keel.css")
+        icon = await client.get("/static/favicon.svg")
+
+        assert css.status_code == icon.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+
+    async def test_missing_static_file_is_a_404_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/static/nope.js"), 404, "not_found")
+
+
+class TestSourceRules:
+    """What the CSP enforces at run time, checked in the files too, so a slip fails here first."""
+
+    @pytest.mark.parametrize("path", HTML, ids=lambda p: p.name)
+    def test_html_has_no_inline_script_style_or_handler(self, path: Path) -> None:
+        html = path.read_text()
+
+        for tag in re.findall(r"<script\b[^>]*>", html):
+            assert "src=" in tag, tag
+        assert not re.search(r"<script\b[^>]*>(?!\s*</script>)", html), "inline script"
+        assert "<style" not in html
+        assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
+        assert not re.search(r"\sstyle\s*=", html), "inline style"
+
+    @pytest.mark.parametrize("path", [*HTML, *SCRIPTS], ids=lambda p: p.name)
+    def test_nothing_is_loaded_from_another_origin(self, path: Path) -> None:
+        source = path.read_text()
+
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", source)
+        assert not re.search(r"""(fetch|import)\s*\(\s*["'`](https?:)?//""", source)
+        assert not re.search(r"""from\s+["'](https?:)?//""", source)
+
+    @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+    def test_scripts_never_use_web_storage_for_tokens_or_html_sinks(self, path: Path) -> None:
+        source = path.read_text()
+
+        assert "sessionStorage" not in source
+        for call in re.findall(r"localStorage\.setItem\(([^,]+),", source):
+            assert call.strip() == "SIGNED_IN_HINT", call
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in source, sink
