@@ -1,0 +1,327 @@
+"""Browser tests: Debian's Chromium, driven by pytest-playwright, against a real `keel serve`.
+
+The server runs on PostgreSQL and Redis (as in production) with in-process email delivery
+to the file transport, so each test reads its emailed links from the .eml files. Every test
+opens its own browser context: a fresh browser with no cookies and no storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    BrowserType,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    Response,
+    sync_playwright,
+)
+
+from tests.conftest import TEST_SECRET, reset_postgres, reset_redis, unavailable
+
+CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
+PASSWORD = "a sturdy keel holds 42 knots"
+JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not CHROMIUM.exists():
+        unavailable(f"browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+    }
+
+
+# pytest-playwright's own fixtures, narrowed from the session to this package's modules. Sync
+# Playwright keeps an event loop running while it is started, and the async tests that run
+# after these would find it; so it starts here, after the server (whose setup uses asyncio),
+# and stops when the module is done.
+@pytest.fixture(scope="module")
+def playwright(keel: Keel, _pw_api_request_contexts: Any) -> Iterator[Playwright]:
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    assert browser_name == "chromium", "the browser tests run on Debian's Chromium"
+    return playwright.chromium
+
+
+@pytest.fixture(scope="module")
+def launch_browser(browser_type_launch_args: dict[str, Any], browser_type: BrowserType) -> Callable[..., Browser]:
+    def launch(**overrides: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **overrides})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    launched = launch_browser()
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the main pages' screenshots go: <pytest basetemp>/screenshots."""
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Keel:
+    """A running `keel serve` and what the tests need to reach it."""
+
+    url: str
+    env: dict[str, str]
+    mail_dir: Path
+    log_path: Path
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def mails(self, to: str) -> list[EmailMessage]:
+        found = []
+        for path in sorted(self.mail_dir.glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            if message["To"] == to:
+                found.append(message)
+        return found
+
+    def link(self, to: str, page: str, *, after: int = 0, timeout: float = 10) -> str:
+        """The `page` link (verify-email or reset-password) in the newest matching email to `to`."""
+        pattern = re.compile(re.escape(f"{self.url}/{page}?token=") + r"[^\s\"'<>]+")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in reversed(self.mails(to)[after:]):
+                body = message.get_body(("plain",))
+                assert body is not None
+                found = pattern.search(body.get_content())
+                if found:
+                    return found.group(0)
+            time.sleep(0.1)
+        raise AssertionError(f"no {page} email reached {to}")
+
+    def register(self, name: str, *, verified: bool = True) -> Account:
+        """An account made through the API, verified through its emailed link."""
+        account = Account(email=f"{name}@example.com", username=name)
+        with self.api() as http:
+            response = http.post(
+                "/api/v1/auth/register",
+                json={"email": account.email, "username": account.username, "password": account.password},
+            )
+            assert response.status_code == 202, response.text
+            if verified:
+                token = self.link(account.email, "verify-email").split("token=", 1)[1]
+                confirmed = http.post("/api/v1/auth/verify-email/confirm", json={"token": token})
+                assert confirmed.status_code == 200, confirmed.text
+        return account
+
+    def token(self, account: Account) -> str:
+        """An access token from a separate API session (body mode, no cookie)."""
+        with self.api() as http:
+            response = http.post("/api/v1/auth/login", data={"username": account.email, "password": account.password})
+            assert response.status_code == 200, response.text
+            return str(response.json()["access_token"])
+
+
+@dataclass
+class Account:
+    email: str
+    username: str
+    password: str = PASSWORD
+
+
+@pytest.fixture(scope="module")
+def keel(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keel]:
+    asyncio.run(reset_postgres(postgres_url))
+    asyncio.run(reset_redis(redis_url))
+    folder = tmp_path_factory.mktemp("keel-serve")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
+        "KEEL_DATABASE_URL": postgres_url,
+        "KEEL_REDIS_URL": redis_url,
+        "KEEL_SECRET_KEY": TEST_SECRET,
+        "KEEL_DATA_DIR": str(folder / "data"),
+        "KEEL_PUBLIC_URL": url,
+        "KEEL_ENVIRONMENT": "test",
+        "KEEL_EMAIL_DELIVERY": "in-process",
+        "KEEL_LOG_FORMAT": "json",
+    }
+    log_path = folder / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield Keel(url=url, env=env, mail_dir=folder / "data" / "mail", log_path=log_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@dataclass
+class Watch:
+    """What a page did that a person would never want: console errors, CSP violations,
+    uncaught exceptions, HTTP errors nobody expected, tokens where they must not be."""
+
+    context: BrowserContext
+    base_url: str
+    problems: list[str] = field(default_factory=list)
+    http_errors: list[int] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    access_tokens: list[str] = field(default_factory=list)
+    token_bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def attach(self, page: Page) -> Page:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
+        page.on("request", self._request)
+        page.on("response", self._response)
+        return page
+
+    def _response(self, response: Response) -> None:
+        if response.ok and response.url.endswith(("/api/v1/auth/login", "/api/v1/auth/refresh")):
+            body = response.json()
+            self.token_bodies.append(body)
+            self.access_tokens.append(body["access_token"])
+
+    def _console(self, message: ConsoleMessage) -> None:
+        failed = FAILED_LOAD.match(message.text)
+        if failed:
+            self.http_errors.append(int(failed.group(1)))
+        elif message.type == "error" or "Content Security Policy" in message.text:
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def _request(self, request: Request) -> None:
+        self.urls.append(request.url)
+
+    def assert_clean(self, *, expected_http: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        assert self.problems == []
+        assert [status for status in self.http_errors if status not in expected_http] == []
+        secrets = [*self.access_tokens, *(cookie["value"] for cookie in self.context.cookies())]
+        for url in self.urls:
+            # The emailed links carry their own (itsdangerous) token by design; nothing else may.
+            if not url.startswith((f"{self.base_url}/verify-email?", f"{self.base_url}/reset-password?")):
+                assert not JWT.search(url), url
+            for secret in secrets:
+                assert secret not in url, url
+        # The web client never receives a refresh token in a body: it lives in the cookie.
+        assert self.token_bodies, "no sign-in or refresh was seen"
+        assert all(body["refresh_token"] is None for body in self.token_bodies)
+
+    def assert_no_token_in_storage(self, page: Page) -> None:
+        storage = page.evaluate("() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+        assert not JWT.search(storage), storage
+        for token in self.access_tokens:
+            assert token not in storage
+        refresh = [c["value"] for c in self.context.cookies() if c["name"] == "keel_refresh"]
+        for value in refresh:
+            assert value not in storage
+        # HttpOnly: the page's scripts cannot read the refresh cookie at all.
+        assert "keel_refresh" not in page.evaluate("() => document.cookie")
+
+
+@dataclass
+class Visit:
+    """A fresh browser (context) on the Keel app, with its watcher."""
+
+    keel: Keel
+    context: BrowserContext
+    page: Page
+    watch: Watch
+    shots: Path
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.keel.url + path)
+
+    def sign_in(self, account: Account, *, password: str | None = None) -> None:
+        self.goto("/signin")
+        self.page.get_by_label("Email").fill(account.email)
+        self.page.get_by_label("Password").fill(password or account.password)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign out", exact=True).wait_for()
+
+    def screenshot(self, name: str) -> None:
+        self.page.wait_for_load_state("networkidle")
+        self.page.screenshot(path=self.shots / f"{name}.png", full_page=True)
+
+    def new_tab(self) -> Page:
+        return self.watch.attach(self.context.new_page())
+
+
+@pytest.fixture
+def visit(browser: Browser, keel: Keel, screenshots: Path) -> Iterator[Visit]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    watch = Watch(context, keel.url)
+    page = watch.attach(context.new_page())
+    try:
+        yield Visit(keel=keel, context=context, page=page, watch=watch, shots=screenshots)
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def second_visit(browser: Browser, keel: Keel, screenshots: Path) -> Iterator[Visit]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    watch = Watch(context, keel.url)
+    page = watch.attach(context.new_page())
+    try:
+        yield Visit(keel=keel, context=context, page=page, watch=watch, shots=screenshots)
+    finally:
+        context.close()
