@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 from keel import __version__
 from keel.core.config import Settings, get_settings
@@ -137,8 +138,18 @@ WEB_HEADERS = {
 }
 
 
+class _WebStatic(StaticFiles):
+    """The UI's files, revalidated on every use (a cheap 304) so an upgrade never mixes versions."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def _mount_web(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount("/static", _WebStatic(directory=WEB_DIR / "static"), name="static")
     for path in WEB_PAGES:
         app.add_api_route(path, _shell, methods=["GET"], include_in_schema=False)
 

@@ -42,7 +42,8 @@ from tests.conftest import TEST_SECRET, reset_postgres, reset_redis, unavailable
 CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
-FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+# Chromium logs every failed fetch; a status, or 0 for a request that never got an answer.
+FAILED_LOAD = re.compile(r"^Failed to load resource: (?:the server responded with a status of (\d{3})|net::ERR_)")
 
 
 @pytest.fixture(scope="session")
@@ -244,7 +245,7 @@ class Watch:
     def _console(self, message: ConsoleMessage) -> None:
         failed = FAILED_LOAD.match(message.text)
         if failed:
-            self.http_errors.append(int(failed.group(1)))
+            self.http_errors.append(int(failed.group(1) or 0))
         elif message.type == "error" or "Content Security Policy" in message.text:
             self.problems.append(f"console {message.type}: {message.text}")
 

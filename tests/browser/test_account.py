@@ -67,7 +67,10 @@ def test_an_unverified_member_asks_for_a_new_link_and_cannot_publish_yet(visit: 
     page.get_by_label("Text").fill("Morning on the water.")
     page.get_by_label("Published: visible to everyone in the feed").check()
     page.get_by_role("button", name="Save post").click()
-    expect(page.get_by_role("alert")).to_have_text("Verify your email address before publishing.")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Verify your email address before publishing. "
+        "Your account page can send you a new link; until then, save it as a draft."
+    )
 
     mails = len(keel.mails(member.email))
     page.get_by_role("link", name="unverified").click()

@@ -57,9 +57,21 @@ def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
     page.get_by_label("Role", exact=True).select_option("")
     expect(rows).to_have_count(5)
 
+    # Browsing the options with the keyboard changes nothing until it is confirmed.
+    role = page.get_by_label("Role of sailor_1")
+    role.focus()
+    page.keyboard.press("ArrowDown")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Make sailor_1 an admin?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(role).to_have_value("user")
+    expect(role).to_be_focused()
+
     # Promote a sailor; the role sticks after a reload.
     page.get_by_label("Role of sailor_0").select_option("admin")
+    page.get_by_role("dialog").get_by_role("button", name="Yes, change it").click()
     expect(page.get_by_role("status").filter(has_text="sailor_0 is now an admin")).to_be_visible()
+    expect(page.get_by_label("Role of sailor_0")).to_be_focused()
     page.reload()
     expect(page.get_by_label("Role of sailor_0")).to_have_value("admin")
 
@@ -67,6 +79,7 @@ def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
     with keel.api() as http:
         assert http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {member_token}"}).status_code == 200
         page.get_by_label("deckhand is active").uncheck()
+        page.get_by_role("dialog").get_by_role("button", name="Yes, change it").click()
         expect(page.get_by_role("status").filter(has_text="deckhand is deactivated")).to_be_visible()
         assert http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {member_token}"}).status_code == 401
         refused = http.post("/api/v1/auth/login", data={"username": member.email, "password": member.password})
@@ -74,10 +87,17 @@ def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
         page.get_by_label("Status").select_option("false")
         expect(rows).to_have_count(1)
         page.get_by_label("deckhand is active").check()
+        page.get_by_role("dialog").get_by_role("button", name="Yes, change it").click()
         expect(page.get_by_role("status").filter(has_text="deckhand is active again")).to_be_visible()
         page.get_by_label("Status").select_option("")
         allowed = http.post("/api/v1/auth/login", data={"username": member.email, "password": member.password})
         assert allowed.status_code == 200
+
+    with keel.api() as http:
+        role_check = http.post("/api/v1/auth/login", data={"username": sailors[1].email, "password": PASSWORD})
+        token = role_check.json()["access_token"]
+        me = http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["role"] == "user", "the cancelled change was never sent"
 
     # Delete a sailor, through the confirmation.
     page.get_by_role("button", name="Delete sailor_2").click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -99,14 +100,25 @@ def test_a_reload_resumes_the_session_from_the_cookie(visit: Visit, keel: Keel) 
     visit.watch.assert_clean()
 
 
-def test_tabs_that_resume_at_once_share_one_refresh_at_a_time(visit: Visit, keel: Keel) -> None:
-    """Two refreshes of one token count as reuse and end the session; the tabs must queue."""
-    member = keel.register("many_tabs")
+NO_WEB_LOCKS = "Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined })"
+
+
+@pytest.mark.parametrize("locks", ["web-locks", "storage-lease"])
+def test_tabs_that_resume_at_once_share_one_refresh_at_a_time(visit: Visit, keel: Keel, locks: str) -> None:
+    """Two refreshes of one token count as reuse and end the session; the tabs must queue.
+
+    Web Locks exist only in secure contexts (https, localhost); elsewhere a lease in
+    localStorage takes their place, so both are exercised.
+    """
+    if locks == "storage-lease":
+        visit.context.add_init_script(NO_WEB_LOCKS)
+    member = keel.register(f"many_tabs_{locks.replace('-', '_')}")
     visit.sign_in(member)
     tabs = [visit.page, *(visit.new_tab() for _ in range(3))]
     for tab in tabs[1:]:
         tab.goto(f"{keel.url}/todos")
         expect(tab.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    assert visit.page.evaluate("() => Boolean(navigator.locks)") is (locks == "web-locks")
     before = refreshes(visit)
 
     # Reload every tab without waiting: each starts by refreshing with the same cookie.
@@ -121,6 +133,57 @@ def test_tabs_that_resume_at_once_share_one_refresh_at_a_time(visit: Visit, keel
     # The session survived: one more request from the first tab still works.
     tabs[0].get_by_role("radio", name="Done").check()
     expect(tabs[0].get_by_text("No todos match.")).to_be_visible()
+    visit.watch.assert_no_token_in_storage(tabs[0])
+    visit.watch.assert_clean()
+
+
+def test_a_sign_out_that_fails_keeps_the_person_signed_in(visit: Visit, keel: Keel) -> None:
+    """Forgetting the session here while it lives on in the cookie would hand it to the next person."""
+    member = keel.register("shared_computer")
+    visit.sign_in(member)
+    page = visit.page
+    page.route("**/api/v1/auth/logout", lambda route: route.abort("connectionrefused"))
+
+    page.get_by_role("button", name="Sign out", exact=True).click()
+
+    expect(page.get_by_role("status").filter(has_text="could not be reached")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    page.unroute("**/api/v1/auth/logout")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
+    assert [c for c in visit.context.cookies() if c["name"] == "keel_refresh"] == []
+    visit.watch.assert_clean(expected_http={0})  # the refused logout
+
+
+def test_a_refresh_keel_cannot_answer_does_not_end_the_session(visit: Visit, keel: Keel) -> None:
+    member = keel.register("patient")
+    visit.sign_in(member)
+    page = visit.page
+    page.route(
+        "**/api/v1/auth/refresh",
+        lambda route: route.fulfill(status=503, content_type="application/problem+json", body="{}"),
+    )
+
+    page.reload()
+    expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
+
+    page.unroute("**/api/v1/auth/refresh")
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    visit.watch.assert_clean(expected_http={503})
+
+
+@pytest.mark.parametrize("target", ["/%5Cevil.example/", "//evil.example/", "https://evil.example/", "/docs"])
+def test_sign_in_goes_only_to_pages_of_the_app(visit: Visit, keel: Keel, target: str) -> None:
+    member = keel.register(f"next_{hashlib.sha256(target.encode()).hexdigest()[:8]}")
+    visit.goto(f"/signin?next={target}")
+    visit.page.get_by_label("Email").fill(member.email)
+    visit.page.get_by_label("Password").fill(member.password)
+    visit.page.get_by_role("button", name="Sign in").click()
+
+    expect(visit.page).to_have_url(f"{keel.url}/todos")
     visit.watch.assert_clean()
 
 

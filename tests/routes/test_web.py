@@ -73,6 +73,15 @@ class TestStaticFiles:
         assert css.headers["content-type"].startswith("text/css")
         assert icon.headers["content-type"].startswith("image/svg+xml")
 
+    async def test_static_files_are_revalidated_and_never_sniffed(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/static/js/app.js")
+        again = await client.get("/static/js/app.js", headers={"If-None-Match": first.headers["etag"]})
+
+        assert first.headers["cache-control"] == "no-cache"
+        assert first.headers["x-content-type-options"] == "nosniff"
+        assert again.status_code == 304
+        assert again.content == b""
+
     async def test_missing_static_file_is_a_404_problem(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.get("/static/nope.js"), 404, "not_found")
 
@@ -104,7 +113,10 @@ class TestSourceRules:
         source = path.read_text()
 
         assert "sessionStorage" not in source
+        # Web storage is written in one helper, and only with the two flags (no token).
         for call in re.findall(r"localStorage\.setItem\(([^,]+),", source):
-            assert call.strip() == "SIGNED_IN_HINT", call
+            assert call.strip() == "key", call
+        for call in re.findall(r"storage\.set\(([^,]+),", source):
+            assert call.strip() in {"SIGNED_IN_HINT", "REFRESH_LEASE"}, call
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in source, sink

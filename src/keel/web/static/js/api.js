@@ -7,6 +7,8 @@ const WEB_CLIENT = { "X-Keel-Client": "web" };
 // Not a token: only a hint that a refresh cookie may exist, so that a visitor who never
 // signed in does not start every page with a refresh that must fail.
 const SIGNED_IN_HINT = "keel.signed-in";
+// Not a token either: which tab may refresh now, where the browser has no Web Locks.
+const REFRESH_LEASE = "keel.refresh-lease";
 // Refresh a little before the access token expires rather than after a 401.
 const EARLY_REFRESH_MS = 30_000;
 
@@ -59,10 +61,36 @@ export function isSignedIn() {
   return state.token !== null;
 }
 
+// Web storage holds only these two flags, never a token; a browser that blocks storage
+// still works, it just forgets the hint.
+const storage = {
+  get(key) {
+    try {
+      return localStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(key, value);
+    } catch {
+      /* storage blocked: nothing to keep */
+    }
+  },
+  remove(key) {
+    try {
+      localStorage.removeItem(key);
+    } catch {
+      /* storage blocked: nothing to remove */
+    }
+  },
+};
+
 function accept(pair) {
   state.token = pair.access_token;
   state.expiresAt = Date.now() + pair.expires_in * 1000;
-  localStorage.setItem(SIGNED_IN_HINT, "1");
+  storage.set(SIGNED_IN_HINT, "1");
 }
 
 function forget(reason) {
@@ -70,20 +98,47 @@ function forget(reason) {
   state.token = null;
   state.expiresAt = 0;
   state.user = null;
-  localStorage.removeItem(SIGNED_IN_HINT);
+  storage.remove(SIGNED_IN_HINT);
   if (wasSignedIn) notify(reason);
 }
 
-async function withRefreshLock(task) {
-  // Two refreshes of one token count as reuse and end the session, so only one runs at a
-  // time, across every tab of this origin where the browser offers Web Locks.
-  if (navigator.locks) return navigator.locks.request("keel-refresh", task);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const TAB = Math.random().toString(36).slice(2);
+
+// Without Web Locks (they exist only in secure contexts: https, or localhost), tabs take
+// turns through a lease in localStorage. It is not atomic like a lock, but the read-back
+// after a pause makes two owners very unlikely, and the lease expires so a closed tab never
+// blocks the others.
+async function withStorageLease(task) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const [owner, until] = (storage.get(REFRESH_LEASE) || "").split(":");
+    if (!owner || Number(until) < Date.now()) {
+      storage.set(REFRESH_LEASE, `${TAB}:${Date.now() + 10_000}`);
+      await sleep(30);
+      if ((storage.get(REFRESH_LEASE) || "").startsWith(`${TAB}:`)) {
+        try {
+          return await task();
+        } finally {
+          storage.remove(REFRESH_LEASE);
+        }
+      }
+    }
+    await sleep(50 + Math.random() * 50);
+  }
   return task();
+}
+
+function withRefreshLock(task) {
+  // Two refreshes of one token count as reuse and end the session, so only one runs at a
+  // time, across every tab of this origin.
+  if (navigator.locks) return navigator.locks.request("keel-refresh", task);
+  return withStorageLease(task);
 }
 
 /**
  * Exchange the refresh cookie for a new access token. Concurrent callers share one request.
- * Resolves true when signed in afterwards.
+ * Resolves "ok" (signed in), "ended" (the session is over: signed out here too) or "failed"
+ * (Keel could not answer: nothing is forgotten, a later try may work).
  */
 export function refresh() {
   refreshing ||= withRefreshLock(async () => {
@@ -91,19 +146,22 @@ export function refresh() {
     try {
       response = await fetch(`${API}/auth/refresh`, { method: "POST", headers: WEB_CLIENT });
     } catch {
-      return state.token !== null; // offline: keep what we have, the next request will tell
+      return "failed";
     }
-    if (!response.ok) {
+    if (response.status === 401) {
       forget("expired");
-      return false;
+      return "ended";
     }
+    if (!response.ok) return "failed";
     accept(await response.json());
-    return true;
+    return "ok";
   }).finally(() => {
     refreshing = null;
   });
   return refreshing;
 }
+
+const UNREACHABLE = "Keel could not be reached. Check your connection and try again.";
 
 /**
  * Send one API request. `body` is sent as JSON, `form` as an HTML form; `query` values that
@@ -125,11 +183,13 @@ export async function request(method, path, { body, form, query, retry = true } 
   try {
     response = await fetch(API + path + queryString(query), { method, headers, body: payload });
   } catch {
-    throw new ApiError(0, { detail: "Keel could not be reached. Check your connection and try again." });
+    throw new ApiError(0, { detail: UNREACHABLE });
   }
   if (response.status === 401 && sentToken && retry) {
     // The access token expired or its session ended: refresh once, then try again.
-    if (await refresh()) return request(method, path, { body, form, query, retry: false });
+    const outcome = await refresh();
+    if (outcome === "ok") return request(method, path, { body, form, query, retry: false });
+    if (outcome === "failed") throw new ApiError(503, { detail: "Your session could not be renewed just now. Please try again." });
   }
   const data = await parse(response);
   if (response.status === 401 && sentToken) forget("expired");
@@ -162,8 +222,8 @@ async function loadUser(reason) {
 
 /** On page load: resume the session held by the refresh cookie, if there is one. */
 export async function resume() {
-  if (!localStorage.getItem(SIGNED_IN_HINT)) return null;
-  if (!(await refresh())) return null;
+  if (!storage.get(SIGNED_IN_HINT)) return null;
+  if ((await refresh()) !== "ok") return null;
   try {
     return await loadUser("resumed");
   } catch {
@@ -172,7 +232,6 @@ export async function resume() {
 }
 
 export async function signIn(email, password) {
-  forget("signed-out");
   accept(await request("POST", "/auth/login", { form: { username: email, password } }));
   return loadUser("signed-in");
 }
@@ -191,11 +250,11 @@ export async function signOut({ everywhere = false } = {}) {
   try {
     await request("POST", everywhere ? "/auth/logout-all" : "/auth/logout");
   } catch (error) {
-    // A session that already ended is the outcome we wanted.
+    // A session that already ended is the outcome we wanted; anything else and the session
+    // may still be live, so this browser stays signed in and says so.
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
-  } finally {
-    forget("signed-out");
   }
+  forget("signed-out");
 }
 
 // Another tab signed out: follow it.

@@ -2,7 +2,7 @@
 
 import { ApiError, currentUser, onAuthChange, resume, signOut } from "./api.js";
 import { button, h, replace, toast } from "./dom.js";
-import { match, navigate, route, start } from "./router.js";
+import { match, navigate, replaceLocation, route, start } from "./router.js";
 import * as account from "./pages/account.js";
 import * as admin from "./pages/admin.js";
 import * as auth from "./pages/auth.js";
@@ -17,8 +17,8 @@ route("/my-posts", posts.mine, { signedIn: true });
 route("/todos", todos.list, { signedIn: true });
 route("/account", account.page, { signedIn: true });
 route("/admin/users", admin.users, { signedIn: true, admin: true });
-route("/signin", auth.signIn);
-route("/signup", auth.signUp);
+route("/signin", auth.signIn, { guestOnly: true });
+route("/signup", auth.signUp, { guestOnly: true });
 route("/forgot-password", auth.forgotPassword);
 route("/reset-password", auth.resetPassword);
 route("/verify-email", auth.verifyEmail);
@@ -57,12 +57,27 @@ function drawNav() {
   replace(nav, h("div", { class: "nav-main" }, links), h("div", { class: "nav-end" }, end));
 }
 
-/** Context handed to every page. */
+/**
+ * Context handed to every page. A page's requests may finish after the reader has moved on;
+ * everything here that changes the screen or the address does nothing once the page is gone.
+ */
 function context(found, slot) {
   return {
     params: found.params,
     query: new URLSearchParams(location.search),
     state: history.state || {},
+    get active() {
+      return slot.active;
+    },
+    title(text) {
+      if (slot.active) document.title = text ? `${text} · Keel` : "Keel";
+    },
+    navigate(path, options) {
+      if (slot.active) navigate(path, options);
+    },
+    replaceLocation(path) {
+      if (slot.active) replaceLocation(path);
+    },
     onLeave(cleanup) {
       slot.cleanup = cleanup;
     },
@@ -81,6 +96,9 @@ async function draw(slot) {
   if (found.options.signedIn && !user) {
     const next = location.pathname + location.search;
     return navigate(`/signin?next=${encodeURIComponent(next)}`, { replace: true });
+  }
+  if (found.options.guestOnly && user) {
+    return navigate("/todos", { replace: true });
   }
   if (found.options.admin && user.role !== "admin") {
     document.title = "Not allowed · Keel";
@@ -105,7 +123,8 @@ async function draw(slot) {
 }
 
 function drawFailure(container, error) {
-  const notFound = error instanceof ApiError && error.status === 404;
+  // A path id the API refuses (422: out of range) is as missing as one it cannot find.
+  const notFound = error instanceof ApiError && (error.status === 404 || error.status === 422);
   document.title = `${notFound ? "Not found" : "Something went wrong"} · Keel`;
   if (!(error instanceof ApiError)) console.error(error);
   replace(
@@ -141,5 +160,9 @@ onAuthChange((user, reason) => {
   }
 });
 
-await resume();
+try {
+  await resume();
+} catch (error) {
+  console.error(error); // the app still starts, signed out
+}
 await start(draw);

@@ -102,11 +102,12 @@ export function time(iso, { dateOnly = false } = {}) {
 export function toast(message) {
   const region = document.getElementById("toast");
   if (!region) return;
+  // The live region stays in the page (a region that appears with its text is often not
+  // read out); it is only empty, and then invisible, between messages.
   region.textContent = message;
-  region.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => {
-    region.hidden = true;
+    region.textContent = "";
   }, 4000);
 }
 

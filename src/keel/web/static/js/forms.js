@@ -69,7 +69,8 @@ export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}
 
 /**
  * Run `action(values)` when `form` is submitted; its errors are shown on the form.
- * The submit buttons are disabled while the request runs.
+ * While the request runs the form ignores further submits. Its buttons are marked
+ * aria-disabled rather than disabled, so the focused button keeps focus.
  */
 export function onSubmit(form, action, options = {}) {
   form.addEventListener("submit", async (event) => {
@@ -78,7 +79,7 @@ export function onSubmit(form, action, options = {}) {
     clearErrors(form);
     const buttons = [...form.querySelectorAll("button[type=submit]")];
     form.setAttribute("aria-busy", "true");
-    for (const b of buttons) b.disabled = true;
+    for (const b of buttons) b.setAttribute("aria-disabled", "true");
     try {
       await action(values(form), event.submitter);
     } catch (error) {
@@ -86,7 +87,7 @@ export function onSubmit(form, action, options = {}) {
       showError(form, error, options);
     } finally {
       form.removeAttribute("aria-busy");
-      for (const b of buttons) b.disabled = false;
+      for (const b of buttons) b.removeAttribute("aria-disabled");
     }
   });
 }

@@ -6,12 +6,12 @@ let current = { cleanup: null, active: false };
 let renderView = null;
 let rendered = null; // path and query of the page on screen
 
-/** Register `pattern` ("/posts/:id") with the page that renders it. */
+/** Register `pattern` ("/posts/:id") with the page that renders it; a `:name` is a number. */
 export function route(pattern, page, options = {}) {
   const names = [];
   const source = pattern.replace(/:(\w+)/g, (_, name) => {
     names.push(name);
-    return "([^/]+)";
+    return "([1-9]\\d{0,9})";
   });
   routes.push({ regex: new RegExp(`^${source}/?$`), names, page, options });
 }

@@ -3,7 +3,6 @@
 import { currentUser, endSession, reloadUser, request, signOut } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
 import { onSubmit } from "../forms.js";
-import { navigate } from "../router.js";
 
 /** "Firefox on Windows" from a user agent string; good enough to recognise a device. */
 export function describeDevice(userAgent) {
@@ -36,8 +35,8 @@ function section(title, ...children) {
   return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...children);
 }
 
-export async function page(container) {
-  document.title = "Account · Keel";
+export async function page(container, ctx) {
+  ctx.title("Account");
   const user = currentUser();
 
   // Profile.
@@ -135,7 +134,7 @@ export async function page(container) {
           try {
             if (row.current) {
               await signOut();
-              navigate("/signin", { state: { notice: "You are signed out." } });
+              ctx.navigate("/signin", { state: { notice: "You are signed out." } });
               return;
             }
             await request("DELETE", `/auth/sessions/${encodeURIComponent(row.id)}`);
@@ -157,7 +156,7 @@ export async function page(container) {
       if (!(await confirmDialog("Sign out of every device, this one included?", { confirm: "Sign out everywhere" }))) return;
       try {
         await signOut({ everywhere: true });
-        navigate("/signin", { state: { notice: "Every session is signed out." } });
+        ctx.navigate("/signin", { state: { notice: "Every session is signed out." } });
       } catch (error) {
         toast(error.detail);
       }
@@ -179,7 +178,7 @@ export async function page(container) {
       if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
       await request("DELETE", "/users/me", { body: data });
       endSession();
-      navigate("/", { replace: true });
+      ctx.navigate("/", { replace: true });
       toast("Your account is deleted.");
     },
     { codeFields: { invalid_credentials: "password" } },

@@ -5,18 +5,22 @@ import { button, confirmDialog, field, h, replace, time, toast } from "../dom.js
 
 const PAGE_SIZE = 20;
 
-export async function users(container) {
-  document.title = "Users · Keel";
+export async function users(container, ctx) {
+  ctx.title("Users");
   const me = currentUser();
   const filters = { q: "", role: "", is_active: "", offset: 0 };
   const rows = h("tbody");
-  const summary = h("p", { class: "muted", role: "status" });
+  const summary = h("p", { class: "muted", role: "status", tabindex: -1 });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
 
-  async function load() {
+  let loads = 0;
+
+  async function load({ focusSummary = false } = {}) {
+    const seq = ++loads;
     const page = await request("GET", "/admin/users", {
       query: { q: filters.q.trim(), role: filters.role, is_active: filters.is_active, limit: PAGE_SIZE, offset: filters.offset },
     });
+    if (seq !== loads || !ctx.active) return; // a newer search is on its way
     replace(rows, page.items.map((user) => row(user)));
     if (!page.items.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No users match.")));
     summary.textContent = `${page.total} ${page.total === 1 ? "user" : "users"}`;
@@ -29,6 +33,7 @@ export async function users(container) {
       button("Next", { disabled: current >= pages, onclick: () => move(PAGE_SIZE) }),
     );
     pager.hidden = pages <= 1;
+    if (focusSummary) summary.focus();
   }
 
   function move(delta) {
@@ -40,22 +45,36 @@ export async function users(container) {
     if (error.status !== 401) toast(error.detail);
   }
 
-  function row(user) {
+  /** Draw one account into `tr` (a new row, or the same row again after a change). */
+  function row(user, tr = h("tr")) {
     const self = user.id === me.id;
+    tr.dataset.user = String(user.id);
     const error = h("p", { class: "field-error", role: "alert", hidden: true });
-    const tr = h("tr", { dataset: { user: user.id } });
-    const update = async (change, done) => {
+    // Role and status change only after a confirmation: a keyboard user browsing the
+    // options with the arrow keys must not promote anyone by accident.
+    const update = async (control, change, question, done) => {
       error.hidden = true;
+      const confirmed = await confirmDialog(question, { confirm: "Yes, change it", danger: false });
+      if (!confirmed) {
+        role.value = user.role;
+        active.checked = user.is_active;
+        control.focus();
+        return;
+      }
+      role.disabled = active.disabled = true;
       try {
         const updated = await request("PATCH", `/admin/users/${user.id}`, { body: change });
-        tr.replaceWith(row(updated));
+        row(updated, tr);
         toast(done);
+        tr.querySelector(control === role ? "select" : "input[type=checkbox]").focus();
       } catch (err) {
+        role.disabled = active.disabled = false;
+        role.value = user.role;
+        active.checked = user.is_active;
         if (err.status === 401) return;
         error.textContent = err.detail;
         error.hidden = false;
-        tr.querySelector("select").value = user.role;
-        tr.querySelector("input[type=checkbox]").checked = user.is_active;
+        control.focus();
       }
     };
     const role = h(
@@ -63,7 +82,15 @@ export async function users(container) {
       {
         "aria-label": `Role of ${user.username}`,
         disabled: self,
-        onchange: (event) => update({ role: event.target.value }, `${user.username} is now ${event.target.value === "admin" ? "an admin" : "a user"}.`),
+        onchange: () => {
+          const promote = role.value === "admin";
+          update(
+            role,
+            { role: role.value },
+            promote ? `Make ${user.username} an admin? They will be signed out everywhere.` : `Make ${user.username} a regular user? They will be signed out everywhere.`,
+            `${user.username} is now ${promote ? "an admin" : "a user"}.`,
+          );
+        },
       },
       h("option", { value: "user" }, "user"),
       h("option", { value: "admin" }, "admin"),
@@ -74,7 +101,13 @@ export async function users(container) {
       checked: user.is_active,
       disabled: self,
       "aria-label": `${user.username} is active`,
-      onchange: (event) => update({ is_active: event.target.checked }, event.target.checked ? `${user.username} is active again.` : `${user.username} is deactivated and signed out.`),
+      onchange: () =>
+        update(
+          active,
+          { is_active: active.checked },
+          active.checked ? `Let ${user.username} sign in again?` : `Deactivate ${user.username}? They are signed out everywhere and cannot sign in.`,
+          active.checked ? `${user.username} is active again.` : `${user.username} is deactivated and signed out.`,
+        ),
     });
     const remove = button("Delete", {
       class: "small danger-text",
@@ -85,7 +118,7 @@ export async function users(container) {
         try {
           await request("DELETE", `/admin/users/${user.id}`);
           toast(`${user.username} is deleted.`);
-          await load();
+          await load({ focusSummary: true });
         } catch (err) {
           if (err.status === 401) return;
           error.textContent = err.detail;

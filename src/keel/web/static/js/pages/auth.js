@@ -3,23 +3,27 @@
 import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSignIn } from "../api.js";
 import { field, formAlert, h, replace } from "../dom.js";
 import { onSubmit } from "../forms.js";
-import { navigate, replaceLocation } from "../router.js";
+import { match } from "../router.js";
 
 const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
 
-function title(text) {
-  document.title = `${text} · Keel`;
-}
-
-/** Only paths inside this app: never a full URL or "//host" that would leave it. */
+/** Where to go after signing in: a page of this app, never anywhere else. */
 function safeNext(value) {
-  return value && value.startsWith("/") && !value.startsWith("//") ? value : "/todos";
+  if (!value) return "/todos";
+  let url;
+  try {
+    url = new URL(value, location.origin);
+  } catch {
+    return "/todos";
+  }
+  if (url.origin !== location.origin || !match(url.pathname)) return "/todos";
+  return url.pathname + url.search;
 }
 
 /** Read the token from an email link, then drop it from the address bar and history. */
 function takeToken(ctx) {
   const token = ctx.query.get("token");
-  if (token) replaceLocation(location.pathname);
+  if (token) ctx.replaceLocation(location.pathname);
   return token;
 }
 
@@ -28,7 +32,7 @@ function notice(text, kind = "info") {
 }
 
 export async function signIn(container, ctx) {
-  title("Sign in");
+  ctx.title("Sign in");
   const form = h(
     "form",
     { class: "card narrow", novalidate: true },
@@ -42,7 +46,7 @@ export async function signIn(container, ctx) {
     form,
     async ({ email, password }) => {
       await apiSignIn(email.trim(), password);
-      navigate(safeNext(ctx.query.get("next")), { replace: true });
+      ctx.navigate(safeNext(ctx.query.get("next")), { replace: true });
     },
     { fieldNames: { username: "email" } },
   );
@@ -55,8 +59,8 @@ export async function signIn(container, ctx) {
   );
 }
 
-export async function signUp(container) {
-  title("Create an account");
+export async function signUp(container, ctx) {
+  ctx.title("Create an account");
   const form = h(
     "form",
     { class: "card narrow", novalidate: true },
@@ -90,7 +94,9 @@ export async function signUp(container) {
           h("p", {}, h("a", { href: "/signin", class: "button primary" }, "Go to sign in")),
         ),
       );
-      container.querySelector("h1").focus();
+      const heading = container.querySelector("h1");
+      heading.setAttribute("tabindex", "-1");
+      heading.focus();
     },
     { codeFields: { username_taken: "username" } },
   );
@@ -102,8 +108,8 @@ export async function signUp(container) {
   );
 }
 
-export async function forgotPassword(container) {
-  title("Reset your password");
+export async function forgotPassword(container, ctx) {
+  ctx.title("Reset your password");
   const form = h(
     "form",
     { class: "card narrow", novalidate: true },
@@ -114,13 +120,15 @@ export async function forgotPassword(container) {
   );
   onSubmit(form, async ({ email }) => {
     const result = await request("POST", "/auth/password-reset/request", { body: { email: email.trim() } });
-    replace(form, h("p", { role: "status" }, result.detail), h("p", {}, h("a", { href: "/signin" }, "Back to sign in")));
+    const status = h("p", { role: "status", tabindex: -1 }, result.detail);
+    replace(form, status, h("p", {}, h("a", { href: "/signin" }, "Back to sign in")));
+    status.focus();
   });
   replace(container, h("h1", {}, "Reset your password"), form);
 }
 
 export async function resetPassword(container, ctx) {
-  title("Choose a new password");
+  ctx.title("Choose a new password");
   const token = takeToken(ctx);
   if (!token) {
     replace(
@@ -144,7 +152,7 @@ export async function resetPassword(container, ctx) {
     async (data) => {
       await request("POST", "/auth/password-reset/confirm", { body: { token, ...data } });
       endSession(); // the reset ended every session, this browser's included
-      navigate("/signin", { replace: true, state: { notice: "Your password is changed and every session was signed out. Sign in with the new password." } });
+      ctx.navigate("/signin", { replace: true, state: { notice: "Your password is changed and every session was signed out. Sign in with the new password." } });
     },
     { codeFields: { passwords_do_not_match: "confirm_password" } },
   );
@@ -152,7 +160,7 @@ export async function resetPassword(container, ctx) {
 }
 
 export async function verifyEmail(container, ctx) {
-  title("Verify your email");
+  ctx.title("Verify your email");
   const token = takeToken(ctx);
   const heading = h("h1", {}, "Verify your email");
   if (!token) {

@@ -3,7 +3,6 @@
 import { ApiError, currentUser, request } from "../api.js";
 import { button, checkbox, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
 import { onSubmit } from "../forms.js";
-import { navigate } from "../router.js";
 
 const PAGE_SIZE = 20;
 const EXCERPT = 280;
@@ -52,7 +51,7 @@ function offsetFrom(query) {
 }
 
 export async function feed(container, ctx) {
-  document.title = "Keel";
+  ctx.title("");
   const q = ctx.query.get("q") || "";
   const offset = offsetFrom(ctx.query);
   const page = await request("GET", "/posts", { query: { q, limit: PAGE_SIZE, offset } });
@@ -61,7 +60,7 @@ export async function feed(container, ctx) {
     if (term) params.set("q", term);
     if (to) params.set("offset", String(to));
     const text = params.toString();
-    navigate(`/${text ? `?${text}` : ""}`);
+    ctx.navigate(`/${text ? `?${text}` : ""}`);
   };
   const searchForm = h(
     "form",
@@ -108,7 +107,7 @@ function postCard(post) {
 
 export async function show(container, ctx) {
   const post = await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`);
-  document.title = `${post.title} · Keel`;
+  ctx.title(post.title);
   const user = currentUser();
   const isAuthor = user && user.id === post.author.id;
   const message = h("p", { class: "field-error", role: "alert", hidden: true });
@@ -161,7 +160,7 @@ export async function show(container, ctx) {
           try {
             await request("DELETE", `/posts/${post.id}`);
             toast("Post deleted.");
-            navigate(isAuthor ? "/my-posts" : "/");
+            ctx.navigate(isAuthor ? "/my-posts" : "/", { replace: true });
           } catch (error) {
             fail(error);
           }
@@ -188,7 +187,7 @@ export async function editor(container, ctx) {
   const editing = ctx.params.id !== undefined;
   const post = editing ? await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`) : null;
   const heading = editing ? "Edit post" : "Write a post";
-  document.title = `${heading} · Keel`;
+  ctx.title(heading);
   if (editing && post.author.id !== currentUser().id) {
     throw new ApiError(403, { detail: "Only the author can edit this post." });
   }
@@ -210,17 +209,23 @@ export async function editor(container, ctx) {
   form.elements.content.value = post ? post.content : "";
   form.elements.published.checked = post ? post.published : false;
   onSubmit(form, async (data) => {
-    const saved = editing
-      ? await request("PATCH", `/posts/${post.id}`, { body: data })
-      : await request("POST", "/posts", { body: data });
+    let saved;
+    try {
+      saved = editing ? await request("PATCH", `/posts/${post.id}`, { body: data }) : await request("POST", "/posts", { body: data });
+    } catch (error) {
+      if (error.code !== "email_not_verified") throw error;
+      throw new ApiError(error.status, {
+        detail: `${error.detail} Your account page can send you a new link; until then, save it as a draft.`,
+      });
+    }
     toast(saved.published ? "Post published." : "Draft saved.");
-    navigate(`/posts/${saved.id}`, { replace: true });
+    ctx.navigate(`/posts/${saved.id}`, { replace: true });
   });
   replace(container, h("h1", {}, heading), form);
 }
 
 export async function mine(container, ctx) {
-  document.title = "My posts · Keel";
+  ctx.title("My posts");
   const filter = ["published", "drafts"].includes(ctx.query.get("show")) ? ctx.query.get("show") : "all";
   const offset = offsetFrom(ctx.query);
   const page = await request("GET", "/posts/mine", {
@@ -231,7 +236,7 @@ export async function mine(container, ctx) {
     if (show !== "all") params.set("show", show);
     if (to) params.set("offset", String(to));
     const text = params.toString();
-    navigate(`/my-posts${text ? `?${text}` : ""}`);
+    ctx.navigate(`/my-posts${text ? `?${text}` : ""}`);
   };
   const tabs = h(
     "nav",

@@ -3,7 +3,6 @@
 import { request } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, toast } from "../dom.js";
 import { blankToNull, onSubmit } from "../forms.js";
-import { replaceLocation } from "../router.js";
 
 const PAGE_SIZE = 20;
 const PRIORITIES = [
@@ -42,24 +41,32 @@ function readView(query) {
   return { filter, sort, q: query.get("q") || "", page };
 }
 
-function writeView(view) {
+function writeView(ctx, view) {
   const params = new URLSearchParams();
   if (view.filter !== "all") params.set("filter", view.filter);
   if (view.q) params.set("q", view.q);
   if (view.sort !== "-created_at") params.set("sort", view.sort);
   if (view.page > 1) params.set("page", String(view.page));
   const text = params.toString();
-  replaceLocation(`/todos${text ? `?${text}` : ""}`);
+  ctx.replaceLocation(`/todos${text ? `?${text}` : ""}`);
 }
 
 export async function list(container, ctx) {
-  document.title = "Todos · Keel";
+  ctx.title("Todos");
   const view = readView(ctx.query);
   const items = h("ul", { class: "todo-list", "aria-label": "Todos" });
-  const summary = h("p", { class: "muted", role: "status" });
+  const summary = h("p", { class: "muted", role: "status", tabindex: -1 });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
 
-  async function load() {
+  let loads = 0;
+
+  /**
+   * Fetch and draw the current page of the list. Only the latest load draws (an older answer
+   * that arrives late is dropped). `focusId` puts focus back on that todo's checkbox, or, when
+   * it is gone, on the list's summary, so keyboard users keep their place.
+   */
+  async function load({ focusId = null } = {}) {
+    const seq = ++loads;
     const page = await request("GET", "/todos", {
       query: {
         completed: view.filter === "all" ? null : view.filter === "done",
@@ -69,18 +76,23 @@ export async function list(container, ctx) {
         offset: (view.page - 1) * PAGE_SIZE,
       },
     });
+    if (seq !== loads || !ctx.active) return;
     const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
     if (view.page > pages) {
       view.page = pages;
-      return load();
+      return load({ focusId });
     }
-    writeView(view);
+    writeView(ctx, view);
     replace(items, page.items.map((todo) => item(todo)));
     if (!page.items.length) {
       items.append(h("li", { class: "empty" }, view.q || view.filter !== "all" ? "No todos match." : "Nothing to do yet. Add your first todo above."));
     }
     summary.textContent = `${page.total} ${page.total === 1 ? "todo" : "todos"}${view.q ? ` matching “${view.q.trim()}”` : ""}`;
     drawPager(pages);
+    if (focusId !== null) {
+      const target = document.getElementById(`todo-${focusId}`) || summary;
+      target.focus();
+    }
   }
 
   function drawPager(pages) {
@@ -123,7 +135,7 @@ export async function list(container, ctx) {
       onchange: async () => {
         try {
           await request("PATCH", `/todos/${todo.id}`, { body: { completed: tick.checked } });
-          await load();
+          await load({ focusId: todo.id });
         } catch (err) {
           tick.checked = !tick.checked;
           fail(err);
@@ -159,7 +171,7 @@ export async function list(container, ctx) {
             try {
               await request("DELETE", `/todos/${todo.id}`);
               toast("Todo deleted.");
-              await load();
+              await load({ focusId: todo.id });
             } catch (err) {
               fail(err);
             }
