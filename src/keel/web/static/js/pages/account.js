@@ -30,6 +30,14 @@ export function describeDevice(userAgent) {
   return [browser ? browser[1] : "A browser", system ? `on ${system[1]}` : null].filter(Boolean).join(" ");
 }
 
+/**
+ * Password managers file a password under the account it belongs to; this hidden, unnamed
+ * field tells them which (it is never sent: only named fields are).
+ */
+function usernameHint(user) {
+  return h("input", { type: "text", autocomplete: "username", value: user.email, hidden: true, readonly: true, tabindex: -1 });
+}
+
 function section(title, ...children) {
   const id = `section-${title.toLowerCase().replace(/\W+/g, "-")}`;
   return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...children);
@@ -87,7 +95,7 @@ export async function page(container, ctx) {
     "form",
     { novalidate: true },
     formAlert(),
-    h("input", { type: "text", name: "email", autocomplete: "username", value: user.email, hidden: true, disabled: true }),
+    usernameHint(user),
     field("Current password", "current_password", { type: "password", autocomplete: "current-password", required: true }),
     field("New password", "new_password", {
       type: "password",
@@ -169,6 +177,7 @@ export async function page(container, ctx) {
     { novalidate: true },
     formAlert(),
     h("p", {}, "This deletes your account with all its todos and posts. It cannot be undone."),
+    usernameHint(user),
     field("Your password", "password", { type: "password", autocomplete: "current-password", required: true }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Delete my account")),
   );
