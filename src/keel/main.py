@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,6 +22,7 @@ from keel.core.mail import transport_for
 from keel.core.problems import install_error_handlers, route_method_index
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
+from keel.core.security_headers import SecurityHeadersMiddleware
 from keel.routes import admin, auth, ops, posts, todos, users
 from keel.schemas.common import Problem
 from keel.services.session import SessionCache
@@ -80,7 +82,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Outermost last: security headers cover every answer, the request id and access line
+    # cover CORS preflights too.
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        https=settings.public_url.startswith("https://"),
+        docs_paths=tuple(path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path),
+    )
     install_error_handlers(app)
 
     routers = [auth.router, users.router, admin.router, todos.router, posts.router, ops.router]

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from keel.core.web_session import origin_of
+
 Environment = Literal["development", "test", "production"]
 
 SECRET_FILE_NAME = "secret_key"
@@ -75,6 +77,9 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Browser origins allowed to call the API cross-origin (CORS), comma-separated, e.g.
+    # "https://app.example.com,https://admin.example.com". Empty: same origin only.
+    cors_origins: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -104,6 +109,10 @@ class Settings(BaseSettings):
         return self.email_delivery == "celery"
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"
 
@@ -130,6 +139,13 @@ class Settings(BaseSettings):
         elif self.secret_key is None:
             self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
         self.public_url = self.public_url.rstrip("/")
+        for origin in self.cors_origin_list:
+            if origin == "*":
+                raise ValueError(
+                    "KEEL_CORS_ORIGINS must list origins: '*' is refused for an API that takes credentials"
+                )
+            if origin_of(origin, bare=True) != origin.lower():
+                raise ValueError(f"KEEL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
         if self.outbox_claim_lease_seconds <= self.smtp_timeout_seconds:
             # A send still in progress must never be handed to a second worker.
             raise ValueError("KEEL_OUTBOX_CLAIM_LEASE_SECONDS must be longer than KEEL_SMTP_TIMEOUT_SECONDS")
