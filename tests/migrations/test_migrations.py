@@ -60,3 +60,50 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_url: s
     _, tables = asyncio.run(_inspect(database_url))
     assert tables <= {"alembic_version"}
     upgrade(settings)  # leave the shared test database usable for the tests after this one
+
+
+def test_a_migration_waits_for_one_already_running(postgres_url: str, tmp_path: Path) -> None:
+    """Hosts that start together queue on one lock: the second migrates only after the first."""
+    import asyncio
+    import os
+    import sys
+
+    import asyncpg
+    from sqlalchemy import make_url
+
+    from keel.migrations import MIGRATION_LOCK_KEY
+
+    settings = base_settings(tmp_path, database_url=postgres_url)
+    downgrade(settings, "base")
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
+        "KEEL_DATABASE_URL": postgres_url,
+        "KEEL_DATA_DIR": str(tmp_path),
+        "KEEL_SECRET_KEY": settings.secret.decode(),
+    }
+    target = make_url(postgres_url)
+
+    async def hold_lock_while_migrate_starts() -> tuple[int | None, int]:
+        # Stand in for a first host mid-migration: hold its lock, start a second host's migrate.
+        holder = await asyncpg.connect(
+            host=target.host, port=target.port or 5432, user=target.username, database=target.database
+        )
+        try:
+            async with holder.transaction():
+                await holder.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                process = await asyncio.create_subprocess_exec(sys.executable, "-m", "keel", "migrate", env=env)
+                await asyncio.sleep(4)
+                while_held = process.returncode
+        finally:
+            await holder.close()
+        return while_held, await asyncio.wait_for(process.wait(), timeout=60)
+
+    try:
+        while_held, returncode = asyncio.run(hold_lock_while_migrate_starts())
+    finally:
+        upgrade(settings)  # leave the shared test database usable whatever happened
+
+    assert while_held is None, "migrate must wait while another migration holds the lock"
+    assert returncode == 0
+    diff, _ = asyncio.run(_inspect(postgres_url))
+    assert diff == []

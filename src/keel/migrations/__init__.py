@@ -10,6 +10,10 @@ from alembic.config import Config
 from keel.core.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent
+# Several hosts may start `keel serve` (which migrates first) at the same moment. On
+# PostgreSQL they queue on this transaction-scoped advisory lock; each reads the schema
+# version only once it holds the lock, so the first migrates and the rest find nothing to do.
+MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import keel.models  # noqa: F401 - registers every table on the metadata
 from keel.core.config import Settings, get_settings
 from keel.core.db import create_engine
+from keel.migrations import MIGRATION_LOCK_KEY
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -36,6 +38,9 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Hosts that start together queue here; see MIGRATION_LOCK_KEY.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 
