@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import ConfigError, Settings, get_settings
 from keel.core.logging import configure_logging
+from keel.core.metrics import reset_multiprocess_dir
 
 app = typer.Typer(
     help="Keel: multi-user todos and posts. Configure with KEEL_* environment variables or a .env file.",
@@ -45,6 +46,7 @@ def serve(
 
     settings = _settings_or_exit()
     upgrade(settings)
+    reset_multiprocess_dir()  # a no-op unless PROMETHEUS_MULTIPROC_DIR is set
     uvicorn.run(
         "keel.main:create_app",
         factory=True,

@@ -74,18 +74,23 @@ class Transport(Protocol):
 
 
 class FileTransport:
-    """One .eml file per message, and the link in the log so a developer can click it."""
+    """One .eml file per message, and the link in the log so a developer can click it.
 
-    def __init__(self, directory: Path, sender: str) -> None:
+    The link is the one thing that must never be in a log elsewhere: it is logged only outside
+    production (where file mail is refused unless KEEL_ALLOW_FILE_MAIL_IN_PRODUCTION is set).
+    """
+
+    def __init__(self, directory: Path, sender: str, *, log_links: bool = True) -> None:
         self.directory = directory
         self.sender = sender
+        self.log_links = log_links
 
     async def send(self, mail: Mail) -> None:
         message = to_message(mail, self.sender)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
         await anyio.Path(path).write_bytes(bytes(message))
-        log.info("email_written", path=str(path), subject=mail.subject, link=mail.link)
+        log.info("email_written", path=str(path), subject=mail.subject, link=mail.link if self.log_links else None)
 
 
 class SmtpTransport:
@@ -120,4 +125,4 @@ class SmtpTransport:
 def transport_for(settings: Settings) -> Transport:
     if settings.smtp_host:
         return SmtpTransport(settings)
-    return FileTransport(settings.mail_dir, settings.mail_from)
+    return FileTransport(settings.mail_dir, settings.mail_from, log_links=not settings.is_production)

@@ -11,8 +11,10 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.core.audit import event_counter
 from keel.core.context import request_id_var
 from keel.core.logging import get_logger
+from keel.core.metrics import Metrics, route_label
 from keel.core.problems import internal_error_response, payload_too_large_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -27,6 +29,12 @@ def _declared_length(scope: Scope) -> int:
         if name == b"content-length":
             return int(value) if value.isdigit() else 0
     return 0
+
+
+def _app_metrics(scope: Scope) -> Metrics | None:
+    # Starlette puts the application in the scope before any middleware runs.
+    metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+    return metrics if isinstance(metrics, Metrics) else None
 
 
 def _pick_request_id(scope: Scope) -> str:
@@ -53,6 +61,8 @@ class RequestContextMiddleware:
 
         request_id = _pick_request_id(scope)
         rid_token = request_id_var.set(request_id)
+        metrics = _app_metrics(scope)
+        counter_token = event_counter.set(metrics.count_auth_event if metrics is not None else None)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -97,15 +107,21 @@ class RequestContextMiddleware:
             status = 500
             await internal_error_response()(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
+            seconds = time.perf_counter() - started
+            # The router put the matched route in the scope; its template keeps labels bounded.
+            route = metrics.route_label(scope) if metrics is not None else route_label(scope)
+            if metrics is not None:
+                metrics.observe_request(method=scope.get("method"), route=route, status=status, seconds=seconds)
             access_log.info(
                 "request",
                 method=scope.get("method"),
-                path=getattr(route, "path", None) or "<unmatched>",
+                path=scope.get("path", "")[:300],
+                route=route,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 # Set by the authentication dependency through request.state.
                 user_id=scope.get("state", {}).get("user_id"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+            event_counter.reset(counter_token)
             request_id_var.reset(rid_token)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from keel.core.metrics import CONTENT_TYPE
 from keel.core.problems import problem_response
 from keel.schemas.common import problem_responses
 from keel.services import health as health_service
+from keel.services import metrics as metrics_service
 
 router = APIRouter(tags=["operations"])
 
@@ -44,3 +46,15 @@ async def ready(request: Request) -> Readiness | JSONResponse:
         headers={"Retry-After": "5"},
         extensions={"checks": checks},
     )
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format 0.0.4.", "content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests by route template and status, latencies, security events, outbox depth."""
+    state = request.app.state
+    body = await metrics_service.scrape(database=state.database, metrics=state.metrics)
+    return Response(body, media_type=CONTENT_TYPE)

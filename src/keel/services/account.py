@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core import email_tokens
+from keel.core import audit, email_tokens
+from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.email_tokens import EmailTokenError, Purpose
 from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailToken, PasswordsDoNotMatch
-from keel.core.logging import get_logger
 from keel.core.security import password_hasher
 from keel.models import EmailKind, User, utcnow
 from keel.services import outbox as outbox_service
@@ -16,8 +16,6 @@ from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
 from keel.services.session import SessionCache
-
-log = get_logger("keel.account")
 
 
 def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.EmailTokenClaims:
@@ -55,7 +53,7 @@ async def confirm_verification(
         await session.commit()
         # Sessions cached as unverified must see the change on their next request.
         await session_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
-        log.info("email_verified", user_id=user.id)
+        audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user.id)
     await session.refresh(user)
     return user
 
@@ -69,6 +67,7 @@ async def request_reset(*, session: AsyncSession, settings: Settings, dispatcher
     )
     await session.commit()
     await outbox_service.dispatch_after_commit(dispatcher, [row])
+    audit.record(SecurityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id if user else None, throttled=row is None)
 
 
 async def confirm_reset(
@@ -99,4 +98,4 @@ async def confirm_reset(
     )
     await session.commit()
     await outbox_service.dispatch_after_commit(dispatcher, [row])
-    log.info("password_reset", user_id=user.id)
+    audit.record(SecurityEvent.PASSWORD_RESET, user_id=user.id)

@@ -211,6 +211,19 @@ async def list_rows(*, session: AsyncSession, statuses: Sequence[OutboxStatus], 
     return list(rows)
 
 
+async def depth(*, session: AsyncSession) -> dict[str, int]:
+    """How many rows wait in each unfinished state (`pending`, `sending`, `failed`); sent rows are not counted."""
+    unfinished = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED)
+    rows = await session.exec(
+        select(col(EmailOutbox.status), func.count())
+        .where(col(EmailOutbox.status).in_(unfinished))
+        .group_by(col(EmailOutbox.status))
+    )
+    counts = {status.value: 0 for status in unfinished}
+    counts.update({OutboxStatus(status).value: count for status, count in rows})
+    return counts
+
+
 async def retry(*, session: AsyncSession, outbox_id: int) -> bool:
     """Put a failed row back in the queue with a fresh set of attempts."""
     result = await session.exec(

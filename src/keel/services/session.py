@@ -19,6 +19,8 @@ from redis.exceptions import RedisError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core import audit
+from keel.core.audit import SecurityEvent
 from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
 from keel.core.security import AccessClaims
@@ -194,7 +196,7 @@ async def revoke_one(
         raise SessionNotFound
     await revoke(session=session, cache=cache, session_ids=[session_id])
     await session.commit()
-    log.info("session_revoked", user_id=principal.user_id, session_id=session_id)
+    audit.record(SecurityEvent.SESSION_REVOKED, user_id=principal.user_id, session_id=session_id)
 
 
 async def forget_cached(*, session: AsyncSession, cache: SessionCache | None, user_id: int) -> None:

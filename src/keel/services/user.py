@@ -6,6 +6,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core import audit
+from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.errors import InvalidCredentialsInput, InvalidInput, LastAdmin, UsernameTaken, UserNotFound
 from keel.core.logging import get_logger
@@ -76,7 +78,7 @@ async def register(
             await _notify_existing(session, settings, dispatcher, existing)
         return None
     await outbox_service.dispatch_after_commit(dispatcher, [row])
-    log.info("user_registered", user_id=user.id)
+    audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id)
     return user
 
 
@@ -127,7 +129,7 @@ async def delete_own(
         raise InvalidCredentialsInput
     await _ensure_not_last_admin(session, user, losing_admin=True)
     await _delete(session, cache, user)
-    log.info("user_deleted", user_id=user_id, by="self")
+    audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
 
 
 async def _delete(session: AsyncSession, cache: SessionCache | None, user: User) -> None:
@@ -179,6 +181,8 @@ async def admin_update(
     changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
     role_changed = "role" in changes and changes["role"] != user.role
     deactivated = changes.get("is_active") is False and user.is_active
+    reactivated = changes.get("is_active") is True and not user.is_active
+    previous_role = user.role
     verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
     await _ensure_not_last_admin(
         session, user, losing_admin=(role_changed and changes["role"] is not Role.ADMIN) or deactivated
@@ -200,6 +204,18 @@ async def admin_update(
         deactivated=deactivated,
         fields=sorted(changes),
     )
+    if role_changed:
+        audit.record(
+            SecurityEvent.ROLE_CHANGED,
+            user_id=user_id,
+            actor_id=actor_id,
+            old_role=str(previous_role),
+            new_role=str(user.role),
+        )
+    if deactivated:
+        audit.record(SecurityEvent.USER_DEACTIVATED, user_id=user_id, actor_id=actor_id)
+    if reactivated:
+        audit.record(SecurityEvent.USER_REACTIVATED, user_id=user_id, actor_id=actor_id)
     return user
 
 
@@ -207,7 +223,7 @@ async def admin_delete(*, session: AsyncSession, cache: SessionCache | None, use
     user = await get(session=session, user_id=user_id)
     await _ensure_not_last_admin(session, user, losing_admin=True)
     await _delete(session, cache, user)
-    log.info("user_deleted", user_id=user_id, by=actor_id)
+    audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=actor_id)
 
 
 async def create_admin(
@@ -223,8 +239,10 @@ async def create_admin(
         if await _username_taken(session, username):
             raise UsernameTaken
         user = User(email=email.lower(), username=username, hashed_password=hashed)
+        previous_role = None
     else:
         assert user.id is not None
+        previous_role = user.role
         await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
     user.role = Role.ADMIN
     user.is_verified = True
@@ -234,4 +252,13 @@ async def create_admin(
     session.add(user)
     await session.commit()
     await session.refresh(user)
+    if previous_role is not Role.ADMIN:
+        # From the command line: there is no acting account.
+        audit.record(
+            SecurityEvent.ROLE_CHANGED,
+            user_id=user.id,
+            actor_id=None,
+            old_role=str(previous_role) if previous_role else None,
+            new_role=str(user.role),
+        )
     return user

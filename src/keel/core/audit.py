@@ -1,0 +1,49 @@
+"""Security events: one log line each on the `keel.security` logger, and a count in Prometheus.
+
+Every field is an id, a reason or a role: never a password, a token, a link or an address
+typed into a form (a password typed into the email field must not end up in the log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from enum import StrEnum
+from typing import Any, Literal
+
+from keel.core.logging import get_logger
+
+log = get_logger("keel.security")
+
+
+class SecurityEvent(StrEnum):
+    USER_REGISTERED = "user_registered"
+    EMAIL_VERIFIED = "email_verified"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    TOKEN_REFRESHED = "token_refreshed"
+    REFRESH_FAILED = "refresh_failed"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse"
+    LOGOUT = "logout"
+    LOGOUT_ALL = "logout_all"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_CHANGE_FAILED = "password_change_failed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    PASSWORD_RESET = "password_reset"
+    ROLE_CHANGED = "role_changed"
+    USER_DEACTIVATED = "user_deactivated"
+    USER_REACTIVATED = "user_reactivated"
+    USER_DELETED = "user_deleted"
+
+
+# Set per request by the request middleware to the app's counter; unset (no count, only the
+# log line) outside a request, e.g. in the CLI or a Celery worker.
+event_counter: ContextVar[Callable[[SecurityEvent], None] | None] = ContextVar("keel_event_counter", default=None)
+
+
+def record(event: SecurityEvent, *, level: Literal["info", "warning"] = "info", **fields: Any) -> None:
+    getattr(log, level)(event.value, **fields)
+    count = event_counter.get()
+    if count is not None:
+        count(event)

@@ -1,0 +1,365 @@
+"""What reaches the log: one access line per request, security events, and never a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import structlog
+from aiosmtpd.controller import Controller
+from pydantic import ValidationError
+
+from keel.core.config import Settings
+from keel.core.logging import configure_logging
+from keel.core.mail import FileTransport, render, transport_for
+from keel.main import create_app
+from keel.models import Role
+from tests.conftest import base_settings
+from tests.factories import Account, Tokens, create_user, login, signed_in
+from tests.services.test_email_flows import (
+    LINK,
+    NEW_PASSWORD,
+    PUBLIC_URL,
+    RESET_PAGE,
+    RESET_SUBJECT,
+    STRONG_PASSWORD,
+    VERIFY_PAGE,
+    VERIFY_SUBJECT,
+    Collector,
+    Flow,
+    SmtpServer,
+    free_port,
+)
+
+AUTH = "/api/v1/auth"
+THIRD_PASSWORD = "Copper-lagoon-violin-68"
+WRONG_PASSWORD = "Amber-falcon-orchard-15"
+TOO_SHORT_PASSWORD = "Xq7#vb"
+
+
+class LogCapture(logging.Handler):
+    """Every record that reaches the root logger, rendered exactly as Keel's own handler renders it."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines if line.startswith("{")]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries() if entry.get("event") == name]
+
+
+@pytest.fixture
+def capture() -> Iterator[Any]:
+    """A function that starts capturing beside the handler `configure_logging` installed last."""
+    attached: list[LogCapture] = []
+
+    def start() -> LogCapture:
+        root = logging.getLogger()
+        (keel_handler,) = [
+            handler for handler in root.handlers if isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter)
+        ]
+        assert keel_handler.formatter is not None
+        logs = LogCapture(keel_handler.formatter)
+        root.addHandler(logs)
+        attached.append(logs)
+        return logs
+
+    yield start
+    for logs in attached:
+        logging.getLogger().removeHandler(logs)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    collector = Collector()
+    controller = Controller(collector, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield SmtpServer(port=int(controller.port), collector=collector)
+    finally:
+        controller.stop()
+
+
+@dataclass
+class Logged:
+    flow: Flow
+    logs: LogCapture
+
+
+@pytest.fixture
+async def logged(settings: Settings, smtp: SmtpServer, capture: Any) -> AsyncIterator[Logged]:
+    """The app at the production log level and format, sending real mail over SMTP, its log captured."""
+    production_like = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp.port,
+            "smtp_security": "none",
+            "public_url": PUBLIC_URL,
+            "log_level": "INFO",
+            "log_format": "json",
+        }
+    )
+    application = create_app(production_like)
+    logs = capture()
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 51000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Logged(flow=Flow(app=application, client=http, smtp=smtp), logs=logs)
+
+
+def secret_parts(tokens: Tokens) -> list[str]:
+    """The tokens, and the JWT's signature alone (its header is the same in every token)."""
+    return [tokens.access, tokens.access.rsplit(".", 1)[1], tokens.refresh]
+
+
+def link_and_token(flow: Flow, account: Account, subject: str, page: str) -> tuple[str, str]:
+    token = flow.last_mail(account.email, subject).token(page)
+    return f"{PUBLIC_URL}{page}?token={token}", token
+
+
+class TestNoSecretInAnyLog:
+    async def test_the_whole_account_journey_logs_no_password_token_or_link(self, logged: Logged) -> None:
+        flow, logs = logged.flow, logged.logs
+        secrets = [STRONG_PASSWORD, NEW_PASSWORD, THIRD_PASSWORD, WRONG_PASSWORD, TOO_SHORT_PASSWORD]
+
+        # A refused registration: its 422 names the field, and nothing echoes the password.
+        weak = {"email": "weak@example.com", "username": "weakling", "password": TOO_SHORT_PASSWORD}
+        assert (await flow.post(f"{AUTH}/register", json=weak)).status_code == 422
+
+        # Register and verify through the emailed link.
+        account = await flow.register("journey")
+        link, token = link_and_token(flow, account, VERIFY_SUBJECT, VERIFY_PAGE)
+        secrets += [link, token]
+        assert (await flow.post(f"{AUTH}/verify-email/confirm", json={"token": token})).status_code == 200
+
+        # Sign in, refresh, and replay the used refresh token (which ends the session).
+        first = await login(flow.client, account)
+        refreshed = await flow.post(f"{AUTH}/refresh", json={"refresh_token": first.refresh})
+        assert refreshed.status_code == 200, refreshed.text
+        second = Tokens(access=refreshed.json()["access_token"], refresh=refreshed.json()["refresh_token"])
+        replayed = await flow.post(f"{AUTH}/refresh", json={"refresh_token": first.refresh})
+        assert replayed.status_code == 401
+        secrets += secret_parts(first) + secret_parts(second)
+
+        # Sign in again and out.
+        third = await login(flow.client, account)
+        secrets += secret_parts(third)
+        logout = await flow.post(f"{AUTH}/logout", json={"refresh_token": third.refresh}, headers=third.headers)
+        assert logout.status_code == 204
+
+        # Reset the password through the emailed link; the link works once.
+        assert (await flow.post(f"{AUTH}/password-reset/request", json={"email": account.email})).status_code == 202
+        link, token = link_and_token(flow, account, RESET_SUBJECT, RESET_PAGE)
+        secrets += [link, token]
+        body = {"token": token, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
+        assert (await flow.post(f"{AUTH}/password-reset/confirm", json=body)).status_code == 204
+        assert (await flow.post(f"{AUTH}/password-reset/confirm", json=body)).status_code == 400
+        account.password = NEW_PASSWORD
+
+        # Change it, once with a wrong current password.
+        fourth = await login(flow.client, account)
+        secrets += secret_parts(fourth)
+        change = f"{AUTH}/password-change"
+        wrong = {"current_password": WRONG_PASSWORD, "new_password": THIRD_PASSWORD}
+        assert (await flow.post(change, json=wrong, headers=fourth.headers)).status_code == 400
+        right = {"current_password": NEW_PASSWORD, "new_password": THIRD_PASSWORD}
+        assert (await flow.post(change, json=right, headers=fourth.headers)).status_code == 204
+
+        # Failed sign-ins: an old password, an unknown address, and a password typed into the email
+        # field again and again (until the rate limit, if it is on, refuses it).
+        for username, password in [
+            (account.email, STRONG_PASSWORD),
+            ("nobody@example.com", WRONG_PASSWORD),
+            *[(THIRD_PASSWORD, THIRD_PASSWORD)] * 6,
+        ]:
+            response = await flow.client.post(f"{AUTH}/login", data={"username": username, "password": password})
+            assert response.status_code in {401, 429}, response.text
+
+        # The capture saw the whole journey, so finding nothing below means something.
+        logged_events = {entry.get("event") for entry in logs.entries()}
+        expected = {
+            "request",
+            "email_sent",
+            "user_registered",
+            "email_verified",
+            "login_succeeded",
+            "token_refreshed",
+            "refresh_token_reuse",
+            "logout",
+            "password_reset_requested",
+            "password_reset",
+            "password_change_failed",
+            "password_changed",
+            "login_failed",
+        }
+        assert expected <= logged_events, expected - logged_events
+        assert len(logs.lines) > 40
+        for line in logs.lines:
+            for secret in secrets:
+                assert secret not in line, f"{secret[:12]}... is in the log: {line[:300]}"
+            assert "token=" not in line, line
+        # uvicorn's access log (which would print query strings) is switched off for Keel's own line.
+        assert logging.getLogger("uvicorn.access").disabled
+
+    async def test_a_failed_sign_in_records_no_submitted_address(self, logged: Logged) -> None:
+        account = await create_user(logged.flow.app)
+        await logged.flow.client.post(
+            f"{AUTH}/login", data={"username": "Somebody.Else@example.com", "password": WRONG_PASSWORD}
+        )
+        await logged.flow.client.post(f"{AUTH}/login", data={"username": account.email, "password": WRONG_PASSWORD})
+
+        unknown, wrong = logged.logs.events("login_failed")
+        assert unknown["reason"] == "unknown_email"
+        assert "user_id" not in unknown
+        assert unknown["ip"] == "203.0.113.7"
+        assert wrong["reason"] == "wrong_password"
+        assert wrong["user_id"] == account.id
+        assert not any("somebody.else@example.com" in line.lower() for line in logged.logs.lines)
+
+
+class TestFileMailLink:
+    """The one deliberate exception: in development the file transport prints each email's link."""
+
+    async def test_outside_production_only_the_email_written_line_has_the_link(
+        self, settings: Settings, capture: Any
+    ) -> None:
+        application = create_app(settings.model_copy(update={"log_level": "INFO", "log_format": "json"}))
+        logs = capture()
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                body = {"email": "dev@example.com", "username": "developer", "password": STRONG_PASSWORD}
+                assert (await http.post(f"{AUTH}/register", json=body)).status_code == 202
+                await application.state.dispatcher.drain()
+
+        (eml,) = settings.mail_dir.glob("*.eml")
+        link = next(found for found in LINK.findall(read_text(eml)) if urlsplit(found).path == VERIFY_PAGE)
+        token = parse_qs(urlsplit(link).query)["token"][0]
+        with_token = [entry for entry, line in zip(logs.entries(), logs.lines, strict=True) if token in line]
+        assert [(entry["event"], entry["logger"], entry["link"]) for entry in with_token] == [
+            ("email_written", "keel.mail", link)
+        ]
+
+    async def test_in_production_file_mail_keeps_the_link_out_of_the_log(self, tmp_path: Path, capture: Any) -> None:
+        settings = base_settings(
+            tmp_path,
+            environment="production",
+            allow_sqlite_in_production=True,
+            allow_file_mail_in_production=True,
+            log_level="INFO",
+            log_format="json",
+        )
+        configure_logging(settings)
+        logs = capture()
+        transport = transport_for(settings)
+        assert isinstance(transport, FileTransport)
+        link = f"{settings.public_url}{VERIFY_PAGE}?token=abc.def.ghi"
+
+        await transport.send(render("verify_email", to="a@example.com", subject="Hi", link=link, username="a"))
+
+        (eml,) = settings.mail_dir.glob("*.eml")
+        assert link in read_text(eml)
+        (written,) = logs.events("email_written")
+        assert written["link"] is None
+        assert not any("abc.def.ghi" in line for line in logs.lines)
+
+    def test_production_refuses_file_mail_unless_allowed(self, tmp_path: Path) -> None:
+        with pytest.raises(ValidationError, match="Mail would go to files in production"):
+            base_settings(tmp_path, environment="production", allow_sqlite_in_production=True)
+
+
+def read_text(path: Path) -> str:
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+class TestAccessLine:
+    async def test_has_method_path_route_status_duration_user_and_request_id(
+        self, settings: Settings, capture: Any
+    ) -> None:
+        application = create_app(settings.model_copy(update={"log_level": "INFO", "log_format": "json"}))
+        logs = capture()
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                account, tokens = await signed_in(application, http)
+                await http.get("/api/v1/todos/4242", headers={**tokens.headers, "X-Request-ID": "todo-1"})
+                await http.get("/no/such/place", headers={"X-Request-ID": "lost-1"})
+
+        lines = {line["request_id"]: line for line in logs.events("request")}
+        todo, lost = lines["todo-1"], lines["lost-1"]
+        assert todo["logger"] == "keel.access"
+        assert todo["level"] == "info"
+        assert {key: todo[key] for key in ("method", "path", "route", "status", "user_id")} == {
+            "method": "GET",
+            "path": "/api/v1/todos/4242",
+            "route": "/api/v1/todos/{todo_id}",
+            "status": 404,
+            "user_id": account.id,
+        }
+        assert isinstance(todo["duration_ms"], float)
+        assert todo["duration_ms"] >= 0
+        assert (lost["path"], lost["route"], lost["status"], lost["user_id"]) == (
+            "/no/such/place",
+            "<unmatched>",
+            404,
+            None,
+        )
+
+
+class TestSecurityEvents:
+    async def test_admin_changes_and_session_revocation_are_recorded_with_the_actor(
+        self, settings: Settings, capture: Any
+    ) -> None:
+        application = create_app(settings.model_copy(update={"log_level": "INFO", "log_format": "json"}))
+        logs = capture()
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                admin, admin_tokens = await signed_in(application, http, role=Role.ADMIN)
+                member, member_tokens = await signed_in(application, http)
+                await login(http, member)  # a second session
+                sessions = (await http.get(f"{AUTH}/sessions", headers=member_tokens.headers)).json()
+                (other_id,) = [row["id"] for row in sessions if not row["current"]]
+                revoked = await http.delete(f"{AUTH}/sessions/{other_id}", headers=member_tokens.headers)
+                assert revoked.status_code == 204
+                assert (await http.post(f"{AUTH}/logout-all", headers=member_tokens.headers)).status_code == 204
+                for change in ({"role": "admin"}, {"is_active": False}, {"is_active": True}):
+                    response = await http.patch(
+                        f"/api/v1/admin/users/{member.id}", json=change, headers=admin_tokens.headers
+                    )
+                    assert response.status_code == 200, response.text
+
+        security = [entry for entry in logs.entries() if entry["logger"] == "keel.security"]
+        by_event = {entry["event"]: entry for entry in security}
+        assert by_event["session_revoked"]["session_id"] == other_id
+        assert by_event["logout_all"]["user_id"] == member.id
+        assert {key: by_event["role_changed"][key] for key in ("user_id", "actor_id", "old_role", "new_role")} == {
+            "user_id": member.id,
+            "actor_id": admin.id,
+            "old_role": "user",
+            "new_role": "admin",
+        }
+        for event in ("user_deactivated", "user_reactivated"):
+            assert (by_event[event]["user_id"], by_event[event]["actor_id"]) == (member.id, admin.id)
+        assert all(entry.get("request_id") for entry in security)
