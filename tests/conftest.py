@@ -28,7 +28,7 @@ from keel.migrations import upgrade
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
-TABLES = ("vote", "post", "todo", "refresh_token", "user_session", '"user"')
+TABLES = ("idempotency_record", "vote", "post", "todo", "refresh_token", "user_session", '"user"')
 
 
 def unavailable(reason: str) -> None:

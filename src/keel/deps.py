@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Path, Query, Request, Response
+from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core.client_ip import resolve_client_ip
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.errors import (
@@ -22,6 +23,7 @@ from keel.core.errors import (
     Unauthorized,
 )
 from keel.core.logging import get_logger
+from keel.core.ratelimit import RateLimiter, Rule, digest
 from keel.core.security import TokenError, decode_access_token
 from keel.core.web_session import (
     REFRESH_COOKIE,
@@ -33,8 +35,9 @@ from keel.core.web_session import (
     refresh_cookie,
 )
 from keel.models import Post, Todo
-from keel.schemas.auth import TokenPair
+from keel.schemas.auth import RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
+from keel.services import auth as auth_service
 from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import todo as todo_service
@@ -152,8 +155,10 @@ class LoginForm:
 LoginFormDep = Annotated[LoginForm, Depends()]
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def client_ip(request: Request, settings: SettingsDep) -> str | None:
+    """The socket peer, or the client a trusted proxy (KEEL_TRUSTED_PROXIES) forwarded for."""
+    peer = request.client.host if request.client else None
+    return resolve_client_ip(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxies)
 
 
 ClientIP = Annotated[str | None, Depends(client_ip)]
@@ -205,6 +210,78 @@ def _web_client(request: Request, settings: SettingsDep) -> WebClientContext:
 
 
 WebClient = Annotated[WebClientContext, Depends(_web_client)]
+
+
+# --- rate limits (see keel.core.ratelimit); used as `dependencies=[LoginRateLimit]` --------------
+def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
+
+
+class _PerClientIP:
+    """Count the request against a rule, keyed by the client's address."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    async def __call__(self, limiter: RateLimiterDep, ip: ClientIP) -> None:
+        await limiter.hit(self.rule, ip or "unknown")
+
+
+async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, ip: ClientIP) -> None:
+    # Runs before any lookup or hashing and keys by the email as typed, so an address with no
+    # account is limited exactly like one with an account: a 429 reveals nothing.
+    address = ip or "unknown"
+    await limiter.hit("login_ip", address)
+    await limiter.hit("login", digest(form.username.strip().lower()), address)
+
+
+async def _limit_refresh(
+    limiter: RateLimiterDep, ip: ClientIP, session: SessionDep, web: WebClient, data: RefreshRequest | None = None
+) -> None:
+    # `data` must keep the name (and type) of the route's body parameter: FastAPI then reads one body.
+    token = data.refresh_token if data is not None and data.refresh_token is not None else web.refresh_cookie
+    if token is None or not limiter.enabled:
+        return
+    # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a new
+    # token. A token that belongs to no session is counted against the client's address instead.
+    session_id = await auth_service.session_of_refresh_token(session=session, refresh_token=token)
+    if session_id is None:
+        await limiter.hit("refresh", "ip", ip or "unknown")
+    else:
+        await limiter.hit("refresh", "session", session_id)
+
+
+async def _limit_writes(user: CurrentUser, limiter: RateLimiterDep) -> None:
+    await limiter.hit("writes", str(user.user_id))
+
+
+LoginRateLimit = Depends(_limit_login)
+RegisterRateLimit = Depends(_PerClientIP("register"))
+VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
+PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
+RefreshRateLimit = Depends(_limit_refresh)
+WriteRateLimit = Depends(_limit_writes)
+
+
+# --- Idempotency-Key on creates (see keel.services.idempotency) -------------------------------------
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[!-~]+$",  # printable ASCII, no spaces
+        description=(
+            "Optional. Send the same key with the same body again within 24 hours and the first "
+            "answer is replayed (with `Idempotent-Replayed: true`) instead of creating a second item; "
+            "the same key with a different body gets 422 `idempotency_key_reused`. Keys are per user."
+        ),
+    ),
+]
 
 
 # --- ids in paths, and the lookups that check who may see what ------------------------------------

@@ -19,7 +19,9 @@ from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
+from keel.core.metrics import Metrics
 from keel.core.problems import install_error_handlers, route_method_index
+from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
 from keel.core.security_headers import SecurityHeadersMiddleware
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         app.state.database = database
         app.state.redis = redis
+        app.state.rate_limiter = create_rate_limiter(settings, redis)
         app.state.session_cache = (
             SessionCache(
                 redis,
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if isinstance(dispatcher, InProcessDispatcher):
                 await dispatcher.stop()
+            await app.state.rate_limiter.aclose()
             if redis is not None:
                 await redis.aclose()
             await database.dispose()
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     # Outermost last: security headers cover every answer, the request id and access line
     # cover CORS preflights too.
     if settings.cors_origin_list:

@@ -184,6 +184,12 @@ def keel(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
         "KEEL_ENVIRONMENT": "test",
         "KEEL_EMAIL_DELIVERY": "in-process",
         "KEEL_LOG_FORMAT": "json",
+        # Every test in a module signs up and in from 127.0.0.1 against one server: limits stay on,
+        # but loose enough for that (tests/routes/test_rate_limits.py covers the real ones).
+        **{
+            f"KEEL_RATE_LIMIT_{rule.upper()}": "1000/minute"
+            for rule in ("login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes")
+        },
     }
     log_path = folder / "serve.log"
     with log_path.open("wb") as log:

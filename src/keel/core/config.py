@@ -6,11 +6,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import limits
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keel.core.client_ip import IPNetwork, parse_networks
 from keel.core.web_session import origin_of
 
 Environment = Literal["development", "test", "production"]
@@ -77,12 +79,52 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Peers allowed to name the client in X-Forwarded-For: comma-separated addresses or CIDR networks.
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    # Rate limits in the `limits` notation ("5/minute", several joined by ";"), counted in Redis when
+    # configured, else in process memory.
+    rate_limit_enabled: bool = True
+    rate_limit_login: str = "5/minute"  # per (email, client IP)
+    rate_limit_login_ip: str = "20/minute"  # per client IP, whatever the email
+    rate_limit_register: str = "5/hour"
+    rate_limit_verify_email: str = "10/hour"
+    rate_limit_password_reset: str = "10/hour"
+    rate_limit_refresh: str = "30/minute"  # per session
+    rate_limit_writes: str = "120/minute"  # per user, over the write endpoints
+
     # Browser origins allowed to call the API cross-origin (CORS), comma-separated, e.g.
     # "https://app.example.com,https://admin.example.com". Empty: same origin only.
     cors_origins: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: object) -> object:
+        if isinstance(value, str) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+            return parse_networks(value)
+        return value
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_ip",
+        "rate_limit_register",
+        "rate_limit_verify_email",
+        "rate_limit_password_reset",
+        "rate_limit_refresh",
+        "rate_limit_writes",
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            items = limits.parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit such as 5/minute or 10/hour;100/day") from None
+        if any(item.amount < 1 for item in items):
+            raise ValueError(f"{value!r} allows nothing; set KEEL_RATE_LIMIT_ENABLED=false to turn limits off")
+        return value
 
     @property
     def is_production(self) -> bool:

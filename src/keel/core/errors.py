@@ -204,6 +204,31 @@ class InvalidInput(KeelError):
         return {"errors": self.errors}
 
 
+# --- 429 -------------------------------------------------------------------------------------
+class RateLimited(KeelError):
+    """Too many requests; the body never depends on who was asked about (it names no account)."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+    default_detail = "Too many requests; try again later."
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(headers={"Retry-After": str(max(retry_after, 1))})
+
+
+class IdempotencyKeyReused(KeelError):
+    """An `Idempotency-Key` already used, within its 24 hours, for a different request."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+    default_detail = "This Idempotency-Key was already used for a different request; use a new key."
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [{"loc": ["header", "Idempotency-Key"], "msg": self.detail, "type": self.code}]}
+
+
 # --- 503 -------------------------------------------------------------------------------------
 class ServiceUnavailable(KeelError):
     status = 503

@@ -1,6 +1,7 @@
 """Table models. Importing this package registers every table on ``SQLModel.metadata``."""
 
 from keel.models.base import utcnow
+from keel.models.idempotency import IdempotencyRecord
 from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
@@ -12,6 +13,7 @@ from keel.models.vote import Vote
 __all__ = [
     "EmailKind",
     "EmailOutbox",
+    "IdempotencyRecord",
     "OutboxStatus",
     "Post",
     "Priority",

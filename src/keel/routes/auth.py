@@ -11,9 +11,14 @@ from keel.deps import (
     CurrentUser,
     DispatcherDep,
     LoginFormDep,
+    LoginRateLimit,
+    PasswordResetRateLimit,
+    RefreshRateLimit,
+    RegisterRateLimit,
     SessionDep,
     SessionId,
     SettingsDep,
+    VerifyEmailRateLimit,
     WebClient,
 )
 from keel.routes import API_PREFIX
@@ -55,7 +60,8 @@ def _no_store(response: Response) -> None:
     "/register",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Message,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(409, 422, 429),
+    dependencies=[RegisterRateLimit],
 )
 async def register(data: UserCreate, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> Message:
     """Create an account. The answer is the same whether or not the email already has one."""
@@ -66,7 +72,8 @@ async def register(data: UserCreate, session: SessionDep, settings: SettingsDep,
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses={**problem_responses(401, 403, 422), **_sets_cookie(200, "The refresh cookie")},
+    responses={**problem_responses(401, 403, 422, 429), **_sets_cookie(200, "The refresh cookie")},
+    dependencies=[LoginRateLimit],
 )
 async def login(
     form: LoginFormDep,
@@ -100,7 +107,8 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses={**problem_responses(401, 403, 422), **_sets_cookie(200, "The new refresh cookie")},
+    responses={**problem_responses(401, 403, 422, 429), **_sets_cookie(200, "The new refresh cookie")},
+    dependencies=[RefreshRateLimit],
 )
 async def refresh(
     response: Response,
@@ -218,7 +226,8 @@ async def change_password(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Message,
-    responses=problem_responses(401, 409),
+    responses=problem_responses(401, 409, 429),
+    dependencies=[VerifyEmailRateLimit],
 )
 async def request_verification(
     user: CurrentUser, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
@@ -243,7 +252,8 @@ async def confirm_verification(
     "/password-reset/request",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Message,
-    responses=problem_responses(422),
+    responses=problem_responses(422, 429),
+    dependencies=[PasswordResetRateLimit],
 )
 async def request_password_reset(
     data: PasswordResetRequest, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep

@@ -1,30 +1,64 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from keel.deps import CurrentUser, Limit, Offset, OptionalUser, SearchTerm, SessionDep, VisiblePost
+from keel.deps import (
+    CurrentUser,
+    IdempotencyKey,
+    Limit,
+    Offset,
+    OptionalUser,
+    SearchTerm,
+    SessionDep,
+    VisiblePost,
+    WriteRateLimit,
+)
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
+from keel.services import idempotency
 from keel.services import post as post_service
+from keel.services.idempotency import REPLAYED_HEADER
 
 # Parameter order matters: authentication (401) is checked before visibility (404).
 router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=PostRead, responses=problem_responses(401, 403))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostRead,
+    responses=problem_responses(401, 403, 429),
+    dependencies=[WriteRateLimit],
+)
 @router.post(
     "/",
     include_in_schema=False,
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 429),
+    dependencies=[WriteRateLimit],
 )
-async def create_post(data: PostCreate, user: CurrentUser, session: SessionDep) -> PostRead:
-    """Write a post: a draft by default, published at once with `published: true` (needs a verified email)."""
-    return await post_service.create(session=session, author=user, data=data)
+async def create_post(
+    data: PostCreate, user: CurrentUser, session: SessionDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """Write a post: a draft by default, published at once with `published: true` (needs a verified email).
+
+    An `Idempotency-Key` makes a retry safe.
+    """
+    outcome = await idempotency.once(
+        session=session,
+        user_id=user.user_id,
+        key=idempotency_key,
+        scope="POST /api/v1/posts",
+        request=data,
+        create=lambda claim: post_service.create(session=session, author=user, data=data, claim=claim),
+    )
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return outcome.body
 
 
 @router.get("", response_model=Page[PostRead], responses=problem_responses(401))
@@ -57,25 +91,45 @@ async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) 
     return await post_service.read(session=session, post=post, viewer=user)
 
 
-@router.patch("/{post_id}", response_model=PostRead, responses=problem_responses(401, 403, 404))
+@router.patch(
+    "/{post_id}",
+    response_model=PostRead,
+    responses=problem_responses(401, 403, 404, 429),
+    dependencies=[WriteRateLimit],
+)
 async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, session: SessionDep) -> PostRead:
     """Edit, publish or unpublish a post (its author only)."""
     return await post_service.update(session=session, post=post, editor=user, data=data)
 
 
-@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404))
+@router.delete(
+    "/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404, 429),
+    dependencies=[WriteRateLimit],
+)
 async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
     """Delete a post (its author or an admin)."""
     await post_service.delete(session=session, post=post, actor=user)
 
 
-@router.post("/{post_id}/vote", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404))
+@router.post(
+    "/{post_id}/vote",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404, 429),
+    dependencies=[WriteRateLimit],
+)
 async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
     """Vote for a published post (needs a verified email); voting again changes nothing."""
     await post_service.vote(session=session, post=post, voter=user)
 
 
-@router.delete("/{post_id}/vote", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 404))
+@router.delete(
+    "/{post_id}/vote",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 429),
+    dependencies=[WriteRateLimit],
+)
 async def unvote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
     """Take back a vote; doing it twice changes nothing."""
     await post_service.unvote(session=session, post=post, voter=user)

@@ -1,21 +1,49 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Any
 
-from keel.deps import CurrentUser, Limit, Offset, OwnedTodo, SearchTerm, SessionDep
+from fastapi import APIRouter, Response, status
+
+from keel.deps import CurrentUser, IdempotencyKey, Limit, Offset, OwnedTodo, SearchTerm, SessionDep, WriteRateLimit
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
+from keel.services import idempotency
 from keel.services import todo as todo_service
+from keel.services.idempotency import REPLAYED_HEADER
 
 router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=problem_responses(401, 422))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TodoRead)
-@router.post("/", include_in_schema=False, status_code=status.HTTP_201_CREATED, response_model=TodoRead)
-async def create_todo(data: TodoCreate, user: CurrentUser, session: SessionDep) -> TodoRead:
-    """Add a todo to the current user's list."""
-    return TodoRead.model_validate(await todo_service.create(session=session, owner_id=user.user_id, data=data))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TodoRead,
+    responses=problem_responses(429),
+    dependencies=[WriteRateLimit],
+)
+@router.post(
+    "/",
+    include_in_schema=False,
+    status_code=status.HTTP_201_CREATED,
+    response_model=TodoRead,
+    dependencies=[WriteRateLimit],
+)
+async def create_todo(
+    data: TodoCreate, user: CurrentUser, session: SessionDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """Add a todo to the current user's list. An `Idempotency-Key` makes a retry safe."""
+    outcome = await idempotency.once(
+        session=session,
+        user_id=user.user_id,
+        key=idempotency_key,
+        scope="POST /api/v1/todos",
+        request=data,
+        create=lambda claim: todo_service.create(session=session, owner_id=user.user_id, data=data, claim=claim),
+    )
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return outcome.body
 
 
 @router.get("", response_model=Page[TodoRead])
@@ -41,13 +69,20 @@ async def read_todo(todo: OwnedTodo) -> TodoRead:
     return TodoRead.model_validate(todo)
 
 
-@router.patch("/{todo_id}", response_model=TodoRead, responses=problem_responses(404))
+@router.patch(
+    "/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429), dependencies=[WriteRateLimit]
+)
 async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) -> TodoRead:
     """Change any of a todo's fields (tick it done with `completed: true`)."""
     return TodoRead.model_validate(await todo_service.update(session=session, todo=todo, data=data))
 
 
-@router.delete("/{todo_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404))
+@router.delete(
+    "/{todo_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 429),
+    dependencies=[WriteRateLimit],
+)
 async def delete_todo(todo: OwnedTodo, session: SessionDep) -> None:
     """Delete a todo."""
     await todo_service.delete(session=session, todo=todo)

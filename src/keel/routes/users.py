@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from keel.deps import CacheDep, CurrentUser, SessionDep, SettingsDep, UserId
+from keel.deps import CacheDep, CurrentUser, SessionDep, SettingsDep, UserId, WriteRateLimit
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
@@ -17,14 +17,21 @@ async def read_me(user: CurrentUser, session: SessionDep) -> UserRead:
     return UserRead.model_validate(await user_service.get(session=session, user_id=user.user_id))
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409, 422))
+@router.patch(
+    "/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429), dependencies=[WriteRateLimit]
+)
 async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) -> UserRead:
     """Change the current user's username or full name."""
     updated = await user_service.update_profile(session=session, user_id=user.user_id, data=data)
     return UserRead.model_validate(updated)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 409, 422))
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 401, 409, 422, 429),
+    dependencies=[WriteRateLimit],
+)
 async def delete_me(
     data: UserDelete, user: CurrentUser, session: SessionDep, cache: CacheDep, settings: SettingsDep
 ) -> None:

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core import audit
+from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.errors import (
     InactiveUser,
@@ -17,7 +19,6 @@ from keel.core.errors import (
     InvalidInput,
     InvalidRefreshToken,
 )
-from keel.core.logging import get_logger
 from keel.core.security import (
     create_access_token,
     hash_refresh_token,
@@ -32,8 +33,6 @@ from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
-
-log = get_logger("keel.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +57,15 @@ async def login(
     user = await user_service.get_by_email(session=session, email=email.strip())
     if user is None:
         await hasher.dummy_verify(password)
-        log.info("login_failed", reason="unknown_email")
+        # Not the submitted address: people sometimes type their password into that field.
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="unknown_email", ip=ip)
         raise InvalidCredentials
     valid, upgraded_hash = await hasher.verify(password, user.hashed_password)
     if not valid:
-        log.info("login_failed", reason="wrong_password", user_id=user.id)
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user.id, ip=ip)
         raise InvalidCredentials
     if not user.is_active:
-        log.info("login_failed", reason="inactive", user_id=user.id)
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user.id, ip=ip)
         raise InactiveUser
     if upgraded_hash is not None:
         user.hashed_password = upgraded_hash  # parameters changed or a legacy bcrypt hash
@@ -85,7 +85,13 @@ async def login(
     await session.flush()  # the refresh token row refers to it
     issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
     await session.commit()
-    log.info("login_succeeded", user_id=user.id, session_id=user_session.id, rehashed=upgraded_hash is not None)
+    audit.record(
+        SecurityEvent.LOGIN_SUCCEEDED,
+        user_id=user.id,
+        session_id=user_session.id,
+        ip=ip,
+        rehashed=upgraded_hash is not None,
+    )
     return issued
 
 
@@ -102,6 +108,12 @@ def _issue(
     )
     remaining = int((user_session.expires_at - now).total_seconds())
     return IssuedTokens(pair=pair, refresh_expires_in=max(min(settings.session_idle_ttl_seconds, remaining), 0))
+
+
+async def session_of_refresh_token(*, session: AsyncSession, refresh_token: str) -> str | None:
+    """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
+    statement = select(RefreshToken.session_id).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+    return (await session.exec(statement)).one_or_none()
 
 
 async def refresh(
@@ -137,12 +149,14 @@ async def refresh(
         user_session, idle_seconds=settings.session_idle_ttl_seconds, now=now
     ):
         await session.commit()  # the token stays consumed
+        audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user.id, session_id=session_id)
         raise InvalidRefreshToken
     user_session.last_used_at = now
     session.add(user_session)
     assert user.id is not None
     issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
     await session.commit()
+    audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user.id, session_id=user_session.id)
     return issued
 
 
@@ -151,11 +165,12 @@ async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, to
         await session.exec(select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash))
     ).one_or_none()
     if known is None:
+        audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
         return
     owner = (await session.exec(select(UserSession.user_id).where(UserSession.id == known))).one()
     await session_service.revoke(session=session, cache=cache, session_ids=[known])
     await session.commit()
-    log.warning("refresh_token_reuse", session_id=known, user_id=owner)
+    audit.record(SecurityEvent.REFRESH_TOKEN_REUSE, level="warning", session_id=known, user_id=owner)
 
 
 async def logout(
@@ -175,13 +190,13 @@ async def logout(
         ids.extend(sorted(set(others) - {principal.session_id}))
     await session_service.revoke(session=session, cache=cache, session_ids=ids)
     await session.commit()
-    log.info("logout", user_id=principal.user_id, session_id=principal.session_id)
+    audit.record(SecurityEvent.LOGOUT, user_id=principal.user_id, session_id=principal.session_id)
 
 
 async def logout_all(*, session: AsyncSession, cache: SessionCache | None, principal: Principal) -> None:
     await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id)
     await session.commit()
-    log.info("logout_all", user_id=principal.user_id)
+    audit.record(SecurityEvent.LOGOUT_ALL, user_id=principal.user_id)
 
 
 async def change_password(
@@ -199,6 +214,7 @@ async def change_password(
     hasher = password_hasher(settings)
     valid, _ = await hasher.verify(current_password, user.hashed_password)
     if not valid:
+        audit.record(SecurityEvent.PASSWORD_CHANGE_FAILED, reason="wrong_current_password", user_id=principal.user_id)
         raise InvalidCredentialsInput("The current password is incorrect.")
     if new_password == current_password:
         raise InvalidInput(
@@ -218,4 +234,4 @@ async def change_password(
     )
     await session.commit()
     await outbox_service.dispatch_after_commit(dispatcher, [row])
-    log.info("password_changed", user_id=principal.user_id)
+    audit.record(SecurityEvent.PASSWORD_CHANGED, user_id=principal.user_id, session_id=principal.session_id)

@@ -16,6 +16,7 @@ from keel.models import Post, User, Vote, utcnow
 from keel.schemas.common import Page
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
 from keel.schemas.user import UserPublic
+from keel.services.idempotency import Claim
 from keel.services.query import contains, insert_ignoring_conflict
 from keel.services.session import Principal
 
@@ -136,7 +137,8 @@ async def list_mine(
     return await _page(session, author, conditions, _NEWEST_CREATED, limit, offset)
 
 
-async def create(*, session: AsyncSession, author: Principal, data: PostCreate) -> PostRead:
+async def create(*, session: AsyncSession, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:
+    """Write a post; with an idempotency claim, its record commits together with the post."""
     if data.published and not author.is_verified:
         raise EmailNotVerified("Verify your email address before publishing.")
     now = utcnow()
@@ -150,8 +152,12 @@ async def create(*, session: AsyncSession, author: Principal, data: PostCreate) 
         updated_at=now,
     )
     session.add(post)
+    await session.flush()
+    answer = await read(session=session, post=post, viewer=author)
+    if claim is not None:
+        claim.record(session, answer, status_code=201)
     await session.commit()
-    return await read(session=session, post=post, viewer=author)
+    return answer
 
 
 async def update(*, session: AsyncSession, post: Post, editor: Principal, data: PostUpdate) -> PostRead:

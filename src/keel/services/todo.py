@@ -11,6 +11,7 @@ from keel.core.errors import TodoNotFound
 from keel.models import Todo, utcnow
 from keel.schemas.common import Page
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
+from keel.services.idempotency import Claim
 from keel.services.query import contains
 
 _ORDER: dict[TodoSort, tuple[Any, ...]] = {
@@ -24,11 +25,16 @@ _ORDER: dict[TodoSort, tuple[Any, ...]] = {
 }
 
 
-async def create(*, session: AsyncSession, owner_id: int, data: TodoCreate) -> Todo:
+async def create(*, session: AsyncSession, owner_id: int, data: TodoCreate, claim: Claim | None = None) -> TodoRead:
+    """Add a todo; with an idempotency claim, its record commits together with the todo."""
     todo = Todo(owner_id=owner_id, **data.model_dump())
     session.add(todo)
+    await session.flush()
+    answer = TodoRead.model_validate(todo)
+    if claim is not None:
+        claim.record(session, answer, status_code=201)
     await session.commit()
-    return todo
+    return answer
 
 
 async def get_owned(*, session: AsyncSession, owner_id: int, todo_id: int) -> Todo:

@@ -1,0 +1,121 @@
+"""`Idempotency-Key` on creates: the same key and body within 24 hours replays the first answer.
+
+A client that lost the answer to a POST (a timeout, a dropped connection) can send it again
+with the same key and get the same todo or post back, not a second one. The record of the
+first answer is written in the same transaction as the row it created, so either both exist
+or neither does; two requests racing with one key meet at the record's primary key, and the
+loser replays the winner's answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from keel.core.errors import IdempotencyKeyReused
+from keel.models import IdempotencyRecord, utcnow
+
+KEEP_FOR = timedelta(hours=24)
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key this request may use: the create it guards records its answer through it."""
+
+    user_id: int
+    key: str
+    scope: str
+    fingerprint: str
+
+    def record(self, session: AsyncSession, answer: BaseModel, *, status_code: int) -> None:
+        """Add the record of `answer` to the session, to commit with the created row."""
+        session.add(
+            IdempotencyRecord(
+                user_id=self.user_id,
+                key=self.key,
+                scope=self.scope,
+                fingerprint=self.fingerprint,
+                status_code=status_code,
+                response_body=answer.model_dump_json(),
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    body: dict[str, Any]
+    replayed: bool
+
+
+def fingerprint(request: BaseModel) -> str:
+    """The same request however it was spelled: field order and whitespace do not count."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _replay(session: AsyncSession, claim: Claim) -> Outcome | None:
+    cutoff = utcnow() - KEEP_FOR
+    record = (
+        await session.exec(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.user_id == claim.user_id,
+                IdempotencyRecord.key == claim.key,
+                col(IdempotencyRecord.created_at) > cutoff,
+            )
+        )
+    ).one_or_none()
+    if record is None:
+        return None
+    if record.scope != claim.scope or record.fingerprint != claim.fingerprint:
+        raise IdempotencyKeyReused
+    return Outcome(body=json.loads(record.response_body), replayed=True)
+
+
+async def once(
+    *,
+    session: AsyncSession,
+    user_id: int,
+    key: str | None,
+    scope: str,
+    request: BaseModel,
+    create: Callable[[Claim | None], Awaitable[BaseModel]],
+) -> Outcome:
+    """Run `create` once per (user, key): a repeat within 24 hours gets the first answer back.
+
+    `create` must call `claim.record(...)` before its commit when it is given a claim.
+    """
+    if key is None:
+        return Outcome(body=(await create(None)).model_dump(mode="json"), replayed=False)
+    claim = Claim(user_id=user_id, key=key, scope=scope, fingerprint=fingerprint(request))
+    earlier = await _replay(session, claim)
+    if earlier is not None:
+        return earlier
+    # A record past its 24 hours no longer counts; clear it so the key can be used again.
+    await session.exec(
+        delete(IdempotencyRecord).where(
+            col(IdempotencyRecord.user_id) == user_id,
+            col(IdempotencyRecord.key) == key,
+            col(IdempotencyRecord.created_at) <= utcnow() - KEEP_FOR,
+        )
+    )
+    try:
+        answer = await create(claim)
+    except IntegrityError:
+        # Another request with this key committed first: answer as it did (or refuse, if it
+        # was a different request).
+        await session.rollback()
+        earlier = await _replay(session, claim)
+        if earlier is None:
+            raise
+        return earlier
+    return Outcome(body=answer.model_dump(mode="json"), replayed=False)

@@ -1,0 +1,207 @@
+"""The rate limiter on its own: several limits per rule, turning off, and a shared storage that fails."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import limits
+import pytest
+from limits.aio.storage import MemoryStorage
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from keel.core.config import ConfigError, load_settings
+from keel.core.errors import RateLimited
+from keel.core.logging import configure_logging
+from keel.core.ratelimit import RULES, RateLimiter, Rule, limits_storage_uri
+from tests.conftest import base_settings
+
+
+class FlakyStorage(MemoryStorage):
+    """Stands in for Redis: counts like it, or fails like a Redis that went away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return await super().acquire_entry(key, limit, expiry, amount)
+
+
+def limiter_with(shared: MemoryStorage | None = None, **rules: str) -> RateLimiter:
+    parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
+    parsed.update({rule: limits.parse_many(value) for rule, value in rules.items()})  # type: ignore[misc]
+    return RateLimiter(parsed, shared=shared)
+
+
+async def allowed(limiter: RateLimiter, rule: Rule, *identifiers: str) -> bool:
+    try:
+        await limiter.hit(rule, *identifiers)
+    except RateLimited:
+        return False
+    return True
+
+
+@pytest.fixture
+def logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Keel's logging set up before the test body, so pytest's handler receives its event dicts."""
+    configure_logging(base_settings(tmp_path, log_level="INFO"))
+    return caplog
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if isinstance(record.msg, dict) and record.msg["event"] == name]
+
+
+class TestRules:
+    async def test_counts_each_identifier_separately(self) -> None:
+        limiter = limiter_with(register="2/minute")
+
+        assert [await allowed(limiter, "register", "198.51.100.1") for _ in range(3)] == [True, True, False]
+        assert await allowed(limiter, "register", "198.51.100.2")
+
+    async def test_rules_do_not_share_counts(self) -> None:
+        limiter = limiter_with(register="1/minute", password_reset="1/minute")
+
+        assert await allowed(limiter, "register", "198.51.100.1")
+        assert await allowed(limiter, "password_reset", "198.51.100.1")
+
+    async def test_every_limit_of_a_rule_applies(self) -> None:
+        limiter = limiter_with(register="3/minute;4/hour")
+
+        assert [await allowed(limiter, "register", "ip") for _ in range(4)] == [True, True, True, False]
+
+    async def test_the_error_says_when_to_come_back(self) -> None:
+        limiter = limiter_with(register="1/hour")
+        await limiter.hit("register", "ip")
+
+        with pytest.raises(RateLimited) as raised:
+            await limiter.hit("register", "ip")
+
+        assert raised.value.status == 429
+        assert raised.value.code == "rate_limited"
+        assert 3590 < int(raised.value.headers["Retry-After"]) <= 3600
+
+    async def test_turned_off_it_never_refuses(self) -> None:
+        limiter = limiter_with(register="1/minute")
+        limiter.enabled = False
+
+        assert all([await allowed(limiter, "register", "ip") for _ in range(5)])
+
+
+class TestSharedStorageFailure:
+    async def test_counts_in_memory_while_the_shared_storage_is_down(self) -> None:
+        shared = FlakyStorage()
+        shared.down = True
+        limiter = limiter_with(shared, login="2/minute")
+
+        results = [await allowed(limiter, "login", "someone", "ip") for _ in range(3)]
+
+        assert results == [True, True, False]  # still limited, never an exception
+
+    async def test_warns_once_per_outage_and_says_when_it_is_over(self, logs: pytest.LogCaptureFixture) -> None:
+        shared = FlakyStorage()
+        limiter = limiter_with(shared, login="100/minute")
+        limiter.storage_retry_seconds = 0  # try the shared storage on every check
+
+        shared.down = True
+        for _ in range(3):
+            await limiter.hit("login", "someone", "ip")
+        calls_while_down = shared.calls
+        shared.down = False
+        await limiter.hit("login", "someone", "ip")
+        shared.down = True
+        await limiter.hit("login", "someone", "ip")
+
+        assert calls_while_down == 3  # Redis was asked each time, and each failure was absorbed
+        warnings = events(logs, "rate_limit_storage_unavailable")
+        assert len(warnings) == 2  # one for each outage, not one per request
+        assert all(record.levelname == "WARNING" for record in warnings)
+        assert isinstance(warnings[0].msg, dict)
+        assert warnings[0].msg["error"] == "ConnectionError"
+        assert len(events(logs, "rate_limit_storage_recovered")) == 1
+
+    async def test_returns_to_the_shared_storage_when_it_answers_again(self) -> None:
+        shared = FlakyStorage()
+        limiter = limiter_with(shared, login="2/minute")
+        limiter.storage_retry_seconds = 0
+
+        shared.down = True
+        assert await allowed(limiter, "login", "someone", "ip")
+        shared.down = False
+        # The shared count had nothing from the outage: two more fit, and the shared storage holds them.
+        assert [await allowed(limiter, "login", "someone", "ip") for _ in range(3)] == [True, True, False]
+        assert shared.calls == 4
+
+    async def test_does_not_wait_on_a_failed_storage_before_the_retry_interval(self) -> None:
+        shared = FlakyStorage()
+        shared.down = True
+        limiter = limiter_with(shared, login="100/minute")  # the default interval: seconds
+
+        for _ in range(5):
+            await limiter.hit("login", "someone", "ip")
+
+        assert shared.calls == 1
+
+
+class TestStorageUri:
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("redis://cache:6379/0", "async+redis://cache:6379/0"),
+            ("rediss://:pw@cache:6380/1", "async+rediss://:pw@cache:6380/1"),
+            ("unix:///run/redis.sock?db=2", "async+redis+unix:///run/redis.sock?db=2"),
+        ],
+    )
+    def test_names_the_asyncio_storage_for_each_redis_scheme(self, url: str, expected: str) -> None:
+        assert limits_storage_uri(url) == expected
+
+
+@pytest.mark.usefixtures("isolated_env")
+class TestSettings:
+    def test_defaults(self) -> None:
+        settings = load_settings()
+
+        assert settings.rate_limit_enabled is True
+        assert {rule: getattr(settings, f"rate_limit_{rule}") for rule in RULES} == {
+            "login": "5/minute",
+            "login_ip": "20/minute",
+            "register": "5/hour",
+            "verify_email": "10/hour",
+            "password_reset": "10/hour",
+            "refresh": "30/minute",
+            "writes": "120/minute",
+        }
+
+    def test_reads_the_limits_notation(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KEEL_RATE_LIMIT_LOGIN", "3 per minute;10/hour")
+        monkeypatch.setenv("KEEL_RATE_LIMIT_ENABLED", "false")
+
+        settings = load_settings()
+
+        assert [str(item) for item in limits.parse_many(settings.rate_limit_login)] == [
+            "3 per 1 minute",
+            "10 per 1 hour",
+        ]
+        assert settings.rate_limit_enabled is False
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ("lots", "KEEL_RATE_LIMIT_REGISTER: 'lots' is not a rate limit such as 5/minute or 10/hour;100/day"),
+            ("0/minute", "KEEL_RATE_LIMIT_REGISTER: '0/minute' allows nothing; set KEEL_RATE_LIMIT_ENABLED=false"),
+        ],
+    )
+    def test_an_invalid_limit_is_a_one_line_config_error(
+        self, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+    ) -> None:
+        monkeypatch.setenv("KEEL_RATE_LIMIT_REGISTER", value)
+
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+
+        assert str(raised.value).startswith(message)

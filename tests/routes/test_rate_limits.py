@@ -1,0 +1,478 @@
+"""Rate limits through the HTTP API: who is counted, what a refusal looks like, when it ends.
+
+Memory storage on SQLite, Redis storage on the PostgreSQL + Redis backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import time_machine
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from keel.core.config import Settings
+from keel.core.ratelimit import KEY_PREFIX
+from keel.main import create_app
+from keel.services import auth as auth_service
+from tests.conftest import base_settings
+from tests.factories import DEFAULT_PASSWORD, Account, assert_problem, create_user, login, signed_in
+
+AUTH = "/api/v1/auth"
+PEER = "203.0.113.7"  # the `client` fixture's address
+OTHER_IP = "198.51.100.23"
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+# Set here, not inherited, so these tests keep meaning the same whatever the suite's defaults become.
+LIMITS: dict[str, object] = {
+    "rate_limit_enabled": True,
+    "rate_limit_login": "5/minute",
+    "rate_limit_login_ip": "20/minute",
+    "rate_limit_register": "5/hour",
+    "rate_limit_verify_email": "10/hour",
+    "rate_limit_password_reset": "10/hour",
+    "rate_limit_refresh": "30/minute",
+    "rate_limit_writes": "120/minute",
+}
+
+
+def with_limits(settings: Settings, **overrides: object) -> Settings:
+    values = {**LIMITS, "database_url": settings.database_url, "redis_url": settings.redis_url, **overrides}
+    return base_settings(settings.data_dir, **values)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return with_limits(settings)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@asynccontextmanager
+async def client_from(app: FastAPI, ip: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(ip, 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+async def attempt(
+    client: httpx.AsyncClient, email: str, password: str = "wrong-password", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.post(f"{AUTH}/login", data={"username": email, "password": password}, headers=headers)
+
+
+async def attempts(client: httpx.AsyncClient, email: str, count: int, **kwargs: Any) -> list[int]:
+    return [(await attempt(client, email, **kwargs)).status_code for _ in range(count)]
+
+
+def assert_rate_limited(response: httpx.Response, *, window: int) -> int:
+    """A 429 problem whose Retry-After is a whole number of seconds within the window."""
+    body = assert_problem(response, 429, "rate_limited")
+    assert body["detail"] == "Too many requests; try again later."
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= window
+    return retry_after
+
+
+def comparable(response: httpx.Response) -> dict[str, object]:
+    """The body without what differs on every request anyway."""
+    body: dict[str, object] = response.json()
+    body.pop("request_id", None)
+    return body
+
+
+class TestLogin:
+    async def test_the_sixth_attempt_in_a_minute_is_refused_even_with_the_right_password(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+
+        assert await attempts(client, account.email, 5) == [401] * 5
+        refused = await attempt(client, account.email, account.password)
+
+        retry_after = assert_rate_limited(refused, window=60)
+        assert retry_after > 55  # the first attempt was moments ago; it leaves the window in a minute
+
+    async def test_known_and_unknown_emails_get_the_same_refusal(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        account = await create_user(app)
+
+        assert await attempts(client, account.email, 5) == [401] * 5
+        assert await attempts(client, "nobody@example.com", 5) == [401] * 5
+        known = await attempt(client, account.email)
+        unknown = await attempt(client, "nobody@example.com")
+
+        assert_rate_limited(known, window=60)
+        assert_rate_limited(unknown, window=60)
+        assert comparable(known) == comparable(unknown)
+        assert known.headers.keys() - {"x-request-id"} == unknown.headers.keys() - {"x-request-id"}
+
+    async def test_is_checked_before_any_lookup_or_password_hashing(
+        self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        account = await create_user(app)
+        assert await attempts(client, account.email, 5) == [401] * 5
+
+        def no_hashing(*_args: object) -> None:
+            raise AssertionError("a refused login must not hash a password")
+
+        monkeypatch.setattr(auth_service, "password_hasher", no_hashing)
+        statements: list[str] = []
+        engine = app.state.database.engine.sync_engine
+
+        def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            refused = await attempt(client, account.email, account.password)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+
+        assert_rate_limited(refused, window=60)
+        assert statements == []
+
+    async def test_counts_the_email_however_it_is_typed(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        account = await create_user(app, email="mixed@example.com")
+
+        typed = [
+            "mixed@example.com",
+            "MIXED@example.com",
+            " Mixed@Example.COM ",
+            "mixed@EXAMPLE.com",
+            "mixed@example.com",
+        ]
+        statuses = [(await attempt(client, email)).status_code for email in typed]
+
+        assert statuses == [401] * 5
+        assert_rate_limited(await attempt(client, account.email, account.password), window=60)
+
+    async def test_another_address_is_unaffected(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        account = await create_user(app)
+        assert await attempts(client, account.email, 6) == [401] * 5 + [429]
+
+        async with client_from(app, OTHER_IP) as elsewhere:
+            response = await attempt(elsewhere, account.email, account.password)
+
+        assert response.status_code == 200, response.text
+
+    async def test_one_address_gets_twenty_attempts_a_minute_across_emails(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        statuses = [(await attempt(client, f"guess{n}@example.com")).status_code for n in range(20)]
+
+        refused = await attempt(client, account.email, account.password)
+        async with client_from(app, OTHER_IP) as elsewhere:
+            other = await attempt(elsewhere, account.email, account.password)
+
+        assert statuses == [401] * 20
+        assert_rate_limited(refused, window=60)
+        assert other.status_code == 200, other.text
+
+    async def test_the_window_frees_when_retry_after_says(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        account = await create_user(app)
+        assert await attempts(client, account.email, 5) == [401] * 5
+        retry_after = assert_rate_limited(await attempt(client, account.email, account.password), window=60)
+
+        clock.shift(timedelta(seconds=retry_after - 2))
+        still = await attempt(client, account.email, account.password)
+        clock.shift(timedelta(seconds=2))
+        after = await attempt(client, account.email, account.password)
+
+        assert_rate_limited(still, window=2)
+        assert after.status_code == 200, after.text
+
+
+class TestRegister:
+    async def test_the_sixth_sign_up_in_an_hour_from_one_address_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        def sign_up(n: int) -> dict[str, str]:
+            return {"email": f"new{n}@example.com", "username": f"new_{n}", "password": DEFAULT_PASSWORD}
+
+        statuses = [(await client.post(f"{AUTH}/register", json=sign_up(n))).status_code for n in range(5)]
+        refused = await client.post(f"{AUTH}/register", json=sign_up(5))
+        async with client_from(app, OTHER_IP) as elsewhere:
+            other = await elsewhere.post(f"{AUTH}/register", json=sign_up(6))
+
+        assert statuses == [202] * 5
+        retry_after = assert_rate_limited(refused, window=3600)
+        assert retry_after > 3500
+        assert other.status_code == 202, other.text
+
+
+class TestEmailRequests:
+    async def test_eleventh_password_reset_request_in_an_hour_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+
+        statuses = [
+            (await client.post(f"{AUTH}/password-reset/request", json={"email": f"x{n}@example.com"})).status_code
+            for n in range(10)
+        ]
+        known = await client.post(f"{AUTH}/password-reset/request", json={"email": account.email})
+        unknown = await client.post(f"{AUTH}/password-reset/request", json={"email": "nobody@example.com"})
+
+        assert statuses == [202] * 10
+        assert_rate_limited(known, window=3600)
+        assert comparable(known) == comparable(unknown)
+
+    async def test_eleventh_verification_request_in_an_hour_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        _, tokens = await signed_in(app, client, is_verified=False)
+
+        statuses = [
+            (await client.post(f"{AUTH}/verify-email/request", headers=tokens.headers)).status_code for _ in range(10)
+        ]
+        refused = await client.post(f"{AUTH}/verify-email/request", headers=tokens.headers)
+
+        assert statuses == [202] * 10
+        assert_rate_limited(refused, window=3600)
+
+
+class TestRefresh:
+    async def test_thirty_refreshes_a_minute_per_session_and_a_refusal_keeps_the_token(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+        other_session = await login(client, account)
+        refresh_token = tokens.refresh
+
+        for _ in range(30):
+            response = await client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+            assert response.status_code == 200, response.text
+            refresh_token = response.json()["refresh_token"]
+        refused = await client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+        other = await client.post(f"{AUTH}/refresh", json={"refresh_token": other_session.refresh})
+        clock.shift(timedelta(seconds=61))
+        later = await client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+
+        assert_rate_limited(refused, window=60)
+        assert other.status_code == 200, other.text
+        # The refused token was not consumed (a consumed one would end the session as a replay).
+        assert later.status_code == 200, later.text
+
+    async def test_cookie_refreshes_count_per_session_too(self, settings: Settings) -> None:
+        async with serving(with_limits(settings, rate_limit_refresh="2/minute")) as limited:
+            account = await create_user(limited)
+            async with client_from(limited, PEER) as web:
+                headers = {"X-Keel-Client": "web", "Origin": "http://testserver"}
+                signed = await web.post(
+                    f"{AUTH}/login", data={"username": account.email, "password": account.password}, headers=headers
+                )
+                assert signed.status_code == 200, signed.text
+                statuses = [(await web.post(f"{AUTH}/refresh", headers=headers)).status_code for _ in range(3)]
+
+        assert statuses == [200, 200, 429]
+
+    async def test_tokens_that_belong_to_no_session_are_counted_per_address(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+
+        statuses = [
+            (await client.post(f"{AUTH}/refresh", json={"refresh_token": f"made-up-{n}"})).status_code
+            for n in range(30)
+        ]
+        refused = await client.post(f"{AUTH}/refresh", json={"refresh_token": "made-up-again"})
+        real = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens.refresh})
+
+        assert statuses == [401] * 30
+        assert_rate_limited(refused, window=60)
+        assert real.status_code == 200, real.text
+
+
+class TestWrites:
+    async def test_every_write_endpoint_draws_on_one_allowance_per_user(self, settings: Settings) -> None:
+        limited_settings = with_limits(settings, rate_limit_writes="6/minute")
+        async with serving(limited_settings) as limited, client_from(limited, PEER) as http:
+            _, tokens = await signed_in(limited, http)
+            _, other = await signed_in(limited, http)
+            auth = tokens.headers
+            todo = await http.post("/api/v1/todos", json={"title": "one"}, headers=auth)
+            todo_url = f"/api/v1/todos/{todo.json()['id']}"
+            post = await http.post(
+                "/api/v1/posts", json={"title": "t", "content": "c", "published": True}, headers=auth
+            )
+            post_url = f"/api/v1/posts/{post.json()['id']}"
+            statuses = [
+                todo.status_code,
+                post.status_code,
+                (await http.patch(todo_url, json={"completed": True}, headers=auth)).status_code,
+                (await http.post(f"{post_url}/vote", headers=auth)).status_code,
+                (await http.delete(f"{post_url}/vote", headers=auth)).status_code,
+                (await http.patch("/api/v1/users/me", json={"full_name": "Busy"}, headers=auth)).status_code,
+            ]
+            refused = await http.delete(todo_url, headers=auth)
+            read = await http.get(todo_url, headers=auth)
+            others_write = await http.post("/api/v1/todos", json={"title": "mine"}, headers=other.headers)
+
+        assert statuses == [201, 201, 200, 204, 204, 200]
+        assert_rate_limited(refused, window=60)
+        assert read.status_code == 200  # reading is not limited, and the refused delete did nothing
+        assert others_write.status_code == 201
+
+
+class TestTurnedOff:
+    async def test_nothing_is_limited(self, settings: Settings) -> None:
+        async with serving(with_limits(settings, rate_limit_enabled=False)) as unlimited:
+            account = await create_user(unlimited)
+            async with client_from(unlimited, PEER) as http:
+                statuses = await attempts(http, account.email, 25)
+
+        assert statuses == [401] * 25
+
+
+class TestSharedStorage:
+    @pytest.mark.parametrize("backend", ["postgres"])
+    async def test_every_worker_counts_in_the_same_redis(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        account = await create_user(app)
+        async with serving(app.state.settings) as second_worker, client_from(second_worker, PEER) as other:
+            assert await attempts(client, account.email, 3) == [401] * 3
+            assert await attempts(other, account.email, 2) == [401] * 2
+            refused = await attempt(other, account.email, account.password)
+            also_refused = await attempt(client, account.email, account.password)
+
+        assert_rate_limited(refused, window=60)
+        assert_rate_limited(also_refused, window=60)
+        keys = [key async for key in app.state.redis.scan_iter(f"{KEY_PREFIX}:*")]
+        assert keys
+        assert not any(account.email in key for key in keys)  # emails are hashed, never stored
+
+
+@pytest.fixture
+async def redis_down_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """Started before the test body, so pytest's log capture sits beside Keel's handler."""
+    async with serving(with_limits(settings, redis_url=UNREACHABLE_REDIS, log_level="INFO")) as application:
+        application.state.rate_limiter.storage_retry_seconds = 0  # ask Redis on every check
+        yield application
+
+
+class TestRedisDown:
+    async def test_limits_still_hold_in_memory_with_one_warning_and_no_500(
+        self, redis_down_app: FastAPI, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        account = await create_user(redis_down_app)
+        async with client_from(redis_down_app, PEER) as http:
+            statuses = await attempts(http, account.email, 5)
+            refused = await attempt(http, account.email, account.password)
+            async with client_from(redis_down_app, OTHER_IP) as elsewhere:
+                other = await attempt(elsewhere, account.email, account.password)
+
+        assert statuses == [401] * 5
+        assert_rate_limited(refused, window=60)
+        assert other.status_code == 200, other.text
+        warnings = [
+            record
+            for record in caplog.records
+            if isinstance(record.msg, dict) and record.msg.get("event") == "rate_limit_storage_unavailable"
+        ]
+        assert len(warnings) == 1  # every check failed over to memory: one outage, one warning
+        assert warnings[0].levelname == "WARNING"
+
+
+class TestClientAddress:
+    """The address limits (and the sessions list) see, with and without trusted proxies."""
+
+    async def sessions_ip(self, http: httpx.AsyncClient, account: Account, headers: dict[str, str]) -> str:
+        signed = await attempt(http, account.email, account.password, headers=headers)
+        assert signed.status_code == 200, signed.text
+        token = signed.json()["access_token"]
+        sessions = await http.get(f"{AUTH}/sessions", headers={"Authorization": f"Bearer {token}"})
+        current = [session for session in sessions.json() if session["current"]]
+        return str(current[0]["ip"])
+
+    async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+
+        seen = await self.sessions_ip(client, account, {"X-Forwarded-For": "192.0.2.99"})
+        statuses = [
+            (await attempt(client, account.email, headers={"X-Forwarded-For": f"192.0.2.{n}"})).status_code
+            for n in range(5)
+        ]
+
+        assert seen == PEER
+        assert statuses == [401, 401, 401, 401, 429]  # one address, whatever the header claims
+
+    async def test_a_trusted_proxy_chain_names_the_client(self, settings: Settings) -> None:
+        proxied_settings = with_limits(settings, trusted_proxies="10.0.0.0/8, 192.0.2.10")
+        async with serving(proxied_settings) as proxied, client_from(proxied, "10.20.30.40") as proxy:
+            account = await create_user(proxied)
+            chain = {"X-Forwarded-For": "6.6.6.6, 198.51.100.1, 192.0.2.10"}  # spoofed, client, proxy
+
+            seen = await self.sessions_ip(proxy, account, chain)
+            statuses = await attempts(proxy, account.email, 5, headers=chain)
+            other_client = await attempt(proxy, account.email, headers={"X-Forwarded-For": "198.51.100.2"})
+
+        assert seen == "198.51.100.1"
+        assert statuses == [401, 401, 401, 401, 429]
+        assert other_client.status_code == 401  # a different client behind the same proxy
+
+    async def test_garbage_forwarded_for_from_a_trusted_proxy_means_the_proxy(self, settings: Settings) -> None:
+        proxied_settings = with_limits(settings, trusted_proxies="10.0.0.0/8")
+        async with serving(proxied_settings) as proxied, client_from(proxied, "10.20.30.40") as proxy:
+            account = await create_user(proxied)
+
+            seen = await self.sessions_ip(proxy, account, {"X-Forwarded-For": "198.51.100.1, <script>"})
+
+        assert seen == "10.20.30.40"
+
+    async def test_only_peers_inside_the_trusted_networks_count(self, settings: Settings) -> None:
+        proxied_settings = with_limits(settings, trusted_proxies="10.0.0.0/8")
+        async with serving(proxied_settings) as proxied:
+            account = await create_user(proxied)
+            forwarded = {"X-Forwarded-For": "198.51.100.1"}
+            async with client_from(proxied, "10.255.0.1") as inside:
+                seen_inside = await self.sessions_ip(inside, account, forwarded)
+            async with client_from(proxied, "11.0.0.1") as outside:
+                seen_outside = await self.sessions_ip(outside, account, forwarded)
+
+        assert seen_inside == "198.51.100.1"
+        assert seen_outside == "11.0.0.1"
+
+
+async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    limited = {
+        ("post", f"{AUTH}/login"),
+        ("post", f"{AUTH}/register"),
+        ("post", f"{AUTH}/refresh"),
+        ("post", f"{AUTH}/verify-email/request"),
+        ("post", f"{AUTH}/password-reset/request"),
+        ("post", "/api/v1/todos"),
+        ("patch", "/api/v1/todos/{todo_id}"),
+        ("delete", "/api/v1/todos/{todo_id}"),
+        ("post", "/api/v1/posts"),
+        ("patch", "/api/v1/posts/{post_id}"),
+        ("delete", "/api/v1/posts/{post_id}"),
+        ("post", "/api/v1/posts/{post_id}/vote"),
+        ("delete", "/api/v1/posts/{post_id}/vote"),
+        ("patch", "/api/v1/users/me"),
+        ("delete", "/api/v1/users/me"),
+    }
+
+    documented = {
+        (method, path)
+        for path, operations in paths.items()
+        for method, op in operations.items()
+        if "429" in op.get("responses", {})
+    }
+
+    assert documented == limited
