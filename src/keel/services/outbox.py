@@ -145,10 +145,15 @@ def _abandoned(settings: Settings, now: datetime) -> ColumnElement[bool]:
     return (col(EmailOutbox.status) == OutboxStatus.SENDING) & (col(EmailOutbox.claimed_at) < now - lease)
 
 
+# Jitter from the OS, not the module-level generator: drawing from it here would shift the
+# random sequence of whatever else runs in the process (a seeded test, Hypothesis).
+_jitter = random.SystemRandom()
+
+
 def retry_delay(settings: Settings, attempts: int) -> float:
     """Exponential backoff with full jitter, capped at an hour."""
     ceiling = min(settings.outbox_retry_base_seconds * 2 ** max(attempts - 1, 0), 3600.0)
-    return random.uniform(ceiling / 2, ceiling)
+    return _jitter.uniform(ceiling / 2, ceiling)
 
 
 async def due_ids(*, session: AsyncSession, settings: Settings, limit: int = 100) -> list[int]:
