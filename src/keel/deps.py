@@ -118,6 +118,8 @@ async def _authenticate(
 
 CurrentUser = Annotated[Principal, Depends(_current_user)]
 OptionalUser = Annotated[Principal | None, Depends(_optional_user)]
+# For a route that takes OptionalUser: its OpenAPI security then admits anonymous callers (`{}`).
+ANONYMOUS_ALLOWED: dict[str, Any] = {"security": [{}]}
 
 
 async def _verified_user(user: CurrentUser) -> Principal:
@@ -143,7 +145,7 @@ class LoginForm:
         self,
         username: Annotated[str, Form(max_length=254, pattern=NO_NUL, description="Your email address.")],
         password: Annotated[str, Form(max_length=1024, json_schema_extra={"format": "password"})],
-        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        grant_type: Annotated[str | None, Form(max_length=8, pattern="^password$")] = None,
         scope: Annotated[str, Form(max_length=1024)] = "",
         client_id: Annotated[str | None, Form(max_length=256)] = None,
         client_secret: Annotated[str | None, Form(max_length=256, json_schema_extra={"format": "password"})] = None,
@@ -290,7 +292,7 @@ def _id_param(description: str) -> Any:
 
 
 UserId = Annotated[int, _id_param("A user id.")]
-SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
+SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
 

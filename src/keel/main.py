@@ -25,8 +25,8 @@ from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
 from keel.core.security_headers import SecurityHeadersMiddleware
-from keel.routes import admin, auth, ops, posts, todos, users
-from keel.schemas.common import Problem
+from keel.routes import API_PREFIX, admin, auth, ops, posts, todos, users
+from keel.schemas.common import Problem, problem_responses
 from keel.services.session import SessionCache
 from keel.tasks.celery_app import CeleryDispatcher
 from keel.tasks.inprocess import InProcessDispatcher
@@ -190,5 +190,57 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(problem.pop("$defs", {}))
         components["Problem"] = problem
+        _describe_bearer_token(schema)
+        for path, item in schema["paths"].items():
+            for operation in item.values():
+                _document_common_problems(path, operation)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+BEARER_SCHEME = "BearerToken"
+
+
+def _describe_bearer_token(schema: dict[str, Any]) -> None:
+    """Name the access token also as what it is on the wire, a bearer token in `Authorization`.
+
+    FastAPI declares only the OAuth2 password flow (which /docs' Authorize button needs); clients and
+    tools that do not speak OAuth2 flows (schemathesis among them) understand only the plain scheme.
+    Either requirement is met by the same header, so both are listed as alternatives.
+    """
+    schemes = schema["components"].setdefault("securitySchemes", {})
+    schemes[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The `access_token` from /api/v1/auth/login or /api/v1/auth/refresh.",
+    }
+    for item in schema["paths"].values():
+        for operation in item.values():
+            security = operation.get("security")
+            if not security:
+                continue
+            anonymous_allowed = {} in security
+            named = [requirement for requirement in security if requirement]
+            # `{}` last: an empty requirement means the route also serves anonymous callers.
+            operation["security"] = [*named, {BEARER_SCHEME: []}, *([{}] if anonymous_allowed else [])]
+
+
+def _document_common_problems(path: str, operation: dict[str, Any]) -> None:
+    """Document the problems an operation can answer whatever its route declares.
+
+    A body can be too large (413), malformed (400) or invalid (422), so can a parameter (422); a token
+    can be refused (401, also where a token is optional); any API operation needs the database (503).
+    """
+    statuses: list[int] = []
+    if "requestBody" in operation:
+        statuses += [400, 413, 422]
+    if operation.get("parameters"):
+        statuses.append(422)
+    if operation.get("security"):
+        statuses.append(401)
+    if path.startswith(API_PREFIX):
+        statuses.append(503)
+    responses = operation.setdefault("responses", {})
+    for status, response in problem_responses(*statuses).items():
+        responses.setdefault(str(status), response)

@@ -440,6 +440,23 @@ class TestUpdateUser:
 
         assert_problem(response, 422, "validation_error")
 
+    @pytest.mark.parametrize(
+        "body", [{"is_active": 0}, {"is_active": "false"}, {"is_verified": 0}], ids=["zero", "text", "verified-zero"]
+    )
+    async def test_flags_are_json_booleans_only(
+        self, app: FastAPI, client: httpx.AsyncClient, body: dict[str, Any]
+    ) -> None:
+        # 0 and "false" used to be coerced, so they deactivated the account (found by the contract fuzzer).
+        _, admin_tokens = await signed_in_admin(app, client)
+        target = await create_user(app)
+        before = await me(client, await login(client, target))
+
+        response = await client.patch(admin_user_url(target.id), json=body, headers=admin_tokens.headers)
+
+        problem = assert_problem(response, 422, "validation_error")
+        assert error_locs(problem) == [["body", next(iter(body))]]
+        assert await me(client, await login(client, target)) == before
+
     @pytest.mark.parametrize("user_id", ["0", "-3", "abc", str(2**31)])
     async def test_invalid_id_is_422(self, app: FastAPI, client: httpx.AsyncClient, user_id: str) -> None:
         _, tokens = await signed_in_admin(app, client)

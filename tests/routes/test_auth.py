@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import jwt
 import pytest
 import time_machine
@@ -208,6 +209,8 @@ class TestRegister:
             pytest.param("bad.name", id="dot"),
             pytest.param("émile_x", id="non-ascii"),
             pytest.param("robert'); drop", id="punctuation"),
+            pytest.param(" newcomer ", id="surrounding-spaces"),
+            pytest.param("newcomer\n", id="trailing-newline"),
         ],
     )
     async def test_username_rules(self, app: FastAPI, client: httpx.AsyncClient, username: str) -> None:
@@ -223,6 +226,35 @@ class TestRegister:
         response = await register(client, registration(username=username))
         assert response.status_code == 202, response.text
         assert (await stored_user(app, "newcomer@example.com")).username == username.lower()
+
+    # The contract fuzzer registered "10/hour", which the schema allowed (3-30 characters of anything)
+    # and the API refused. The schema now states the rule, and both judge every username alike.
+    @pytest.mark.parametrize("username", ["abc", "UPPER_ok", "a" * 30, "10/hour", " abc", "abc\n", "ab", "émile"])
+    async def test_the_schema_states_the_username_rule(
+        self, app: FastAPI, client: httpx.AsyncClient, username: str
+    ) -> None:
+        field = app.openapi()["components"]["schemas"]["UserCreate"]["properties"]["username"]
+
+        response = await register(client, registration(username=username))
+
+        valid = jsonschema_rs.validator_for(field).is_valid(username)
+        assert response.status_code == (202 if valid else 422), response.text
+
+    # Addresses at special-use domains (.test, .local, ...) can never receive the verification email,
+    # so the API refuses them; the contract fuzzer found the schema (`format: email`) allowed them.
+    @pytest.mark.parametrize(
+        "email",
+        ["someone@example.com", "dw^k@n.test", "a@mail.LOCAL", "a@localhost", "a@x.onion", "a@test.example.com"],
+    )
+    async def test_the_schema_states_which_addresses_are_refused(
+        self, app: FastAPI, client: httpx.AsyncClient, email: str
+    ) -> None:
+        field = app.openapi()["components"]["schemas"]["UserCreate"]["properties"]["email"]
+
+        response = await register(client, registration(email=email))
+
+        valid = jsonschema_rs.validator_for(field).is_valid(email)
+        assert response.status_code == (202 if valid else 422), response.text
 
     @pytest.mark.parametrize(
         ("password", "email", "username"),

@@ -235,6 +235,9 @@ class TestCreate:
             ({"title": "Blank content", "content": "   "}, "content"),
             ({"title": "Long content", "content": "x" * 50_001}, "content"),
             ({"title": "Odd flag", "content": "x", "published": "maybe"}, "published"),
+            # JSON booleans only: 0, 1 and "true" used to be coerced (found by the contract fuzzer).
+            ({"title": "Numeric flag", "content": "x", "published": 0}, "published"),
+            ({"title": "Text flag", "content": "x", "published": "true"}, "published"),
         ],
         ids=[
             "title-missing",
@@ -248,6 +251,8 @@ class TestCreate:
             "content-blank",
             "content-50001",
             "published-not-bool",
+            "published-integer",
+            "published-string",
         ],
     )
     async def test_invalid_body_is_422_and_creates_nothing(
@@ -532,6 +537,29 @@ class TestFeed:
 
 
 class TestMine:
+    @pytest.mark.parametrize("method", ["PATCH", "DELETE", "PUT"])
+    async def test_other_methods_are_405(self, cast: Cast, client: httpx.AsyncClient, method: str) -> None:
+        # /mine only lists; PATCH and DELETE used to be taken for a post id that is not a number (422).
+        response = await client.request(method, MINE, json={"title": "x"}, headers=cast.headers("author"))
+
+        assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "GET"
+
+    @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+    async def test_any_other_word_is_still_an_invalid_post_id(
+        self, cast: Cast, client: httpx.AsyncClient, method: str
+    ) -> None:
+        response = await client.request(method, post_url("mines"), headers=cast.headers("author"))
+
+        body = assert_problem(response, 422, "validation_error")
+        assert ["path", "post_id"] in error_locs(body)
+
+    async def test_voting_for_mine_is_an_invalid_post_id(self, cast: Cast, client: httpx.AsyncClient) -> None:
+        response = await client.post(vote_url("mine"), headers=cast.headers("author"))
+
+        body = assert_problem(response, 422, "validation_error")
+        assert error_locs(body) == [["path", "post_id"]]
+
     @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-jwt"}], ids=["anonymous", "garbage-token"])
     async def test_requires_a_valid_token(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
         response = await client.get(MINE, headers=headers)
@@ -814,6 +842,7 @@ class TestEdit:
             ({"content": ""}, "content"),
             ({"content": "x" * 50_001}, "content"),
             ({"published": "perhaps"}, "published"),
+            ({"published": 1}, "published"),
             ({"author_id": 2}, "author_id"),
             ({"votes": 99}, "votes"),
             ({"published_at": "2020-01-01T00:00:00Z"}, "published_at"),
@@ -825,6 +854,7 @@ class TestEdit:
             "content-empty",
             "content-50001",
             "published-not-bool",
+            "published-integer",
             "author_id",
             "votes",
             "published_at",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -210,6 +211,10 @@ class TestCreateTodo:
             ({"title": "ok", "due_date": "2024-13-01"}, ["body", "due_date"]),
             ({"title": "ok", "due_date": "15/06/2030"}, ["body", "due_date"]),
             ({"title": "ok", "due_date": "1899-12-31"}, ["body", "due_date"]),
+            # Pydantic alone reads these as Unix timestamps; the schema says a YYYY-MM-DD string.
+            ({"title": "ok", "due_date": 0}, ["body", "due_date"]),
+            ({"title": "ok", "due_date": "1700000000"}, ["body", "due_date"]),
+            ({"title": "ok", "due_date": "2030-06-15T00:00:00"}, ["body", "due_date"]),
         ],
         ids=[
             "title-missing",
@@ -231,6 +236,9 @@ class TestCreateTodo:
             "due-date-month-13",
             "due-date-other-format",
             "due-date-before-1900",
+            "due-date-timestamp",
+            "due-date-timestamp-text",
+            "due-date-with-time",
         ],
     )
     async def test_invalid_input_is_422_and_creates_nothing(
@@ -243,6 +251,20 @@ class TestCreateTodo:
         body = assert_problem(response, 422, "validation_error")
         assert error_locs(body) == [loc], body
         assert await stored_todos(app) == []
+
+    @pytest.mark.parametrize(("due_date", "valid"), [("1899-12-31", False), ("1900-01-01", True), ("9999-12-31", True)])
+    async def test_the_schema_states_the_due_date_range(
+        self, app: FastAPI, client: httpx.AsyncClient, due_date: str, valid: bool
+    ) -> None:
+        # JSON Schema has no bounds for dates, so a pattern states them; it and the API must agree.
+        field = app.openapi()["components"]["schemas"]["TodoCreate"]["properties"]["due_date"]
+        [text] = [variant for variant in field["anyOf"] if variant.get("type") == "string"]
+        _, tokens = await signed_in(app, client)
+
+        response = await client.post(TODOS, json={"title": "t", "due_date": due_date}, headers=tokens.headers)
+
+        assert (re.search(text["pattern"], due_date) is not None) is valid
+        assert response.status_code == (201 if valid else 422), response.text
 
     @pytest.mark.parametrize(
         ("payload", "loc"),
@@ -431,6 +453,10 @@ class TestUpdateTodo:
             ({"title": "t" * 201}, ["body", "title"], None),
             ({"description": "d" * 5001}, ["body", "description"], None),
             ({"completed": "maybe"}, ["body", "completed"], None),
+            # JSON booleans only: 1, 0 and "true" used to be coerced.
+            ({"completed": 1}, ["body", "completed"], "bool_type"),
+            ({"completed": "true"}, ["body", "completed"], "bool_type"),
+            ({"due_date": 0}, ["body", "due_date"], None),
             ({"priority": "urgent"}, ["body", "priority"], None),
             ({"due_date": "2024-13-01"}, ["body", "due_date"], None),
             ({"due_date": "tomorrow"}, ["body", "due_date"], None),
@@ -447,6 +473,9 @@ class TestUpdateTodo:
             "title-201",
             "description-5001",
             "completed-not-bool",
+            "completed-integer",
+            "completed-string",
+            "due-date-timestamp",
             "priority-unknown",
             "due-date-month-13",
             "due-date-garbage",

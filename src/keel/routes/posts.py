@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from keel.deps import (
+    ANONYMOUS_ALLOWED,
     CurrentUser,
     IdempotencyKey,
     Limit,
@@ -21,6 +23,16 @@ from keel.schemas.post import PostCreate, PostRead, PostUpdate
 from keel.services import idempotency
 from keel.services import post as post_service
 from keel.services.idempotency import REPLAYED_HEADER
+
+
+class _NotMine(StringConvertor):
+    """A path segment other than `mine`: /posts/mine takes only GET, so PATCH or DELETE there is a
+    405 rather than a post id that is not a number (422), as it is for any other segment."""
+
+    regex = "(?!mine$)[^/]+"
+
+
+register_url_convertor("not_mine", _NotMine())
 
 # Parameter order matters: authentication (401) is checked before visibility (404).
 router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422))
@@ -61,7 +73,7 @@ async def create_post(
     return outcome.body
 
 
-@router.get("", response_model=Page[PostRead], responses=problem_responses(401))
+@router.get("", response_model=Page[PostRead], responses=problem_responses(401), openapi_extra=ANONYMOUS_ALLOWED)
 @router.get("/", include_in_schema=False, response_model=Page[PostRead], responses=problem_responses(401))
 async def list_feed(
     user: OptionalUser,
@@ -85,14 +97,19 @@ async def list_mine(
     return await post_service.list_mine(session=session, author=user, published=published, limit=limit, offset=offset)
 
 
-@router.get("/{post_id}", response_model=PostRead, responses=problem_responses(401, 404))
+@router.get(
+    "/{post_id:not_mine}",
+    response_model=PostRead,
+    responses=problem_responses(401, 404),
+    openapi_extra=ANONYMOUS_ALLOWED,
+)
 async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) -> PostRead:
     """One post; a draft only for its author or an admin."""
     return await post_service.read(session=session, post=post, viewer=user)
 
 
 @router.patch(
-    "/{post_id}",
+    "/{post_id:not_mine}",
     response_model=PostRead,
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
@@ -103,7 +120,7 @@ async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, se
 
 
 @router.delete(
-    "/{post_id}",
+    "/{post_id:not_mine}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
@@ -114,7 +131,7 @@ async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep)
 
 
 @router.post(
-    "/{post_id}/vote",
+    "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
@@ -125,7 +142,7 @@ async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> Non
 
 
 @router.delete(
-    "/{post_id}/vote",
+    "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404, 429),
     dependencies=[WriteRateLimit],

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# For text in query strings, paths and forms, which InputModel's validator does not see.
+NO_NUL = r"^[^\x00]*$"
+# Whitespace as Python's str.isspace() and JSON Schema's (ECMA-262) regexes count it, together, so
+# the schema and the server can never disagree about whether a text is blank.
+_BLANK = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_NOT_BLANK_CHAR = re.compile(f"[^{_BLANK}]")
+# The schema side of `not_blank` (and of InputModel's NUL rule): some character that is not blank.
+NOT_BLANK = rf"^[^\x00]*[^\x00{_BLANK}][^\x00]*$"
+
+
+def _declare_no_nul(schema: dict[str, Any]) -> None:
+    # The schema side of `_no_nul`. A field with a pattern of its own must exclude NUL in it.
+    for field in schema.get("properties", {}).values():
+        for variant in (field, *field.get("anyOf", ())):
+            if variant.get("type") == "string":
+                variant.setdefault("pattern", NO_NUL)
 
 
 class InputModel(BaseModel):
     """Every request body: unknown fields are an error, so nothing can be mass-assigned."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, json_schema_extra=_declare_no_nul)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -24,12 +42,8 @@ class InputModel(BaseModel):
 T = TypeVar("T")
 
 
-# For text in query strings, paths and forms, which InputModel's validator does not see.
-NO_NUL = r"^[^\x00]*$"
-
-
 def not_blank(value: str) -> str:
-    if not value.strip():
+    if not _NOT_BLANK_CHAR.search(value):
         raise ValueError("Must not be blank.")
     return value
 

@@ -5,25 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from keel.schemas.common import InputModel, not_blank
+from keel.schemas.common import NOT_BLANK, InputModel, not_blank
 from keel.schemas.user import UserPublic
 
-PostTitle = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(not_blank)]
-Content = Annotated[str, Field(min_length=1, max_length=50_000), AfterValidator(not_blank)]
+PostTitle = Annotated[
+    str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK}), AfterValidator(not_blank)
+]
+Content = Annotated[
+    str, Field(min_length=1, max_length=50_000, json_schema_extra={"pattern": NOT_BLANK}), AfterValidator(not_blank)
+]
 
 
 class PostCreate(InputModel):
     title: PostTitle
     content: Content
-    published: bool = False
+    published: StrictBool = False
 
 
 class PostUpdate(InputModel):
     title: PostTitle | None = None
     content: Content | None = None
-    published: bool | None = None
+    published: StrictBool | None = None
 
 
 class PostRead(BaseModel):

@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from keel.models.todo import Priority
-from keel.schemas.common import InputModel, not_blank
+from keel.schemas.common import NOT_BLANK, InputModel, not_blank
 
-Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(not_blank)]
+Title = Annotated[
+    str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK}), AfterValidator(not_blank)
+]
 Description = Annotated[str | None, Field(max_length=5000)]
-DueDate = Annotated[date | None, Field(ge=date(1900, 1, 1), le=date(9999, 12, 31))]
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date_text(value: object) -> object:
+    # What the schema's `format: date` allows, no more: pydantic alone would also take a Unix
+    # timestamp, as a number or as text.
+    if (isinstance(value, date) and not isinstance(value, datetime)) or (
+        isinstance(value, str) and _ISO_DATE.fullmatch(value)
+    ):
+        return value
+    raise ValueError("Input should be a date in the format YYYY-MM-DD.")
+
+
+# The pattern states the range in the schema too (JSON Schema has no bounds for dates).
+_DUE_DATE_RANGE = r"^(19[0-9]{2}|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"
+DueDate = (
+    Annotated[
+        date,
+        BeforeValidator(_date_text),
+        Field(ge=date(1900, 1, 1), le=date(9999, 12, 31), json_schema_extra={"pattern": _DUE_DATE_RANGE}),
+    ]
+    | None
+)
 
 
 class TodoSort(StrEnum):
@@ -35,7 +60,7 @@ class TodoCreate(InputModel):
 class TodoUpdate(InputModel):
     title: Title | None = None
     description: Description = None
-    completed: bool | None = None
+    completed: StrictBool | None = None
     priority: Priority | None = None
     due_date: DueDate = None
 

@@ -6,13 +6,14 @@ import re
 from datetime import datetime
 from typing import Annotated
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
 )
@@ -21,17 +22,16 @@ from keel.core.password_policy import MAX_LENGTH, MIN_LENGTH, check_password
 from keel.models.user import Role
 from keel.schemas.common import InputModel
 
-_USERNAME = re.compile(r"^[a-z0-9_]{3,30}$")
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
+# Checked as sent (no trimming), then lower-cased: the schema's pattern is the whole rule, so any
+# username a client can build from the OpenAPI document is one the API accepts, and no other.
+USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
+_USERNAME = re.compile(r"[A-Za-z0-9_]{3,30}")
 
 
 def _check_username(value: str) -> str:
-    if not _USERNAME.match(value):
+    if not _USERNAME.fullmatch(value):
         raise ValueError("Username must be 3-30 characters of a-z, 0-9 and underscore.")
-    return value
+    return value.lower()
 
 
 def _clean_full_name(value: str | None) -> str | None:
@@ -41,11 +41,19 @@ def _clean_full_name(value: str | None) -> str | None:
     return value or None
 
 
-Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(lambda v: v.lower())]
+# email-validator (behind EmailStr) refuses special-use domains such as .test or .local, which can
+# never receive the verification email; say so in the schema, which `format: email` alone does not.
+_SPECIAL_USE = "|".join(
+    "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in name) for name in SPECIAL_USE_DOMAIN_NAMES
+)
+EMAIL_PATTERN = rf"^[^\x00@]*@(?!(?:[^@]*\.)?(?:{_SPECIAL_USE})$)[^\x00@]*$"
+Email = Annotated[
+    EmailStr, Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN}), AfterValidator(lambda v: v.lower())
+]
 Username = Annotated[
     str,
-    BeforeValidator(_lower),
-    Field(min_length=3, max_length=30, examples=["ada_l"]),
+    # The pattern is for the schema only: `_check_username` enforces it with a friendlier message.
+    Field(min_length=3, max_length=30, examples=["ada_l"], json_schema_extra={"pattern": USERNAME_PATTERN}),
     AfterValidator(_check_username),
 ]
 FullName = Annotated[str | None, Field(max_length=100), AfterValidator(_clean_full_name)]
@@ -80,8 +88,8 @@ class UserDelete(InputModel):
 
 class AdminUserUpdate(InputModel):
     role: Role | None = None
-    is_active: bool | None = None
-    is_verified: bool | None = None
+    is_active: StrictBool | None = None
+    is_verified: StrictBool | None = None
 
 
 class UserPublic(BaseModel):
