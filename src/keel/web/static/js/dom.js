@@ -89,12 +89,9 @@ export function button(text, attrs = {}) {
 }
 
 /** A date-time in the reader's locale, with the exact value in a <time> element. */
-export function time(iso, { dateOnly = false } = {}) {
+export function time(iso) {
   if (!iso) return "";
-  const when = new Date(iso);
-  const text = dateOnly
-    ? when.toLocaleDateString(undefined, { dateStyle: "medium", timeZone: "UTC" })
-    : when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const text = new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   return h("time", { datetime: iso }, text);
 }
 
