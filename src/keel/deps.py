@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.client_ip import resolve_client_ip
@@ -52,7 +53,7 @@ log = get_logger("keel.auth")
 _bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -63,12 +64,12 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _session_cache(request: Request) -> SessionCache | None:
+async def _session_cache(request: Request) -> SessionCache | None:
     cache: SessionCache | None = request.app.state.session_cache
     return cache
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _dispatcher(request: Request) -> Dispatcher:
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
 
@@ -76,42 +77,40 @@ def _dispatcher(request: Request) -> Dispatcher:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 SessionDep = Annotated[AsyncSession, Depends(_db_session)]
+
+
+async def _reader(request: Request) -> AsyncIterator[AsyncConnection]:
+    database: Database = request.app.state.database
+    async with database.reader() as connection:
+        yield connection
+
+
+# For read-only routes: a connection without a transaction (see Database.reader).
+ReaderDep = Annotated[AsyncConnection, Depends(_reader)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
 
 
-async def _current_user(
-    request: Request,
-    token: Annotated[str | None, Depends(_bearer)],
-    settings: SettingsDep,
-    session: SessionDep,
-    cache: CacheDep,
-) -> Principal:
+async def _current_user(request: Request, token: Annotated[str | None, Depends(_bearer)]) -> Principal:
     if not token:
         raise Unauthorized
-    return await _authenticate(request, token, settings, session, cache)
+    return await _authenticate(request, token)
 
 
-async def _optional_user(
-    request: Request,
-    token: Annotated[str | None, Depends(_bearer)],
-    settings: SettingsDep,
-    session: SessionDep,
-    cache: CacheDep,
-) -> Principal | None:
+async def _optional_user(request: Request, token: Annotated[str | None, Depends(_bearer)]) -> Principal | None:
     """Anonymous is fine; a token that is presented must still be valid."""
     if not token:
         return None
-    return await _authenticate(request, token, settings, session, cache)
+    return await _authenticate(request, token)
 
 
-async def _authenticate(
-    request: Request, token: str, settings: Settings, session: AsyncSession, cache: SessionCache | None
-) -> Principal:
+async def _authenticate(request: Request, token: str) -> Principal:
+    # Reads the app's state directly rather than through dependencies: this runs on every request.
+    state = request.app.state
     try:
-        claims = decode_access_token(settings, token)
+        claims = decode_access_token(state.settings, token)
     except TokenError as exc:
         raise (TokenExpired() if exc.expired else InvalidToken()) from None
-    principal = await session_service.authenticate(session=session, cache=cache, claims=claims)
+    principal = await session_service.authenticate(database=state.database, cache=state.session_cache, claims=claims)
     request.state.user_id = principal.user_id
     return principal
 
@@ -138,26 +137,28 @@ VerifiedUser = Annotated[Principal, Depends(_verified_user)]
 AdminUser = Annotated[Principal, Depends(_admin_user)]
 
 
+@dataclass(frozen=True, slots=True)
 class LoginForm:
+    username: str
+    password: str
+
+
+async def _login_form(
+    username: Annotated[str, Form(max_length=254, pattern=NO_NUL, description="Your email address.")],
+    password: Annotated[str, Form(max_length=1024, json_schema_extra={"format": "password"})],
+    grant_type: Annotated[str | None, Form(max_length=8, pattern="^password$")] = None,
+    scope: Annotated[str, Form(max_length=1024)] = "",
+    client_id: Annotated[str | None, Form(max_length=256)] = None,
+    client_secret: Annotated[str | None, Form(max_length=256, json_schema_extra={"format": "password"})] = None,
+) -> LoginForm:
     """The OAuth2 password grant form (what /docs' Authorize button sends), with bounded fields."""
-
-    def __init__(
-        self,
-        username: Annotated[str, Form(max_length=254, pattern=NO_NUL, description="Your email address.")],
-        password: Annotated[str, Form(max_length=1024, json_schema_extra={"format": "password"})],
-        grant_type: Annotated[str | None, Form(max_length=8, pattern="^password$")] = None,
-        scope: Annotated[str, Form(max_length=1024)] = "",
-        client_id: Annotated[str | None, Form(max_length=256)] = None,
-        client_secret: Annotated[str | None, Form(max_length=256, json_schema_extra={"format": "password"})] = None,
-    ) -> None:
-        self.username = username
-        self.password = password
+    return LoginForm(username=username, password=password)
 
 
-LoginFormDep = Annotated[LoginForm, Depends()]
+LoginFormDep = Annotated[LoginForm, Depends(_login_form)]
 
 
-def client_ip(request: Request, settings: SettingsDep) -> str | None:
+async def client_ip(request: Request, settings: SettingsDep) -> str | None:
     """The socket peer, or the client a trusted proxy (KEEL_TRUSTED_PROXIES) forwarded for."""
     peer = request.client.host if request.client else None
     return resolve_client_ip(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxies)
@@ -200,7 +201,7 @@ class WebClientContext:
         error.headers["Set-Cookie"] = expired_refresh_cookie(secure=self.secure)
 
 
-def _web_client(request: Request, settings: SettingsDep) -> WebClientContext:
+async def _web_client(request: Request, settings: SettingsDep) -> WebClientContext:
     origin = request.headers.get("origin")
     return WebClientContext(
         opted_in=request.headers.get(WEB_CLIENT_HEADER) == WEB_CLIENT_VALUE,
@@ -215,7 +216,7 @@ WebClient = Annotated[WebClientContext, Depends(_web_client)]
 
 
 # --- rate limits (see keel.core.ratelimit); used as `dependencies=[LoginRateLimit]` --------------
-def _rate_limiter(request: Request) -> RateLimiter:
+async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

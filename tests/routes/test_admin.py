@@ -344,10 +344,9 @@ class TestUpdateUser:
         assert (await me(client, tokens))["is_verified"] is True
         # The per-request check (which gates publishing and voting) must not keep a stale state.
         claims = decode_access_token(app.state.settings, tokens.access)
-        async with app.state.database.session() as session:
-            principal = await session_service.authenticate(
-                session=session, cache=app.state.session_cache, claims=claims
-            )
+        principal = await session_service.authenticate(
+            database=app.state.database, cache=app.state.session_cache, claims=claims
+        )
         assert principal.user_id == target.id
         assert principal.is_verified is True
 
@@ -363,10 +362,9 @@ class TestUpdateUser:
         assert response.status_code == 200, response.text
         assert (await me(client, tokens))["is_verified"] is False
         claims = decode_access_token(app.state.settings, tokens.access)
-        async with app.state.database.session() as session:
-            principal = await session_service.authenticate(
-                session=session, cache=app.state.session_cache, claims=claims
-            )
+        principal = await session_service.authenticate(
+            database=app.state.database, cache=app.state.session_cache, claims=claims
+        )
         assert principal.is_verified is False
 
     async def test_setting_the_same_role_does_not_sign_out(self, app: FastAPI, client: httpx.AsyncClient) -> None:

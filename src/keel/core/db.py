@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
@@ -23,14 +24,29 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
-        pool_pre_ping=True,
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pessimistic disconnect handling without a round trip per checkout (which pool_pre_ping costs).
+
+    asyncpg marks a connection closed as soon as the server hangs up on it (a restart, a failover,
+    pg_terminate_backend), because the pooled socket is still watched by the event loop. Raising
+    DisconnectionError here makes the pool discard it and hand out another, so the request never
+    sees the dead one. A peer that vanished without closing the socket is caught by the request's
+    own statement failing: SQLAlchemy then invalidates the pool.
+    """
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 SQLITE_LOWER = "keel_lower"
@@ -60,11 +76,20 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # The same pool, for reads that need no transaction: each statement stands alone, so there is
+        # no BEGIN and no ROLLBACK round trip around it. A single statement still sees one snapshot.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as session:
             yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for read-only statements (see ``_autocommit``); never write through it."""
+        async with self._autocommit.connect() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()

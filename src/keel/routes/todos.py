@@ -4,7 +4,17 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from keel.deps import CurrentUser, IdempotencyKey, Limit, Offset, OwnedTodo, SearchTerm, SessionDep, WriteRateLimit
+from keel.deps import (
+    CurrentUser,
+    IdempotencyKey,
+    Limit,
+    Offset,
+    OwnedTodo,
+    ReaderDep,
+    SearchTerm,
+    SessionDep,
+    WriteRateLimit,
+)
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
@@ -50,7 +60,7 @@ async def create_todo(
 @router.get("/", include_in_schema=False, response_model=Page[TodoRead])
 async def list_todos(
     user: CurrentUser,
-    session: SessionDep,
+    db: ReaderDep,
     completed: bool | None = None,
     q: SearchTerm = None,
     sort: TodoSort = TodoSort.CREATED_AT_DESC,
@@ -59,7 +69,7 @@ async def list_todos(
 ) -> Page[TodoRead]:
     """The current user's todos, filtered, searched (title and description) and sorted."""
     return await todo_service.list_for_owner(
-        session=session, owner_id=user.user_id, completed=completed, q=q, sort=sort, limit=limit, offset=offset
+        connection=db, owner_id=user.user_id, completed=completed, q=q, sort=sort, limit=limit, offset=offset
     )
 
 

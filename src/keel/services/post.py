@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import cache, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, RowMapping, Select, exists, false, true
 from sqlalchemy import delete as sa_delete
-from sqlmodel import col, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, func, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.errors import EmailNotVerified, NotAuthor, PostNotFound
@@ -17,7 +18,7 @@ from keel.schemas.common import Page
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
 from keel.schemas.user import UserPublic
 from keel.services.idempotency import Claim
-from keel.services.query import contains, insert_ignoring_conflict
+from keel.services.query import PageQuery, contains, insert_ignoring_conflict, like_pattern
 from keel.services.session import Principal
 
 _NEWEST_PUBLISHED = (col(Post.published_at).desc(), col(Post.id).desc())
@@ -36,16 +37,19 @@ async def get_visible(*, session: AsyncSession, post_id: int, viewer: Principal 
     return post
 
 
-def _read_statement(viewer: Principal | None) -> Select[*tuple[Any, ...]]:
-    """Posts with their author, vote count and the viewer's vote: one statement for any page size.
+@lru_cache(maxsize=2)
+def _read_statement(*, with_viewer: bool) -> Select[*tuple[Any, ...]]:
+    """Posts with their author, vote count and the viewer's vote (``viewer_id``): one statement for any page.
 
     Plain columns, not ORM entities: a page is read-only, and the author's email and password
     hash have no business leaving the database here.
     """
     votes = sa.select(func.count()).where(col(Vote.post_id) == col(Post.id)).correlate(Post).scalar_subquery()
     voted: ColumnElement[bool] = (
-        exists().where(col(Vote.post_id) == col(Post.id), col(Vote.user_id) == viewer.user_id).correlate(Post)
-        if viewer is not None
+        exists()
+        .where(col(Vote.post_id) == col(Post.id), col(Vote.user_id) == sa.bindparam("viewer_id"))
+        .correlate(Post)
+        if with_viewer
         else false()
     )
     return sa.select(
@@ -85,56 +89,73 @@ def _to_read(row: RowMapping) -> PostRead:
     )
 
 
-async def _rows(session: AsyncSession, statement: Select[*tuple[Any, ...]]) -> Sequence[RowMapping]:
-    connection = await session.connection()
-    result = await connection.execute(statement)
-    rows: Sequence[RowMapping] = result.mappings().all()
-    return rows
-
-
-async def _page(
-    session: AsyncSession,
-    viewer: Principal | None,
-    conditions: list[Any],
-    order: tuple[Any, ...],
-    limit: int,
-    offset: int,
-) -> Page[PostRead]:
-    total = (await session.exec(select(func.count()).select_from(Post).where(*conditions))).one()
-    rows = await _rows(session, _read_statement(viewer).where(*conditions).order_by(*order).limit(limit).offset(offset))
-    return Page[PostRead](items=[_to_read(row) for row in rows], total=total, limit=limit, offset=offset)
+def _viewer_params(viewer: Principal | None) -> dict[str, Any]:
+    return {"viewer_id": viewer.user_id} if viewer is not None else {}
 
 
 async def read(*, session: AsyncSession, post: Post, viewer: Principal | None) -> PostRead:
-    (row,) = await _rows(session, _read_statement(viewer).where(col(Post.id) == post.id))
-    return _to_read(row)
+    statement = _read_statement(with_viewer=viewer is not None).where(col(Post.id) == post.id)
+    connection = await session.connection()
+    row = (await connection.execute(statement, _viewer_params(viewer))).one()
+    return _to_read(row._mapping)
+
+
+@cache  # a handful of shapes
+def _page_query(*, with_viewer: bool, mine: bool, by_author: bool, by_published: bool, search: bool) -> PageQuery:
+    """The feed (published posts, newest first) or an author's own posts (newest created first)."""
+    conditions: list[Any] = []
+    if mine:
+        conditions.append(col(Post.author_id) == sa.bindparam("viewer_id"))
+    else:
+        # `= true` (not IS TRUE) so PostgreSQL matches the partial feed index's predicate.
+        conditions.append(col(Post.published) == true())
+    if by_author:
+        conditions.append(col(Post.author_id) == sa.bindparam("author_id"))
+    if by_published:
+        conditions.append(col(Post.published) == sa.bindparam("published"))
+    if search:
+        pattern = sa.bindparam("pattern", type_=sa.String)
+        conditions.append(or_(contains(col(Post.title), pattern), contains(col(Post.content), pattern)))
+    order = _NEWEST_CREATED if mine else _NEWEST_PUBLISHED
+    return PageQuery.of(
+        _read_statement(with_viewer=with_viewer)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(sa.bindparam("limit"))
+        .offset(sa.bindparam("offset")),
+        sa.select(func.count()).select_from(Post).where(*conditions),
+    )
+
+
+async def _page(
+    connection: AsyncConnection, query: PageQuery, params: dict[str, Any], *, limit: int, offset: int
+) -> Page[PostRead]:
+    rows, total = await query.fetch(connection, {**params, "limit": limit, "offset": offset})
+    return Page[PostRead](items=[_to_read(row._mapping) for row in rows], total=total, limit=limit, offset=offset)
 
 
 async def list_feed(
     *,
-    session: AsyncSession,
+    connection: AsyncConnection,
     viewer: Principal | None,
     author_id: int | None,
     q: str | None,
     limit: int,
     offset: int,
 ) -> Page[PostRead]:
-    # `= true` (not IS TRUE) so PostgreSQL matches the partial feed index's predicate.
-    conditions: list[Any] = [col(Post.published) == true()]
-    if author_id is not None:
-        conditions.append(col(Post.author_id) == author_id)
-    if q:
-        conditions.append(or_(contains(col(Post.title), q), contains(col(Post.content), q)))
-    return await _page(session, viewer, conditions, _NEWEST_PUBLISHED, limit, offset)
+    query = _page_query(
+        with_viewer=viewer is not None, mine=False, by_author=author_id is not None, by_published=False, search=bool(q)
+    )
+    params = {**_viewer_params(viewer), "author_id": author_id, "pattern": like_pattern(q or "")}
+    return await _page(connection, query, params, limit=limit, offset=offset)
 
 
 async def list_mine(
-    *, session: AsyncSession, author: Principal, published: bool | None, limit: int, offset: int
+    *, connection: AsyncConnection, author: Principal, published: bool | None, limit: int, offset: int
 ) -> Page[PostRead]:
-    conditions: list[Any] = [col(Post.author_id) == author.user_id]
-    if published is not None:
-        conditions.append(col(Post.published) == published)
-    return await _page(session, author, conditions, _NEWEST_CREATED, limit, offset)
+    query = _page_query(with_viewer=True, mine=True, by_author=False, by_published=published is not None, search=False)
+    params = {**_viewer_params(author), "published": published}
+    return await _page(connection, query, params, limit=limit, offset=offset)
 
 
 async def create(*, session: AsyncSession, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:

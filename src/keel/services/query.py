@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, String
+from sqlalchemy import BindParameter, ColumnElement, Row, Select, SQLColumnExpression, String
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -36,9 +39,17 @@ def _lower_sqlite(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
 
 
-def contains(column: SQLColumnExpression[Any], term: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match in which `%` and `_` are literal characters."""
-    return _lower(column).like(f"%{escape_like(term.lower())}%", escape="\\")
+def like_pattern(term: str) -> str:
+    """The LIKE pattern `contains` needs for a search term."""
+    return f"%{escape_like(term.lower())}%"
+
+
+def contains(column: SQLColumnExpression[Any], term: str | BindParameter[str]) -> ColumnElement[bool]:
+    """Case-insensitive substring match in which `%` and `_` are literal characters.
+
+    Give a term, or a bound parameter that will carry its ``like_pattern``.
+    """
+    return _lower(column).like(like_pattern(term) if isinstance(term, str) else term, escape="\\")
 
 
 async def insert_ignoring_conflict(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
@@ -46,3 +57,33 @@ async def insert_ignoring_conflict(session: AsyncSession, model: type[SQLModel],
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.exec(insert(model).values(**values).on_conflict_do_nothing())
+
+
+TOTAL = "total"
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of rows and the total it is part of, in one round trip and from one snapshot.
+
+    The count rides along as an uncorrelated scalar subquery, which both databases evaluate once.
+    Only a page past the end (no rows, offset > 0) needs the count on its own. Build one per
+    shape of query, with bound parameters for the values: SQLAlchemy then reuses the statement's
+    cache key and compiled SQL, and a request only binds values.
+    """
+
+    page: Select[Any]
+    count: Select[Any]
+
+    @classmethod
+    def of(cls, page: Select[Any], count: Select[Any]) -> PageQuery:
+        return cls(page.add_columns(count.scalar_subquery().label(TOTAL)), count)
+
+    async def fetch(self, connection: AsyncConnection, params: dict[str, Any]) -> tuple[Sequence[Row[Any]], int]:
+        rows = (await connection.execute(self.page, params)).all()
+        if rows:
+            total: int = rows[0]._mapping[TOTAL]
+            return rows, total
+        if not params.get("offset"):
+            return rows, 0
+        return rows, (await connection.execute(self.count, params)).scalar_one()

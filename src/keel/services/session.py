@@ -16,11 +16,13 @@ from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
+from keel.core.db import Database
 from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
 from keel.core.security import AccessClaims
@@ -109,11 +111,15 @@ class SessionCache:
             raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
 
 
-async def authenticate(*, session: AsyncSession, cache: SessionCache | None, claims: AccessClaims) -> Principal:
-    """Turn verified token claims into a principal, or refuse a session that no longer counts."""
+async def authenticate(*, database: Database, cache: SessionCache | None, claims: AccessClaims) -> Principal:
+    """Turn verified token claims into a principal, or refuse a session that no longer counts.
+
+    With Redis this is one GET; the database is read (and the cache filled) only on a miss.
+    """
     state = await cache.get(claims.session_id) if cache else None
     if state is None:
-        state = await _load_state(session, claims.session_id)
+        async with database.reader() as connection:
+            state = await _load_state(connection, claims.session_id)
         if cache is not None:
             ttl = cache.tombstone_ttl_seconds if state == _REVOKED else cache.ttl_seconds
             await cache.fill(claims.session_id, state, ttl)
@@ -125,14 +131,14 @@ async def authenticate(*, session: AsyncSession, cache: SessionCache | None, cla
     )
 
 
-async def _load_state(session: AsyncSession, session_id: str) -> _SessionState | str:
+async def _load_state(connection: AsyncConnection, session_id: str) -> _SessionState | str:
     # An inactive user counts as revoked: deactivation revokes every session anyway.
     statement = (
         select(col(UserSession.user_id), col(UserSession.expires_at), col(User.role), col(User.is_verified))
         .join(User, col(User.id) == col(UserSession.user_id))
         .where(UserSession.id == session_id, col(UserSession.revoked_at).is_(None), col(User.is_active).is_(True))
     )
-    row = (await session.exec(statement)).one_or_none()
+    row = (await connection.execute(statement)).one_or_none()
     if row is None:
         return _REVOKED
     user_id, expires_at, role, is_verified = row
