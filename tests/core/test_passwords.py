@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import threading
+import time
+
 import pytest
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from keel.core.password_policy import MAX_LENGTH, check_password, is_common
-from keel.core.security import PasswordHasher
+from keel.core.security import HASH_THREAD_NICENESS, PasswordHasher
 
 
 @pytest.fixture
@@ -55,3 +61,36 @@ class TestPolicy:
 
     def test_a_good_password_passes_unchanged(self) -> None:
         assert check_password("tidal-Marmot-quarry-42", personal=("ada",)) == "tidal-Marmot-quarry-42"
+
+
+class TestHashThreads:
+    async def test_hashes_run_on_at_most_concurrency_threads_at_a_lower_priority(self, hasher: PasswordHasher) -> None:
+        seen: list[tuple[int, int]] = []
+        running = 0
+        most = 0
+        lock = threading.Lock()
+        real_hash = hasher._hash.hash
+
+        def observed_hash(password: str) -> str:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            thread = threading.get_native_id()
+            seen.append((thread, os.getpriority(os.PRIO_PROCESS, thread)))
+            try:
+                time.sleep(0.02)  # long enough for the others to pile up
+                return real_hash(password)
+            finally:
+                with lock:
+                    running -= 1
+
+        hasher._hash.hash = observed_hash  # type: ignore[method-assign,assignment]
+        await asyncio.gather(*(hasher.hash(f"password-{i}") for i in range(8)))
+
+        main_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert most == 2
+        assert len({thread for thread, _ in seen}) <= 2
+        assert threading.get_native_id() not in {thread for thread, _ in seen}
+        if sys.platform.startswith("linux"):
+            assert {priority for _, priority in seen} == {min(main_priority + HASH_THREAD_NICENESS, 19)}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
@@ -27,13 +31,18 @@ REQUIRED_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "iss", "aud", "type"]
 
 log = get_logger("keel.security")
 
+_T = TypeVar("_T")
+
 
 # --- passwords -------------------------------------------------------------------------------
 class PasswordHasher:
     """argon2id for new hashes; other argon2 parameters and bcrypt still verify and get upgraded.
 
-    Hashing runs in worker threads (argon2-cffi releases the GIL), bounded by a limiter so a burst
-    of logins cannot hold an unbounded amount of argon2 memory.
+    Hashing runs on its own few threads (argon2-cffi releases the GIL), never more at once than
+    `concurrency`, so a burst of logins cannot hold an unbounded amount of argon2 memory. Those
+    threads run at a lower CPU priority than the event loop: under load, requests that are already
+    in flight keep their pace and the sign-ins wait for spare CPU, instead of every request slowing
+    down behind the hashes.
     """
 
     def __init__(self, *, memory_cost: int, time_cost: int, parallelism: int, concurrency: int) -> None:
@@ -41,15 +50,20 @@ class PasswordHasher:
         self._hash = PasswordHash(
             (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism), self._bcrypt)
         )
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._threads = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="keel-hash", initializer=_yield_to_the_event_loop
+        )
         self._dummy_hash: str | None = None
 
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
+
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._limiter)
+        return await self._run(self._hash.hash, password)
 
     async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Check a password; the second value is a new hash when the stored one is outdated."""
-        return await anyio.to_thread.run_sync(self._verify_and_update, password, hashed, limiter=self._limiter)
+        return await self._run(self._verify_and_update, password, hashed)
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         if self._bcrypt.identify(hashed):
@@ -68,6 +82,17 @@ class PasswordHasher:
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
         await self.verify(password, self._dummy_hash)
+
+
+HASH_THREAD_NICENESS = 10
+
+
+def _yield_to_the_event_loop() -> None:
+    """Lower this thread's CPU priority (Linux schedules threads one by one; elsewhere a no-op)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not permitted
+        log.info("hash_thread_priority_unchanged")
 
 
 @lru_cache(maxsize=8)
