@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.client_ip import resolve_client_ip
@@ -79,14 +78,14 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 SessionDep = Annotated[AsyncSession, Depends(_db_session)]
 
 
-async def _reader(request: Request) -> AsyncIterator[AsyncConnection]:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
-    async with database.reader() as connection:
-        yield connection
+    return database
 
 
-# For read-only routes: a connection without a transaction (see Database.reader).
-ReaderDep = Annotated[AsyncConnection, Depends(_reader)]
+# For read-only routes, whose services read through `database.read()` themselves: a plain dependency is
+# cheaper to resolve than a generator, and the connection is held only while the statement runs.
+DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
 
 

@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     argon2_memory_cost: int = Field(default=19456, ge=8)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_parallelism: int = Field(default=1, ge=1)
-    hash_concurrency: int = Field(default=2, ge=1, le=64)
+    # One argon2 hash at a time per process: with a worker per core that keeps every core busy, and
+    # each further concurrent hash only adds its memory cost (19 MiB) and slows the event loop.
+    hash_concurrency: int = Field(default=1, ge=1, le=64)
 
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
+
+_T = TypeVar("_T")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -76,8 +78,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
-        # The same pool, for reads that need no transaction: each statement stands alone, so there is
-        # no BEGIN and no ROLLBACK round trip around it. A single statement still sees one snapshot.
+        # The same pool, for statements that need no transaction around them: no BEGIN and no
+        # COMMIT/ROLLBACK round trip. A single statement still sees one snapshot and is atomic.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
@@ -86,10 +88,30 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def reader(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for read-only statements (see ``_autocommit``); never write through it."""
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which each statement commits on its own (see ``_autocommit``).
+
+        For reads, and for a write that is one statement; anything that must be atomic across
+        statements belongs in a session's transaction.
+        """
         async with self._autocommit.connect() as connection:
             yield connection
+
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run read-only `work` on an autocommit connection; again on a fresh one if that one had died.
+
+        The checkout check above catches a connection the server closed a moment ago only once the
+        event loop has seen the hang-up. When a statement finds it first, SQLAlchemy invalidates
+        the pool, and a read is safe to repeat; a write is not, so writes never come through here.
+        """
+        try:
+            async with self.autocommit() as connection:
+                return await work(connection)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        async with self.autocommit() as connection:
+            return await work(connection)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

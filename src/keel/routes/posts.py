@@ -8,11 +8,11 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from keel.deps import (
     ANONYMOUS_ALLOWED,
     CurrentUser,
+    DatabaseDep,
     IdempotencyKey,
     Limit,
     Offset,
     OptionalUser,
-    ReaderDep,
     SearchTerm,
     SessionDep,
     VisiblePost,
@@ -78,7 +78,7 @@ async def create_post(
 @router.get("/", include_in_schema=False, response_model=Page[PostRead], responses=problem_responses(401))
 async def list_feed(
     user: OptionalUser,
-    db: ReaderDep,
+    database: DatabaseDep,
     author_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this author's posts.")] = None,
     q: SearchTerm = None,
     limit: Limit = 20,
@@ -86,16 +86,16 @@ async def list_feed(
 ) -> Page[PostRead]:
     """The public feed: published posts, newest first. No sign-in needed."""
     return await post_service.list_feed(
-        connection=db, viewer=user, author_id=author_id, q=q, limit=limit, offset=offset
+        database=database, viewer=user, author_id=author_id, q=q, limit=limit, offset=offset
     )
 
 
 @router.get("/mine", response_model=Page[PostRead], responses=problem_responses(401))
 async def list_mine(
-    user: CurrentUser, db: ReaderDep, published: bool | None = None, limit: Limit = 20, offset: Offset = 0
+    user: CurrentUser, database: DatabaseDep, published: bool | None = None, limit: Limit = 20, offset: Offset = 0
 ) -> Page[PostRead]:
     """The current user's posts, drafts included, newest first."""
-    return await post_service.list_mine(connection=db, author=user, published=published, limit=limit, offset=offset)
+    return await post_service.list_mine(database=database, author=user, published=published, limit=limit, offset=offset)
 
 
 @router.get(

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Response, status
 
 from keel.deps import (
     CurrentUser,
+    DatabaseDep,
     IdempotencyKey,
     Limit,
     Offset,
     OwnedTodo,
-    ReaderDep,
     SearchTerm,
     SessionDep,
     WriteRateLimit,
@@ -40,7 +40,12 @@ router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=probl
     dependencies=[WriteRateLimit],
 )
 async def create_todo(
-    data: TodoCreate, user: CurrentUser, session: SessionDep, response: Response, idempotency_key: IdempotencyKey = None
+    data: TodoCreate,
+    user: CurrentUser,
+    database: DatabaseDep,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Add a todo to the current user's list. An `Idempotency-Key` makes a retry safe."""
     outcome = await idempotency.once(
@@ -49,7 +54,9 @@ async def create_todo(
         key=idempotency_key,
         scope="POST /api/v1/todos",
         request=data,
-        create=lambda claim: todo_service.create(session=session, owner_id=user.user_id, data=data, claim=claim),
+        create=lambda claim: todo_service.create(
+            database=database, session=session, owner_id=user.user_id, data=data, claim=claim
+        ),
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
@@ -60,7 +67,7 @@ async def create_todo(
 @router.get("/", include_in_schema=False, response_model=Page[TodoRead])
 async def list_todos(
     user: CurrentUser,
-    db: ReaderDep,
+    database: DatabaseDep,
     completed: bool | None = None,
     q: SearchTerm = None,
     sort: TodoSort = TodoSort.CREATED_AT_DESC,
@@ -69,7 +76,7 @@ async def list_todos(
 ) -> Page[TodoRead]:
     """The current user's todos, filtered, searched (title and description) and sorted."""
     return await todo_service.list_for_owner(
-        connection=db, owner_id=user.user_id, completed=completed, q=q, sort=sort, limit=limit, offset=offset
+        database=database, owner_id=user.user_id, completed=completed, q=q, sort=sort, limit=limit, offset=offset
     )
 
 

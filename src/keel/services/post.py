@@ -8,10 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, RowMapping, Select, exists, false, true
 from sqlalchemy import delete as sa_delete
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, func, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core.db import Database
 from keel.core.errors import EmailNotVerified, NotAuthor, PostNotFound
 from keel.models import Post, User, Vote, utcnow
 from keel.schemas.common import Page
@@ -128,15 +128,17 @@ def _page_query(*, with_viewer: bool, mine: bool, by_author: bool, by_published:
 
 
 async def _page(
-    connection: AsyncConnection, query: PageQuery, params: dict[str, Any], *, limit: int, offset: int
+    database: Database, query: PageQuery, params: dict[str, Any], *, limit: int, offset: int
 ) -> Page[PostRead]:
-    rows, total = await query.fetch(connection, {**params, "limit": limit, "offset": offset})
+    rows, total = await database.read(
+        lambda connection: query.fetch(connection, {**params, "limit": limit, "offset": offset})
+    )
     return Page[PostRead](items=[_to_read(row._mapping) for row in rows], total=total, limit=limit, offset=offset)
 
 
 async def list_feed(
     *,
-    connection: AsyncConnection,
+    database: Database,
     viewer: Principal | None,
     author_id: int | None,
     q: str | None,
@@ -147,15 +149,15 @@ async def list_feed(
         with_viewer=viewer is not None, mine=False, by_author=author_id is not None, by_published=False, search=bool(q)
     )
     params = {**_viewer_params(viewer), "author_id": author_id, "pattern": like_pattern(q or "")}
-    return await _page(connection, query, params, limit=limit, offset=offset)
+    return await _page(database, query, params, limit=limit, offset=offset)
 
 
 async def list_mine(
-    *, connection: AsyncConnection, author: Principal, published: bool | None, limit: int, offset: int
+    *, database: Database, author: Principal, published: bool | None, limit: int, offset: int
 ) -> Page[PostRead]:
     query = _page_query(with_viewer=True, mine=True, by_author=False, by_published=published is not None, search=False)
     params = {**_viewer_params(author), "published": published}
-    return await _page(connection, query, params, limit=limit, offset=offset)
+    return await _page(database, query, params, limit=limit, offset=offset)
 
 
 async def create(*, session: AsyncSession, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:

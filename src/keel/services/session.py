@@ -118,8 +118,7 @@ async def authenticate(*, database: Database, cache: SessionCache | None, claims
     """
     state = await cache.get(claims.session_id) if cache else None
     if state is None:
-        async with database.reader() as connection:
-            state = await _load_state(connection, claims.session_id)
+        state = await database.read(lambda connection: _load_state(connection, claims.session_id))
         if cache is not None:
             ttl = cache.tombstone_ttl_seconds if state == _REVOKED else cache.ttl_seconds
             await cache.fill(claims.session_id, state, ttl)
