@@ -19,7 +19,6 @@ from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
-from keel.core.memory import return_large_blocks_to_the_os
 from keel.core.metrics import Metrics
 from keel.core.problems import install_error_handlers, route_method_index
 from keel.core.ratelimit import create_rate_limiter
@@ -43,7 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        return_large_blocks_to_the_os()  # argon2's buffers (see keel.core.memory)
         database = Database(settings)
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         app.state.database = database

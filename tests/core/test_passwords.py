@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -94,3 +95,32 @@ class TestHashThreads:
         assert threading.get_native_id() not in {thread for thread, _ in seen}
         if sys.platform.startswith("linux"):
             assert {priority for _, priority in seen} == {min(main_priority + HASH_THREAD_NICENESS, 19)}
+
+
+# Hashes 12 passwords at the default memory cost (19 MiB) through Keel's hasher, two at a time,
+# then prints how much resident memory the process kept: one reused block per hash thread.
+_MEMORY_PROBE = """
+import asyncio
+from keel.core.security import PasswordHasher
+
+def resident_mib():
+    with open("/proc/self/status") as status:
+        return int(status.read().split("VmRSS:")[1].split()[0]) // 1024
+
+async def main():
+    hasher = PasswordHasher(memory_cost=19456, time_cost=1, parallelism=1, concurrency=2)
+    before = resident_mib()
+    for _ in range(3):
+        await asyncio.gather(*(hasher.hash("password") for _ in range(4)))
+    print(resident_mib() - before)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_keeps_at_most_one_argon2_block_per_hash_thread() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(done.stdout.strip()) <= 2 * 19 + 8  # two threads' blocks, and a little else

@@ -26,14 +26,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
+    asyncpg = url.get_driver_name() == "asyncpg"
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
+        pool_pre_ping=not asyncpg,  # another driver cannot say whether the server hung up
     )
-    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    if asyncpg:
+        event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
 
 

@@ -77,7 +77,8 @@ class PageQuery:
 
     @classmethod
     def of(cls, page: Select[Any], count: Select[Any]) -> PageQuery:
-        return cls(page.add_columns(count.scalar_subquery().label(TOTAL)), count)
+        # correlate(None): the count never depends on the row it rides along with.
+        return cls(page.add_columns(count.scalar_subquery().correlate(None).label(TOTAL)), count)
 
     async def fetch(self, connection: AsyncConnection, params: dict[str, Any]) -> tuple[Sequence[Row[Any]], int]:
         rows = (await connection.execute(self.page, params)).all()
