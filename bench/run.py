@@ -8,7 +8,7 @@ own database (keel_bench) and Redis db (9), seeds them, starts `keel serve` and 
 (bench/ceiling.py) side by side, and drives both with wrk pinned to the last core. Each Keel
 figure is divided by the ceiling's figure for the same scenario measured seconds earlier, so a
 busy neighbour on a shared machine moves both and cancels out. Everything it started is stopped
-when it ends, however it ends.
+when it ends (PostgreSQL and Redis, if it had to start them, keep running).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
@@ -237,11 +237,15 @@ def hash_rate(processes: int, cpus: list[int] | None, seconds: float) -> float:
 
     settings = Settings()
     args = [str(settings.argon2_memory_cost), str(settings.argon2_time_cost), str(settings.argon2_parallelism)]
-    loops = [
-        subprocess.Popen(pinned([sys.executable, "-c", _HASH_LOOP, *args, str(seconds)], cpus), stdout=subprocess.PIPE)
-        for _ in range(processes)
-    ]
-    return sum(int(loop.communicate()[0]) for loop in loops) / seconds
+    command = pinned([sys.executable, "-c", _HASH_LOOP, *args, str(seconds)], cpus)
+    loops = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(processes)]
+    try:
+        return sum(int(loop.communicate(timeout=seconds + 60)[0]) for loop in loops) / seconds
+    finally:
+        for loop in loops:
+            if loop.poll() is None:
+                loop.kill()
+                loop.wait()
 
 
 def argon2_hash_seconds() -> tuple[float, str]:
@@ -320,6 +324,8 @@ def peak_rss_mb(pid: int) -> float:
 
 @contextmanager
 def serve(name: str, command: list[str], port: int, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    if port_open(port):
+        raise SystemExit(f"port {port} is taken (a server left over from an earlier run?); stop it first")
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -333,13 +339,19 @@ def serve(name: str, command: list[str], port: int, env: dict[str, str], workdir
             time.sleep(0.2)
         yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process and everything in its session (uvicorn's workers too, even if it died first)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def ready(server: Server) -> bool:
@@ -658,6 +670,8 @@ def main() -> int:
     if args.smoke:
         args.workers, args.connections, args.seconds = [1], [32], 1
 
+    # A CI timeout or kill sends SIGTERM: leave through the cleanup code, which stops every server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
     ensure_services()
     workdir = Path(tempfile.mkdtemp(prefix="keel-bench-"))
@@ -676,6 +690,9 @@ def main() -> int:
         **{f"KEEL_RATE_LIMIT_{rule}": UNLIMITED for rule in
            ("LOGIN", "LOGIN_IP", "REGISTER", "VERIFY_EMAIL", "PASSWORD_RESET", "REFRESH", "WRITES")},
     }  # fmt: skip
+    # This process reads Keel's settings too (argon2 parameters, the seeded hash): the same ones.
+    for key in [key for key in os.environ if key.startswith("KEEL_")]:
+        del os.environ[key]
     os.environ.update({k: v for k, v in base_env.items() if k.startswith("KEEL_")})
     hash_seconds, password_hash = argon2_hash_seconds()
     say(f"argon2id at Keel's parameters: {hash_seconds * 1000:.1f} ms a hash")
