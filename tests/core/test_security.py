@@ -266,6 +266,24 @@ class TestAccessTokens:
             decode_access_token(unit_settings, token)
         assert caught.value.expired is True
 
+    def test_a_token_verified_before_still_expires_on_time(self, unit_settings: Settings) -> None:
+        issued = datetime.now(UTC)
+        token = create_access_token(unit_settings, user_id=1, session_id="s", now=issued)
+        assert decode_access_token(unit_settings, token).user_id == 1  # verified, and remembered
+
+        with time_machine.travel(issued + timedelta(seconds=899), tick=False):
+            assert decode_access_token(unit_settings, token).user_id == 1
+        with time_machine.travel(issued + timedelta(seconds=900), tick=False), pytest.raises(TokenError) as caught:
+            decode_access_token(unit_settings, token)
+        assert caught.value.expired is True
+
+    def test_a_token_verified_under_one_key_is_not_accepted_under_another(self, unit_settings: Settings) -> None:
+        token = create_access_token(unit_settings, user_id=1, session_id="s", now=datetime.now(UTC))
+        assert decode_access_token(unit_settings, token).user_id == 1
+        for changed in ({"secret_key": SecretStr("y" * 48)}, {"jwt_audience": "another-api"}, {"jwt_issuer": "other"}):
+            with pytest.raises(TokenError):
+                decode_access_token(unit_settings.model_copy(update=changed), token)
+
     def test_token_from_another_secret_is_rejected_but_not_as_expired(self, unit_settings: Settings) -> None:
         other = unit_settings.model_copy(update={"secret_key": SecretStr("x" * 48)})
         token = create_access_token(other, user_id=1, session_id="s", now=datetime.now(UTC))
