@@ -74,8 +74,10 @@ class Settings(BaseSettings):
     # each further concurrent hash only adds its memory cost (19 MiB) and slows the event loop.
     hash_concurrency: int = Field(default=1, ge=1, le=64)
 
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned, so under
+    # steady concurrency above the pool size every request paid for a new PostgreSQL connection.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
