@@ -46,8 +46,8 @@ def bucket_of(frames: list[str]) -> str:
 def main(path: Path) -> None:
     counts: Counter[str] = Counter()
     for line in path.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        counts[bucket_of(stack.split(";"))] += int(samples)
+        stack, _, count = line.rpartition(" ")
+        counts[bucket_of(stack.split(";"))] += int(count)
     total = sum(counts.values())
     sys.stdout.write("| where | share of CPU |\n|---|---:|\n")
     for name, samples in counts.most_common():
