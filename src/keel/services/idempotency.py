@@ -53,7 +53,9 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    body: dict[str, Any]
+    """The answer to send: the created model, or the recorded JSON of the first answer."""
+
+    body: BaseModel | dict[str, Any]
     replayed: bool
 
 
@@ -95,7 +97,7 @@ async def once(
     `create` must call `claim.record(...)` before its commit when it is given a claim.
     """
     if key is None:
-        return Outcome(body=(await create(None)).model_dump(mode="json"), replayed=False)
+        return Outcome(body=await create(None), replayed=False)
     claim = Claim(user_id=user_id, key=key, scope=scope, fingerprint=fingerprint(request))
     earlier = await _replay(session, claim)
     if earlier is not None:
@@ -118,4 +120,4 @@ async def once(
         if earlier is None:
             raise
         return earlier
-    return Outcome(body=answer.model_dump(mode="json"), replayed=False)
+    return Outcome(body=answer, replayed=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -19,6 +20,10 @@ from keel.services.query import PageQuery, contains, like_pattern
 
 # Every column TodoRead shows, so a page is read without building ORM objects.
 _COLUMNS = [col(getattr(Todo, name)) for name in TodoRead.model_fields]
+_NAMES = tuple(TodoRead.model_fields)
+# Built once: a request only binds its values, and SQLAlchemy reuses the compiled statement.
+# (Building `insert(...).values(...)` per request cost about half of the route's own time.)
+_INSERT = sa.insert(Todo).returning(*_COLUMNS)
 
 _ORDER: dict[TodoSort, tuple[Any, ...]] = {
     TodoSort.CREATED_AT: (col(Todo.created_at).asc(), col(Todo.id).asc()),
@@ -42,16 +47,18 @@ async def create(
     """
     now = utcnow()
     values = {**data.model_dump(), "owner_id": owner_id, "completed": False, "created_at": now, "updated_at": now}
-    statement = sa.insert(Todo).values(values).returning(*_COLUMNS)
     if claim is None:
         async with database.autocommit() as connection:
-            return TodoRead.model_validate((await connection.execute(statement)).one())
+            return _todo_read((await connection.execute(_INSERT, values)).one())
     connection = await session.connection()
-    answer = TodoRead.model_validate((await connection.execute(statement)).one())
-    if claim is not None:
-        claim.record(session, answer, status_code=201)
+    answer = _todo_read((await connection.execute(_INSERT, values)).one())
+    claim.record(session, answer, status_code=201)
     await session.commit()
     return answer
+
+
+def _todo_read(row: Sequence[Any]) -> TodoRead:
+    return TodoRead.model_validate(dict(zip(_NAMES, row, strict=True)))
 
 
 async def get_owned(*, session: AsyncSession, owner_id: int, todo_id: int) -> Todo:
@@ -76,7 +83,13 @@ async def list_for_owner(
     query = _list_query(sort, by_completion=completed is not None, search=bool(q))
     params = {"owner_id": owner_id, "completed": completed, "pattern": like_pattern(q or ""), "limit": limit}
     rows, total = await database.read(lambda connection: query.fetch(connection, {**params, "offset": offset}))
-    return Page[TodoRead](items=[TodoRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
+    # One validation for the whole page, from plain dicts: pydantic's core walks it in one call,
+    # where 20 `model_validate(row)` calls would each read the row's attributes from Python.
+    items = [dict(zip(_NAMES, row, strict=False)) for row in rows]  # rows also carry the total
+    return _PAGE.model_validate({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+_PAGE = Page[TodoRead]
 
 
 @cache  # 6 sorts x 2 x 2 shapes at most
