@@ -55,19 +55,23 @@ router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=probl
     dependencies=[WriteRateLimit],
 )
 async def create_post(
-    data: PostCreate, user: CurrentUser, session: SessionDep, response: Response, idempotency_key: IdempotencyKey = None
+    data: PostCreate,
+    user: CurrentUser,
+    database: DatabaseDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Write a post: a draft by default, published at once with `published: true` (needs a verified email).
 
     An `Idempotency-Key` makes a retry safe.
     """
     outcome = await idempotency.once(
-        session=session,
+        database=database,
         user_id=user.user_id,
         key=idempotency_key,
         scope="POST /api/v1/posts",
         request=data,
-        create=lambda claim: post_service.create(session=session, author=user, data=data, claim=claim),
+        create=lambda claim: post_service.create(database=database, author=user, data=data, claim=claim),
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"

@@ -43,20 +43,17 @@ async def create_todo(
     data: TodoCreate,
     user: CurrentUser,
     database: DatabaseDep,
-    session: SessionDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Add a todo to the current user's list. An `Idempotency-Key` makes a retry safe."""
     outcome = await idempotency.once(
-        session=session,
+        database=database,
         user_id=user.user_id,
         key=idempotency_key,
         scope="POST /api/v1/todos",
         request=data,
-        create=lambda claim: todo_service.create(
-            database=database, session=session, owner_id=user.user_id, data=data, claim=claim
-        ),
+        create=lambda claim: todo_service.create(database=database, owner_id=user.user_id, data=data, claim=claim),
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"

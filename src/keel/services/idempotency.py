@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core.db import Database
 from keel.core.errors import IdempotencyKeyReused
 from keel.models import IdempotencyRecord, utcnow
 
@@ -30,16 +32,17 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A key this request may use: the create it guards records its answer through it."""
+    """A key this request may use: the create it guards writes in `session` and records its answer."""
 
+    session: AsyncSession
     user_id: int
     key: str
     scope: str
     fingerprint: str
 
-    def record(self, session: AsyncSession, answer: BaseModel, *, status_code: int) -> None:
-        """Add the record of `answer` to the session, to commit with the created row."""
-        session.add(
+    def record(self, answer: BaseModel, *, status_code: int) -> None:
+        """Add the record of `answer` to the claim's session, to commit with the created row."""
+        self.session.add(
             IdempotencyRecord(
                 user_id=self.user_id,
                 key=self.key,
@@ -83,9 +86,19 @@ async def _replay(session: AsyncSession, claim: Claim) -> Outcome | None:
     return Outcome(body=json.loads(record.response_body), replayed=True)
 
 
+@asynccontextmanager
+async def session_for(database: Database, claim: Claim | None) -> AsyncIterator[AsyncSession]:
+    """The claim's session, so the row and its record commit together; without a claim, a new one."""
+    if claim is not None:
+        yield claim.session
+        return
+    async with database.session() as session:
+        yield session
+
+
 async def once(
     *,
-    session: AsyncSession,
+    database: Database,
     user_id: int,
     key: str | None,
     scope: str,
@@ -94,11 +107,18 @@ async def once(
 ) -> Outcome:
     """Run `create` once per (user, key): a repeat within 24 hours gets the first answer back.
 
-    `create` must call `claim.record(...)` before its commit when it is given a claim.
+    `create` must write in `claim.session` and call `claim.record(...)` before its commit when it
+    is given a claim. Without a key no session is opened here at all: most creates carry none.
     """
     if key is None:
         return Outcome(body=await create(None), replayed=False)
-    claim = Claim(user_id=user_id, key=key, scope=scope, fingerprint=fingerprint(request))
+    async with database.session() as session:
+        claim = Claim(session=session, user_id=user_id, key=key, scope=scope, fingerprint=fingerprint(request))
+        return await _once(claim, create)
+
+
+async def _once(claim: Claim, create: Callable[[Claim | None], Awaitable[BaseModel]]) -> Outcome:
+    session, user_id, key = claim.session, claim.user_id, claim.key
     earlier = await _replay(session, claim)
     if earlier is not None:
         return earlier

@@ -16,8 +16,7 @@ from keel.core.errors import EmailNotVerified, NotAuthor, PostNotFound
 from keel.models import Post, User, Vote, utcnow
 from keel.schemas.common import Page
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
-from keel.schemas.user import UserPublic
-from keel.services.idempotency import Claim
+from keel.services.idempotency import Claim, session_for
 from keel.services.query import PageQuery, contains, insert_ignoring_conflict, like_pattern
 from keel.services.session import Principal
 
@@ -69,24 +68,28 @@ def _read_statement(*, with_viewer: bool) -> Select[*tuple[Any, ...]]:
     ).join(User, col(User.id) == col(Post.author_id))
 
 
-def _to_read(row: RowMapping) -> PostRead:
-    return PostRead(
-        id=row["id"],
-        title=row["title"],
-        content=row["content"],
-        published=row["published"],
-        published_at=row["published_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        author=UserPublic(
-            id=row["author_id"],
-            username=row["author_username"],
-            full_name=row["author_full_name"],
-            created_at=row["author_created_at"],
-        ),
-        votes=row["votes"],
-        voted=bool(row["voted"]),
-    )
+def _fields(row: RowMapping) -> dict[str, Any]:
+    """A PostRead as plain data, so a whole page is validated in one pydantic call."""
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "content": row["content"],
+        "published": row["published"],
+        "published_at": row["published_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "author": {
+            "id": row["author_id"],
+            "username": row["author_username"],
+            "full_name": row["author_full_name"],
+            "created_at": row["author_created_at"],
+        },
+        "votes": row["votes"],
+        "voted": bool(row["voted"]),
+    }
+
+
+_PAGE = Page[PostRead]
 
 
 def _viewer_params(viewer: Principal | None) -> dict[str, Any]:
@@ -97,7 +100,7 @@ async def read(*, session: AsyncSession, post: Post, viewer: Principal | None) -
     statement = _read_statement(with_viewer=viewer is not None).where(col(Post.id) == post.id)
     connection = await session.connection()
     row = (await connection.execute(statement, _viewer_params(viewer))).one()
-    return _to_read(row._mapping)
+    return PostRead.model_validate(_fields(row._mapping))
 
 
 @cache  # a handful of shapes
@@ -133,7 +136,8 @@ async def _page(
     rows, total = await database.read(
         lambda connection: query.fetch(connection, {**params, "limit": limit, "offset": offset})
     )
-    return Page[PostRead](items=[_to_read(row._mapping) for row in rows], total=total, limit=limit, offset=offset)
+    items = [_fields(row._mapping) for row in rows]
+    return _PAGE.model_validate({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 async def list_feed(
@@ -160,7 +164,7 @@ async def list_mine(
     return await _page(database, query, params, limit=limit, offset=offset)
 
 
-async def create(*, session: AsyncSession, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:
+async def create(*, database: Database, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:
     """Write a post; with an idempotency claim, its record commits together with the post."""
     if data.published and not author.is_verified:
         raise EmailNotVerified("Verify your email address before publishing.")
@@ -174,12 +178,13 @@ async def create(*, session: AsyncSession, author: Principal, data: PostCreate, 
         created_at=now,
         updated_at=now,
     )
-    session.add(post)
-    await session.flush()
-    answer = await read(session=session, post=post, viewer=author)
-    if claim is not None:
-        claim.record(session, answer, status_code=201)
-    await session.commit()
+    async with session_for(database, claim) as session:
+        session.add(post)
+        await session.flush()
+        answer = await read(session=session, post=post, viewer=author)
+        if claim is not None:
+            claim.record(answer, status_code=201)
+        await session.commit()
     return answer
 
 

@@ -36,9 +36,7 @@ _ORDER: dict[TodoSort, tuple[Any, ...]] = {
 }
 
 
-async def create(
-    *, database: Database, session: AsyncSession, owner_id: int, data: TodoCreate, claim: Claim | None = None
-) -> TodoRead:
+async def create(*, database: Database, owner_id: int, data: TodoCreate, claim: Claim | None = None) -> TodoRead:
     """Add a todo; with an idempotency claim, its record commits together with the todo.
 
     One INSERT ... RETURNING rather than an ORM object: nothing is tracked or loaded again, and the
@@ -50,10 +48,10 @@ async def create(
     if claim is None:
         async with database.autocommit() as connection:
             return _todo_read((await connection.execute(_INSERT, values)).one())
-    connection = await session.connection()
+    connection = await claim.session.connection()
     answer = _todo_read((await connection.execute(_INSERT, values)).one())
-    claim.record(session, answer, status_code=201)
-    await session.commit()
+    claim.record(answer, status_code=201)
+    await claim.session.commit()
     return answer
 
 
