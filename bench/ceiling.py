@@ -13,6 +13,7 @@ bench/run.py: BENCH_DSN, BENCH_REDIS_URL, KEEL_SECRET_KEY.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import os
@@ -36,12 +37,17 @@ _PRIORITY = ("low", "normal", "high")
 _ACCESS_TTL = 15 * 60
 _IDLE_TTL = 14 * 24 * 3600
 _CACHE_TTL = 300
+GC_THRESHOLDS = (10_000, 20, 20)  # keel.main.GC_THRESHOLDS
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = await asyncpg.create_pool(os.environ["BENCH_DSN"], min_size=10, max_size=10)
     app.state.redis = Redis.from_url(os.environ["BENCH_REDIS_URL"], decode_responses=True)
+    # The same collector settings as Keel's: they are the process's, not work an app does.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     yield
     await app.state.pool.close()
     await app.state.redis.aclose()

@@ -132,6 +132,20 @@ def wait_for(check: object, seconds: float) -> None:
 
 
 # --- data ------------------------------------------------------------------------------------
+async def analyze() -> None:
+    """Fresh planner statistics, as autovacuum would soon have them after a write scenario.
+
+    The write scenarios add tens of thousands of todos for one user; until the statistics catch
+    up, PostgreSQL plans the other user's page and count as if most rows were theirs (a sequential
+    scan of the table for the count), and both apps measure the planner instead of themselves.
+    """
+    connection = await asyncpg.connect(DSN)
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+
+
 async def reset_database() -> None:
     admin = await asyncpg.connect(f"{SERVER_DSN}/postgres")
     try:
@@ -483,6 +497,7 @@ def measure(args: argparse.Namespace, workers: int, base_env: dict[str, str], wo
         say(f"{workers} worker(s): keel pid {keel.workers()}, ceiling pid {ceiling.workers()}; wrk on cpu {wrk_cpus}")
         for scenario in args.scenarios:
             _, _, has_ceiling = SCENARIOS[scenario]
+            asyncio.run(analyze())
             if scenario == "login":
                 run.hash_rate = hash_rate(workers, server_cpus, min(args.seconds, 5))
                 say(f"argon2id alone on the server's cores: {run.hash_rate:.1f} verifications/s")
@@ -518,6 +533,7 @@ def measure(args: argparse.Namespace, workers: int, base_env: dict[str, str], wo
                         + f"  (best of {args.rounds}: {', '.join(f'{r.requests_per_s:.0f}' for r in results)})"
                     )
         if not args.smoke:
+            asyncio.run(analyze())
             run.latency_alone, run.latency_with_logins, run.logins_meanwhile = latency_under_logins(
                 keel, tokens, args.seconds, wrk_cpus, workdir
             )

@@ -51,6 +51,8 @@ def base_settings(data_dir: Path, **overrides: object) -> Settings:
         # Emails go to files in the test's data folder, delivered inside the app; Celery has its own tests.
         "email_delivery": "in-process",
         "log_level": "WARNING",
+        # Each test builds an app; frozen startup objects would pile up in the one test process.
+        "tune_gc": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # One argon2 hash at a time per process: with a worker per core that keeps every core busy, and
     # each further concurrent hash only adds its memory cost (19 MiB) and slows the event loop.
     hash_concurrency: int = Field(default=1, ge=1, le=64)
+    # Freeze what startup built and collect garbage less often (keel.main.tune_garbage_collector).
+    # Off only where many apps share one process, as in the test suite.
+    tune_gc: bool = True
 
     # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned, so under
     # steady concurrency above the pool size every request paid for a new PostgreSQL connection.
