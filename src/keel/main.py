@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,8 +29,10 @@ from keel.core.security_headers import SecurityHeadersMiddleware
 from keel.routes import API_PREFIX, admin, auth, ops, posts, todos, users
 from keel.schemas.common import Problem, problem_responses
 from keel.services.session import SessionCache
-from keel.tasks.celery_app import CeleryDispatcher
 from keel.tasks.inprocess import InProcessDispatcher
+
+if TYPE_CHECKING:
+    from keel.tasks.celery_app import CeleryDispatcher
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -77,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         dispatcher: CeleryDispatcher | InProcessDispatcher
         if settings.uses_celery:
+            # Imported only here: a worker that delivers in-process never loads Celery (5 MB).
+            from keel.tasks.celery_app import CeleryDispatcher
+
             dispatcher = CeleryDispatcher(settings)
         else:
             dispatcher = InProcessDispatcher(database=database, settings=settings, transport=transport_for(settings))

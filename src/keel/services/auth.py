@@ -55,6 +55,9 @@ async def login(
     """Check the credentials and open a new session. Unknown email and wrong password look the same."""
     hasher = password_hasher(settings)
     user = await user_service.get_by_email(session=session, email=email.strip())
+    # End the read before the hash: a connection held through a queue of hashes would drain the
+    # pool for every other request while logins arrive faster than they can be hashed.
+    await session.commit()
     if user is None:
         await hasher.dummy_verify(password)
         # Not the submitted address: people sometimes type their password into that field.
