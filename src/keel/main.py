@@ -39,10 +39,10 @@ WEB_DIR = Path(__file__).parent / "web"
 log = get_logger("keel.app")
 
 
-# A request allocates a few thousand objects and frees nearly all of them by its end. With
-# CPython's default first threshold (700) the collector ran several times per request, each
-# pass also walking whatever the requests in flight hold; 10,000 keeps young passes rare and
-# short-lived garbage is freed by reference counting anyway. See bench/NOTES.md.
+# Requests free nearly everything they allocate by reference counting. With CPython's default
+# first threshold (700) and 32 requests in flight, a young pass still ran every few dozen
+# requests and walked whatever those requests held (up to 19 ms); 10,000 makes them rare.
+# See bench/NOTES.md.
 GC_THRESHOLDS = (10_000, 20, 20)
 
 
