@@ -363,3 +363,32 @@ class TestSecurityEvents:
         for event in ("user_deactivated", "user_reactivated"):
             assert (by_event[event]["user_id"], by_event[event]["actor_id"]) == (member.id, admin.id)
         assert all(entry.get("request_id") for entry in security)
+
+
+class TestJsonLines:
+    """The production renderer writes every line, whatever a caller hands it."""
+
+    @pytest.fixture
+    def render(self, tmp_path: Path, capture: Any) -> Any:
+        configure_logging(base_settings(tmp_path, log_format="json", log_level="INFO"))
+        captured = capture()
+
+        def render(**fields: Any) -> dict[str, Any]:
+            structlog.get_logger("keel.test").info("rendered", **fields)
+            (entry,) = captured.events("rendered")
+            captured.lines.clear()
+            fields_written: dict[str, Any] = entry
+            return fields_written
+
+        return render
+
+    def test_values_json_cannot_encode_are_written_as_text(self, render: Any) -> None:
+        class Opaque:
+            def __str__(self) -> str:
+                return "opaque-thing"
+
+        assert render(thing=Opaque())["thing"] == "opaque-thing"
+
+    def test_non_string_keys_and_huge_integers_do_not_lose_the_line(self, render: Any) -> None:
+        assert render(counts={1: "one"})["counts"] == {"1": "one"}
+        assert render(big=2**70)["big"] == 2**70

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,8 +21,15 @@ def _add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
 
 
 def _json_line(event_dict: EventDict, **_kw: Any) -> str:
-    # orjson is several times faster than json.dumps; anything it cannot encode is written as str().
-    return orjson.dumps(event_dict, default=str).decode()
+    """One JSON line: orjson (several times faster than json.dumps), never a lost line.
+
+    A value orjson cannot encode is written as its str(); a dict with non-string keys gets them
+    as strings. What orjson refuses outright (an integer wider than 64 bits) goes through json.
+    """
+    try:
+        return orjson.dumps(event_dict, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(event_dict, default=str)
 
 
 def configure_logging(settings: Settings) -> None:
