@@ -22,12 +22,11 @@ def restored_gc() -> Iterator[None]:
 
 def test_startup_objects_are_frozen_and_young_collections_are_rarer(restored_gc: None) -> None:
     gc.unfreeze()
-    built_at_startup = [object() for _ in range(3)]  # stands for the app and everything it imported
+    built_at_startup: list[list[object]] = [[] for _ in range(3)]  # stands for what the app imported
     tune_garbage_collector()
-    assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() >= len(built_at_startup)
     assert gc.get_threshold() == GC_THRESHOLDS
-    assert GC_THRESHOLDS[0] > 700  # CPython's default, which collected several times per request
-    del built_at_startup
+    assert GC_THRESHOLDS[0] > 700  # CPython's default first threshold
 
 
 @pytest.mark.parametrize("tune", [True, False])
