@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import ColumnElement, RowMapping, Select, exists, false, true
+from sqlalchemy import ColumnElement, Select, exists, false, true
 from sqlalchemy import delete as sa_delete
 from sqlmodel import col, func, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -68,7 +69,7 @@ def _read_statement(*, with_viewer: bool) -> Select[*tuple[Any, ...]]:
     ).join(User, col(User.id) == col(Post.author_id))
 
 
-def _fields(row: RowMapping) -> dict[str, Any]:
+def _fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A PostRead as plain data, so a whole page is validated in one pydantic call."""
     return {
         "id": row["id"],
@@ -133,10 +134,8 @@ def _page_query(*, with_viewer: bool, mine: bool, by_author: bool, by_published:
 async def _page(
     database: Database, query: PageQuery, params: dict[str, Any], *, limit: int, offset: int
 ) -> Page[PostRead]:
-    rows, total = await database.read(
-        lambda connection: query.fetch(connection, {**params, "limit": limit, "offset": offset})
-    )
-    items = [_fields(row._mapping) for row in rows]
+    rows, total = await query.fetch(database, {**params, "limit": limit, "offset": offset})
+    items = [_fields(dict(zip(query.columns, row, strict=True))) for row in rows]
     return _PAGE.model_validate({"items": items, "total": total, "limit": limit, "offset": offset})
 
 

@@ -6,16 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Row, Select, SQLColumnExpression, String
+from sqlalchemy import BindParameter, ColumnElement, Select, SQLColumnExpression, String
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core.db import SQLITE_LOWER
+from keel.core.db import SQLITE_LOWER, Database
 
 
 def escape_like(term: str) -> str:
@@ -74,17 +73,22 @@ class PageQuery:
 
     page: Select[Any]
     count: Select[Any]
+    # The page's column names, in order; the total is the last column of every row.
+    columns: tuple[str, ...]
 
     @classmethod
     def of(cls, page: Select[Any], count: Select[Any]) -> PageQuery:
         # correlate(None): the count never depends on the row it rides along with.
-        return cls(page.add_columns(count.scalar_subquery().correlate(None).label(TOTAL)), count)
+        page = page.add_columns(count.scalar_subquery().correlate(None).label(TOTAL))
+        return cls(page, count, tuple(str(column.key) for column in page.selected_columns))
 
-    async def fetch(self, connection: AsyncConnection, params: dict[str, Any]) -> tuple[Sequence[Row[Any]], int]:
-        rows = (await connection.execute(self.page, params)).all()
+    async def fetch(self, database: Database, params: dict[str, Any]) -> tuple[Sequence[Sequence[Any]], int]:
+        """The page's rows (tuples in `columns` order) and the total."""
+        rows = await database.read_rows(self.page, params)
         if rows:
-            total: int = rows[0]._mapping[TOTAL]
+            total: int = rows[0][-1]
             return rows, total
         if not params.get("offset"):
             return rows, 0
-        return rows, (await connection.execute(self.count, params)).scalar_one()
+        (counted,) = await database.read_rows(self.count, params)
+        return rows, int(counted[0])

@@ -46,8 +46,8 @@ async def create(*, database: Database, owner_id: int, data: TodoCreate, claim: 
     now = utcnow()
     values = {**data.model_dump(), "owner_id": owner_id, "completed": False, "created_at": now, "updated_at": now}
     if claim is None:
-        async with database.autocommit() as connection:
-            return _todo_read((await connection.execute(_INSERT, values)).one())
+        (row,) = await database.write_rows(_INSERT, values)
+        return _todo_read(row)
     connection = await claim.session.connection()
     answer = _todo_read((await connection.execute(_INSERT, values)).one())
     claim.record(answer, status_code=201)
@@ -80,7 +80,7 @@ async def list_for_owner(
     """One page of the owner's list, read as plain columns (no ORM objects: nothing here is changed)."""
     query = _list_query(sort, by_completion=completed is not None, search=bool(q))
     params = {"owner_id": owner_id, "completed": completed, "pattern": like_pattern(q or ""), "limit": limit}
-    rows, total = await database.read(lambda connection: query.fetch(connection, {**params, "offset": offset}))
+    rows, total = await query.fetch(database, {**params, "offset": offset})
     # One validation for the whole page, from plain dicts: pydantic's core walks it in one call,
     # where 20 `model_validate(row)` calls would each read the row's attributes from Python.
     items = [dict(zip(_NAMES, row, strict=False)) for row in rows]  # rows also carry the total
