@@ -50,7 +50,6 @@ LOGIN_PATH = "/api/v1/auth/login"
 log = get_logger("keel.auth")
 
 
-
 async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -111,15 +110,35 @@ class _BearerAuth(OAuth2PasswordBearer):
 
 
 async def _authenticate(request: Request, token: str) -> Principal:
+    # A route can need both CurrentUser and OptionalUser (a vote: the post's visibility, the voter):
+    # the token is checked, and a write counted, once per request.
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     # Reads the app's state directly rather than through dependencies: this runs on every request.
     state = request.app.state
     try:
         claims = decode_access_token(state.settings, token)
     except TokenError as exc:
         raise (TokenExpired() if exc.expired else InvalidToken()) from None
-    principal = await session_service.authenticate(database=state.database, cache=state.session_cache, claims=claims)
+    write = None
+    if _counts_writes(request):
+        # The write limit is counted by the session check's own Redis round trip where it can be.
+        limiter: RateLimiter = state.rate_limiter
+        count = limiter.window_count("writes", str(claims.user_id))
+        write = session_service.WriteCount(limiter, count) if count is not None else None
+    principal = await session_service.authenticate(
+        database=state.database, cache=state.session_cache, claims=claims, write=write
+    )
     request.state.user_id = principal.user_id
+    request.state.principal = principal
+    request.state.write_counted = write is not None and write.counted
     return principal
+
+
+def _counts_writes(request: Request) -> bool:
+    """Whether the matched route draws on the write limit (it lists WriteRateLimit)."""
+    return WriteRateLimit in getattr(request.scope.get("route"), "dependencies", ())
 
 
 CurrentUser = Annotated[Principal, Depends(_BearerAuth(optional=False))]
@@ -266,6 +285,8 @@ async def _limit_refresh(
 
 
 async def _limit_writes(request: Request, user: CurrentUser) -> None:
+    if getattr(request.state, "write_counted", False):
+        return  # counted (or refused) with the session check, in the same round trip
     # The limiter from the app's state directly: one dependency fewer to solve on every write.
     limiter: RateLimiter = request.app.state.rate_limiter
     await limiter.hit("writes", str(user.user_id))

@@ -215,8 +215,8 @@ async def test_a_connection_error_invalidates_and_the_read_runs_on_a_new_connect
         ((before,),) = await database.read_rows(pid, {})
         monkeypatch.setattr(asyncpg.Connection, "fetch", flaky_fetch)
         ((after,),) = await database.read_rows(pid, {})  # failed once, invalidated, repeated
+        failures = iter([asyncpg.ConnectionDoesNotExistError("gone")])
         with pytest.raises(OperationalError) as raised:
-            failures = iter([asyncpg.ConnectionDoesNotExistError("gone")])
             await database.write_rows(pid, {})  # a write is never repeated
     finally:
         await database.dispose()

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import limits
 import pytest
+import time_machine
 from limits.aio.storage import MemoryStorage
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from keel.core.config import ConfigError, load_settings
 from keel.core.errors import RateLimited
 from keel.core.logging import configure_logging
-from keel.core.ratelimit import RULES, RateLimiter, Rule, limits_storage_uri
-from tests.conftest import base_settings
+from keel.core.ratelimit import KEY_PREFIX, RULES, RateLimiter, Rule, limits_storage_uri
+from keel.core.redis import create_redis
+from tests.conftest import base_settings, reset_redis
 
 
 class FlakyStorage(MemoryStorage):
@@ -205,3 +209,70 @@ class TestSettings:
             load_settings()
 
         assert str(raised.value).startswith(message)
+
+
+# --- the scripted write limit (WINDOW_SCRIPT) against a real Redis --------------------------------
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    await reset_redis(redis_url)
+    client = create_redis(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def scripted(redis: Redis, writes: str) -> RateLimiter:
+    parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
+    parsed["writes"] = limits.parse_many(writes)
+    return RateLimiter(parsed, redis=redis)
+
+
+class TestScriptedWindow:
+    async def test_a_moving_window_with_every_limit_and_the_real_wait(self, redis: Redis) -> None:
+        limiter = scripted(redis, "3/minute;4/hour")
+        with time_machine.travel(1_900_000_000, tick=False):
+            first = [await allowed(limiter, "writes", "7") for _ in range(4)]
+            assert await allowed(limiter, "writes", "8")  # another user's allowance
+        with time_machine.travel(1_900_000_030, tick=False), pytest.raises(RateLimited) as raised:
+            await limiter.hit("writes", "7")
+        # 30 s into the minute: the oldest counted request leaves the window in 30 s.
+        assert raised.value.headers["Retry-After"] == "30"
+        with time_machine.travel(1_900_000_061, tick=False):
+            # The minute freed its slots; the hour has 3 of 4 used, so one more goes through.
+            assert [await allowed(limiter, "writes", "7") for _ in range(2)] == [True, False]
+        assert first == [True, True, True, False]
+
+    async def test_counts_with_a_session_only_for_that_users_live_entry(self, redis: Redis) -> None:
+        limiter = scripted(redis, "100/minute")
+        now = 1_900_000_000
+        await redis.set("s:live", f"7|user|1|{now + 60}")
+        await redis.set("s:expired", f"7|user|1|{now - 1}")
+        await redis.set("s:revoked", "revoked")
+        counted = {}
+        with time_machine.travel(now, tick=False):
+            for key, user in [("s:live", 7), ("s:expired", 7), ("s:revoked", 7), ("s:missing", 7), ("s:live", 17)]:
+                count = limiter.window_count("writes", str(user))
+                assert count is not None
+                result = await limiter.run(count, session_key=key, user_prefix=f"{user}|")
+                counted[(key, user)] = (result.entry, result.counted)
+        assert counted == {
+            ("s:live", 7): (f"7|user|1|{now + 60}", True),
+            ("s:expired", 7): (f"7|user|1|{now - 1}", False),
+            ("s:revoked", 7): ("revoked", False),
+            ("s:missing", 7): (None, False),
+            ("s:live", 17): (f"7|user|1|{now + 60}", False),  # "17|" is not "7|": no prefix confusion
+        }
+        windows = [key async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")]
+        assert [await redis.llen(key) for key in windows] == [1]
+
+    async def test_a_redis_that_fails_hands_over_to_memory(self, tmp_path: Path) -> None:
+        unreachable = create_redis("redis://127.0.0.1:1/0")
+        try:
+            limiter = scripted(unreachable, "2/minute")
+            outcomes = [await allowed(limiter, "writes", "7") for _ in range(3)]
+            # Until the retry interval has passed it is not asked again: no window count is offered.
+            assert limiter.window_count("writes", "7") is None
+        finally:
+            await unreachable.aclose()
+        assert outcomes == [True, True, False]

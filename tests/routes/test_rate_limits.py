@@ -327,6 +327,59 @@ class TestWrites:
         assert read.status_code == 200  # reading is not limited, and the refused delete did nothing
         assert others_write.status_code == 201
 
+    async def test_a_write_with_a_revoked_session_is_refused_and_not_counted(self, settings: Settings) -> None:
+        async with (
+            serving(with_limits(settings, rate_limit_writes="2/minute")) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            account, old = await signed_in(limited, http)
+            first = await http.post("/api/v1/todos", json={"title": "one"}, headers=old.headers)
+            await http.post(f"{AUTH}/logout", headers=old.headers)
+            revoked = [
+                (await http.post("/api/v1/todos", json={"title": "x"}, headers=old.headers)).status_code
+                for _ in range(3)
+            ]
+            new = await login(http, account)
+            second = await http.post("/api/v1/todos", json={"title": "two"}, headers=new.headers)
+            third = await http.post("/api/v1/todos", json={"title": "three"}, headers=new.headers)
+
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert revoked == [401] * 3
+        assert_rate_limited(third, window=60)
+
+    async def test_a_write_costs_one_redis_round_trip_and_a_cache_miss_is_counted_once(
+        self, settings: Settings
+    ) -> None:
+        if settings.redis_url is None:
+            pytest.skip("the session cache and the shared write limit need Redis")
+        async with (
+            serving(with_limits(settings, rate_limit_writes="3/minute")) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            _, tokens = await signed_in(limited, http)
+            await http.get("/api/v1/todos", headers=tokens.headers)  # the session is now cached
+            redis = limited.state.redis
+            commands: list[str] = []
+            real_execute = redis.execute_command
+
+            async def counting(*args: Any, **options: Any) -> Any:
+                commands.append(str(args[0]))
+                return await real_execute(*args, **options)
+
+            redis.execute_command = counting
+            first = await http.post("/api/v1/todos", json={"title": "one"}, headers=tokens.headers)
+            cached_write = list(commands)
+            # The cache entry is gone (evicted, or Redis restarted): the database answers,
+            # and the write is counted on its own, once.
+            await redis.delete(*[key async for key in redis.scan_iter("keel:session:*")])
+            second = await http.post("/api/v1/todos", json={"title": "two"}, headers=tokens.headers)
+            third = await http.post("/api/v1/todos", json={"title": "three"}, headers=tokens.headers)
+            fourth = await http.post("/api/v1/todos", json={"title": "four"}, headers=tokens.headers)
+
+        assert cached_write == ["EVALSHA"]  # the session check and the count, together
+        assert (first.status_code, second.status_code, third.status_code) == (201, 201, 201)
+        assert_rate_limited(fourth, window=60)
+
 
 class TestTurnedOff:
     async def test_nothing_is_limited(self, settings: Settings) -> None:

@@ -25,6 +25,7 @@ from keel.core.audit import SecurityEvent
 from keel.core.db import Database
 from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
+from keel.core.ratelimit import RateLimiter, WindowCount, WindowResult
 from keel.core.security import AccessClaims
 from keel.models import Role, User, UserSession, utcnow
 
@@ -78,11 +79,19 @@ class SessionCache:
         try:
             raw = cast(str | None, await self.redis.get(self.prefix + session_id))
         except RedisError as exc:
-            log.warning("session_cache_unavailable", error=type(exc).__name__)
-            raise ServiceUnavailable("Sessions cannot be checked right now; try again shortly.") from exc
-        if raw is None or raw == _REVOKED:
-            return raw
-        return _SessionState.decode(raw)
+            raise _unavailable(exc) from exc
+        return _decoded(raw)
+
+    async def get_counting(
+        self, session_id: str, user_id: int, limiter: RateLimiter, count: WindowCount
+    ) -> tuple[_SessionState | str | None, WindowResult]:
+        """The entry, read by the script that also counts the request against `count` if it is that
+        user's live session: an authenticated write in one round trip (see keel.core.ratelimit)."""
+        try:
+            result = await limiter.run(count, session_key=self.prefix + session_id, user_prefix=f"{user_id}|")
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return _decoded(result.entry), result
 
     async def fill(self, session_id: str, state: _SessionState | str, ttl_seconds: int) -> None:
         value = state.encode() if isinstance(state, _SessionState) else state
@@ -111,12 +120,43 @@ class SessionCache:
             raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
 
 
-async def authenticate(*, database: Database, cache: SessionCache | None, claims: AccessClaims) -> Principal:
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    log.warning("session_cache_unavailable", error=type(exc).__name__)
+    return ServiceUnavailable("Sessions cannot be checked right now; try again shortly.")
+
+
+def _decoded(raw: str | None) -> _SessionState | str | None:
+    if raw is None or raw == _REVOKED:
+        return raw
+    return _SessionState.decode(raw)
+
+
+@dataclass(slots=True)
+class WriteCount:
+    """A write to count against the caller's limit while the session is checked; `counted` says if it was."""
+
+    limiter: RateLimiter
+    count: WindowCount
+    counted: bool = False
+
+
+async def authenticate(
+    *, database: Database, cache: SessionCache | None, claims: AccessClaims, write: WriteCount | None = None
+) -> Principal:
     """Turn verified token claims into a principal, or refuse a session that no longer counts.
 
-    With Redis this is one GET; the database is read (and the cache filled) only on a miss.
+    With Redis this is one GET; the database is read (and the cache filled) only on a miss. With
+    `write`, that same round trip also counts the request against the caller's write limit when
+    the session is found in the cache, and refuses it (429) when the limit is used up; on a miss
+    `write.counted` stays False and the caller counts it separately.
     """
-    state = await cache.get(claims.session_id) if cache else None
+    result: WindowResult | None = None
+    if cache is None:
+        state = None
+    elif write is not None:
+        state, result = await cache.get_counting(claims.session_id, claims.user_id, write.limiter, write.count)
+    else:
+        state = await cache.get(claims.session_id)
     if state is None:
         state = await database.read(lambda connection: _load_state(connection, claims.session_id))
         if cache is not None:
@@ -125,6 +165,9 @@ async def authenticate(*, database: Database, cache: SessionCache | None, claims
     now = int(datetime.now(UTC).timestamp())
     if not isinstance(state, _SessionState) or state.user_id != claims.user_id or state.expires_at <= now:
         raise SessionRevoked
+    if result is not None and write is not None:
+        result.refuse_if_full()
+        write.counted = result.counted
     return Principal(
         user_id=state.user_id, session_id=claims.session_id, role=state.role, is_verified=state.is_verified
     )
