@@ -103,7 +103,8 @@ class _Plan:
     sql: str
     names: tuple[str, ...]
     binds: tuple[Convert | None, ...]
-    results: tuple[Convert | None, ...]
+    # (column position, conversion) for only the result columns that have one
+    results: tuple[tuple[int, Convert], ...]
 
     @classmethod
     def compile(cls, statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _Plan:
@@ -115,7 +116,8 @@ class _Plan:
         names = tuple(compiled.positiontup)
         binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
         columns = statement.exported_columns if hasattr(statement, "exported_columns") else ()
-        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+        processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        results = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
         return cls(statement, str(compiled), names, binds, results)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
@@ -125,14 +127,12 @@ class _Plan:
             raise InvalidRequestError(f"A value is required for bind parameter {exc.args[0]!r}") from None
         return [value if bind is None else bind(value) for bind, value in zip(self.binds, values, strict=True)]
 
-    def rows(self, records: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
-        if not any(self.results):
-            return [tuple(record) for record in records]
-        converts = self.results
-        return [
-            tuple(value if convert is None else convert(value) for convert, value in zip(converts, record, strict=True))
-            for record in records
-        ]
+    def rows(self, records: list[asyncpg.Record]) -> list[list[Any]]:
+        rows = [list(record) for record in records]
+        for row in rows:
+            for index, convert in self.results:
+                row[index] = convert(row[index])
+        return rows
 
 
 # What asyncpg raises when the connection, not the statement, is the problem; but its InterfaceError
@@ -219,7 +219,7 @@ class Database:
             self._plans[(id(statement), keys)] = plan
         return plan
 
-    async def _run(self, plan: _Plan, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    async def _run(self, plan: _Plan, params: Mapping[str, Any]) -> list[list[Any]]:
         # Checked out and returned through the pool as any connection is (its checkout check included);
         # outside a transaction, as the autocommit connections are.
         pooled = await self.engine.raw_connection()
