@@ -103,6 +103,8 @@ async def test_rows_come_back_converted_the_way_the_orm_converts_them(app: FastA
     ]
     created = rows[0][2]
     assert created.tzinfo is UTC  # normalised by UTCDateTime, as on every other path
+    # A literal in a statement is bound with its own value, as SQLAlchemy binds it.
+    assert [list(row) for row in await database.read_rows(sa.select(sa.literal(41) + 1), {})] == [[42]]
     async with database.session() as session:
         stored = await session.get(Todo, todo_id)
     assert stored is not None
@@ -222,3 +224,27 @@ async def test_a_connection_error_invalidates_and_the_read_runs_on_a_new_connect
         await database.dispose()
     assert after != before
     assert raised.value.connection_invalidated
+
+
+async def test_a_timed_out_or_failing_statement_keeps_its_connection(postgres_url: str, tmp_path: Path) -> None:
+    # Errors of the statement, not of the connection: mapped for the handlers (503 for a timeout,
+    # 500 for anything else), and the one pooled connection goes on serving.
+    await reset_postgres(postgres_url)
+    database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
+    pid = sa.select(sa.func.pg_backend_pid())
+    try:
+        ((before,),) = await database.read_rows(pid, {})
+        await database.read_rows(sa.select(sa.func.set_config("statement_timeout", "50", False)), {})
+        with pytest.raises(OperationalError) as timed_out:
+            await database.read_rows(sa.select(sa.func.pg_sleep(1)), {})
+        with pytest.raises(DBAPIError) as failed:
+            await database.read_rows(sa.select(sa.func.keel_no_such_function()), {})
+        ((after,),) = await database.read_rows(pid, {})
+    finally:
+        await database.dispose()
+    assert isinstance(timed_out.value.orig, asyncpg.QueryCanceledError)
+    assert not timed_out.value.connection_invalidated
+    assert type(failed.value) is DBAPIError
+    assert isinstance(failed.value.orig, asyncpg.UndefinedFunctionError)
+    assert not failed.value.connection_invalidated
+    assert after == before

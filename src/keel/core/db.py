@@ -89,6 +89,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
 
 Convert = Callable[[Any], Any]
+_REQUIRED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,8 @@ class _Plan:
     statement: Executable  # the cache is keyed by its id(): keep it alive with its plan
     sql: str
     names: tuple[str, ...]
+    # The value a literal in the statement carries (`func.f(1)`, `.limit(20)`), else _REQUIRED
+    defaults: tuple[Any, ...]
     binds: tuple[Convert | None, ...]
     # (column position, conversion) for only the result columns that have one
     results: tuple[tuple[int, Convert], ...]
@@ -114,17 +117,19 @@ class _Plan:
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("statements with expanding (IN) parameters are not prebuilt")
         names = tuple(compiled.positiontup)
-        binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+        parameters = [compiled.binds[name] for name in names]
+        defaults = tuple(_REQUIRED if bind.required else bind.effective_value for bind in parameters)
+        binds = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in parameters)
         columns = statement.exported_columns if hasattr(statement, "exported_columns") else ()
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         results = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
-        return cls(statement, str(compiled), names, binds, results)
+        return cls(statement, str(compiled), names, defaults, binds, results)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        try:
-            values = [params[name] for name in self.names]
-        except KeyError as exc:
-            raise InvalidRequestError(f"A value is required for bind parameter {exc.args[0]!r}") from None
+        values = [params.get(name, default) for name, default in zip(self.names, self.defaults, strict=True)]
+        for name, value in zip(self.names, values, strict=True):
+            if value is _REQUIRED:
+                raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
         return [value if bind is None else bind(value) for bind, value in zip(self.binds, values, strict=True)]
 
     def rows(self, records: list[asyncpg.Record]) -> list[list[Any]]:
@@ -185,7 +190,7 @@ class Database:
             return await work(connection)
 
     async def read_rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """The rows of one prebuilt read-only statement, as tuples; repeated once on a connection that died.
+        """The rows of one prebuilt read-only statement, in column order; repeated once if its connection died.
 
         For the hot paths (a page of todos, the feed). With asyncpg the statement runs on the
         driver connection: SQLAlchemy's per-execution work (execution context, cursor adapter,
@@ -250,8 +255,6 @@ async def _translated(
     pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, exc: Exception
 ) -> DBAPIError:
     """asyncpg's error as the SQLAlchemy exception the error handlers know; a dead connection is dropped."""
-    if isinstance(exc, DBAPIError):
-        return exc
     refused_value = isinstance(exc, (asyncpg.DataError, ValueError))
     lost = (isinstance(exc, _CONNECTION_ERRORS) and not refused_value) or driver.is_closed()
     if lost:
