@@ -266,7 +266,7 @@ class TestScriptedWindow:
         windows = [key async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")]
         assert [await redis.llen(key) for key in windows] == [1]
 
-    async def test_a_redis_that_fails_hands_over_to_memory(self, tmp_path: Path) -> None:
+    async def test_a_redis_that_fails_hands_over_to_memory(self) -> None:
         unreachable = create_redis("redis://127.0.0.1:1/0")
         try:
             limiter = scripted(unreachable, "2/minute")

@@ -11,7 +11,7 @@ logged per outage, and Redis is tried again a few seconds later.
 
 The per-user write limit is counted in Redis by Keel's own script (``WINDOW_SCRIPT``) rather than
 by `limits`: the same script can first check the caller's cached session, so an authenticated
-write costs one Redis round trip, not two (see ``keel.services.session.SessionCache.check``).
+write costs one Redis round trip, not two (see ``keel.services.session.SessionCache.get_counting``).
 It is the same moving window, and falls back to memory the same way.
 """
 
@@ -86,10 +86,10 @@ return {entry, 1, '0'}
 
 @dataclass(frozen=True, slots=True)
 class WindowCount:
-    """One request to count against a scripted rule's windows in Redis: WINDOW_SCRIPT's keys and values."""
+    """One request to count against a scripted rule's windows in Redis: WINDOW_SCRIPT's lists and values."""
 
-    keys: list[str]
-    args: list[float]
+    keys: list[str]  # KEYS[2..n]
+    args: list[float]  # ARGV[2..n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +178,14 @@ class RateLimiter:
         if self._script is None or not self.enabled or time.monotonic() < self._skip_shared_until:
             return None
         items = self.rules[rule]
-        keys = ["", *(f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item in items)]
+        keys = [f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item in items]
         args = [time.time(), *(value for item in items for value in (item.amount, item.get_expiry()))]
         return WindowCount(keys, args)
 
     async def run(self, count: WindowCount, *, session_key: str = "", user_prefix: str = "") -> WindowResult:
         """Run WINDOW_SCRIPT; with a session key, it counts only for that user's live cached session."""
         assert self._script is not None
-        keys = [session_key, *count.keys[1:]]
+        keys = [session_key, *count.keys]
         entry, counted, wait = await self._script(keys=keys, args=[user_prefix, *count.args])
         return WindowResult(cast(str | None, entry), counted == 1, float(wait))
 

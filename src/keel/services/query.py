@@ -83,7 +83,7 @@ class PageQuery:
         return cls(page, count, tuple(str(column.key) for column in page.selected_columns))
 
     async def fetch(self, database: Database, params: dict[str, Any]) -> tuple[Sequence[Sequence[Any]], int]:
-        """The page's rows (tuples in `columns` order) and the total."""
+        """The page's rows (values in `columns` order) and the total."""
         rows = await database.read_rows(self.page, params)
         if rows:
             total: int = rows[0][-1]
