@@ -124,6 +124,24 @@ async def test_the_errors_are_the_ones_the_error_handlers_know(app: FastAPI) -> 
     assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []
 
 
+async def test_statements_written_together_land_together_or_not_at_all(app: FastAPI) -> None:
+    database: Database = app.state.database
+    owner = await create_user(app)
+
+    await database.write_together(
+        [(_INSERT, _todo_values(owner.id, title="First")), (_INSERT, _todo_values(owner.id, title="Second"))]
+    )
+    with pytest.raises(IntegrityError):  # the second refers to no user: the first goes with it
+        await database.write_together(
+            [(_INSERT, _todo_values(owner.id, title="Third")), (_INSERT, _todo_values(owner_id=999_999))]
+        )
+    with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'owner_id'"):
+        await database.write_together([(_INSERT, _todo_values(owner.id, title="Fourth")), (_BY_OWNER, {})])
+
+    rows = await database.read_rows(_BY_OWNER, {"owner_id": owner.id})
+    assert [row[0] for row in rows] == ["First", "Second"]
+
+
 async def test_a_naive_datetime_is_refused_before_it_is_sent(app: FastAPI) -> None:
     database: Database = app.state.database
     owner = await create_user(app)

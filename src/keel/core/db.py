@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -200,20 +200,35 @@ class Database:
         """
         if not self._direct:
             return await self.read(lambda connection: _all_rows(connection, statement, params))
-        plan = self._plan(statement, params)
+        steps = [(self._plan(statement, params), params)]
         try:
-            return await self._run(plan, params)
+            (rows,) = await self._run(steps)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        return await self._run(plan, params)
+            (rows,) = await self._run(steps)
+        return rows
 
     async def write_rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run one prebuilt write statement as its own transaction (never repeated); its RETURNING rows."""
         if not self._direct:
             async with self.autocommit() as connection:
                 return await _all_rows(connection, statement, params)
-        return await self._run(self._plan(statement, params), params)
+        (rows,) = await self._run([(self._plan(statement, params), params)])
+        return rows
+
+    async def write_together(self, steps: Sequence[tuple[Executable, Mapping[str, Any]]]) -> None:
+        """Run prebuilt write statements in order, in one transaction (never repeated).
+
+        For a short write of a few rows that must land together, where a session's unit of work
+        would cost more than the statements themselves.
+        """
+        if not self._direct:
+            async with self.engine.begin() as connection:
+                for statement, params in steps:
+                    await connection.execute(statement, dict(params))
+            return
+        await self._run([(self._plan(statement, params), params) for statement, params in steps], atomic=True)
 
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan:
         # An INSERT without explicit values compiles to the columns it is given: key by those too.
@@ -224,24 +239,32 @@ class Database:
             self._plans[(id(statement), keys)] = plan
         return plan
 
-    async def _run(self, plan: _Plan, params: Mapping[str, Any]) -> list[list[Any]]:
+    async def _run(
+        self, steps: Sequence[tuple[_Plan, Mapping[str, Any]]], *, atomic: bool = False
+    ) -> list[list[list[Any]]]:
+        """Each statement's rows; with `atomic`, all of them in one transaction, else each on its own."""
+        arguments = [plan.args(params) for plan, params in steps]  # a missing value fails before any I/O
         # Checked out and returned through the pool as any connection is (its checkout check included);
         # outside a transaction, as the autocommit connections are.
         pooled = await self.engine.raw_connection()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
-            args = plan.args(params)
+            sql = steps[0][0].sql
             try:
-                records = await driver.fetch(plan.sql, *args)
+                async with driver.transaction() if atomic else nullcontext():
+                    results = []
+                    for (plan, _), args in zip(steps, arguments, strict=True):
+                        sql = plan.sql
+                        results.append(plan.rows(await driver.fetch(sql, *args)))
             except Exception as exc:
-                raise await _translated(pooled, driver, plan.sql, exc) from exc
+                raise await _translated(pooled, driver, sql, exc) from exc
             except BaseException:
                 # Cancelled mid-statement: the connection's state is unknown, so it is not reused.
                 await greenlet_spawn(pooled.invalidate)
                 raise
         finally:
             await greenlet_spawn(pooled.close)
-        return plan.rows(records)
+        return results
 
     async def dispose(self) -> None:
         await self.engine.dispose()
