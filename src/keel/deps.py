@@ -264,8 +264,7 @@ async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, ip: ClientIP
     # Runs before any lookup or hashing and keys by the email as typed, so an address with no
     # account is limited exactly like one with an account: a 429 reveals nothing.
     address = ip or "unknown"
-    await limiter.hit("login_ip", address)
-    await limiter.hit("login", digest(form.username.strip().lower()), address)
+    await limiter.hit_together([("login_ip", [address]), ("login", [digest(form.username.strip().lower()), address])])
 
 
 async def _limit_refresh(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import limits
 import pytest
@@ -276,3 +277,34 @@ class TestScriptedWindow:
         finally:
             await unreachable.aclose()
         assert outcomes == [True, True, False]
+
+    async def test_a_sign_in_is_counted_against_both_of_its_rules_in_one_call_or_in_neither(self, redis: Redis) -> None:
+        parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
+        parsed["login"] = limits.parse_many("2/minute")
+        parsed["login_ip"] = limits.parse_many("3/minute")
+        limiter = RateLimiter(parsed, redis=redis)
+        calls = 0
+        run = limiter.run
+
+        async def counting_run(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await run(*args, **kwargs)
+
+        limiter.run = counting_run  # type: ignore[method-assign]
+
+        async def sign_in(account: str) -> bool:
+            try:
+                await limiter.hit_together([("login_ip", ["ip"]), ("login", [account, "ip"])])
+            except RateLimited:
+                return False
+            return True
+
+        with time_machine.travel(1_900_000_000, tick=False):
+            # The account's limit refuses the third; refused, it leaves the address's allowance alone.
+            assert [await sign_in("a") for _ in range(3)] == [True, True, False]
+            # So the address still has one sign-in left, for another account; then it is full.
+            assert [await sign_in("b"), await sign_in("c")] == [True, False]
+        assert calls == 5  # one script call per sign-in
+        lengths = {key: await redis.llen(key) async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")}
+        assert sorted(lengths.values()) == [1, 2, 3]  # account b, account a, the address

@@ -9,10 +9,12 @@ A Redis that fails must not turn abuse protection into an outage: that check is 
 memory instead (per process, so looser, but never a 500 and never a lockout), one warning is
 logged per outage, and Redis is tried again a few seconds later.
 
-The per-user write limit is counted in Redis by Keel's own script (``WINDOW_SCRIPT``) rather than
-by `limits`: the same script can first check the caller's cached session, so an authenticated
-write costs one Redis round trip, not two (see ``keel.services.session.SessionCache.get_counting``).
-It is the same moving window, and falls back to memory the same way.
+The per-user write limit and the two sign-in limits are counted in Redis by Keel's own script
+(``WINDOW_SCRIPT``) rather than by `limits`: the same script can first check the caller's cached
+session, so an authenticated write costs one Redis round trip, not two (see
+``keel.services.session.SessionCache.get_counting``), and it counts a sign-in against the
+per-address and the per-account limit in one. It is the same moving window, and falls back to
+memory the same way.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ log = get_logger("keel.ratelimit")
 
 Rule = Literal["login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes"]
 RULES: tuple[Rule, ...] = get_args(Rule)
-# Counted in Redis by WINDOW_SCRIPT, so that the session check can count them in the same round trip.
-SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes"})
+# Counted in Redis by WINDOW_SCRIPT: the session check counts a write in its own round trip, and a
+# sign-in is counted against both of its rules in one.
+SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes", "login", "login_ip"})
 
 # KEYS[1]: a session's cache entry, or unused; KEYS[2..n]: one list per limit of the rule, holding
 # the timestamps of the requests it counted, newest first.
@@ -140,10 +143,19 @@ class RateLimiter:
 
     async def hit(self, rule: Rule, *identifiers: str) -> None:
         """Count one request against every limit of ``rule``; raise ``RateLimited`` when one is used up."""
+        await self.hit_together([(rule, identifiers)])
+
+    async def hit_together(self, checks: Sequence[tuple[Rule, Sequence[str]]]) -> None:
+        """Count one request against several rules (each with its identifiers); 429 when one is used up.
+
+        When every rule is scripted, one script call counts the request in all of them or, when any
+        is full, in none. Otherwise the rules are counted in order, each through `limits`, and the
+        first full one refuses the request.
+        """
         if not self.enabled:
             return
-        if rule in SCRIPTED_RULES:
-            count = self.window_count(rule, *identifiers)
+        if all(rule in SCRIPTED_RULES for rule, _ in checks):
+            count = self._window_count(checks)
             if count is not None:
                 try:
                     result = await self.run(count)
@@ -153,10 +165,11 @@ class RateLimiter:
                     self._recovered()
                     result.refuse_if_full()
                     return
-        for item in self.rules[rule]:
-            reset_at = await self._hit(item, (rule, *identifiers))
-            if reset_at is not None:
-                raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
+        for rule, identifiers in checks:
+            for item in self.rules[rule]:
+                reset_at = await self._hit(item, (rule, *identifiers))
+                if reset_at is not None:
+                    raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
 
     async def _hit(self, item: limits.RateLimitItem, identifiers: tuple[str, ...]) -> float | None:
         if self._shared is not None and time.monotonic() >= self._skip_shared_until:
@@ -175,11 +188,14 @@ class RateLimiter:
         None when it is not counted there right now: limits turned off, no Redis, or Redis just
         failed (then ``hit`` counts in memory until it is tried again).
         """
+        return self._window_count([(rule, identifiers)])
+
+    def _window_count(self, checks: Sequence[tuple[Rule, Sequence[str]]]) -> WindowCount | None:
         if self._script is None or not self.enabled or time.monotonic() < self._skip_shared_until:
             return None
-        items = self.rules[rule]
-        keys = [f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item in items]
-        args = [time.time(), *(value for item in items for value in (item.amount, item.get_expiry()))]
+        windows = [(item, rule, identifiers) for rule, identifiers in checks for item in self.rules[rule]]
+        keys = [f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item, rule, identifiers in windows]
+        args = [time.time(), *(value for item, _, _ in windows for value in (item.amount, item.get_expiry()))]
         return WindowCount(keys, args)
 
     async def run(self, count: WindowCount, *, session_key: str = "", user_prefix: str = "") -> WindowResult:
