@@ -12,6 +12,7 @@ import time
 import pytest
 from pwdlib.hashers.bcrypt import BcryptHasher
 
+from keel.core.errors import ClientClosedRequest
 from keel.core.password_policy import MAX_LENGTH, check_password, is_common
 from keel.core.security import HASH_THREAD_NICENESS, PasswordHasher
 
@@ -95,6 +96,43 @@ class TestHashThreads:
         assert threading.get_native_id() not in {thread for thread, _ in seen}
         if sys.platform.startswith("linux"):
             assert {priority for _, priority in seen} == {min(main_priority + HASH_THREAD_NICENESS, 19)}
+
+    async def test_a_queued_check_whose_client_has_gone_is_dropped_when_it_is_next(self) -> None:
+        hasher = PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1, concurrency=1)
+        hashed = await hasher.hash("a password")
+        events: list[str] = []
+        real_verify = hasher._hash.verify_and_update
+
+        def observed_verify(password: str | bytes, hashed: str | bytes) -> tuple[bool, str | None]:
+            time.sleep(0.05)  # the others queue behind this one
+            events.append("hashed")
+            return real_verify(password, hashed)
+
+        async def client_gone() -> bool:
+            events.append("asked")
+            return True
+
+        hasher._hash.verify_and_update = observed_verify  # type: ignore[method-assign,assignment]
+        # With one thread: one check runs and one waits in the thread's queue, ready for it.
+        running = asyncio.create_task(hasher.verify("a password", hashed))
+        ready = asyncio.create_task(hasher.verify("a password", hashed))
+        await asyncio.sleep(0)
+        with pytest.raises(ClientClosedRequest):
+            await hasher.verify("a password", hashed, unless=client_gone)
+
+        assert await running == (True, None)
+        assert await ready == (True, None)
+        # The third was asked only once the first was done, and nothing was hashed for it.
+        assert events == ["hashed", "asked", "hashed"]
+
+    async def test_a_check_whose_client_is_still_there_is_hashed(self, hasher: PasswordHasher) -> None:
+        hashed = await hasher.hash("a password")
+
+        async def client_gone() -> bool:
+            return False
+
+        assert await hasher.verify("a password", hashed, unless=client_gone) == (True, None)
+        assert await hasher.verify("another", hashed, unless=client_gone) == (False, None)
 
 
 # Hashes 12 passwords at the default memory cost (19 MiB) through Keel's hasher, two at a time,

@@ -206,9 +206,9 @@ def count_password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         original: Callable[..., Awaitable[Any]] = getattr(PasswordHasher, name)
 
         def counting(original: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
-            async def wrapper(self: PasswordHasher, *args: Any) -> Any:
+            async def wrapper(self: PasswordHasher, *args: Any, **options: Any) -> Any:
                 calls.append(name)
-                return await original(self, *args)
+                return await original(self, *args, **options)
 
             return wrapper
 

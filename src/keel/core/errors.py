@@ -229,6 +229,19 @@ class IdempotencyKeyReused(KeelError):
         return {"errors": [{"loc": ["header", "Idempotency-Key"], "msg": self.detail, "type": self.code}]}
 
 
+# --- 499 -------------------------------------------------------------------------------------
+class ClientClosedRequest(KeelError):
+    """The client hung up before the work it asked for began; no one receives this answer.
+
+    499 is nginx's status for it: logs and metrics then tell an abandoned request from a failed one.
+    """
+
+    status = 499
+    code = "client_closed_request"
+    title = "Client closed request"
+    default_detail = "The client closed the connection before its request was served."
+
+
 # --- 503 -------------------------------------------------------------------------------------
 class ServiceUnavailable(KeelError):
     status = 503

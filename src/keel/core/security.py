@@ -12,13 +12,14 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import anyio
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
@@ -26,6 +27,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from keel.core.config import Settings
+from keel.core.errors import ClientClosedRequest
 from keel.core.logging import get_logger
 
 JWT_ALGORITHM = "HS256"
@@ -38,6 +40,10 @@ _T = TypeVar("_T")
 
 
 # --- passwords -------------------------------------------------------------------------------
+# Asked before a queued hash runs: has the one who asked for it gone?
+Abandoned = Callable[[], Awaitable[bool]]
+
+
 class PasswordHasher:
     """argon2id for new hashes; other argon2 parameters and bcrypt still verify and get upgraded.
 
@@ -59,19 +65,33 @@ class PasswordHasher:
         self._threads = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="keel-hash", initializer=_yield_to_the_event_loop
         )
+        # Hashes wait for their turn here, on the event loop, rather than in the executor's queue, so
+        # a verification whose client has gone by then can still be dropped (see `verify`). One more
+        # per thread may wait in the executor's queue, ready when its thread is done: a thread then
+        # never idles while the event loop gets round to handing it the next hash.
+        self._turns = anyio.Semaphore(2 * concurrency)
         self._dummy_hash: str | None = None
 
-    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        # In the caller's context, so anything logged there still carries the request id.
-        call = functools.partial(contextvars.copy_context().run, function, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    async def _run(self, function: Callable[..., _T], *args: Any, unless: Abandoned | None = None) -> _T:
+        async with self._turns:
+            if unless is not None and await unless():
+                raise ClientClosedRequest
+            # In the caller's context, so anything logged there still carries the request id.
+            call = functools.partial(contextvars.copy_context().run, function, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hash.hash, password)
 
-    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        """Check a password; the second value is a new hash when the stored one is outdated."""
-        return await self._run(self._verify_and_update, password, hashed)
+    async def verify(self, password: str, hashed: str, *, unless: Abandoned | None = None) -> tuple[bool, str | None]:
+        """Check a password; the second value is a new hash when the stored one is outdated.
+
+        With `unless`, asked once the hash is next in line: when it answers true (the client hung up
+        while the request queued behind other sign-ins), no hash is run and `ClientClosedRequest` is raised.
+        Under a burst of sign-ins, clients that time out would otherwise leave a backlog of hashes
+        nobody waits for, and every later sign-in would queue behind it.
+        """
+        return await self._run(self._verify_and_update, password, hashed, unless=unless)
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         if self._bcrypt.identify(hashed):
@@ -85,11 +105,11 @@ class PasswordHasher:
             log.error("unknown_password_hash_format")
             return False, None
 
-    async def dummy_verify(self, password: str) -> None:
+    async def dummy_verify(self, password: str, *, unless: Abandoned | None = None) -> None:
         """Spend the time of a real verification, so an unknown email answers as slowly as a known one."""
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-        await self.verify(password, self._dummy_hash)
+        await self.verify(password, self._dummy_hash, unless=unless)
 
 
 HASH_THREAD_NICENESS = 10
