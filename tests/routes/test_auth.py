@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlmodel import col, func, select, update
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.security import PasswordHasher
-from keel.models import User
+from keel.models import User, UserSession
 from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
 
 AUTH = "/api/v1/auth"
@@ -122,9 +122,9 @@ def count_calls(
     calls: list[tuple[Any, ...]] = []
     original: Callable[..., Awaitable[Any]] = getattr(PasswordHasher, name)
 
-    async def counting(self: PasswordHasher, *args: Any) -> Any:
+    async def counting(self: PasswordHasher, *args: Any, **options: Any) -> Any:
         calls.append(args)
-        return await original(self, *args)
+        return await original(self, *args, **options)
 
     monkeypatch.setattr(PasswordHasher, name, counting)
     return calls
@@ -371,6 +371,55 @@ class TestLogin:
         assert_problem(await login_response(client, account.email, account.password), 403, "inactive_user")
         # Without the right password, an inactive account looks like any other failure.
         assert_problem(await login_response(client, account.email, "Not-the-right-one-77"), 401, "invalid_credentials")
+
+    async def test_a_sign_in_whose_client_hung_up_is_dropped_before_the_hash(
+        self, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        account = await create_user(app)
+        verifications: list[str] = []
+        real_verify = PasswordHasher._verify_and_update
+
+        def observed_verify(self: PasswordHasher, password: str, hashed: str) -> tuple[bool, str | None]:
+            verifications.append(hashed)
+            return real_verify(self, password, hashed)
+
+        monkeypatch.setattr(PasswordHasher, "_verify_and_update", observed_verify)
+        body = f"username={account.email.replace('@', '%40')}&password={account.password}".encode()
+        incoming: list[dict[str, Any]] = [
+            {"type": "http.request", "body": body, "more_body": False},
+            {"type": "http.disconnect"},  # the client gave up waiting
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": f"{AUTH}/login",
+            "raw_path": f"{AUTH}/login".encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"content-type", b"application/x-www-form-urlencoded")],
+            "client": ("203.0.113.7", 51000),
+            "server": ("testserver", 80),
+            "state": {},
+        }
+        await app(scope, receive, send)
+
+        assert sent[0]["type"] == "http.response.start"
+        assert sent[0]["status"] == 499  # logged as the client's doing, not as a failure
+        assert verifications == []  # no hash was spent on it
+        database: Database = app.state.database
+        async with database.session() as session:
+            assert (await session.exec(select(func.count()).select_from(UserSession))).one() == 0
 
     async def test_each_login_opens_its_own_session(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         account = await create_user(app)

@@ -9,6 +9,7 @@ from keel.deps import (
     CacheDep,
     ClientIP,
     CurrentUser,
+    DatabaseDep,
     DispatcherDep,
     LoginFormDep,
     LoginRateLimit,
@@ -79,7 +80,7 @@ async def login(
     form: LoginFormDep,
     request: Request,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     ip: ClientIP,
     web: WebClient,
@@ -93,12 +94,13 @@ async def login(
     if web.opted_in:
         web.require_same_origin()  # before any password hashing
     issued = await auth_service.login(
-        session=session,
+        database=database,
         settings=settings,
         email=form.username,
         password=form.password,
         user_agent=request.headers.get("user-agent"),
         ip=ip,
+        client_gone=request.is_disconnected,
     )
     _no_store(response)
     return web.hand_over(response, issued) if web.opted_in else issued.pair

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
+from keel.core.db import Database
 from keel.core.errors import (
     InactiveUser,
     InvalidCredentials,
@@ -20,6 +25,7 @@ from keel.core.errors import (
     InvalidRefreshToken,
 )
 from keel.core.security import (
+    Abandoned,
     create_access_token,
     hash_refresh_token,
     new_refresh_token,
@@ -43,59 +49,86 @@ class IssuedTokens:
     refresh_expires_in: int
 
 
+# What a sign-in reads of the account, as plain columns; and what it writes.
+_ACCOUNT = sa.select(col(User.id), col(User.hashed_password), col(User.is_active)).where(
+    col(User.email) == sa.bindparam("email")
+)
+_REHASH = (
+    sa.update(User).where(col(User.id) == sa.bindparam("user_id")).values(hashed_password=sa.bindparam("rehashed"))
+)
+_NEW_SESSION = sa.insert(UserSession)
+_NEW_REFRESH_TOKEN = sa.insert(RefreshToken)
+
+
 async def login(
     *,
-    session: AsyncSession,
+    database: Database,
     settings: Settings,
     email: str,
     password: str,
     user_agent: str | None,
     ip: str | None,
+    client_gone: Abandoned | None = None,
 ) -> IssuedTokens:
-    """Check the credentials and open a new session. Unknown email and wrong password look the same."""
+    """Check the credentials and open a new session. Unknown email and wrong password look the same.
+
+    A few statements, and nothing held through the hash: the account is read outside any
+    transaction (a connection held through a queue of hashes would drain the pool for every other
+    request while sign-ins arrive faster than they can be hashed), then the new session and its
+    first refresh token are written in one short transaction, with the rehash when there is one.
+    With `client_gone`, a sign-in whose client hung up while it waited for the hash is dropped
+    before hashing (`ClientClosedRequest`).
+    """
     hasher = password_hasher(settings)
-    user = await user_service.get_by_email(session=session, email=email.strip())
-    # End the read before the hash: a connection held through a queue of hashes would drain the
-    # pool for every other request while logins arrive faster than they can be hashed.
-    await session.commit()
-    if user is None:
-        await hasher.dummy_verify(password)
+    account = await database.read_rows(_ACCOUNT, {"email": email.strip().lower()})
+    if not account:
+        await hasher.dummy_verify(password, unless=client_gone)
         # Not the submitted address: people sometimes type their password into that field.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="unknown_email", ip=ip)
         raise InvalidCredentials
-    valid, upgraded_hash = await hasher.verify(password, user.hashed_password)
+    ((user_id, hashed_password, is_active),) = account
+    valid, upgraded_hash = await hasher.verify(password, hashed_password, unless=client_gone)
     if not valid:
-        audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user.id, ip=ip)
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user_id, ip=ip)
         raise InvalidCredentials
-    if not user.is_active:
-        audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user.id, ip=ip)
+    if not is_active:
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
-    if upgraded_hash is not None:
-        user.hashed_password = upgraded_hash  # parameters changed or a legacy bcrypt hash
-        session.add(user)
-    assert user.id is not None
     now = utcnow()
-    user_session = UserSession(
-        id=new_session_id(),
-        user_id=user.id,
-        created_at=now,
-        last_used_at=now,
-        expires_at=now + timedelta(seconds=settings.session_absolute_ttl_seconds),
-        user_agent=(user_agent or "")[:255] or None,
-        ip=(ip or "")[:45] or None,
-    )
-    session.add(user_session)
-    await session.flush()  # the refresh token row refers to it
-    issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
-    await session.commit()
+    session_id = new_session_id()
+    expires_at = now + timedelta(seconds=settings.session_absolute_ttl_seconds)
+    refresh_token, token_hash = new_refresh_token()
+    new_session = {
+        "id": session_id,
+        "user_id": user_id,
+        "created_at": now,
+        "last_used_at": now,
+        "expires_at": expires_at,
+        "user_agent": (user_agent or "")[:255] or None,
+        "ip": (ip or "")[:45] or None,
+    }
+    writes: list[tuple[Executable, dict[str, Any]]] = [
+        (_NEW_SESSION, new_session),
+        (_NEW_REFRESH_TOKEN, {"token_hash": token_hash, "session_id": session_id, "created_at": now}),
+    ]
+    if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
+        writes.insert(0, (_REHASH, {"user_id": user_id, "rehashed": upgraded_hash}))
+    try:
+        await database.write_together(writes)
+    except IntegrityError as exc:
+        # The account was deleted while its password was being checked.
+        audit.record(SecurityEvent.LOGIN_FAILED, reason="account_gone", user_id=user_id, ip=ip)
+        raise InvalidCredentials from exc
     audit.record(
         SecurityEvent.LOGIN_SUCCEEDED,
-        user_id=user.id,
-        session_id=user_session.id,
+        user_id=user_id,
+        session_id=session_id,
         ip=ip,
         rehashed=upgraded_hash is not None,
     )
-    return issued
+    return _pair(
+        settings, user_id=user_id, session_id=session_id, expires_at=expires_at, refresh_token=refresh_token, now=now
+    )
 
 
 def _issue(
@@ -104,12 +137,26 @@ def _issue(
     """A new pair in a session whose `last_used_at` is `now`."""
     refresh_token, token_hash = new_refresh_token()
     session.add(RefreshToken(token_hash=token_hash, session_id=user_session.id, created_at=now))
+    return _pair(
+        settings,
+        user_id=user_id,
+        session_id=user_session.id,
+        expires_at=user_session.expires_at,
+        refresh_token=refresh_token,
+        now=now,
+    )
+
+
+def _pair(
+    settings: Settings, *, user_id: int, session_id: str, expires_at: datetime, refresh_token: str, now: datetime
+) -> IssuedTokens:
+    """The token pair of a session that ends at `expires_at`, issued `now`."""
     pair = TokenPair(
-        access_token=create_access_token(settings, user_id=user_id, session_id=user_session.id, now=now),
+        access_token=create_access_token(settings, user_id=user_id, session_id=session_id, now=now),
         refresh_token=refresh_token,
         expires_in=settings.access_token_ttl_seconds,
     )
-    remaining = int((user_session.expires_at - now).total_seconds())
+    remaining = int((expires_at - now).total_seconds())
     return IssuedTokens(pair=pair, refresh_expires_in=max(min(settings.session_idle_ttl_seconds, remaining), 0))
 
 
