@@ -15,15 +15,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import structlog
 from aiosmtpd.controller import Controller
 from pydantic import ValidationError
+from sqlmodel import col, func, select
 
 from keel.core.config import Settings
+from keel.core.db import Database
 from keel.core.logging import configure_logging
 from keel.core.mail import FileTransport, render, transport_for
+from keel.core.security import PasswordHasher
 from keel.main import create_app
-from keel.models import Role
+from keel.models import Role, User, UserSession
 from tests.conftest import base_settings
 from tests.factories import Account, Tokens, create_user, login, signed_in
 from tests.services.test_email_flows import (
@@ -232,6 +236,35 @@ class TestNoSecretInAnyLog:
         assert wrong["reason"] == "wrong_password"
         assert wrong["user_id"] == account.id
         assert not any("somebody.else@example.com" in line.lower() for line in logged.logs.lines)
+
+    async def test_an_account_deleted_while_its_password_was_checked_signs_no_one_in(
+        self, logged: Logged, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        app = logged.flow.app
+        account = await create_user(app)
+        real_verify = PasswordHasher.verify
+
+        async def verify_then_delete(self: PasswordHasher, *args: Any, **options: Any) -> tuple[bool, str | None]:
+            result = await real_verify(self, *args, **options)
+            database: Database = app.state.database
+            async with database.session() as session:
+                await session.exec(sa.delete(User).where(col(User.id) == account.id))
+                await session.commit()
+            return result
+
+        monkeypatch.setattr(PasswordHasher, "verify", verify_then_delete)
+        response = await logged.flow.client.post(
+            f"{AUTH}/login", data={"username": account.email, "password": account.password}
+        )
+
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "invalid_credentials"
+        (failed,) = logged.logs.events("login_failed")
+        assert (failed["reason"], failed["user_id"]) == ("account_gone", account.id)
+        assert logged.logs.events("login_succeeded") == []
+        database: Database = app.state.database
+        async with database.session() as session:
+            assert (await session.exec(select(func.count()).select_from(UserSession))).one() == 0
 
 
 class TestFileMailLink:
