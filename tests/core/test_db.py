@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -14,9 +15,12 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.queue import Empty
 from sqlmodel import col
 
-from keel.core.db import Database
+from keel.core.db import Database, FairAsyncPool, FairQueue
 from keel.models import Priority, Todo
 from tests.conftest import base_settings, reset_postgres
 from tests.factories import create_user
@@ -266,3 +270,64 @@ async def test_a_timed_out_or_failing_statement_keeps_its_connection(postgres_ur
     assert isinstance(failed.value.orig, asyncpg.UndefinedFunctionError)
     assert not failed.value.connection_invalidated
     assert after == before
+
+
+# --- the pool's queue: connections go to the checkouts in the order they began waiting ----------------
+async def _checkout(queue: FairQueue, seconds: float = 5) -> Any:
+    return await greenlet_spawn(queue.get, True, seconds)
+
+
+async def test_a_returned_connection_goes_to_the_oldest_waiter_and_never_to_a_newcomer() -> None:
+    queue = FairQueue(3)
+    waiters = []
+    for _ in range(3):
+        waiters.append(asyncio.create_task(_checkout(queue)))
+        await asyncio.sleep(0)  # each one waiting before the next arrives
+    first, second, third = (cast(ConnectionPoolEntry, object()) for _ in range(3))
+
+    queue.put_nowait(first)
+    # Handed over, not left idle: a checkout arriving before the oldest waiter runs finds nothing.
+    with pytest.raises(Empty):
+        queue.get_nowait()
+    queue.put_nowait(second)
+    queue.put_nowait(third)
+
+    assert [await waiter for waiter in waiters] == [first, second, third]
+    assert queue.qsize() == 0
+
+
+async def test_a_checkout_that_times_out_loses_nothing() -> None:
+    queue = FairQueue(2)
+    with pytest.raises(Empty):
+        await _checkout(queue, seconds=0.05)
+    connection = cast(ConnectionPoolEntry, object())
+    queue.put_nowait(connection)
+    assert queue.qsize() == 1  # idle for the next checkout, not handed to the one that gave up
+    assert await _checkout(queue) is connection
+
+
+async def test_a_connection_handed_to_a_cancelled_checkout_is_passed_on() -> None:
+    queue = FairQueue(2)
+    cancelled = asyncio.create_task(_checkout(queue))
+    await asyncio.sleep(0)
+    later = asyncio.create_task(_checkout(queue))
+    await asyncio.sleep(0)
+    connection = cast(ConnectionPoolEntry, object())
+    queue.put_nowait(connection)  # goes to the first waiter...
+    cancelled.cancel()  # ...which is cancelled before it could take it
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await later is connection
+
+
+async def test_postgres_engines_use_the_fair_queue(postgres_url: str, tmp_path: Path) -> None:
+    database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=2, db_max_overflow=0))
+    try:
+        assert isinstance(database.engine.pool, FairAsyncPool)
+        assert isinstance(database.engine.pool._pool, FairQueue)  # SQLAlchemy's own hook for the queue
+        # Five statements at once on two connections: each waits its turn and none fails.
+        rows = await asyncio.gather(*(database.read_rows(sa.select(sa.literal(n)), {}) for n in range(5)))
+        assert [row[0][0] for row in rows] == list(range(5))
+        assert database.engine.pool.checkedout() == 0
+    finally:
+        await database.dispose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,15 +22,88 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
+from sqlalchemy.util.queue import Empty, Full, QueueCommon
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
 
 _T = TypeVar("_T")
+
+
+class FairQueue(QueueCommon[ConnectionPoolEntry]):
+    """The pool's idle connections, each returned one handed straight to the checkout waiting longest.
+
+    SQLAlchemy's asyncio pool keeps them in an `asyncio.Queue`, where a checkout that arrives just
+    as a connection comes back takes it ahead of those already waiting, and a waiter that was woken
+    but lost that race queues again at the back. With more requests in flight than connections
+    (64 connections against a pool of 20 in the benchmark), the median stayed at 35 ms while 1%
+    of requests waited 1.5-6 s, some of them passed over again and again. Here nobody waits
+    behind a newcomer: a connection is only idle when no checkout is waiting.
+    """
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        self.maxsize = maxsize
+        self.use_lifo = use_lifo
+        self._idle: deque[ConnectionPoolEntry] = deque()
+        self._waiters: deque[asyncio.Future[ConnectionPoolEntry]] = deque()
+
+    def empty(self) -> bool:
+        return not self._idle
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self._idle)
+
+    def qsize(self) -> int:
+        return len(self._idle)
+
+    def put_nowait(self, item: ConnectionPoolEntry) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # else it timed out or was cancelled
+                waiter.set_result(item)
+                return
+        if self.full():
+            raise Full
+        self._idle.append(item)
+
+    def put(self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None) -> None:
+        self.put_nowait(item)  # the pool never waits to put: a connection beyond its size is closed
+
+    def get_nowait(self) -> ConnectionPoolEntry:
+        if not self._idle:
+            raise Empty
+        return self._idle.pop() if self.use_lifo else self._idle.popleft()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        if self._idle or not block:
+            return self.get_nowait()
+        waiter: asyncio.Future[ConnectionPoolEntry] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return await_(self._wait(waiter, timeout))
+
+    async def _wait(self, waiter: asyncio.Future[ConnectionPoolEntry], seconds: float | None) -> ConnectionPoolEntry:
+        try:
+            async with asyncio.timeout(seconds):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())  # handed one just as it gave up: pass it on
+            else:
+                with suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise Empty from exc  # the pool turns this into its own TimeoutError
+            raise
+
+
+class FairAsyncPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio pool with `FairQueue` for its idle connections (its own hook for the queue)."""
+
+    _queue_class = FairQueue
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -42,6 +117,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     asyncpg = url.get_driver_name() == "asyncpg"
     engine = create_async_engine(
         url,
+        poolclass=FairAsyncPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
