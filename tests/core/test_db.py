@@ -146,6 +146,27 @@ async def test_statements_written_together_land_together_or_not_at_all(app: Fast
     assert [row[0] for row in rows] == ["First", "Second"]
 
 
+async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(app: FastAPI) -> None:
+    database: Database = app.state.database
+    owner = await create_user(app)
+
+    async with database.transaction() as transaction:
+        ((_, title, *_),) = await transaction.rows(_INSERT, _todo_values(owner.id, title="Kept"))
+        # Inside the block the transaction sees its own write.
+        assert [row[0] for row in await transaction.rows(_BY_OWNER, {"owner_id": owner.id})] == ["Kept"]
+
+    async def change_of_mind() -> None:
+        async with database.transaction() as transaction:
+            await transaction.rows(_INSERT, _todo_values(owner.id, title="Undone"))
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await change_of_mind()
+
+    assert title == "Kept"
+    assert [row[0] for row in await database.read_rows(_BY_OWNER, {"owner_id": owner.id})] == ["Kept"]
+
+
 async def test_a_naive_datetime_is_refused_before_it_is_sent(app: FastAPI) -> None:
     database: Database = app.state.database
     owner = await create_user(app)
@@ -270,6 +291,34 @@ async def test_a_timed_out_or_failing_statement_keeps_its_connection(postgres_ur
     assert isinstance(failed.value.orig, asyncpg.UndefinedFunctionError)
     assert not failed.value.connection_invalidated
     assert after == before
+
+
+async def test_a_transaction_cancelled_inside_its_block_leaves_nothing_open_in_the_pool(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    await reset_postgres(postgres_url)
+    database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
+    setting = sa.select(sa.func.current_setting("statement_timeout"))
+    entered = asyncio.Event()
+
+    async def interrupted() -> None:
+        async with database.transaction() as transaction:
+            # Lasts until the transaction ends: seen afterwards, the transaction was left open.
+            await transaction.rows(sa.select(sa.func.set_config("statement_timeout", "1234", True)), {})
+            entered.set()
+            await asyncio.sleep(10)
+
+    try:
+        before = await database.read_rows(setting, {})
+        task = asyncio.create_task(interrupted())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await database.read_rows(setting, {}) == before
+        assert before != [["1234ms"]]
+    finally:
+        await database.dispose()
 
 
 # --- the pool's queue: connections go to the checkouts in the order they began waiting ----------------

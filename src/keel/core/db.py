@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -276,35 +276,59 @@ class Database:
         """
         if not self._direct:
             return await self.read(lambda connection: _all_rows(connection, statement, params))
-        steps = [(self._plan(statement, params), params)]
+        plan = self._plan(statement, params)
         try:
-            (rows,) = await self._run(steps)
+            return await self._run(plan, params)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-            (rows,) = await self._run(steps)
-        return rows
+        return await self._run(plan, params)
 
     async def write_rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run one prebuilt write statement as its own transaction (never repeated); its RETURNING rows."""
         if not self._direct:
             async with self.autocommit() as connection:
                 return await _all_rows(connection, statement, params)
-        (rows,) = await self._run([(self._plan(statement, params), params)])
-        return rows
+        return await self._run(self._plan(statement, params), params)
 
     async def write_together(self, steps: Sequence[tuple[Executable, Mapping[str, Any]]]) -> None:
-        """Run prebuilt write statements in order, in one transaction (never repeated).
+        """Run prebuilt write statements in order, in one transaction (never repeated)."""
+        async with self.transaction() as transaction:
+            for statement, params in steps:
+                await transaction.rows(statement, params)
 
-        For a short write of a few rows that must land together, where a session's unit of work
-        would cost more than the statements themselves.
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One transaction for prebuilt statements, committed when the block ends, else rolled back.
+
+        For a short piece of work of a few statements, where a session's unit of work would cost
+        more than the statements themselves (a sign-in, a token refresh). With asyncpg it runs on
+        the pooled driver connection as `read_rows` does; elsewhere in an ordinary transaction.
         """
         if not self._direct:
             async with self.engine.begin() as connection:
-                for statement, params in steps:
-                    await connection.execute(statement, dict(params))
+                yield Transaction(self, connection=connection)
             return
-        await self._run([(self._plan(statement, params), params) for statement, params in steps], atomic=True)
+        pooled = await self.engine.raw_connection()
+        try:
+            driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
+            transaction = driver.transaction()
+            await self._on_driver(pooled, driver, "BEGIN", transaction.start())
+            try:
+                yield Transaction(self, driver=(pooled, driver))
+            except Exception:
+                if not driver.is_closed():
+                    with suppress(Exception):  # the error that got here is the one to report
+                        await self._on_driver(pooled, driver, "ROLLBACK", transaction.rollback())
+                raise
+            except BaseException:
+                # Cancelled inside the block: the pool knows nothing of this transaction and would
+                # hand the connection out with it still open, so the connection is not reused.
+                await greenlet_spawn(pooled.invalidate)
+                raise
+            await self._on_driver(pooled, driver, "COMMIT", transaction.commit())
+        finally:
+            await greenlet_spawn(pooled.close)
 
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan:
         # An INSERT without explicit values compiles to the columns it is given: key by those too.
@@ -315,35 +339,60 @@ class Database:
             self._plans[(id(statement), keys)] = plan
         return plan
 
-    async def _run(
-        self, steps: Sequence[tuple[_Plan, Mapping[str, Any]]], *, atomic: bool = False
-    ) -> list[list[list[Any]]]:
-        """Each statement's rows; with `atomic`, all of them in one transaction, else each on its own."""
-        arguments = [plan.args(params) for plan, params in steps]  # a missing value fails before any I/O
+    async def _run(self, plan: _Plan, params: Mapping[str, Any]) -> list[list[Any]]:
+        args = plan.args(params)  # a missing value fails before any I/O
         # Checked out and returned through the pool as any connection is (its checkout check included);
         # outside a transaction, as the autocommit connections are.
         pooled = await self.engine.raw_connection()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
-            sql = steps[0][0].sql
-            try:
-                async with driver.transaction() if atomic else nullcontext():
-                    results = []
-                    for (plan, _), args in zip(steps, arguments, strict=True):
-                        sql = plan.sql
-                        results.append(plan.rows(await driver.fetch(sql, *args)))
-            except Exception as exc:
-                raise await _translated(pooled, driver, sql, exc) from exc
-            except BaseException:
-                # Cancelled mid-statement: the connection's state is unknown, so it is not reused.
-                await greenlet_spawn(pooled.invalidate)
-                raise
+            records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))
         finally:
             await greenlet_spawn(pooled.close)
-        return results
+        return plan.rows(records)
+
+    @staticmethod
+    async def _on_driver(
+        pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, work: Awaitable[_T]
+    ) -> _T:
+        """Await driver work, with asyncpg's errors as SQLAlchemy's and a dead connection dropped."""
+        try:
+            return await work
+        except Exception as exc:
+            raise await _translated(pooled, driver, sql, exc) from exc
+        except BaseException:
+            # Cancelled mid-statement: the connection's state is unknown, so it is not reused.
+            await greenlet_spawn(pooled.invalidate)
+            raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class Transaction:
+    """Prebuilt statements inside `Database.transaction`: on the driver connection, or through SQLAlchemy."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        connection: AsyncConnection | None = None,
+        driver: tuple[PoolProxiedConnection, asyncpg.Connection] | None = None,
+    ) -> None:
+        self._database = database
+        self._connection = connection
+        self._driver = driver
+
+    async def rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of one prebuilt statement (its RETURNING rows for a write), in column order."""
+        if self._driver is None:
+            assert self._connection is not None
+            result = await self._connection.execute(statement, dict(params))
+            return result.all() if result.returns_rows else []
+        pooled, driver = self._driver
+        plan = self._database._plan(statement, params)
+        args = plan.args(params)
+        return plan.rows(await Database._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args)))
 
 
 async def _all_rows(connection: AsyncConnection, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:
