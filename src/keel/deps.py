@@ -268,7 +268,7 @@ async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, ip: ClientIP
 
 
 async def _limit_refresh(
-    limiter: RateLimiterDep, ip: ClientIP, session: SessionDep, web: WebClient, data: RefreshRequest | None = None
+    limiter: RateLimiterDep, ip: ClientIP, database: DatabaseDep, web: WebClient, data: RefreshRequest | None = None
 ) -> None:
     # `data` must keep the name (and type) of the route's body parameter: FastAPI then reads one body.
     token = data.refresh_token if data is not None and data.refresh_token is not None else web.refresh_cookie
@@ -276,7 +276,7 @@ async def _limit_refresh(
         return
     # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a new
     # token. A token that belongs to no session is counted against the client's address instead.
-    session_id = await auth_service.session_of_refresh_token(session=session, refresh_token=token)
+    session_id = await auth_service.session_of_refresh_token(database=database, refresh_token=token)
     if session_id is None:
         await limiter.hit("refresh", "ip", ip or "unknown")
     else:

@@ -114,7 +114,7 @@ async def login(
 )
 async def refresh(
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
     web: WebClient,
@@ -128,7 +128,7 @@ async def refresh(
     """
     if data is not None and data.refresh_token is not None:
         issued = await auth_service.refresh(
-            session=session, cache=cache, settings=settings, refresh_token=data.refresh_token
+            database=database, cache=cache, settings=settings, refresh_token=data.refresh_token
         )
         _no_store(response)
         return issued.pair
@@ -137,7 +137,7 @@ async def refresh(
     web.require_same_origin()
     try:
         issued = await auth_service.refresh(
-            session=session, cache=cache, settings=settings, refresh_token=web.refresh_cookie
+            database=database, cache=cache, settings=settings, refresh_token=web.refresh_cookie
         )
     except InvalidRefreshToken as exc:
         web.clear_cookie_on(exc)

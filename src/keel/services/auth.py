@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
@@ -33,6 +33,7 @@ from keel.core.security import (
     password_hasher,
 )
 from keel.models import EmailKind, RefreshToken, User, UserSession, utcnow
+from keel.models.base import UTCDateTime
 from keel.schemas.auth import TokenPair
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
@@ -160,54 +161,86 @@ def _pair(
     return IssuedTokens(pair=pair, refresh_expires_in=max(min(settings.session_idle_ttl_seconds, remaining), 0))
 
 
-async def session_of_refresh_token(*, session: AsyncSession, refresh_token: str) -> str | None:
+# Refreshing: find a token's session (the rate limit's key), consume the token, check the session.
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+_TOKEN_SESSION = sa.select(col(RefreshToken.session_id)).where(
+    col(RefreshToken.token_hash) == sa.bindparam("token_hash")
+)
+_CONSUME = (
+    sa.update(RefreshToken)
+    .where(col(RefreshToken.token_hash) == sa.bindparam("hash"), col(RefreshToken.used_at).is_(None))
+    .values(used_at=_NOW)
+    .returning(col(RefreshToken.session_id))
+)
+_SESSION_STATE = (
+    sa.select(
+        col(UserSession.user_id),
+        col(UserSession.expires_at),
+        col(UserSession.last_used_at),
+        col(UserSession.revoked_at),
+        col(User.is_active),
+    )
+    .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
+    .where(col(UserSession.id) == sa.bindparam("session_id"))
+)
+_TOUCH_SESSION = sa.update(UserSession).where(col(UserSession.id) == sa.bindparam("session")).values(last_used_at=_NOW)
+
+
+async def session_of_refresh_token(*, database: Database, refresh_token: str) -> str | None:
     """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
-    statement = select(RefreshToken.session_id).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
-    return (await session.exec(statement)).one_or_none()
+    rows = await database.read_rows(_TOKEN_SESSION, {"token_hash": hash_refresh_token(refresh_token)})
+    return rows[0][0] if rows else None
 
 
 async def refresh(
-    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, refresh_token: str
+    *, database: Database, cache: SessionCache | None, settings: Settings, refresh_token: str
 ) -> IssuedTokens:
     """Consume a refresh token and issue a new pair in the same session.
 
     The consume is one conditional UPDATE, so of two concurrent refreshes only one can win.
     A token that was already consumed revokes its whole session: either a thief or the
-    rightful client is replaying it, and the session cannot tell which.
+    rightful client is replaying it, and the session cannot tell which. The consume, the
+    session check and the new token are one short transaction of prebuilt statements.
     """
     now = utcnow()
     token_hash = hash_refresh_token(refresh_token)
-    consumed = await session.exec(
-        update(RefreshToken)
-        .where(col(RefreshToken.token_hash) == token_hash, col(RefreshToken.used_at).is_(None))
-        .values(used_at=now)
-        .returning(col(RefreshToken.session_id))
+    new_token, new_hash = new_refresh_token()
+    consumed: Sequence[Sequence[Any]] = ()
+    state: Sequence[Any] | None = None
+    async with database.transaction() as transaction:
+        consumed = await transaction.rows(_CONSUME, {"hash": token_hash, "now": now})
+        if consumed:
+            session_id = consumed[0][0]
+            (state,) = await transaction.rows(_SESSION_STATE, {"session_id": session_id})  # its token refers to it
+            if _usable(state, settings=settings, now=now):
+                await transaction.rows(_TOUCH_SESSION, {"session": session_id, "now": now})
+                new_row = {"token_hash": new_hash, "session_id": session_id, "created_at": now}
+                await transaction.rows(_NEW_REFRESH_TOKEN, new_row)
+        # A session that has ended keeps the token consumed: this commits either way.
+    if state is None:
+        async with database.session() as session:
+            await _handle_unusable(session, cache, token_hash)
+        raise InvalidRefreshToken
+    user_id, expires_at = state[0], state[1]
+    if not _usable(state, settings=settings, now=now):
+        audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user_id, session_id=session_id)
+        raise InvalidRefreshToken
+    audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user_id, session_id=session_id)
+    return _pair(
+        settings, user_id=user_id, session_id=session_id, expires_at=expires_at, refresh_token=new_token, now=now
     )
-    session_id = consumed.scalar_one_or_none()
-    if session_id is None:
-        await _handle_unusable(session, cache, token_hash)
-        raise InvalidRefreshToken
-    row = (
-        await session.exec(
-            select(UserSession, User)
-            .join(User, col(User.id) == col(UserSession.user_id))
-            .where(UserSession.id == session_id)
-        )
-    ).one()
-    user_session, user = row
-    if not user.is_active or not session_service.is_live(
-        user_session, idle_seconds=settings.session_idle_ttl_seconds, now=now
-    ):
-        await session.commit()  # the token stays consumed
-        audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user.id, session_id=session_id)
-        raise InvalidRefreshToken
-    user_session.last_used_at = now
-    session.add(user_session)
-    assert user.id is not None
-    issued = _issue(session, settings, user_id=user.id, user_session=user_session, now=now)
-    await session.commit()
-    audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user.id, session_id=user_session.id)
-    return issued
+
+
+def _usable(state: Sequence[Any], *, settings: Settings, now: datetime) -> bool:
+    """Whether a session (a `_SESSION_STATE` row) may still be refreshed: live, and its user active."""
+    _, expires_at, last_used_at, revoked_at, is_active = state
+    return bool(is_active) and session_service.is_live_at(
+        revoked_at=revoked_at,
+        expires_at=expires_at,
+        last_used_at=last_used_at,
+        idle_seconds=settings.session_idle_ttl_seconds,
+        now=now,
+    )
 
 
 async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, token_hash: str) -> None:

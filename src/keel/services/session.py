@@ -188,11 +188,20 @@ async def _load_state(connection: AsyncConnection, session_id: str) -> _SessionS
 
 
 def is_live(user_session: UserSession, *, idle_seconds: int, now: datetime) -> bool:
-    return (
-        user_session.revoked_at is None
-        and user_session.expires_at > now
-        and (now - user_session.last_used_at).total_seconds() < idle_seconds
+    return is_live_at(
+        revoked_at=user_session.revoked_at,
+        expires_at=user_session.expires_at,
+        last_used_at=user_session.last_used_at,
+        idle_seconds=idle_seconds,
+        now=now,
     )
+
+
+def is_live_at(
+    *, revoked_at: datetime | None, expires_at: datetime, last_used_at: datetime, idle_seconds: int, now: datetime
+) -> bool:
+    """Not revoked, not past its absolute end, and used within the idle limit."""
+    return revoked_at is None and expires_at > now and (now - last_used_at).total_seconds() < idle_seconds
 
 
 async def list_active(*, session: AsyncSession, user_id: int, idle_seconds: int) -> list[UserSession]:
