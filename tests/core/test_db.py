@@ -13,7 +13,15 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InvalidRequestError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import greenlet_spawn
@@ -165,6 +173,23 @@ async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_
 
     assert title == "Kept"
     assert [row[0] for row in await database.read_rows(_BY_OWNER, {"owner_id": owner.id})] == ["Kept"]
+
+
+async def test_a_statement_that_failed_inside_a_transaction_spoils_it_even_if_caught(app: FastAPI) -> None:
+    database: Database = app.state.database
+    owner = await create_user(app)
+
+    async def carry_on_after_an_error() -> None:
+        async with database.transaction() as transaction:
+            await transaction.rows(_INSERT, _todo_values(owner.id, title="Before the error"))
+            with pytest.raises(IntegrityError):
+                await transaction.rows(_INSERT, _todo_values(owner_id=999_999))
+
+    # PostgreSQL would discard everything at COMMIT anyway and SQLite would keep the first row:
+    # on both, the block's end says so and nothing is kept.
+    with pytest.raises(InvalidRequestError, match="nothing was committed"):
+        await carry_on_after_an_error()
+    assert await database.read_rows(_BY_OWNER, {"owner_id": owner.id}) == []
 
 
 async def test_a_naive_datetime_is_refused_before_it_is_sent(app: FastAPI) -> None:
@@ -380,3 +405,29 @@ async def test_postgres_engines_use_the_fair_queue(postgres_url: str, tmp_path: 
         assert database.engine.pool.checkedout() == 0
     finally:
         await database.dispose()
+
+
+async def test_a_connection_handed_to_a_cancelled_checkout_goes_back_even_to_a_full_queue() -> None:
+    queue = FairQueue(1)
+    cancelled = asyncio.create_task(_checkout(queue))
+    await asyncio.sleep(0)
+    handed, returned = (cast(ConnectionPoolEntry, object()) for _ in range(2))
+    queue.put_nowait(handed)  # to the waiter...
+    queue.put_nowait(returned)  # ...and, nobody else waiting, the queue is full
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    # Neither is lost: the pool closes the surplus when the next one comes back.
+    assert queue.qsize() == 2
+    assert {queue.get_nowait(), queue.get_nowait()} == {handed, returned}
+
+
+async def test_a_checkout_whose_connection_came_as_its_time_ran_out_takes_it() -> None:
+    queue = FairQueue(1)
+    connection = cast(ConnectionPoolEntry, object())
+    waiting = asyncio.create_task(_checkout(queue, seconds=0.05))
+    await asyncio.sleep(0)
+    queue._waiters[0].set_result(connection)
+    await asyncio.sleep(0.06)  # the timeout fires before the waiter runs again
+    assert await waiting is connection
+    assert queue.qsize() == 0

@@ -40,7 +40,7 @@ class FairQueue(QueueCommon[ConnectionPoolEntry]):
     SQLAlchemy's asyncio pool keeps them in an `asyncio.Queue`, where a checkout that arrives just
     as a connection comes back takes it ahead of those already waiting, and a waiter that was woken
     but lost that race queues again at the back. With more requests in flight than connections
-    (64 connections against a pool of 20 in the benchmark), the median stayed at 35 ms while 1%
+    (64 client connections against a pool of 20 in the benchmark), the median stayed at 35 ms while 1%
     of requests waited 1.5-6 s, some of them passed over again and again. Here nobody waits
     behind a newcomer: a connection is only idle when no checkout is waiting.
     """
@@ -61,14 +61,19 @@ class FairQueue(QueueCommon[ConnectionPoolEntry]):
         return len(self._idle)
 
     def put_nowait(self, item: ConnectionPoolEntry) -> None:
+        if self._hand_over(item):
+            return
+        if self.full():
+            raise Full
+        self._idle.append(item)
+
+    def _hand_over(self, item: ConnectionPoolEntry) -> bool:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():  # else it timed out or was cancelled
                 waiter.set_result(item)
-                return
-        if self.full():
-            raise Full
-        self._idle.append(item)
+                return True
+        return False
 
     def put(self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None) -> None:
         self.put_nowait(item)  # the pool never waits to put: a connection beyond its size is closed
@@ -90,8 +95,15 @@ class FairQueue(QueueCommon[ConnectionPoolEntry]):
             async with asyncio.timeout(seconds):
                 return await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                self.put_nowait(waiter.result())  # handed one just as it gave up: pass it on
+            handed = waiter.done() and not waiter.cancelled()
+            if handed and isinstance(exc, TimeoutError):
+                return waiter.result()  # it came as the time ran out: take it
+            if handed:
+                # Cancelled just as one was handed over: pass it on. It is checked out in the pool's
+                # count, so it goes back even past `maxsize`; the pool closes the surplus on return.
+                item = waiter.result()
+                if not self._hand_over(item):
+                    self._idle.append(item)
             else:
                 with suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -230,7 +242,7 @@ class Database:
         # The same pool, for statements that need no transaction around them: no BEGIN and no
         # COMMIT/ROLLBACK round trip. A single statement still sees one snapshot and is atomic.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # With asyncpg, `read_rows` and `write_rows` run prebuilt statements on the driver itself.
+        # With asyncpg, `read_rows`, `write_rows` and `transaction` run prebuilt statements on the driver itself.
         self._direct = self.engine.dialect.driver == "asyncpg"
         self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
 
@@ -244,7 +256,7 @@ class Database:
         """A connection on which each statement commits on its own (see ``_autocommit``).
 
         For reads, and for a write that is one statement; anything that must be atomic across
-        statements belongs in a session's transaction.
+        statements belongs in a transaction (`transaction`, or a session's).
         """
         async with self._autocommit.connect() as connection:
             yield connection
@@ -304,10 +316,14 @@ class Database:
         For a short piece of work of a few statements, where a session's unit of work would cost
         more than the statements themselves (a sign-in, a token refresh). With asyncpg it runs on
         the pooled driver connection as `read_rows` does; elsewhere in an ordinary transaction.
+        A statement that failed spoils the transaction on every backend: even if the block caught
+        the error, nothing is committed and the block's end raises `InvalidRequestError`.
         """
         if not self._direct:
             async with self.engine.begin() as connection:
-                yield Transaction(self, connection=connection)
+                work = Transaction(self, connection=connection)
+                yield work
+                work.refuse_if_failed()
             return
         pooled = await self.engine.raw_connection()
         try:
@@ -315,16 +331,24 @@ class Database:
             transaction = driver.transaction()
             await self._on_driver(pooled, driver, "BEGIN", transaction.start())
             try:
-                yield Transaction(self, driver=(pooled, driver))
+                work = Transaction(self, driver=(pooled, driver))
+                yield work
+                work.refuse_if_failed()
             except Exception:
                 if not driver.is_closed():
-                    with suppress(Exception):  # the error that got here is the one to report
+                    try:
                         await self._on_driver(pooled, driver, "ROLLBACK", transaction.rollback())
+                    except Exception:  # the error that got here is the one to report
+                        # The pool knows nothing of this transaction: never hand it out still open.
+                        if pooled.is_valid:
+                            await greenlet_spawn(pooled.invalidate)
                 raise
             except BaseException:
                 # Cancelled inside the block: the pool knows nothing of this transaction and would
-                # hand the connection out with it still open, so the connection is not reused.
-                await greenlet_spawn(pooled.invalidate)
+                # hand the connection out with it still open, so the connection is not reused
+                # (a statement cancelled midway has dropped it already).
+                if pooled.is_valid:
+                    await greenlet_spawn(pooled.invalidate)
                 raise
             await self._on_driver(pooled, driver, "COMMIT", transaction.commit())
         finally:
@@ -382,17 +406,26 @@ class Transaction:
         self._database = database
         self._connection = connection
         self._driver = driver
+        self._failed = False
+
+    def refuse_if_failed(self) -> None:
+        if self._failed:
+            raise InvalidRequestError("a statement in this transaction failed; nothing was committed")
 
     async def rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of one prebuilt statement (its RETURNING rows for a write), in column order."""
-        if self._driver is None:
-            assert self._connection is not None
-            result = await self._connection.execute(statement, dict(params))
-            return result.all() if result.returns_rows else []
-        pooled, driver = self._driver
-        plan = self._database._plan(statement, params)
-        args = plan.args(params)
-        return plan.rows(await Database._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args)))
+        try:
+            if self._driver is None:
+                assert self._connection is not None
+                result = await self._connection.execute(statement, dict(params))
+                return result.all() if result.returns_rows else []
+            pooled, driver = self._driver
+            plan = self._database._plan(statement, params)
+            args = plan.args(params)
+            return plan.rows(await Database._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args)))
+        except Exception:
+            self._failed = True
+            raise
 
 
 async def _all_rows(connection: AsyncConnection, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:

@@ -86,8 +86,9 @@ class PasswordHasher:
     async def verify(self, password: str, hashed: str, *, unless: Abandoned | None = None) -> tuple[bool, str | None]:
         """Check a password; the second value is a new hash when the stored one is outdated.
 
-        With `unless`, asked once the hash is next in line: when it answers true (the client hung up
-        while the request queued behind other sign-ins), no hash is run and `ClientClosedRequest` is raised.
+        With `unless`, asked once the hash is admitted to its thread's short queue (at most one more
+        per thread ahead of it): when it answers true (the client hung up while the request queued
+        behind other sign-ins), no hash is run and `ClientClosedRequest` is raised.
         Under a burst of sign-ins, clients that time out would otherwise leave a backlog of hashes
         nobody waits for, and every later sign-in would queue behind it.
         """
