@@ -417,8 +417,7 @@ class Transaction:
         try:
             if self._driver is None:
                 assert self._connection is not None
-                result = await self._connection.execute(statement, dict(params))
-                return result.all() if result.returns_rows else []
+                return await _all_rows(self._connection, statement, params)
             pooled, driver = self._driver
             plan = self._database._plan(statement, params)
             args = plan.args(params)
@@ -429,7 +428,8 @@ class Transaction:
 
 
 async def _all_rows(connection: AsyncConnection, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:
-    return (await connection.execute(statement, dict(params))).all()
+    result = await connection.execute(statement, dict(params))
+    return result.all() if result.returns_rows else []  # a write without RETURNING has none
 
 
 async def _translated(

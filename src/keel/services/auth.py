@@ -132,22 +132,6 @@ async def login(
     )
 
 
-def _issue(
-    session: AsyncSession, settings: Settings, *, user_id: int, user_session: UserSession, now: datetime
-) -> IssuedTokens:
-    """A new pair in a session whose `last_used_at` is `now`."""
-    refresh_token, token_hash = new_refresh_token()
-    session.add(RefreshToken(token_hash=token_hash, session_id=user_session.id, created_at=now))
-    return _pair(
-        settings,
-        user_id=user_id,
-        session_id=user_session.id,
-        expires_at=user_session.expires_at,
-        refresh_token=refresh_token,
-        now=now,
-    )
-
-
 def _pair(
     settings: Settings, *, user_id: int, session_id: str, expires_at: datetime, refresh_token: str, now: datetime
 ) -> IssuedTokens:
@@ -205,14 +189,15 @@ async def refresh(
     now = utcnow()
     token_hash = hash_refresh_token(refresh_token)
     new_token, new_hash = new_refresh_token()
-    consumed: Sequence[Sequence[Any]] = ()
     state: Sequence[Any] | None = None
+    usable = False
     async with database.transaction() as transaction:
         consumed = await transaction.rows(_CONSUME, {"hash": token_hash, "now": now})
         if consumed:
             session_id = consumed[0][0]
             (state,) = await transaction.rows(_SESSION_STATE, {"session_id": session_id})  # its token refers to it
-            if _usable(state, settings=settings, now=now):
+            usable = _usable(state, settings=settings, now=now)
+            if usable:
                 await transaction.rows(_TOUCH_SESSION, {"session": session_id, "now": now})
                 new_row = {"token_hash": new_hash, "session_id": session_id, "created_at": now}
                 await transaction.rows(_NEW_REFRESH_TOKEN, new_row)
@@ -222,7 +207,7 @@ async def refresh(
             await _handle_unusable(session, cache, token_hash)
         raise InvalidRefreshToken
     user_id, expires_at = state[0], state[1]
-    if not _usable(state, settings=settings, now=now):
+    if not usable:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user_id, session_id=session_id)
         raise InvalidRefreshToken
     audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user_id, session_id=session_id)
