@@ -310,3 +310,74 @@ class TestConfigurationErrors:
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("keel: configuration error: KEEL_ACCESS_TOKEN_TTL_SECONDS")
         assert result.stderr.count("\n") == 1
+
+
+class TestServePublicUrl:
+    """Outside production, mailed links follow the address `keel serve` listens on unless one is configured."""
+
+    @pytest.fixture
+    def served(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+        """What the app would see: the public URL it builds links from, read as the app reads it."""
+        seen: dict[str, str] = {}
+
+        def fake_run(*_args: object, **_kwargs: object) -> None:
+            seen["public_url"] = get_settings().public_url
+
+        monkeypatch.setattr(uvicorn, "run", fake_run)
+        monkeypatch.setattr("keel.migrations.upgrade", lambda *_args, **_kwargs: None)
+        return seen
+
+    @pytest.mark.parametrize(
+        ("host", "expected"),
+        [
+            ("127.0.0.1", "http://127.0.0.1:8771"),
+            ("0.0.0.0", "http://127.0.0.1:8771"),
+            ("::", "http://[::1]:8771"),
+            ("::1", "http://[::1]:8771"),
+            ("localhost", "http://localhost:8771"),
+            ("keel.internal", "http://keel.internal:8771"),
+        ],
+    )
+    def test_the_default_follows_host_and_port(
+        self, run: RunCli, served: dict[str, str], host: str, expected: str
+    ) -> None:
+        # KEEL_PUBLIC_URL=None: unset while serving, and put back as it was afterwards.
+        result = run("serve", "--host", host, "--port", "8771", KEEL_PUBLIC_URL=None)
+
+        assert result.exit_code == 0, result.output
+        assert served["public_url"] == expected
+
+    def test_the_default_port_gives_the_documented_default(self, run: RunCli, served: dict[str, str]) -> None:
+        result = run("serve", KEEL_PUBLIC_URL=None)
+
+        assert result.exit_code == 0, result.output
+        assert served["public_url"] == "http://127.0.0.1:8000"
+
+    def test_a_configured_public_url_wins(self, run: RunCli, served: dict[str, str]) -> None:
+        result = run("serve", "--port", "8771", KEEL_PUBLIC_URL="https://keel.example.com/")
+
+        assert result.exit_code == 0, result.output
+        assert served["public_url"] == "https://keel.example.com"
+
+    def test_a_public_url_from_the_env_file_wins(self, run: RunCli, served: dict[str, str]) -> None:
+        Path(".env").write_text("KEEL_PUBLIC_URL=https://keel.example.com\n")
+
+        result = run("serve", "--port", "8771", KEEL_PUBLIC_URL=None)
+
+        assert result.exit_code == 0, result.output
+        assert served["public_url"] == "https://keel.example.com"
+
+    def test_production_keeps_its_rule(self, run: RunCli, served: dict[str, str]) -> None:
+        result = run(
+            "serve",
+            "--port",
+            "8771",
+            KEEL_PUBLIC_URL=None,
+            KEEL_ENVIRONMENT="production",
+            KEEL_SECRET_KEY="0123456789abcdef0123456789abcdef-real-key",
+            KEEL_DATABASE_URL="postgresql+asyncpg://keel@127.0.0.1:1/keel",
+            KEEL_SMTP_HOST="127.0.0.1",
+        )
+
+        assert result.exit_code == 0, result.output
+        assert served["public_url"] == "http://127.0.0.1:8000"

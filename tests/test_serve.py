@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -141,3 +144,58 @@ def test_logout_is_refused_by_every_worker(server: Server, postgres_url: str, re
 
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
+
+
+def test_mailed_links_point_at_the_port_keel_serve_listens_on(tmp_path: Path) -> None:
+    """No KEEL_PUBLIC_URL, a port other than 8000: the verification link in the .eml opens this server."""
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    mail_dir = tmp_path / "data" / "mail"
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
+        "KEEL_SECRET_KEY": TEST_SECRET,
+        "KEEL_DATA_DIR": str(tmp_path / "data"),
+        "KEEL_ENVIRONMENT": "test",
+        "KEEL_EMAIL_DELIVERY": "in-process",
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,  # no .env of the machine running the tests
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        account = {"email": "port@example.com", "username": "port_follower", "password": "a sturdy keel holds 42 knots"}
+        assert httpx.post(f"{base_url}/api/v1/auth/register", json=account, timeout=10).status_code == 202
+
+        deadline = time.monotonic() + 20
+        while not list(mail_dir.glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (mail,) = mail_dir.glob("*.eml")
+        message = email.message_from_bytes(mail.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        assert f"{base_url}/verify-email?token=" in text, text
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -13,7 +13,7 @@ import typer
 import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core.config import ConfigError, Settings, get_settings
+from keel.core.config import ConfigError, Settings, get_settings, listening_url
 from keel.core.logging import configure_logging
 from keel.core.metrics import reset_multiprocess_dir
 
@@ -45,6 +45,12 @@ def serve(
     from keel.migrations import upgrade
 
     settings = _settings_or_exit()
+    if not settings.public_url_configured and not settings.is_production:
+        # Mailed links must open this server. The app (and every worker or reloaded process,
+        # which inherit the environment) reads its settings from the environment.
+        os.environ["KEEL_PUBLIC_URL"] = listening_url(host, port)
+        get_settings.cache_clear()
+        settings = _settings_or_exit()
     upgrade(settings)
     reset_multiprocess_dir()  # a no-op unless PROMETHEUS_MULTIPROC_DIR is set
     uvicorn.run(

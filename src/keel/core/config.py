@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import lru_cache
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None
+    # Outside production, `keel serve` replaces this default with the address it listens on.
     public_url: str = "http://127.0.0.1:8000"
 
     # Email: SMTP when KEEL_SMTP_HOST is set, else one .eml file per message in the data folder.
@@ -114,6 +116,12 @@ class Settings(BaseSettings):
             return parse_networks(value)
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _strip_public_url(cls, value: str) -> str:
+        # Here rather than in the model validator: an assignment there would mark the field as set.
+        return value.rstrip("/")
+
     @field_validator(
         "rate_limit_login",
         "rate_limit_login_ip",
@@ -142,6 +150,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'keel.db'}"
+
+    @property
+    def public_url_configured(self) -> bool:
+        """Whether KEEL_PUBLIC_URL came from the environment, `.env` or the caller, not the default."""
+        return "public_url" in self.model_fields_set
 
     @property
     def is_sqlite(self) -> bool:
@@ -187,7 +200,6 @@ class Settings(BaseSettings):
                 )
         elif self.secret_key is None:
             self.secret_key = SecretStr(_load_or_create_dev_secret(self.data_dir))
-        self.public_url = self.public_url.rstrip("/")
         for origin in self.cors_origin_list:
             if origin == "*":
                 raise ValueError(
@@ -201,6 +213,21 @@ class Settings(BaseSettings):
         if self.session_absolute_ttl_seconds < self.session_idle_ttl_seconds:
             raise ValueError("KEEL_SESSION_ABSOLUTE_TTL_SECONDS must be >= KEEL_SESSION_IDLE_TTL_SECONDS")
         return self
+
+
+def listening_url(host: str, port: int) -> str:
+    """The address a browser on this machine reaches a server listening on HOST and PORT at.
+
+    A wildcard address (0.0.0.0, ::) is not one a browser can open: it stands for this machine,
+    whose loopback address of the same family is always among those listened on.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}"  # a name, such as localhost
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
 def _refuse_weak_secret(secret: SecretStr | None) -> None:
