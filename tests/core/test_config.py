@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from keel.core.config import SECRET_FILE_NAME, ConfigError, Settings, load_settings
+from tests.conftest import TEST_SECRET
 
 GOOD_SECRET = "0123456789abcdef0123456789abcdef-a-real-random-key"
 POSTGRES_URL = "postgresql+asyncpg://keel@db.internal:5432/keel"
@@ -72,9 +75,59 @@ class TestProduction:
         assert "KEEL_SECRET_KEY" in message
         assert fragment in message
 
-    @pytest.mark.parametrize("secret", ["k" * 32, "é" * 16], ids=["32-ascii", "32-bytes-utf8"])
-    def test_accepts_a_32_byte_secret(self, tmp_path: Path, secret: str) -> None:
-        assert production(tmp_path, secret_key=secret).secret == secret.encode()
+    @pytest.mark.parametrize(
+        "secret",
+        [
+            "a" * 32,
+            "k" * 64,
+            "ab" * 16,
+            "abc" * 20,
+            "0123456789" * 4,
+            "password" * 5,
+            "é" * 16,
+        ],
+        ids=["32-a", "64-k", "abab", "abcabc", "repeated-digits", "repeated-word", "32-bytes-utf8"],
+    )
+    def test_refuses_a_guessable_secret_however_long(self, tmp_path: Path, secret: str) -> None:
+        with pytest.raises(ValidationError) as caught:
+            production(tmp_path, secret_key=secret)
+
+        message = str(caught.value)
+        assert "KEEL_SECRET_KEY" in message
+        assert "guessable" in message
+        assert "secrets.token_urlsafe(48)" in message
+
+    @pytest.mark.parametrize("secret", ["short", "x" * 31], ids=["short", "31-bytes"])
+    def test_the_refusal_says_how_to_generate_a_key(self, tmp_path: Path, secret: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(
+                environment="production",
+                data_dir=tmp_path,
+                secret_key=secret,
+                database_url=POSTGRES_URL,
+                smtp_host="smtp.internal",
+            )
+
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith("KEEL_SECRET_KEY")
+        assert 'python -c "import secrets; print(secrets.token_urlsafe(48))"' in message
+        assert secret not in message
+
+    @pytest.mark.parametrize(
+        "make",
+        [lambda: secrets.token_urlsafe(32), lambda: secrets.token_hex(32), lambda: secrets.token_urlsafe(48)],
+        ids=["token_urlsafe(32)", "token_hex(32)", "token_urlsafe(48)"],
+    )
+    def test_accepts_a_random_secret(self, tmp_path: Path, make: Callable[[], str]) -> None:
+        # Many draws: a random key must never be taken for a guessable one.
+        for _ in range(200):
+            secret = make()
+            assert production(tmp_path, secret_key=secret).secret == secret.encode()
+
+    def test_accepts_the_secrets_the_other_tests_run_production_with(self, tmp_path: Path) -> None:
+        for secret in (GOOD_SECRET, TEST_SECRET, "0123456789abcdef0123456789abcdef-real-key"):
+            assert production(tmp_path, secret_key=secret).secret == secret.encode()
 
     @pytest.mark.parametrize(
         "database_url",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import secrets
+import zlib
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +23,9 @@ Environment = Literal["development", "test", "production"]
 
 SECRET_FILE_NAME = "secret_key"
 MIN_SECRET_BYTES = 32
+# A random key of 32 bytes (token_urlsafe(32), token_hex(32)) estimates at 185 bits or more.
+MIN_SECRET_BITS = 128
+GENERATE_SECRET = 'generate one: python -c "import secrets; print(secrets.token_urlsafe(48))"'
 # Values people paste from examples; refusing them outside development stops a
 # deployment from signing tokens with a key printed in a tutorial.
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "change_me", "secret", "secret-key", "your-secret-key"}
@@ -232,15 +238,28 @@ def listening_url(host: str, port: int) -> str:
 
 def _refuse_weak_secret(secret: SecretStr | None) -> None:
     if secret is None:
-        raise ValueError(
-            "KEEL_SECRET_KEY must be set in production "
-            "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
+        raise ValueError(f"KEEL_SECRET_KEY must be set in production; {GENERATE_SECRET}")
     value = secret.get_secret_value()
     if value.strip().lower() in _PLACEHOLDER_SECRETS or "change" in value.lower():
-        raise ValueError("KEEL_SECRET_KEY is a placeholder; generate a random one")
+        raise ValueError(f"KEEL_SECRET_KEY is a placeholder; {GENERATE_SECRET}")
     if len(value.encode()) < MIN_SECRET_BYTES:
-        raise ValueError(f"KEEL_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
+        raise ValueError(f"KEEL_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long; {GENERATE_SECRET}")
+    if estimated_entropy_bits(value) < MIN_SECRET_BITS:
+        raise ValueError(f"KEEL_SECRET_KEY is guessable (repeated or too few different characters); {GENERATE_SECRET}")
+
+
+def estimated_entropy_bits(value: str) -> float:
+    """A rough estimate of a key's entropy: the smaller of two estimates that each miss something.
+
+    The characters' Shannon entropy times the length sees a small alphabet ("abab...") but not a
+    repeated run of many characters ("0123456789" four times); the size of the key compressed with
+    deflate sees repetition but prices every character it cannot match at 8 bits or so.
+    """
+    counts = Counter(value)
+    shannon = -sum(n * math.log2(n / len(value)) for n in counts.values())
+    raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    compressed = raw_deflate.compress(value.encode()) + raw_deflate.flush()
+    return min(shannon, 8.0 * len(compressed))
 
 
 def _load_or_create_dev_secret(data_dir: Path) -> str:
