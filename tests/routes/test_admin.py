@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlmodel import col, func, select
 
+from keel.core.db import Database
 from keel.core.security import decode_access_token
-from keel.models import Role
+from keel.models import Role, User
 from keel.services import session as session_service
 from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
 
@@ -537,3 +540,65 @@ class TestDeleteUser:
         _, tokens = await signed_in_admin(app, client)
 
         assert_problem(await client.delete(admin_user_url(424242), headers=tokens.headers), 404, "user_not_found")
+
+
+async def active_admins(app: FastAPI) -> int:
+    database: Database = app.state.database
+    async with database.session() as session:
+        statement = select(func.count()).select_from(User).where(User.role == Role.ADMIN, col(User.is_active))
+        return (await session.exec(statement)).one()
+
+
+# Each admin removes themselves, all at once: one of them must be refused. Removing oneself keeps the
+# outcome exact, since no request can find its own session already ended by another.
+SELF_REMOVALS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("PATCH", "/api/v1/admin/users/{me}", {"role": "user"}),
+    ("PATCH", "/api/v1/admin/users/{me}", {"is_active": False}),
+    ("DELETE", "/api/v1/admin/users/{me}", None),
+    ("DELETE", ME, {"password": "{password}"}),
+]
+
+
+class TestLastAdminUnderConcurrency:
+    @pytest.mark.parametrize(
+        ("method", "path", "body"), SELF_REMOVALS, ids=["demote", "deactivate", "admin-delete", "delete-own"]
+    )
+    async def test_simultaneous_self_removals_leave_one_admin(
+        self, app: FastAPI, client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+    ) -> None:
+        admins = [await signed_in_admin(app, client) for _ in range(6)]
+
+        def request(account: Account, tokens: Tokens) -> Any:
+            json = {key: account.password if value == "{password}" else value for key, value in (body or {}).items()}
+            return client.request(method, path.format(me=account.id), json=json or None, headers=tokens.headers)
+
+        responses = await asyncio.gather(*(request(account, tokens) for account, tokens in admins))
+
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses.count(409) == 1, statuses
+        assert len([s for s in statuses if s in (200, 204)]) == len(admins) - 1, statuses
+        assert_problem(next(r for r in responses if r.status_code == 409), 409, "last_admin")
+        assert await active_admins(app) == 1
+
+    async def test_two_admins_demoting_each_other_keep_one(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        leftover: Account | None = None
+        for _ in range(3):
+            first, first_tokens = await signed_in_admin(app, client)
+            second, second_tokens = await signed_in_admin(app, client)
+            if leftover is not None:  # back to exactly two active admins
+                response = await client.patch(
+                    admin_user_url(leftover.id), json={"role": "user"}, headers=first_tokens.headers
+                )
+                assert response.status_code == 200, response.text
+
+            responses = await asyncio.gather(
+                client.patch(admin_user_url(second.id), json={"role": "user"}, headers=first_tokens.headers),
+                client.patch(admin_user_url(first.id), json={"role": "user"}, headers=second_tokens.headers),
+            )
+
+            statuses = [response.status_code for response in responses]
+            assert statuses.count(200) == 1, statuses
+            # The loser is refused by the guard, or (if the winner's demotion came first) finds its session ended.
+            assert {status for status in statuses if status != 200} <= {401, 409}, statuses
+            assert await active_admins(app) == 1
+            leftover = first if statuses[0] == 200 else second

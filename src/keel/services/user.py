@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, func, or_, select
+from sqlalchemy.orm import aliased
+from sqlmodel import col, delete, exists, func, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
@@ -127,29 +128,56 @@ async def delete_own(
     valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
     if not valid:
         raise InvalidCredentialsInput
-    await _ensure_not_last_admin(session, user, losing_admin=True)
     await _delete(session, cache, user)
     audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
 
 
 async def _delete(session: AsyncSession, cache: SessionCache | None, user: User) -> None:
     assert user.id is not None
+    await _guard_last_admin(session, user.id)
     await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
     # Sessions, refresh tokens (and later todos, posts, votes) go by ON DELETE CASCADE.
     await session.exec(delete(User).where(col(User.id) == user.id))
     await session.commit()
 
 
-async def _ensure_not_last_admin(session: AsyncSession, user: User, *, losing_admin: bool) -> None:
-    if not (losing_admin and user.role is Role.ADMIN and user.is_active):
-        return
-    others = await session.exec(
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.ADMIN, User.is_active == True, User.id != user.id)  # noqa: E712
+# Any change that can take away an active administrator holds this PostgreSQL advisory lock (for
+# the rest of its transaction) before it checks that another one remains. Without it, two admins
+# demoting each other at once each see the other still active (READ COMMITTED) and both succeed.
+ADMIN_GUARD_LOCK = 0x6B65656C_61646D6E  # "keeladmn"
+
+
+async def _guard_last_admin(session: AsyncSession, user_id: int) -> None:
+    """Refuse (409) to go on if this account is the last active admin; else go on, serialised.
+
+    Call it before the change's first write: the check is itself a write (a conditional UPDATE of
+    the account's row), so on SQLite it takes the database's single write lock and sees the latest
+    data, and no other change can come between it and this transaction's commit. PostgreSQL
+    needs the advisory lock as well, which the other side's transaction holds until it commits.
+    Nothing is written when it refuses; the transaction is rolled back.
+    """
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await session.exec(select(func.pg_advisory_xact_lock(ADMIN_GUARD_LOCK)))
+    other = aliased(User)
+    another_admin = exists().where(
+        col(other.role) == Role.ADMIN, col(other.is_active).is_(True), col(other.id) != user_id
     )
-    if others.one() == 0:
-        raise LastAdmin
+    result = await session.exec(
+        update(User)
+        .where(
+            col(User.id) == user_id,
+            or_(col(User.role) != Role.ADMIN, col(User.is_active).is_(False), another_admin),
+        )
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        return
+    await session.rollback()
+    if (await session.exec(select(User.id).where(User.id == user_id))).first() is None:
+        raise UserNotFound
+    raise LastAdmin
 
 
 async def list_users(
@@ -179,14 +207,14 @@ async def admin_update(
     """Change role, activation or verification. A role change or deactivation ends every session."""
     user = await get(session=session, user_id=user_id)
     changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
+    if changes.get("role", Role.ADMIN) is not Role.ADMIN or changes.get("is_active") is False:
+        await _guard_last_admin(session, user_id)
+        await session.refresh(user)  # decide on the account as it is now, not as first read
     role_changed = "role" in changes and changes["role"] != user.role
     deactivated = changes.get("is_active") is False and user.is_active
     reactivated = changes.get("is_active") is True and not user.is_active
     previous_role = user.role
     verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
-    await _ensure_not_last_admin(
-        session, user, losing_admin=(role_changed and changes["role"] is not Role.ADMIN) or deactivated
-    )
     if role_changed or deactivated:
         await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
     user.sqlmodel_update(changes)
@@ -221,7 +249,6 @@ async def admin_update(
 
 async def admin_delete(*, session: AsyncSession, cache: SessionCache | None, user_id: int, actor_id: int) -> None:
     user = await get(session=session, user_id=user_id)
-    await _ensure_not_last_admin(session, user, losing_admin=True)
     await _delete(session, cache, user)
     audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=actor_id)
 
