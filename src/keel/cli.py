@@ -14,6 +14,7 @@ import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import ConfigError, Settings, get_settings, listening_url
+from keel.core.files import private_dir
 from keel.core.logging import configure_logging
 from keel.core.metrics import reset_multiprocess_dir
 
@@ -167,7 +168,7 @@ def worker(
     argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--queues=keel"]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     configure(settings).worker_main(argv)
 
 

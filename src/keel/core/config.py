@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keel.core.client_ip import IPNetwork, parse_networks
+from keel.core.files import PRIVATE_FILE_MODE, private_dir
 from keel.core.web_session import origin_of
 
 Environment = Literal["development", "test", "production"]
@@ -267,11 +268,11 @@ def _load_or_create_dev_secret(data_dir: Path) -> str:
     path = data_dir / SECRET_FILE_NAME
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     value = secrets.token_urlsafe(48)
     # O_EXCL: if two workers start at once, the loser reads the winner's file.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as handle:

@@ -30,6 +30,7 @@ from sqlalchemy.util.queue import Empty, Full, QueueCommon
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
+from keel.core.files import create_private_file
 
 _T = TypeVar("_T")
 
@@ -122,7 +123,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.sqlalchemy_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            # Created before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+            create_private_file(Path(url.database))
         engine = create_async_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine

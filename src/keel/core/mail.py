@@ -16,6 +16,7 @@ import anyio
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from keel.core.config import Settings
+from keel.core.files import private_dir, write_private_file
 from keel.core.logging import get_logger
 from keel.models.base import utcnow
 
@@ -87,10 +88,14 @@ class FileTransport:
 
     async def send(self, mail: Mail) -> None:
         message = to_message(mail, self.sender)
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
-        await anyio.Path(path).write_bytes(bytes(message))
+        # The file holds a live link: readable by Keel's own user only, like its folder.
+        await anyio.to_thread.run_sync(self._write, path, bytes(message))
         log.info("email_written", path=str(path), subject=mail.subject, link=mail.link if self.log_links else None)
+
+    def _write(self, path: Path, content: bytes) -> None:
+        private_dir(self.directory)
+        write_private_file(path, content)
 
 
 class SmtpTransport:
