@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
@@ -21,7 +21,7 @@ from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
 from keel.core.metrics import Metrics
-from keel.core.problems import install_error_handlers, route_method_index
+from keel.core.problems import http_error, install_error_handlers, route_method_index
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
@@ -204,10 +204,58 @@ def _mount_web(app: FastAPI) -> None:
     app.mount("/static", _WebStatic(directory=WEB_DIR / "static"), name="static")
     for path in WEB_PAGES:
         app.add_api_route(path, _shell, methods=["GET"], include_in_schema=False)
+    # Starlette looks up a handler by status before one by exception class: this one sees every
+    # unknown path (and any other HTTPException 404) first, and hands the API's back.
+    app.add_exception_handler(404, _not_found)
 
 
 async def _shell() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", headers=WEB_HEADERS)
+
+
+# Paths that belong to programs, not people: an unknown one is a problem document whatever the
+# client accepts.
+NOT_PAGES = ("/api", "/static", "/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """An unknown address opened in a browser gets the UI, whose router shows "Page not found".
+
+    The status stays 404, so link checkers, crawlers and monitors still see a missing page;
+    browsers render the body whatever the status. Everyone else gets the problem document.
+    """
+    path = request.url.path
+    if (
+        request.method in ("GET", "HEAD")
+        and not any(path == prefix or path.startswith(f"{prefix}/") for prefix in NOT_PAGES)
+        and _prefers_html(request.headers.get("accept", ""))
+    ):
+        return FileResponse(WEB_DIR / "index.html", status_code=404, headers=WEB_HEADERS)
+    return await http_error(request, exc)
+
+
+def _prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks HTML above JSON, as a browser opening a page does.
+
+    Wildcards count for neither: `*/*` is what API clients and scripts send.
+    """
+    html = json = 0.0
+    for item in accept.split(","):
+        media_type, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media_type = media_type.lower()
+        if media_type in ("text/html", "application/xhtml+xml"):
+            html = max(html, quality)
+        elif media_type in ("application/json", "application/problem+json"):
+            json = max(json, quality)
+    return html > json
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -110,3 +110,19 @@ def test_the_watch_sees_a_csp_violation(visit: Visit) -> None:
     visit.page.wait_for_timeout(200)
 
     assert any("Content Security Policy" in problem for problem in visit.watch.problems), visit.watch.problems
+
+
+@pytest.mark.parametrize("path", ["/nope", "/settings"])
+def test_an_unknown_address_shows_the_apps_page_not_found(visit: Visit, path: str) -> None:
+    page = visit.page
+
+    response = page.goto(visit.keel.url + path)
+
+    assert response is not None
+    assert response.status == 404  # still a missing page for crawlers and link checkers
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(page).to_have_title("Not found · Keel")
+    page.get_by_role("link", name="Back to the feed").click()
+    expect(page).to_have_url(visit.keel.url + "/")
+    assert visit.watch.problems == []
+    assert set(visit.watch.http_errors) <= {404}

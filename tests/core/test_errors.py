@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,35 @@ class TestValidationErrors:
         errors = body["errors"]
         assert isinstance(errors, list)
         assert [(error["loc"], error["type"]) for error in errors] == [(["path", "user_id"], "int_parsing")]
+
+    async def test_no_operation_lists_the_same_error_twice(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        # A body, form field or parameter read by a dependency as well as by its route is validated
+        # twice, once for each; the problem must still name each mistake once.
+        _, tokens = await signed_in(app, client)
+        operations = [
+            (method.upper(), path, operation)
+            for path, item in app.openapi()["paths"].items()
+            if path.startswith(API_PREFIX)
+            for method, operation in item.items()
+            if method in HTTP_METHODS
+        ]
+        invalid: dict[str, list[tuple[str, ...]]] = {}
+        for method, path, operation in operations:
+            url = re.sub(r"\{[^}]+\}", "%00", path)
+            query = {
+                parameter["name"]: "\x00" for parameter in operation.get("parameters", ()) if parameter["in"] == "query"
+            }
+            content = operation.get("requestBody", {}).get("content", {})
+            body: dict[str, Any] = {"json": [1]} if "application/json" in content else {"data": {}} if content else {}
+            response = await client.request(method, url, params=query, headers=tokens.headers, **body)
+            if response.status_code == 422 and response.json()["code"] == "validation_error":
+                invalid[f"{method} {path}"] = [
+                    (json.dumps(error["loc"]), error["msg"], error["type"]) for error in response.json()["errors"]
+                ]
+
+        assert {label for label, errors in invalid.items() if len(errors) != len(set(errors))} == set()
+        # The sweep reached the operations whose input a dependency also reads.
+        assert {"POST /api/v1/auth/refresh", "POST /api/v1/auth/login", "POST /api/v1/auth/logout"} <= set(invalid)
 
     async def test_a_password_confirming_an_action_is_not_echoed(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         _, tokens = await signed_in(app, client)

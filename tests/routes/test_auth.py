@@ -609,13 +609,34 @@ class TestRefresh:
         [
             # No token at all is a 401, not a 422: the refresh cookie may stand in (test_auth_cookie.py).
             pytest.param({"refresh_token": 123}, id="not-a-string"),
-            pytest.param({"refresh_token": ""}, id="empty"),
-            pytest.param({"refresh_token": "x" * 257}, id="too-long"),
             pytest.param({"refresh_token": "abc", "user_id": 1}, id="extra-field"),
         ],
     )
     async def test_malformed_body(self, app: FastAPI, client: httpx.AsyncClient, body: dict[str, object]) -> None:
         assert_problem(await client.post(f"{AUTH}/refresh", json=body), 422, "validation_error")
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            pytest.param("", id="empty"),
+            pytest.param("x" * 257, id="257-chars"),
+            pytest.param("x" * 4096, id="at-the-bound"),
+            pytest.param("x" * 100_000, id="far-past-the-bound"),
+        ],
+    )
+    async def test_any_string_that_is_not_a_live_refresh_token_is_401(
+        self, app: FastAPI, client: httpx.AsyncClient, token: str
+    ) -> None:
+        assert_problem(await refresh(client, token), 401, "invalid_refresh_token")
+
+    async def test_an_access_token_sent_as_the_refresh_token_is_401(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        _, tokens = await signed_in(app, client)
+        assert len(tokens.access) > 256  # longer than any refresh token, as the probe that found this sent
+
+        assert_problem(await refresh(client, tokens.access), 401, "invalid_refresh_token")
+        await assert_session_alive(client, tokens)
 
 
 # --- logout ----------------------------------------------------------------------------------
@@ -652,6 +673,22 @@ class TestLogout:
         assert response.status_code == 204, response.text
         await assert_session_ended(client, tokens)
         await assert_session_alive(client, victim)
+
+    @pytest.mark.parametrize(
+        "handed_in", ["the access token", "x" * 4096, ""], ids=["access-token", "at-the-bound", "empty"]
+    )
+    async def test_a_string_that_is_not_a_refresh_token_handed_in_still_logs_out(
+        self, app: FastAPI, client: httpx.AsyncClient, handed_in: str
+    ) -> None:
+        account, tokens = await signed_in(app, client)
+        other = await login(client, account)
+        token = tokens.access if handed_in == "the access token" else handed_in
+
+        response = await client.post(f"{AUTH}/logout", headers=tokens.headers, json={"refresh_token": token})
+
+        assert response.status_code == 204, response.text
+        await assert_session_ended(client, tokens)
+        await assert_session_alive(client, other)
 
     async def test_requires_a_token(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         response = await client.post(f"{AUTH}/logout")

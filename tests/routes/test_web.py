@@ -11,6 +11,8 @@ import pytest
 from keel.main import CONTENT_SECURITY_POLICY, WEB_DIR, WEB_PAGES
 from tests.factories import assert_problem
 
+# What Chromium and Firefox send when a person opens an address.
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 SCRIPTS = sorted((WEB_DIR / "static").rglob("*.js"))
 HTML = sorted(WEB_DIR.rglob("*.html"))
 
@@ -55,6 +57,74 @@ class TestShell:
         client_routes = set(re.findall(r'^route\("([^"]+)"', app_js, flags=re.MULTILINE))
 
         assert client_routes == {path.replace("{post_id}", ":id") for path in WEB_PAGES}
+
+
+class TestUnknownPaths:
+    """A person who opens an unknown address sees the app's "Page not found"; a program gets a problem."""
+
+    @pytest.mark.parametrize("path", ["/nope", "/settings", "/todos/extra/parts", "/admin"])
+    @pytest.mark.parametrize("accept", [BROWSER_ACCEPT, "text/html"], ids=["browser", "html"])
+    async def test_a_browser_navigation_gets_the_shell_with_a_404(
+        self, client: httpx.AsyncClient, path: str, accept: str
+    ) -> None:
+        response = await client.get(path, headers={"Accept": accept})
+
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="/static/js/app.js"></script>' in response.text
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-cache"
+
+    async def test_a_head_request_from_a_browser_gets_the_404_shell_headers(self, client: httpx.AsyncClient) -> None:
+        response = await client.head("/nope", headers={"Accept": BROWSER_ACCEPT})
+
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.content == b""
+
+    @pytest.mark.parametrize(
+        "accept",
+        [
+            "application/json",
+            "application/problem+json",
+            "*/*",
+            "",
+            "application/json, text/html;q=0.5",
+            "text/html;q=0",
+        ],
+        ids=["json", "problem", "any", "none", "json-preferred", "html-refused"],
+    )
+    async def test_an_api_client_keeps_the_problem(self, client: httpx.AsyncClient, accept: str) -> None:
+        headers = {"Accept": accept} if accept else {}
+        response = await client.get("/nope", headers=headers)
+
+        assert_problem(response, 404, "not_found")
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/api",
+            "/api/v1/nope",
+            "/api/v2/todos",
+            "/health/live",
+            "/ready/now",
+            "/metrics/x",
+            "/docs/nope",
+            "/redoc/nope",
+            "/openapi.json/x",
+            "/static/nope.js",
+        ],
+    )
+    async def test_the_api_and_operational_paths_keep_the_problem_even_for_a_browser(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        assert_problem(await client.get(path, headers={"Accept": BROWSER_ACCEPT}), 404, "not_found")
+
+    async def test_a_form_post_to_an_unknown_path_keeps_the_problem(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/nope", data={"a": "b"}, headers={"Accept": BROWSER_ACCEPT})
+
+        assert_problem(response, 404, "not_found")
 
 
 class TestStaticFiles:

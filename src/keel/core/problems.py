@@ -16,9 +16,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 
+from keel.core import audit
+from keel.core.audit import SecurityEvent
+from keel.core.client_ip import client_ip_of
 from keel.core.context import current_request_id
-from keel.core.errors import KeelError
+from keel.core.db import Outage
+from keel.core.errors import DatabaseUnavailable, KeelError
 from keel.core.logging import get_logger
+from keel.core.metrics import route_label
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -89,10 +94,33 @@ def payload_too_large_response(limit: int, path: str) -> JSONResponse:
     )
 
 
+# A refusal is worth watching (someone probing the admin API, forging cross-site requests, guessing
+# passwords): each one is a security event, counted in the metrics as the others are.
+_REFUSALS = {403: SecurityEvent.FORBIDDEN, 429: SecurityEvent.RATE_LIMITED}
+
+
+def _record_refusal(request: Request, status: int, code: str) -> None:
+    event = _REFUSALS.get(status)
+    if event is None:
+        return
+    settings = getattr(request.app.state, "settings", None)
+    audit.record(
+        event,
+        level="warning",
+        code=code,
+        method=request.method,
+        route=route_label(request.scope),
+        # Set by the authentication dependency, when it ran before the refusal.
+        user_id=getattr(request.state, "user_id", None),
+        client_ip=client_ip_of(request.scope, getattr(settings, "trusted_proxies", ())),
+    )
+
+
 async def _keel_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeelError)
     if exc.status >= 500:
         log.warning("request_failed", code=exc.code, detail=exc.detail)
+    _record_refusal(request, exc.status, exc.code)
     return problem_response(
         status=exc.status,
         code=exc.code,
@@ -104,7 +132,8 @@ async def _keel_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The problem for an HTTPException that Starlette or FastAPI raised (an unknown path, say)."""
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     phrase = HTTPStatus(status).phrase
@@ -112,9 +141,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers) if exc.headers else {}
     if status == 405:
         headers["Allow"] = _allowed_methods(request)
+    code = _HTTP_CODES.get(status, "http_error")
+    _record_refusal(request, status, code)
     return problem_response(
         status=status,
-        code=_HTTP_CODES.get(status, "http_error"),
+        code=code,
         detail=detail,
         instance=request.url.path,
         headers=headers or None,
@@ -146,14 +177,14 @@ def _default_detail(status: int, request: Request) -> str:
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     # Only loc/msg/type: pydantic's `input` and `ctx` may echo a password or other secrets.
-    return [
-        {
-            "loc": [part if isinstance(part, int) else str(part) for part in err.get("loc", ())],
-            "msg": str(err.get("msg", "")),
-            "type": str(err.get("type", "")),
-        }
-        for err in errors
-    ]
+    # FastAPI validates input once for every dependency that reads it (a rate limit that reads the
+    # route's body or form, say), so the same mistake can be reported more than once: list it once.
+    cleaned: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for err in errors:
+        loc = [part if isinstance(part, int) else str(part) for part in err.get("loc", ())]
+        msg, type_ = str(err.get("msg", "")), str(err.get("type", ""))
+        cleaned.setdefault((repr(loc), msg, type_), {"loc": loc, "msg": msg, "type": type_})
+    return list(cleaned.values())
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -201,27 +232,57 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# PostgreSQL's SQLSTATEs for a statement it gave up on at statement_timeout (query_canceled) or
+# lock_timeout (lock_not_available): the same request can succeed a moment later.
+_TIMED_OUT_STATES = frozenset({"57014", "55P03"})
+# A server shutting down, crashed, starting up, or out of connections; and class 08, connection exceptions.
+_UNREACHABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    # asyncpg's errors, and SQLAlchemy's adaptation of them, carry it as `sqlstate`.
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    unavailable = isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    state = _sqlstate(exc)
+    orig = getattr(exc, "orig", None)
+    if state in _TIMED_OUT_STATES or getattr(orig, "sqlite_errorname", None) == "SQLITE_BUSY":
+        # A statement of this request, not the database, ran out of time: one line per request.
+        log.warning("database_timeout", error=type(orig).__name__, sqlstate=state, route=route_label(request.scope))
+        return _database_unavailable(request, "The database did not answer in time; try again shortly.")
+    unavailable = (
+        isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError))
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or (state is not None and (state.startswith("08") or state in _UNREACHABLE_STATES))
     )
     if not unavailable:
         log.error("database_error", exc_info=exc)
         return internal_error_response()
-    log.warning("database_unavailable", error=type(getattr(exc, "orig", exc)).__name__, message=str(exc)[:200])
+    outage = getattr(getattr(request.app.state, "database", None), "outage", None)
+    if isinstance(outage, Outage):
+        outage.refused(exc, exhausted=isinstance(exc, PoolTimeoutError))  # logs once per outage
+    else:
+        log.warning("database_unavailable", error=type(orig or exc).__name__, message=str(exc)[:200])
+    return _database_unavailable(request, None)
+
+
+def _database_unavailable(request: Request, detail: str | None) -> JSONResponse:
+    error = DatabaseUnavailable(detail, retry_after=2)
     return problem_response(
-        status=503,
-        code="service_unavailable",
-        title="Service unavailable",
-        detail="The database is unavailable; try again shortly.",
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
         instance=request.url.path,
-        headers={"Retry-After": "2"},
+        headers=error.headers,
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KeelError, _keel_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)

@@ -222,6 +222,10 @@ def _verified(key: bytes, audience: str, issuer: str, token: str) -> AccessClaim
 
 
 # --- refresh tokens and session ids ----------------------------------------------------------
+# Refresh tokens are 43 characters; a string longer than this is refused without a lookup.
+MAX_REFRESH_TOKEN_CHARS = 4096
+
+
 def new_refresh_token() -> tuple[str, str]:
     """A fresh opaque token (256 random bits) and the hash that is all the database keeps."""
     token = secrets.token_urlsafe(32)

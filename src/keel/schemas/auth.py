@@ -8,10 +8,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keel.core.password_policy import check_password
+from keel.core.security import MAX_REFRESH_TOKEN_CHARS
 from keel.schemas.common import InputModel
 from keel.schemas.user import AnyPassword, Email, Password
 
-RefreshTokenStr = Annotated[str, Field(min_length=1, max_length=256)]
+# Not enforced as a 422: any string that is not a live refresh token, however long, is the same
+# 401 `invalid_refresh_token` (so a client that sends the wrong token signs in again rather than
+# reporting a bug); the service refuses past the bound without a lookup.
+RefreshTokenStr = Annotated[str, Field(json_schema_extra={"maxLength": MAX_REFRESH_TOKEN_CHARS})]
 
 
 class TokenPair(BaseModel):
@@ -25,12 +29,20 @@ class TokenPair(BaseModel):
 
 class RefreshRequest(InputModel):
     refresh_token: RefreshTokenStr | None = Field(
-        default=None, description="Leave out (or send no body) to use the refresh cookie instead."
+        default=None,
+        description=(
+            "Leave out (or send no body) to use the refresh cookie instead. Any string that is not a live "
+            "refresh token (an access token, say, or one longer than maxLength) is 401 invalid_refresh_token."
+        ),
     )
 
 
 class LogoutRequest(InputModel):
-    refresh_token: RefreshTokenStr | None = None
+    # Past the bound it is plainly not a token: refused like any other schema violation.
+    refresh_token: Annotated[str, Field(max_length=MAX_REFRESH_TOKEN_CHARS)] | None = Field(
+        default=None,
+        description="Also end this refresh token's session, if it is one of yours; anything else is ignored.",
+    )
 
 
 class PasswordChange(InputModel):

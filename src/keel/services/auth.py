@@ -25,6 +25,7 @@ from keel.core.errors import (
     InvalidRefreshToken,
 )
 from keel.core.security import (
+    MAX_REFRESH_TOKEN_CHARS,
     Abandoned,
     create_access_token,
     hash_refresh_token,
@@ -172,6 +173,8 @@ _TOUCH_SESSION = sa.update(UserSession).where(col(UserSession.id) == sa.bindpara
 
 async def session_of_refresh_token(*, database: Database, refresh_token: str) -> str | None:
     """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
+    if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
+        return None
     rows = await database.read_rows(_TOKEN_SESSION, {"token_hash": hash_refresh_token(refresh_token)})
     return rows[0][0] if rows else None
 
@@ -186,6 +189,9 @@ async def refresh(
     rightful client is replaying it, and the session cannot tell which. The consume, the
     session check and the new token are one short transaction of prebuilt statements.
     """
+    if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
+        audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
+        raise InvalidRefreshToken
     now = utcnow()
     token_hash = hash_refresh_token(refresh_token)
     new_token, new_hash = new_refresh_token()
@@ -246,6 +252,7 @@ async def logout(
 ) -> None:
     """End the caller's session (and the sessions of refresh tokens they hand in, those that are theirs)."""
     ids = [principal.session_id]
+    refresh_tokens = [token for token in refresh_tokens if len(token) <= MAX_REFRESH_TOKEN_CHARS]
     if refresh_tokens:
         others = await session.exec(
             select(RefreshToken.session_id)
