@@ -26,7 +26,7 @@ from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.core.request_context import RequestContextMiddleware
 from keel.core.security_headers import SecurityHeadersMiddleware
-from keel.routes import API_PREFIX, admin, auth, ops, posts, todos, users
+from keel.routes import API_PREFIX, admin, auth, docs, ops, posts, todos, users
 from keel.schemas.common import Problem, problem_responses
 from keel.services.session import SessionCache
 from keel.tasks.inprocess import InProcessDispatcher
@@ -110,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Multi-user todos and posts, with accounts and sessions done properly.",
         lifespan=lifespan,
+        # Served by keel.routes.docs instead, from this package's own files and as KEEL_DOCS says.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -126,18 +130,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        SecurityHeadersMiddleware,
-        https=settings.public_url.startswith("https://"),
-        docs_paths=tuple(path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path),
-    )
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.startswith("https://"))
     install_error_handlers(app)
 
     # The busiest first: a request is matched against the routers in this order, and no two of
     # them share a path, so the order changes nothing but how soon the list and feed are found.
-    routers = [todos.router, posts.router, auth.router, users.router, admin.router, ops.router]
+    routers = [
+        *(todos.router, posts.router, auth.router, users.router, admin.router, ops.router),
+        docs.router_for(settings.docs_access),
+    ]
     for router in routers:
         app.include_router(router)
+    if settings.docs_access != "off":
+        # Before the UI's /static, which would otherwise claim these paths.
+        app.mount(docs.ASSETS_PATH, _WebStatic(directory=docs.ASSETS_DIR), name="docs-static")
     _mount_web(app)
     app.state.route_methods = route_method_index(
         [*app.router.routes, *(route for router in routers for route in router.routes)]

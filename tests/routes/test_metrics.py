@@ -14,14 +14,16 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from keel.core.audit import SecurityEvent
-from keel.core.config import Settings
+from keel.core.client_ip import parse_networks
+from keel.core.config import ConfigError, Settings, load_settings
 from keel.core.metrics import HTTP_BUCKETS, MULTIPROC_ENV, Metrics, reset_multiprocess_dir
 from keel.main import create_app
 from keel.models import EmailKind, EmailOutbox, OutboxStatus, Role, utcnow
 from tests.conftest import base_settings
-from tests.factories import create_user, login, signed_in
+from tests.factories import assert_problem, create_user, login, signed_in
 
 AUTH = "/api/v1/auth"
 TODOS = "/api/v1/todos"
@@ -311,3 +313,145 @@ class TestMultiprocess:
         reset_multiprocess_dir()
 
         assert [path.name for path in multiproc_dir.iterdir()] == ["keep.txt"]
+
+
+METRICS_TOKEN = "prometheus-scrape-token-0123456789-abcdef"
+
+
+@asynccontextmanager
+async def serving(settings: Settings, client: str, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on these settings (changed as given), called from the address `client`."""
+    application = create_app(settings.model_copy(update=changes))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, client=(client, 51000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+class TestAccess:
+    async def test_outside_production_anyone_may_scrape(self, settings: Settings) -> None:
+        async with serving(settings, "203.0.113.7") as http:
+            response = await http.get("/metrics")
+
+        assert response.status_code == 200
+
+    @pytest.mark.parametrize("client", ["127.0.0.1", "::1", "10.1.2.3", "172.20.0.5", "192.168.1.9", "fd00::7"])
+    async def test_in_production_this_host_and_private_networks_may_scrape(
+        self, settings: Settings, client: str
+    ) -> None:
+        async with serving(settings, client, environment="production") as http:
+            response = await http.get("/metrics")
+
+        assert response.status_code == 200, response.text
+
+    @pytest.mark.parametrize("client", ["203.0.113.7", "2001:db8::1", "::ffff:198.51.100.4"])
+    async def test_in_production_anyone_else_gets_403(self, settings: Settings, client: str) -> None:
+        async with serving(settings, client, environment="production") as http:
+            response = await http.get("/metrics")
+
+        assert_problem(response, 403, "forbidden")
+        assert "keel_" not in response.text
+
+    @pytest.mark.parametrize("header", ["X-Forwarded-For", "X-Real-IP", "Forwarded"])
+    async def test_a_request_relayed_by_a_proxy_nobody_trusts_is_not_from_the_proxys_network(
+        self, settings: Settings, header: str
+    ) -> None:
+        # A reverse proxy on this host that KEEL_TRUSTED_PROXIES does not name: the client is unknown.
+        async with serving(settings, "127.0.0.1", environment="production") as http:
+            response = await http.get("/metrics", headers={header: "for=203.0.113.7"})
+
+        assert_problem(response, 403, "forbidden")
+
+    async def test_behind_a_trusted_proxy_the_forwarded_client_decides(self, settings: Settings) -> None:
+        trusted = parse_networks("127.0.0.1")
+        async with serving(settings, "127.0.0.1", environment="production", trusted_proxies=trusted) as http:
+            outside = await http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.7"})
+            inside = await http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.9"})
+
+        assert_problem(outside, 403, "forbidden")
+        assert inside.status_code == 200
+
+    async def test_keel_metrics_allow_replaces_the_default_networks(self, settings: Settings) -> None:
+        allowed = parse_networks("198.51.100.0/24")
+        async with serving(settings, "198.51.100.9", environment="production", metrics_allow=allowed) as http:
+            listed = await http.get("/metrics")
+        async with serving(settings, "10.0.0.1", environment="production", metrics_allow=allowed) as http:
+            unlisted = await http.get("/metrics")
+
+        assert listed.status_code == 200
+        assert_problem(unlisted, 403, "forbidden")
+
+    async def test_with_a_token_any_client_may_scrape_and_others_are_asked_for_it(self, settings: Settings) -> None:
+        token = SecretStr(METRICS_TOKEN)
+        async with serving(settings, "203.0.113.7", metrics_allow=(), metrics_token=token) as http:
+            missing = await http.get("/metrics")
+            other_scheme = await http.get("/metrics", headers={"Authorization": f"Basic {METRICS_TOKEN}"})
+            wrong = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN[:-1]}x"})
+            longer = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}x"})
+            right = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+
+        assert_problem(missing, 401, "not_authenticated")
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert_problem(other_scheme, 401, "not_authenticated")
+        assert_problem(wrong, 401, "invalid_token")
+        assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert_problem(longer, 401, "invalid_token")
+        assert right.status_code == 200
+        assert Scrape(right.text).value("keel_outbox_depth", status="pending") is not None
+
+    async def test_an_allowed_network_needs_no_token(self, settings: Settings) -> None:
+        token = SecretStr(METRICS_TOKEN)
+        async with serving(settings, "10.0.0.4", environment="production", metrics_token=token) as http:
+            response = await http.get("/metrics")
+
+        assert response.status_code == 200
+
+    async def test_the_denials_are_documented(self, client: httpx.AsyncClient) -> None:
+        operation = (await client.get("/openapi.json")).json()["paths"]["/metrics"]["get"]
+
+        assert {"401", "403"} <= set(operation["responses"])
+        assert "KEEL_METRICS_TOKEN" in operation["description"]
+
+
+@pytest.mark.usefixtures("isolated_env")
+class TestAccessSettings:
+    def test_reads_networks_and_the_token_from_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("KEEL_METRICS_ALLOW", "10.0.0.0/8, 192.168.1.5")
+        monkeypatch.setenv("KEEL_METRICS_TOKEN", METRICS_TOKEN)
+
+        settings = load_settings(environment="test", data_dir=tmp_path)
+
+        assert settings.metrics_networks == parse_networks("10.0.0.0/8,192.168.1.5")
+        assert settings.metrics_token is not None
+        assert settings.metrics_token.get_secret_value() == METRICS_TOKEN
+
+    def test_empty_means_no_network_only_the_token(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KEEL_METRICS_ALLOW", "")
+
+        assert load_settings(environment="test", data_dir=tmp_path).metrics_networks == ()
+
+    def test_unset_is_private_networks_in_production_and_anyone_elsewhere(self, tmp_path: Path) -> None:
+        assert load_settings(environment="development", data_dir=tmp_path).metrics_networks is None
+        assert base_settings(tmp_path).model_copy(update={"environment": "production"}).metrics_networks == (
+            parse_networks("127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7")
+        )
+
+    @pytest.mark.parametrize(
+        ("name", "value", "fragment"),
+        [
+            ("KEEL_METRICS_ALLOW", "10.0.0.1/8", "did you mean 10.0.0.0/8"),
+            ("KEEL_METRICS_ALLOW", "prometheus.internal", "is not an IP address"),
+            ("KEEL_METRICS_TOKEN", "short-token", "at least 32 bytes"),
+        ],
+    )
+    def test_refuses_what_cannot_be_meant(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+    ) -> None:
+        monkeypatch.setenv(name, value)
+
+        with pytest.raises(ConfigError, match=name) as caught:
+            load_settings(environment="test", data_dir=tmp_path)
+
+        assert fragment in str(caught.value)

@@ -21,9 +21,13 @@ from keel.core.files import PRIVATE_FILE_MODE, private_dir
 from keel.core.web_session import origin_of
 
 Environment = Literal["development", "test", "production"]
+DocsAccess = Literal["public", "admin", "off"]
 
 SECRET_FILE_NAME = "secret_key"
 MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_BYTES = 32
+# Where a scraper usually runs: this host, or the deployment's own network.
+METRICS_PRODUCTION_NETWORKS = parse_networks("127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7")
 # A random key of 32 bytes (token_urlsafe(32), token_hex(32)) estimates at 185 bits or more.
 MIN_SECRET_BITS = 128
 GENERATE_SECRET = 'generate one: python -c "import secrets; print(secrets.token_urlsafe(48))"'
@@ -113,10 +117,21 @@ class Settings(BaseSettings):
     # "https://app.example.com,https://admin.example.com". Empty: same origin only.
     cors_origins: str = ""
 
+    # Who gets the API documentation: "public"; "admin" (the /docs and /redoc pages are public, the
+    # schema they show, /openapi.json, needs an administrator's access token); "off" (all of it 404).
+    # Unset: "admin" in production, "public" elsewhere.
+    docs: DocsAccess | None = None
+    # Who gets /metrics: clients in these networks (comma-separated addresses or CIDR networks, matched
+    # against the client address KEEL_TRUSTED_PROXIES resolves), and anyone presenting
+    # `Authorization: Bearer <KEEL_METRICS_TOKEN>`. Unset: loopback and private networks in production,
+    # anyone elsewhere; empty: no network, the token only.
+    metrics_allow: Annotated[tuple[IPNetwork, ...] | None, NoDecode] = None
+    metrics_token: SecretStr | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _parse_trusted_proxies(cls, value: object) -> object:
         if isinstance(value, str) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
@@ -148,6 +163,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} allows nothing; set KEEL_RATE_LIMIT_ENABLED=false to turn limits off")
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_METRICS_TOKEN_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_METRICS_TOKEN_BYTES} bytes long "
+                "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
@@ -176,6 +201,17 @@ class Settings(BaseSettings):
         if self.email_delivery == "auto":
             return self.broker_url is not None
         return self.email_delivery == "celery"
+
+    @property
+    def docs_access(self) -> DocsAccess:
+        return self.docs or ("admin" if self.is_production else "public")
+
+    @property
+    def metrics_networks(self) -> tuple[IPNetwork, ...] | None:
+        """The networks /metrics is served to without its token; None: every client."""
+        if self.metrics_allow is not None:
+            return self.metrics_allow
+        return METRICS_PRODUCTION_NETWORKS if self.is_production else None
 
     @property
     def cors_origin_list(self) -> list[str]:
