@@ -4,16 +4,23 @@ exhausted, and SIGTERM in the middle of a request."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import logging
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,7 +30,8 @@ from sqlalchemy import make_url, text
 
 from keel.core.config import Settings
 from keel.main import create_app
-from tests.conftest import TEST_SECRET, base_settings, reset_postgres
+from keel.migrations import upgrade
+from tests.conftest import TEST_SECRET, base_settings, reset_postgres, reset_redis, unavailable
 from tests.factories import assert_problem, create_user, login
 from tests.tasks.test_celery_worker import PrivateRedis, _free_port
 
@@ -118,7 +126,7 @@ async def test_an_exhausted_pool_answers_503_within_its_timeout(postgres: str, t
             waited = time.monotonic() - started
         after = await http.get("/api/v1/posts")
 
-    assert_problem(response, 503, "service_unavailable")
+    assert_problem(response, 503, "database_unavailable")
     assert int(response.headers["retry-after"]) >= 1
     assert 0.9 <= waited < 5
     assert after.status_code == 200
@@ -137,6 +145,137 @@ async def _terminate_other_backends(url: str) -> int:
     finally:
         await connection.close()
     return sum(1 for row in rows if row[0])
+
+
+# --- PostgreSQL stopped and started again ----------------------------------------------------------
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb into a temporary folder) to stop and start at will.
+
+    Never the shared server: other tests and people use it. As root, the cluster is run by the
+    `postgres` account, since PostgreSQL refuses to run as root.
+    """
+
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @classmethod
+    def create(cls) -> PrivatePostgres:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(path.split("/")[4]))
+        initdb = shutil.which("initdb") or (found[-1] if found else None)
+        if initdb is None:
+            unavailable("a private PostgreSQL cluster needs initdb and pg_ctl (the PostgreSQL server package)")
+        assert initdb is not None
+        root = Path(tempfile.mkdtemp(prefix="keel-pg-"))
+        if os.geteuid() == 0:
+            os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
+        server = cls(bin_dir=Path(initdb).parent, root=root, port=_free_port())
+        server._run("initdb", "-D", str(root / "data"), "--auth=trust", "--username=postgres", "--no-sync")
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{program} failed: {done.stdout.decode()[-1500:]}{done.stderr.decode()[-1500:]}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-o", options, "-w", "start"
+        )
+
+    def stop(self) -> None:
+        # Fast shutdown, as a restart or failover does: clients are disconnected, transactions rolled back.
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres.create()
+    try:
+        server.start()
+        upgrade(base_settings(tmp_path, database_url=server.url))
+        yield server
+    finally:
+        server.destroy()
+
+
+@contextmanager
+def logged() -> Iterator[list[logging.LogRecord]]:
+    """Every log record emitted inside the block (Keel's handler is installed when the app is built)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def events(records: list[logging.LogRecord], name: str) -> list[logging.LogRecord]:
+    return [record for record in records if isinstance(record.msg, dict) and record.msg.get("event") == name]
+
+
+async def test_a_stopped_database_is_a_503_on_every_route_logged_once_and_heals_by_itself(
+    private_postgres: PrivatePostgres, redis_url: str, tmp_path: Path
+) -> None:
+    await reset_redis(redis_url)
+    settings = base_settings(
+        tmp_path,
+        database_url=private_postgres.url,
+        redis_url=redis_url,
+        log_level="INFO",
+        outbox_relay_interval_seconds=3600,  # no background relay in the middle of the outage
+    )
+    async with running(settings) as (app, http):
+        account = await create_user(app)
+        tokens = await login(http, account)
+        sign_in = {"username": account.email, "password": account.password}
+        requests: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", ME, {"headers": tokens.headers}),  # an authenticated read
+            ("POST", "/api/v1/todos", {"headers": tokens.headers, "json": {"title": "Buy rope"}}),  # a write
+            ("POST", "/api/v1/auth/login", {"data": sign_in}),
+            ("GET", "/api/v1/posts", {}),  # the public feed
+        ]
+
+        with logged() as records:
+            await asyncio.to_thread(private_postgres.stop)
+            refused = [await http.request(method, path, **options) for method, path, options in requests * 2]
+            ready = await http.get("/ready")
+
+            await asyncio.to_thread(private_postgres.start)
+            served = [await http.request(method, path, **options) for method, path, options in requests]
+
+    for response in refused:
+        assert_problem(response, 503, "database_unavailable")
+        assert int(response.headers["retry-after"]) >= 1
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "unavailable"
+    # One warning for the outage, not an error with a traceback for each request.
+    (warning,) = events(records, "database_unavailable")
+    assert warning.levelname == "WARNING"
+    assert [record.msg for record in records if record.levelno >= logging.ERROR or record.exc_info] == []
+    # The first requests once it is back are served, on new connections.
+    assert [response.status_code for response in served] == [200, 201, 200, 200], [r.text for r in served]
+    assert len(events(records, "database_available")) == 1
 
 
 # --- SIGTERM --------------------------------------------------------------------------------------

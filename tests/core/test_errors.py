@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -44,6 +45,16 @@ def crashing_app(tmp_path: Path) -> FastAPI:
         raise DBAPIError(
             "SELECT secret_column", {}, Exception("server closed secret_host"), connection_invalidated=True
         )
+
+    # What the driver says when the server is starting up, or gave up waiting for a lock (lock_timeout):
+    # SQLAlchemy passes on either as a plain DBAPIError.
+    @application.get("/test/starting-up")
+    async def starting_up() -> None:
+        raise DBAPIError(None, None, asyncpg.CannotConnectNowError("the database system is starting up"))
+
+    @application.get("/test/lock-timeout")
+    async def lock_timeout() -> None:
+        raise DBAPIError("UPDATE secret_table", {}, asyncpg.LockNotAvailableError("canceling statement: lock timeout"))
 
     @application.get("/test/programming")
     async def programming() -> None:
@@ -274,13 +285,15 @@ class TestUnexpectedErrors:
         assert body["instance"] == "/test/integrity"
         assert_no_leak(response, "secret_table", "secret_value", "INSERT")
 
-    @pytest.mark.parametrize("path", ["/test/operational", "/test/invalidated"])
+    @pytest.mark.parametrize(
+        "path", ["/test/operational", "/test/invalidated", "/test/starting-up", "/test/lock-timeout"]
+    )
     async def test_an_unreachable_database_is_503_with_retry_after(
         self, crashing_client: httpx.AsyncClient, path: str
     ) -> None:
         response = await crashing_client.get(path)
 
-        assert_problem(response, 503, "service_unavailable")
+        assert_problem(response, 503, "database_unavailable")
         assert int(response.headers["retry-after"]) > 0
         assert_no_leak(response, "secret_column", "secret_host", "SELECT")
 

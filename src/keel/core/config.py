@@ -97,6 +97,15 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Enforced by PostgreSQL on every connection of the pool (not on migrations): a statement that
+    # runs longer, or waits longer for a lock, is cancelled and its request answers 503 with
+    # Retry-After instead of hanging. 0 turns one off.
+    db_statement_timeout_seconds: float = Field(default=30.0, ge=0)
+    db_lock_timeout_seconds: float = Field(default=5.0, ge=0)
+    # Redis connections per process. A request that finds them all busy waits up to the timeout for
+    # one (then 503), so a burst queues instead of failing at once.
+    redis_max_connections: int = Field(default=50, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -31,8 +32,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
 from keel.core.files import create_private_file
+from keel.core.logging import get_logger
 
 _T = TypeVar("_T")
+
+log = get_logger("keel.db")
 
 
 class FairQueue(QueueCommon[ConnectionPoolEntry]):
@@ -119,7 +123,8 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
     _queue_class = FairQueue
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, request_timeouts: bool = True) -> AsyncEngine:
+    """The engine for these settings; `request_timeouts=False` for work that may rightly run long (migrations)."""
     url = make_url(settings.sqlalchemy_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -129,6 +134,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
     asyncpg = url.get_driver_name() == "asyncpg"
+    connect_args: dict[str, Any] = {}
+    if asyncpg and request_timeouts:
+        connect_args["server_settings"] = server_timeouts(settings)
     engine = create_async_engine(
         url,
         poolclass=FairAsyncPool,
@@ -137,10 +145,42 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=not asyncpg,  # another driver cannot say whether the server hung up
+        connect_args=connect_args,
     )
     if asyncpg:
+        event.listen(engine.sync_engine, "do_connect", _connect_or_refuse)
         event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
+
+
+def server_timeouts(settings: Settings) -> dict[str, str]:
+    """PostgreSQL's own limits for each connection (in milliseconds, 0 for none); see Settings.
+
+    Without them a request queued behind a row lock waited as long as the lock was held (24 s
+    in one probe), keeping its pooled connection and its client all that time.
+    """
+    return {
+        "statement_timeout": str(round(settings.db_statement_timeout_seconds * 1000)),
+        "lock_timeout": str(round(settings.db_lock_timeout_seconds * 1000)),
+    }
+
+
+def _connect_or_refuse(dialect: Dialect, record: Any, cargs: Any, cparams: Any) -> Any:
+    """Make a connection; whatever stops it is raised as the driver's OperationalError.
+
+    asyncpg reports a refused or reset socket as a bare OSError, and a server that is starting up
+    or shutting down as a PostgresError (CannotConnectNowError, AdminShutdownError) that SQLAlchemy
+    hands on as a plain DBAPIError: neither told the error handlers that the database cannot be
+    reached, so every request was a 500. As an OperationalError, SQLAlchemy raises it as its own
+    and the handlers answer 503.
+    """
+    dbapi: Any = dialect.loaded_dbapi
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except dbapi.OperationalError:
+        raise
+    except Exception as exc:
+        raise dbapi.OperationalError(f"cannot connect: {type(exc).__name__}: {exc}", exc) from exc
 
 
 def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -235,11 +275,52 @@ class _Plan:
 _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
+class Outage:
+    """While the database cannot serve requests: one warning as that starts, one line when it ends.
+
+    Every request in between is answered 503 (see keel.core.problems); a line with a traceback for
+    each of them buried the log. A lost database (refused, restarting, dropped connections) is back
+    when a new connection has been made; an exhausted pool, when a checkout succeeds again.
+    """
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._exhausted = False
+        self._refused = 0
+
+    def refused(self, exc: BaseException, *, exhausted: bool = False) -> None:
+        self._refused += 1
+        if self._started is not None:
+            return
+        self._started = time.monotonic()
+        self._exhausted = exhausted
+        cause = getattr(exc, "orig", None) or exc
+        log.warning("database_unavailable", error=type(cause).__name__, message=str(exc)[:200])
+
+    def connected(self, *_: Any) -> None:
+        if self._started is not None:
+            self._end()
+
+    def checked_out(self, *_: Any) -> None:
+        if self._started is not None and self._exhausted:
+            self._end()
+
+    def _end(self) -> None:
+        assert self._started is not None
+        seconds = round(time.monotonic() - self._started, 1)
+        log.info("database_available", refused_requests=self._refused, seconds=seconds)
+        self._started = None
+        self._refused = 0
+
+
 class Database:
     """The engine and its session factory, owned by the application's lifespan."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
+        self.outage = Outage()
+        event.listen(self.engine.sync_engine, "connect", self.outage.connected)
+        event.listen(self.engine.sync_engine, "checkout", self.outage.checked_out)
         self.sessionmaker = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         # The same pool, for statements that need no transaction around them: no BEGIN and no
         # COMMIT/ROLLBACK round trip. A single statement still sees one snapshot and is atomic.
@@ -327,7 +408,7 @@ class Database:
                 yield work
                 work.refuse_if_failed()
             return
-        pooled = await self.engine.raw_connection()
+        pooled = await self._checkout()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
             transaction = driver.transaction()
@@ -356,6 +437,16 @@ class Database:
         finally:
             await greenlet_spawn(pooled.close)
 
+    async def _checkout(self) -> PoolProxiedConnection:
+        """A pooled connection for the driver paths; a failed connect raised as SQLAlchemy's error.
+
+        `engine.connect()` wraps the driver's error in SQLAlchemy's own; the raw pool does not.
+        """
+        try:
+            return await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan:
         # An INSERT without explicit values compiles to the columns it is given: key by those too.
         keys = frozenset(params) if getattr(statement, "is_dml", False) else frozenset()
@@ -369,7 +460,7 @@ class Database:
         args = plan.args(params)  # a missing value fails before any I/O
         # Checked out and returned through the pool as any connection is (its checkout check included);
         # outside a transaction, as the autocommit connections are.
-        pooled = await self.engine.raw_connection()
+        pooled = await self._checkout()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
             records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))

@@ -251,3 +251,11 @@ class ServiceUnavailable(KeelError):
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, has no connection free, or gave up on the statement in time."""
+
+    code = "database_unavailable"
+    title = "Database unavailable"
+    default_detail = "The database is unavailable; try again shortly."

@@ -45,7 +45,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(_settings())
+    engine = create_engine(_settings(), request_timeouts=False)  # a migration may take its time
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)
