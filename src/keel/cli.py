@@ -62,6 +62,12 @@ def serve(
         workers=None if reload else workers,
         reload=reload,
         proxy_headers=False,
+        # httptools with a bound on the request head (keel.core.http_protocol), which takes its
+        # limit from the setting h11 would use for the same purpose.
+        http="keel.core.http_protocol:BoundedHttpToolsProtocol",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # Naming the server and its version only helps someone looking for a known flaw.
+        server_header=False,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=30,

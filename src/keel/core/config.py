@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The request line and headers together; a larger head gets 431 before the app sees it.
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096, le=1024 * 1024)
 
     # Peers allowed to name the client in X-Forwarded-For: comma-separated addresses or CIDR networks.
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
