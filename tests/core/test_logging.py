@@ -18,13 +18,16 @@ import pytest
 import sqlalchemy as sa
 import structlog
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlmodel import col, func, select
 
+from keel.core.client_ip import parse_networks
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging
 from keel.core.mail import FileTransport, render, transport_for
+from keel.core.metrics import Metrics
 from keel.core.security import PasswordHasher
 from keel.main import create_app
 from keel.models import Role, User, UserSession
@@ -359,6 +362,34 @@ class TestAccessLine:
             None,
         )
 
+    @pytest.mark.parametrize(
+        ("trusted", "forwarded_for", "expected"),
+        [
+            ("", None, "203.0.113.7"),
+            # A peer that is not a trusted proxy cannot name someone else.
+            ("", "198.51.100.9", "203.0.113.7"),
+            ("203.0.113.0/24", "192.0.2.1, 198.51.100.9", "198.51.100.9"),
+        ],
+        ids=["direct", "untrusted-forwarded-for", "behind-trusted-proxy"],
+    )
+    async def test_has_the_client_ip_as_the_trusted_proxies_resolve_it(
+        self, settings: Settings, capture: Any, trusted: str, forwarded_for: str | None, expected: str
+    ) -> None:
+        application = create_app(
+            settings.model_copy(
+                update={"log_level": "INFO", "log_format": "json", "trusted_proxies": parse_networks(trusted)}
+            )
+        )
+        logs = capture()
+        headers = {"X-Request-ID": "ip-1", **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 51000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                await http.get("/api/v1/posts", headers=headers)
+
+        (line,) = [line for line in logs.events("request") if line["request_id"] == "ip-1"]
+        assert line["client_ip"] == expected
+
 
 class TestSecurityEvents:
     async def test_admin_changes_and_session_revocation_are_recorded_with_the_actor(
@@ -396,6 +427,98 @@ class TestSecurityEvents:
         for event in ("user_deactivated", "user_reactivated"):
             assert (by_event[event]["user_id"], by_event[event]["actor_id"]) == (member.id, admin.id)
         assert all(entry.get("request_id") for entry in security)
+
+
+class TestRefusals:
+    """Every 403 and 429 is a security event: a warning on `keel.security` and a count in the metrics."""
+
+    @pytest.fixture
+    async def watched(self, settings: Settings, capture: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Any]]:
+        application = create_app(
+            settings.model_copy(
+                update={
+                    "log_level": "INFO",
+                    "log_format": "json",
+                    "trusted_proxies": parse_networks("203.0.113.0/24"),
+                    "rate_limit_password_reset": "1/hour",
+                }
+            )
+        )
+        logs = capture()
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 51000))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers={"X-Forwarded-For": "198.51.100.9"}
+            ) as http:
+                yield application, http, logs
+
+    @staticmethod
+    def counted(application: FastAPI, event: str) -> float:
+        metrics: Metrics = application.state.metrics
+        value = metrics.registry.get_sample_value("keel_auth_events_total", {"event": event})
+        assert value is not None
+        return value
+
+    @staticmethod
+    def recorded(logs: Any, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in logs.events(event) if entry["logger"] == "keel.security"]
+
+    async def test_a_403_is_recorded_with_its_code_route_user_and_client(
+        self, watched: tuple[FastAPI, httpx.AsyncClient, Any]
+    ) -> None:
+        application, http, logs = watched
+        member, tokens = await signed_in(application, http)
+
+        response = await http.get("/api/v1/admin/users", headers={**tokens.headers, "X-Request-ID": "no-admin"})
+
+        assert response.status_code == 403
+        (entry,) = self.recorded(logs, "forbidden")
+        assert entry["level"] == "warning"
+        assert {key: entry[key] for key in ("code", "method", "route", "user_id", "client_ip", "request_id")} == {
+            "code": "forbidden",
+            "method": "GET",
+            "route": "/api/v1/admin/users",
+            "user_id": member.id,
+            "client_ip": "198.51.100.9",
+            "request_id": "no-admin",
+        }
+        assert self.counted(application, "forbidden") == 1
+
+    async def test_every_kind_of_403_is_recorded(self, watched: tuple[FastAPI, httpx.AsyncClient, Any]) -> None:
+        application, http, logs = watched
+        _, unverified = await signed_in(application, http, is_verified=False)
+
+        not_verified = await http.post(
+            "/api/v1/posts", json={"title": "t", "content": "c", "published": True}, headers=unverified.headers
+        )
+        cross_site = await http.post(f"{AUTH}/refresh", headers={"Cookie": "keel_refresh=x"})
+
+        assert (not_verified.status_code, cross_site.status_code) == (403, 403)
+        codes = [entry["code"] for entry in self.recorded(logs, "forbidden")]
+        assert codes == ["email_not_verified", "csrf_rejected"]
+        assert self.counted(application, "forbidden") == 2
+
+    async def test_a_429_is_recorded_with_its_route_and_client(
+        self, watched: tuple[FastAPI, httpx.AsyncClient, Any]
+    ) -> None:
+        application, http, logs = watched
+        body = {"email": "someone@example.com"}
+        assert (await http.post(f"{AUTH}/password-reset/request", json=body)).status_code == 202
+
+        response = await http.post(f"{AUTH}/password-reset/request", json=body)
+
+        assert response.status_code == 429
+        (entry,) = self.recorded(logs, "rate_limited")
+        assert entry["level"] == "warning"
+        assert {key: entry[key] for key in ("code", "method", "route", "user_id", "client_ip")} == {
+            "code": "rate_limited",
+            "method": "POST",
+            "route": f"{AUTH}/password-reset/request",
+            "user_id": None,
+            "client_ip": "198.51.100.9",
+        }
+        assert "someone@example.com" not in json.dumps(entry)
+        assert self.counted(application, "rate_limited") == 1
 
 
 class TestJsonLines:

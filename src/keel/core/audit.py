@@ -35,6 +35,9 @@ class SecurityEvent(StrEnum):
     USER_DEACTIVATED = "user_deactivated"
     USER_REACTIVATED = "user_reactivated"
     USER_DELETED = "user_deleted"
+    # Every 403 and 429 answer, whatever refused it (its problem `code` says why).
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
 
 
 # Set per request by the request middleware to the app's counter; unset (no count, only the

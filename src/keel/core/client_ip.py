@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import Any
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -69,3 +70,10 @@ def resolve_client_ip(peer: str | None, forwarded_for: Iterable[str], trusted: S
         if not _is_trusted(address, trusted):
             break
     return str(client)
+
+
+def client_ip_of(scope: Mapping[str, Any], trusted: Sequence[IPNetwork]) -> str | None:
+    """`resolve_client_ip` for an ASGI scope: its socket peer and its X-Forwarded-For lines."""
+    client = scope.get("client")
+    forwarded_for = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
+    return resolve_client_ip(client[0] if client else None, forwarded_for, trusted)

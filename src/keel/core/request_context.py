@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.core.audit import event_counter
+from keel.core.client_ip import IPNetwork, client_ip_of
 from keel.core.context import request_id_var
 from keel.core.logging import get_logger
 from keel.core.metrics import Metrics, route_label
@@ -35,6 +36,12 @@ def _app_metrics(scope: Scope) -> Metrics | None:
     # Starlette puts the application in the scope before any middleware runs.
     metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
     return metrics if isinstance(metrics, Metrics) else None
+
+
+def trusted_proxies(scope: Scope) -> tuple[IPNetwork, ...]:
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    networks = getattr(settings, "trusted_proxies", ())
+    return networks if isinstance(networks, tuple) else ()
 
 
 def _pick_request_id(scope: Scope) -> str:
@@ -121,6 +128,8 @@ class RequestContextMiddleware:
                 duration_ms=round(seconds * 1000, 2),
                 # Set by the authentication dependency through request.state.
                 user_id=scope.get("state", {}).get("user_id"),
+                # As the rate limits see it: behind trusted proxies, the client they forwarded for.
+                client_ip=client_ip_of(scope, trusted_proxies(scope)),
             )
             structlog.contextvars.unbind_contextvars("request_id")
             event_counter.reset(counter_token)
