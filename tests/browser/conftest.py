@@ -168,7 +168,9 @@ class Account:
 
 
 @pytest.fixture(scope="module")
-def keel(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keel]:
+def keel(
+    request: pytest.FixtureRequest, postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Keel]:
     asyncio.run(reset_postgres(postgres_url))
     asyncio.run(reset_redis(redis_url))
     folder = tmp_path_factory.mktemp("keel-serve")
@@ -190,6 +192,8 @@ def keel(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
             f"KEEL_RATE_LIMIT_{rule.upper()}": "1000/minute"
             for rule in ("login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes")
         },
+        # A module that needs the server configured otherwise says so (e.g. KEEL_DOCS=admin).
+        **getattr(request.module, "SERVE_ENV", {}),
     }
     log_path = folder / "serve.log"
     with log_path.open("wb") as log:

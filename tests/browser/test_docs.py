@@ -11,6 +11,8 @@ from tests.browser.conftest import Account, Keel, Watch
 
 pytestmark = pytest.mark.slow  # a real server and a real browser
 
+# ReDoc renders the whole API at once: seconds on a busy machine.
+RENDERING = 20_000
 REDOC_LOGO = "'https://cdn.redoc.ly/redoc/logo-mini.svg' violates the following Content Security Policy"
 
 
@@ -74,7 +76,7 @@ def test_redoc_renders_and_searches_offline(offline: tuple[Page, Watch, Offline]
 
     page.goto(f"{keel.url}/redoc")
 
-    expect(page.get_by_role("heading", name="Keel (0.1.0)", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Keel (0.1.0)", level=1)).to_be_visible(timeout=RENDERING)
     # The search index lives in a worker: the page's policy must let ReDoc start it.
     page.get_by_role("textbox", name="Search").fill("Read Me")
     expect(page.locator("[data-role='search:results']").get_by_text("Read Me")).to_be_visible()
