@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,81 @@ async def test_a_redis_outage_fails_closed_and_heals_by_itself(
         assert statuses[-1] == 200, statuses
         assert set(statuses) <= {200, 503}, statuses
         assert (await http.get("/ready")).status_code == 200
+
+
+async def test_the_first_requests_after_a_redis_restart_are_served(
+    redis_server: PrivateRedis, postgres: str, tmp_path: Path
+) -> None:
+    settings = base_settings(tmp_path, database_url=postgres, redis_url=redis_server.url)
+    async with running(settings) as (app, http):
+        account = await create_user(app)
+        tokens = await login(http, account)
+        # Requests at once leave as many connections in the pool, every one of them dead after the restart.
+        warm = await asyncio.gather(*(http.get(ME, headers=tokens.headers) for _ in range(20)))
+
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.to_thread(redis_server.start)
+        first = await http.get(ME, headers=tokens.headers)
+        burst = await asyncio.gather(*(http.get(ME, headers=tokens.headers) for _ in range(20)))
+
+    assert [response.status_code for response in warm] == [200] * 20
+    assert first.status_code == 200, first.text
+    assert [response.status_code for response in burst] == [200] * 20
+
+
+BURST = 512  # concurrent connections, as in the probe that measured hundreds of 503s with wrk
+BURSTS = 3
+
+
+async def _burst(port: int, request: bytes, connections: int, rounds: int) -> Counter[int]:
+    """Each of `connections` keep-alive connections sends `request` at the same moment, `rounds` times.
+
+    All are written before any answer is read, so the server gets them as one burst (an HTTP client
+    that prepares each request in turn spreads them out), and so many are in flight at once.
+    """
+    statuses: Counter[int] = Counter()
+    streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    try:
+        for _ in range(rounds):
+            for _, writer in streams:
+                writer.write(request)
+            await asyncio.gather(*(writer.drain() for _, writer in streams))
+            for status in await asyncio.gather(*(_answer(reader) for reader, _ in streams)):
+                statuses[status] += 1
+    finally:
+        for _, writer in streams:
+            writer.close()
+    return statuses
+
+
+async def _answer(reader: asyncio.StreamReader) -> int:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in head if line.lower().startswith("content-length:"))
+    await reader.readexactly(length)
+    return int(head[0].split(" ")[1])
+
+
+async def test_a_burst_of_concurrent_requests_queues_for_redis_connections_and_all_succeed(
+    postgres: str, redis_url: str, tmp_path: Path
+) -> None:
+    await reset_redis(redis_url)
+    async with running(base_settings(tmp_path, database_url=postgres, redis_url=redis_url)) as (app, _):
+        account = await create_user(app)
+    services = {"KEEL_DATABASE_URL": postgres, "KEEL_REDIS_URL": redis_url, "KEEL_EMAIL_DELIVERY": "in-process"}
+    with serving(tmp_path, **services, KEEL_LOG_LEVEL="WARNING") as (_, port, log_path):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            tokens = await login(http, account)
+        # One worker, an authenticated read on every connection at once: each needs Redis (the session
+        # check) and PostgreSQL, far more at a time than either pool holds.
+        request = (
+            f"GET {ME} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {tokens.access}\r\n\r\n"
+        ).encode()
+        async with asyncio.timeout(300):  # bounded: a few seconds when all is well
+            statuses = await _burst(port, request, BURST, BURSTS)
+        log = log_path.read_text()
+
+    assert statuses == Counter({200: BURST * BURSTS}), (statuses, log[-3000:])
+    assert "session_cache_unavailable" not in log
 
 
 async def test_killed_database_connections_are_replaced_on_the_next_request(postgres: str, tmp_path: Path) -> None:
@@ -279,21 +355,23 @@ async def test_a_stopped_database_is_a_503_on_every_route_logged_once_and_heals_
 
 
 # --- SIGTERM --------------------------------------------------------------------------------------
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+@contextmanager
+def serving(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`keel serve` in a process of its own on a free port, with these KEEL_* variables; killed at the end."""
     port = _free_port()
     log_path = tmp_path / "serve.log"
-    env = {
+    environment = {
         **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
         "KEEL_SECRET_KEY": TEST_SECRET,
         "KEEL_DATA_DIR": str(tmp_path / "data"),
         "KEEL_ENVIRONMENT": "test",
         "KEEL_LOG_FORMAT": "json",
+        **env,
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -313,6 +391,12 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    with serving(tmp_path) as server:
+        yield server
 
 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_cleanly(

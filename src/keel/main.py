@@ -64,7 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
-        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        redis = (
+            create_redis(
+                settings.redis_url,
+                max_connections=settings.redis_max_connections,
+                pool_timeout_seconds=settings.redis_pool_timeout_seconds,
+            )
+            if settings.redis_url
+            else None
+        )
         app.state.database = database
         app.state.redis = redis
         app.state.rate_limiter = create_rate_limiter(settings, redis)
