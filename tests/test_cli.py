@@ -236,8 +236,8 @@ class TestCreateAdmin:
 
     @pytest.mark.parametrize(
         "password",
-        ["password123", "short", "admin@example.com", "x" * 129],
-        ids=["common", "too-short", "same-as-email", "too-long"],
+        ["password123", "short", "admin@example.com", "x" * 129, "letmein123", "Summer2024!"],
+        ids=["common", "too-short", "same-as-email", "too-long", "guessable", "guessable-capitalized"],
     )
     def test_a_weak_password_is_refused(self, run: RunCli, password: str) -> None:
         result = run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=password)

@@ -55,9 +55,10 @@ WRONG_SECRET = [
     "POST /api/v1/auth/password-reset/confirm",
     "DELETE /api/v1/users/me",
 ]
-# The password policy is the other such rule (422: among the 30,000 most common, or the email or
-# username). Rather than excuse 422 on these operations, which would hide any other field's
-# mismatch, a case meant to be valid gets a password the policy accepts (see `Target.prepare`).
+# The password policy is the other such rule (422: among the 30,000 most common, the email or
+# username, or easy to guess by zxcvbn's estimate). Rather than excuse 422 on these operations,
+# which would hide any other field's mismatch, a case meant to be valid gets a password the
+# policy accepts (see `Target.prepare`).
 NEW_PASSWORD = {
     "POST /api/v1/auth/register": ("password",),
     "POST /api/v1/auth/password-change": ("new_password",),

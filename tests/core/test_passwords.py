@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
+import zxcvbn
+from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from keel.core.errors import ClientClosedRequest
-from keel.core.password_policy import MAX_LENGTH, check_password, is_common
+from keel.core.password_policy import MAX_LENGTH, RATED_CHARS, check_password, is_common
 from keel.core.security import HASH_THREAD_NICENESS, PasswordHasher
+
+COMPOSED = "Caf\u00e9-tidal-marmot-42"
+DECOMPOSED = "Cafe\u0301-tidal-marmot-42"
 
 
 @pytest.fixture
@@ -63,6 +70,85 @@ class TestPolicy:
 
     def test_a_good_password_passes_unchanged(self) -> None:
         assert check_password("tidal-Marmot-quarry-42", personal=("ada",)) == "tidal-Marmot-quarry-42"
+
+    # What an outside probe found accepted: none is in the frequency list, all are easy to guess.
+    @pytest.mark.parametrize(
+        "password", ["password123456", " " * 10, "keelkeel", "aaaaaaaa", "letmein123", "Summer2024!"]
+    )
+    def test_easily_guessed_passwords_are_refused_saying_why(self, password: str) -> None:
+        verdict = "This password is too easy to guess."
+        with pytest.raises(ValueError, match=re.escape(verdict)) as refused:
+            check_password(password)
+
+        assert len(str(refused.value)) > len(verdict)  # and zxcvbn's reason or advice
+
+    def test_the_reason_is_zxcvbns_feedback(self) -> None:
+        with pytest.raises(ValueError, match="too easy to guess") as refused:
+            check_password("aaaaaaaa")
+
+        assert str(refused.value) == (
+            'This password is too easy to guess. Repeats like "aaa" are easy to guess. '
+            "Add another word or two. Uncommon words are better. Avoid repeated words and characters."
+        )
+
+    def test_a_password_built_from_the_email_or_username_is_refused(self) -> None:
+        personal = ("qhorvath@example.com", "qhorvath", "qhorvath_k")
+
+        assert check_password("Qhorvath_k2024") == "Qhorvath_k2024"  # hard to guess for someone else
+        with pytest.raises(ValueError, match="built from your email or username"):
+            check_password("Qhorvath_k2024", personal=personal)
+
+    def test_eight_characters_without_a_pattern_are_enough(self) -> None:
+        assert check_password("Zq9-xv7B") == "Zq9-xv7B"
+
+    def test_only_the_first_characters_are_rated(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        rated: list[str] = []
+        real = zxcvbn.zxcvbn
+
+        def recording(password: str, **options: Any) -> Any:
+            rated.append(password)
+            return real(password, **options)
+
+        monkeypatch.setattr(zxcvbn, "zxcvbn", recording)
+        password = "Vq3-rTw8-Lm2!" * 9
+
+        assert check_password(password) == password
+        assert rated == [password[:RATED_CHARS]]
+
+    def test_the_password_comes_back_in_nfc(self) -> None:
+        assert check_password(DECOMPOSED) == COMPOSED
+
+
+class TestNormalization:
+    async def test_a_password_verifies_whichever_way_its_accents_are_typed(self, hasher: PasswordHasher) -> None:
+        hashed = await hasher.hash(DECOMPOSED)
+
+        assert await hasher.verify(COMPOSED, hashed) == (True, None)
+        assert await hasher.verify(DECOMPOSED, hashed) == (True, None)
+        assert await hasher.verify("Cafe-tidal-marmot-42", hashed) == (False, None)
+
+    async def test_a_hash_of_the_password_as_typed_before_normalization_verifies_and_is_upgraded(
+        self, hasher: PasswordHasher
+    ) -> None:
+        legacy = Argon2Hasher(memory_cost=1024, time_cost=1, parallelism=1).hash(DECOMPOSED)
+
+        valid, upgraded = await hasher.verify(DECOMPOSED, legacy)
+
+        assert valid
+        assert upgraded is not None
+        assert await hasher.verify(COMPOSED, upgraded) == (True, None)
+
+    async def test_a_legacy_bcrypt_hash_of_the_password_as_typed_verifies_and_is_upgraded(
+        self, hasher: PasswordHasher
+    ) -> None:
+        legacy = BcryptHasher(rounds=4).hash(DECOMPOSED.encode())
+
+        valid, upgraded = await hasher.verify(DECOMPOSED, legacy)
+
+        assert valid
+        assert upgraded is not None
+        assert upgraded.startswith("$argon2id$")
+        assert await hasher.verify(COMPOSED, upgraded) == (True, None)
 
 
 class TestHashThreads:

@@ -270,6 +270,14 @@ class TestRegister:
             pytest.param("long.address", "long.address@example.com", "newcomer", id="equals-email-local-part"),
             pytest.param("long_username_1", "newcomer@example.com", "long_username_1", id="equals-username"),
             pytest.param("LONG_USERNAME_1", "newcomer@example.com", "long_username_1", id="equals-username-case"),
+            # What an outside probe found accepted: easy to guess, though in no list.
+            pytest.param("password123456", "newcomer@example.com", "newcomer", id="guessable-password123456"),
+            pytest.param(" " * 10, "newcomer@example.com", "newcomer", id="guessable-ten-spaces"),
+            pytest.param("keelkeel", "newcomer@example.com", "newcomer", id="guessable-keelkeel"),
+            pytest.param("aaaaaaaa", "newcomer@example.com", "newcomer", id="guessable-aaaaaaaa"),
+            pytest.param("letmein123", "newcomer@example.com", "newcomer", id="guessable-letmein123"),
+            pytest.param("Summer2024!", "newcomer@example.com", "newcomer", id="guessable-Summer2024!"),
+            pytest.param("Qhorvath_k2024", "qhorvath@example.com", "qhorvath_k", id="built-from-username"),
         ],
     )
     async def test_password_policy(
@@ -281,7 +289,26 @@ class TestRegister:
         assert password not in response.text
         assert await count_users(app) == 0
 
-    @pytest.mark.parametrize("password", ["Zq9-xv7B", "Zq9-" * 32], ids=["8-chars", "128-chars"])
+    async def test_a_guessable_password_is_refused_saying_why(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        response = await register(client, registration(password="Summer2024!"))
+
+        body = assert_problem(response, 422, "validation_error")
+        assert [error["msg"] for error in errors_of(body)] == [
+            "Value error, This password is too easy to guess. This is similar to a commonly used password. "
+            "Add another word or two. Uncommon words are better. Capitalization doesn't help very much."
+        ]
+
+    async def test_the_password_is_stored_in_nfc(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        response = await register(client, registration(password="Cafe\u0301-tidal-marmot-42"))
+        assert response.status_code == 202, response.text
+
+        # Either way of typing the accent signs in, and the hash is of the composed form.
+        for typed in ("Caf\u00e9-tidal-marmot-42", "Cafe\u0301-tidal-marmot-42"):
+            assert (await login_response(client, "newcomer@example.com", typed)).status_code == 200
+        stored = (await stored_user(app, "newcomer@example.com")).hashed_password
+        assert Argon2Hasher().verify("Caf\u00e9-tidal-marmot-42", stored)
+
+    @pytest.mark.parametrize("password", ["Zq9-xv7B", ("Vq3-rTw8-Lm2!" * 10)[:128]], ids=["8-chars", "128-chars"])
     async def test_passwords_at_the_length_limits_are_accepted(
         self, app: FastAPI, client: httpx.AsyncClient, password: str
     ) -> None:
@@ -487,6 +514,20 @@ class TestLogin:
         assert (await stored_user(app, account.email)).hashed_password.startswith("$argon2id$")
         await login(client, account)  # the upgraded hash covers the whole password
         assert_problem(await login_response(client, account.email, long_password[:72]), 401, "invalid_credentials")
+
+    async def test_a_hash_of_a_password_as_typed_before_normalization_signs_in_and_is_upgraded(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        typed = "Cafe\u0301-tidal-marmot-42"  # "e" and a combining accent: not NFC
+        legacy = Argon2Hasher(memory_cost=1024, time_cost=1, parallelism=1).hash(typed)
+        account = await create_user(app, password=typed, hashed_password=legacy)
+
+        await login(client, account)
+
+        upgraded = (await stored_user(app, account.email)).hashed_password
+        assert upgraded != legacy
+        assert Argon2Hasher().verify("Caf\u00e9-tidal-marmot-42", upgraded)
+        await login(client, account)
 
     async def test_current_hash_is_left_alone(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         account = await create_user(app)
@@ -800,10 +841,13 @@ class TestPasswordChange:
             pytest.param("password123", id="common-password123"),
             pytest.param("iloveyou", id="common-iloveyou"),
             pytest.param("qwertyuiop", id="common-qwertyuiop"),
+            pytest.param("letmein123", id="guessable-letmein123"),
+            pytest.param("Summer2024!", id="guessable-Summer2024!"),
+            pytest.param("Qhorvath_k2024", id="built-from-username"),
         ],
     )
     async def test_weak_new_password(self, app: FastAPI, client: httpx.AsyncClient, new_password: str) -> None:
-        account, tokens = await signed_in(app, client)
+        account, tokens = await signed_in(app, client, email="qhorvath@example.com", username="qhorvath_k")
         response = await self.change(client, tokens, account.password, new_password)
         body = assert_problem(response, 422, "validation_error")
         assert ["body", "new_password"] in [error["loc"] for error in errors_of(body)]
@@ -822,6 +866,14 @@ class TestPasswordChange:
         response = await self.change(client, tokens, account.password, "Long.Address@Example.com")
         assert_problem(response, 422, "validation_error")
         assert (await login_response(client, account.email, account.password)).status_code == 200
+
+    async def test_the_same_password_with_its_accents_typed_another_way_is_not_new(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account, tokens = await signed_in(app, client, password="Cafe\u0301-tidal-marmot-42")
+        response = await self.change(client, tokens, account.password, "Caf\u00e9-tidal-marmot-42")
+        body = assert_problem(response, 422, "validation_error")
+        assert [error["msg"] for error in errors_of(body)] == ["The new password must differ from the current one."]
 
     async def test_success_ends_every_other_session(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         account, tokens = await signed_in(app, client)

@@ -451,6 +451,8 @@ class TestPasswordReset:
             pytest.param(lambda account: "password123", id="common"),
             pytest.param(lambda account: "x" * 129, id="too-long"),
             pytest.param(lambda account: account.email, id="same-as-email"),
+            pytest.param(lambda account: "letmein123", id="guessable"),
+            pytest.param(lambda account: "Weakling1987!", id="built-from-username"),
         ],
     )
     async def test_a_weak_new_password_is_invalid_input(

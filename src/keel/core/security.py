@@ -29,6 +29,7 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 from keel.core.config import Settings
 from keel.core.errors import ClientClosedRequest
 from keel.core.logging import get_logger
+from keel.core.password_policy import normalize
 
 JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"
@@ -81,7 +82,7 @@ class PasswordHasher:
             return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._hash.hash, password)
+        return await self._run(self._hash.hash, normalize(password))
 
     async def verify(self, password: str, hashed: str, *, unless: Abandoned | None = None) -> tuple[bool, str | None]:
         """Check a password; the second value is a new hash when the stored one is outdated.
@@ -95,6 +96,15 @@ class PasswordHasher:
         return await self._run(self._verify_and_update, password, hashed, unless=unless)
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        normal = normalize(password)
+        valid, upgraded = self._verify_one(normal, hashed)
+        if valid or normal == password:
+            return valid, upgraded
+        # Hashed before passwords were normalised: the stored hash is of the password as typed then.
+        valid, _ = self._verify_one(password, hashed)
+        return valid, (self._hash.hash(normal) if valid else None)
+
+    def _verify_one(self, password: str, hashed: str) -> tuple[bool, str | None]:
         if self._bcrypt.identify(hashed):
             # bcrypt only ever used the first 72 bytes; bcrypt 5 raises on longer input instead of
             # truncating, so truncate as the system that made the hash did.

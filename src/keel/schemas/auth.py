@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from keel.core.password_policy import check_password
+from keel.core.password_policy import check_form
 from keel.core.security import MAX_REFRESH_TOKEN_CHARS
 from keel.schemas.common import InputModel
 from keel.schemas.user import AnyPassword, Email, Password
@@ -52,7 +52,8 @@ class PasswordChange(InputModel):
     @field_validator("new_password")
     @classmethod
     def _password_policy(cls, value: str) -> str:
-        return check_password(value)
+        # The rest of the policy needs the account (its email and username): the service checks it.
+        return check_form(value)
 
 
 class SessionRead(BaseModel):
@@ -86,4 +87,5 @@ class PasswordResetConfirm(InputModel):
     @field_validator("new_password")
     @classmethod
     def _password_policy(cls, value: str) -> str:
-        return check_password(value)
+        # The rest of the policy needs the account (its email and username): the service checks it.
+        return check_form(value)

@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from keel.core.password_policy import MAX_LENGTH, MIN_LENGTH, check_password
+from keel.core.password_policy import MAX_LENGTH, MIN_LENGTH, RULE, check_password
 from keel.models.user import Role
 from keel.schemas.common import InputModel
 
@@ -58,7 +58,7 @@ Username = Annotated[
 ]
 FullName = Annotated[str | None, Field(max_length=100), AfterValidator(_clean_full_name)]
 # Schema-level bounds only; the policy (common passwords etc.) is checked by validators.
-Password = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
+Password = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH, description=RULE)]
 AnyPassword = Annotated[str, Field(min_length=1, max_length=1024)]
 
 

@@ -9,6 +9,7 @@ from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.email_tokens import EmailTokenError, Purpose
 from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailToken, PasswordsDoNotMatch
+from keel.core.password_policy import normalize
 from keel.core.security import password_hasher
 from keel.models import EmailKind, User, utcnow
 from keel.services import outbox as outbox_service
@@ -81,14 +82,14 @@ async def confirm_reset(
     confirm_password: str,
 ) -> None:
     """Set the new password; the link stops working (its fingerprint no longer matches) and every session ends."""
-    if new_password != confirm_password:
+    if normalize(new_password) != normalize(confirm_password):
         raise PasswordsDoNotMatch
     claims = _claims(settings, Purpose.PASSWORD_RESET, token)
     user = await session.get(User, claims.user_id)
     if user is None or email_tokens.password_fingerprint(settings, user.hashed_password) != claims.value:
         raise InvalidEmailToken
     assert user.id is not None
-    user_service.check_personal_password(user, new_password)
+    new_password = user_service.check_new_password(user, new_password)
     user.hashed_password = await password_hasher(settings).hash(new_password)
     user.updated_at = utcnow()
     session.add(user)

@@ -24,6 +24,7 @@ from keel.core.errors import (
     InvalidInput,
     InvalidRefreshToken,
 )
+from keel.core.password_policy import normalize
 from keel.core.security import (
     MAX_REFRESH_TOKEN_CHARS,
     Abandoned,
@@ -291,11 +292,11 @@ async def change_password(
     if not valid:
         audit.record(SecurityEvent.PASSWORD_CHANGE_FAILED, reason="wrong_current_password", user_id=principal.user_id)
         raise InvalidCredentialsInput("The current password is incorrect.")
-    if new_password == current_password:
+    if normalize(new_password) == normalize(current_password):
         raise InvalidInput(
             loc=["body", "new_password"], msg="The new password must differ from the current one.", type_="value_error"
         )
-    user_service.check_personal_password(user, new_password)
+    new_password = user_service.check_new_password(user, new_password)
     user.hashed_password = await hasher.hash(new_password)
     user.updated_at = utcnow()
     session.add(user)

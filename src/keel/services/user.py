@@ -12,6 +12,7 @@ from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.errors import InvalidCredentialsInput, InvalidInput, LastAdmin, UsernameTaken, UserNotFound
 from keel.core.logging import get_logger
+from keel.core.password_policy import check_password
 from keel.core.security import password_hasher
 from keel.models import EmailKind, Role, User, utcnow
 from keel.schemas.common import Page
@@ -92,13 +93,12 @@ async def _notify_existing(session: AsyncSession, settings: Settings, dispatcher
     log.info("register_existing_email", user_id=user.id)
 
 
-def check_personal_password(user: User, password: str) -> None:
-    if password.lower() in {user.email, user.username, user.email.split("@")[0]}:
-        raise InvalidInput(
-            loc=["body", "new_password"],
-            msg="Password must not be the same as your email or username.",
-            type_="value_error",
-        )
+def check_new_password(user: User, password: str) -> str:
+    """The password (in NFC) if the whole policy accepts it for this account, else a 422 on `new_password`."""
+    try:
+        return check_password(password, personal=(user.email, user.email.split("@")[0], user.username))
+    except ValueError as exc:
+        raise InvalidInput(loc=["body", "new_password"], msg=str(exc), type_="value_error") from None
 
 
 async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdate) -> User:
