@@ -10,9 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlmodel import col, select
 
 from keel.core.config import Settings
 from keel.main import create_app
+from keel.models import RefreshToken, UserSession
 from tests.conftest import base_settings
 from tests.factories import assert_problem, create_user, signed_in
 
@@ -99,11 +101,12 @@ class TestUnreachableRedis:
         """The test backend's database, with a Redis that refuses connections."""
         return settings.model_copy(update={"redis_url": UNREACHABLE_REDIS})
 
-    async def test_authenticated_requests_are_503_with_retry_after(self, redis_down: Settings) -> None:
+    async def test_authenticated_requests_are_503_with_retry_after(
+        self, settings: Settings, redis_down: Settings
+    ) -> None:
+        async with running(settings) as (app, http):
+            _, tokens = await signed_in(app, http)  # before the outage
         async with running(redis_down) as (app, http):
-            # Signing in needs only the database; checking the token afterwards needs Redis.
-            _, tokens = await signed_in(app, http)
-
             responses = [
                 await http.get("/api/v1/users/me", headers=tokens.headers),
                 await http.patch("/api/v1/users/me", json={"full_name": "X"}, headers=tokens.headers),
@@ -114,6 +117,32 @@ class TestUnreachableRedis:
             assert_problem(response, 503, "service_unavailable")
             assert int(response.headers["retry-after"]) > 0
             assert "Traceback" not in response.text
+
+    async def test_sign_in_and_refresh_are_503_and_hand_out_nothing(
+        self, settings: Settings, redis_down: Settings
+    ) -> None:
+        async with running(settings) as (app, http):
+            account, tokens = await signed_in(app, http)  # before the outage
+        async with running(redis_down) as (app, http):
+            # Tokens handed out now would be refused by every other request, and a revocation made
+            # now could not reach the cache: sign-in and refresh fail closed like the rest.
+            signing_in = await http.post(
+                "/api/v1/auth/login", data={"username": account.email, "password": account.password}
+            )
+            refreshing = await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+            async with app.state.database.session() as session:
+                sessions = list(await session.exec(select(UserSession).where(UserSession.user_id == account.id)))
+                unused = list(await session.exec(select(RefreshToken).where(col(RefreshToken.used_at).is_(None))))
+        async with running(settings) as (app, http):
+            after = await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+
+        for response in (signing_in, refreshing):
+            assert_problem(response, 503, "service_unavailable")
+            assert int(response.headers["retry-after"]) > 0
+            assert "access_token" not in response.text
+        assert len(sessions) == 1  # only the one opened before the outage
+        assert [token.session_id for token in unused] == [sessions[0].id]  # and its token was not consumed
+        assert after.status_code == 200, after.text  # so it still refreshes once Redis is back
 
     async def test_anonymous_requests_still_work(self, redis_down: Settings) -> None:
         async with running(redis_down) as (app, http):

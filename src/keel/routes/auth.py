@@ -81,6 +81,7 @@ async def login(
     request: Request,
     response: Response,
     database: DatabaseDep,
+    cache: CacheDep,
     settings: SettingsDep,
     ip: ClientIP,
     web: WebClient,
@@ -95,6 +96,7 @@ async def login(
         web.require_same_origin()  # before any password hashing
     issued = await auth_service.login(
         database=database,
+        cache=cache,
         settings=settings,
         email=form.username,
         password=form.password,

@@ -53,9 +53,9 @@ class IssuedTokens:
 
 
 # What a sign-in reads of the account, as plain columns; and what it writes.
-_ACCOUNT = sa.select(col(User.id), col(User.hashed_password), col(User.is_active)).where(
-    col(User.email) == sa.bindparam("email")
-)
+_ACCOUNT = sa.select(
+    col(User.id), col(User.hashed_password), col(User.is_active), col(User.role), col(User.is_verified)
+).where(col(User.email) == sa.bindparam("email"))
 _REHASH = (
     sa.update(User).where(col(User.id) == sa.bindparam("user_id")).values(hashed_password=sa.bindparam("rehashed"))
 )
@@ -66,6 +66,7 @@ _NEW_REFRESH_TOKEN = sa.insert(RefreshToken)
 async def login(
     *,
     database: Database,
+    cache: SessionCache | None,
     settings: Settings,
     email: str,
     password: str,
@@ -80,7 +81,8 @@ async def login(
     request while sign-ins arrive faster than they can be hashed), then the new session and its
     first refresh token are written in one short transaction, with the rehash when there is one.
     With `client_gone`, a sign-in whose client hung up while it waited for the hash is dropped
-    before hashing (`ClientClosedRequest`).
+    before hashing (`ClientClosedRequest`). With Redis, the new session is cached before anything is
+    written: a Redis that cannot be reached is a 503 with no session opened (see `SessionCache.admit`).
     """
     hasher = password_hasher(settings)
     account = await database.read_rows(_ACCOUNT, {"email": email.strip().lower()})
@@ -89,7 +91,7 @@ async def login(
         # Not the submitted address: people sometimes type their password into that field.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="unknown_email", ip=ip)
         raise InvalidCredentials
-    ((user_id, hashed_password, is_active),) = account
+    ((user_id, hashed_password, is_active, role, is_verified),) = account
     valid, upgraded_hash = await hasher.verify(password, hashed_password, unless=client_gone)
     if not valid:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user_id, ip=ip)
@@ -116,6 +118,9 @@ async def login(
     ]
     if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
         writes.insert(0, (_REHASH, {"user_id": user_id, "rehashed": upgraded_hash}))
+    if cache is not None:
+        # Should the writes fail, this entry names a session that never existed and expires unused.
+        await cache.admit(session_id, user_id=user_id, role=role, is_verified=is_verified, expires_at=expires_at)
     try:
         await database.write_together(writes)
     except IntegrityError as exc:
@@ -165,6 +170,8 @@ _SESSION_STATE = (
         col(UserSession.last_used_at),
         col(UserSession.revoked_at),
         col(User.is_active),
+        col(User.role),
+        col(User.is_verified),
     )
     .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
     .where(col(UserSession.id) == sa.bindparam("session_id"))
@@ -205,6 +212,11 @@ async def refresh(
             (state,) = await transaction.rows(_SESSION_STATE, {"session_id": session_id})  # its token refers to it
             usable = _usable(state, settings=settings, now=now)
             if usable:
+                if cache is not None:  # a 503 here rolls back the consume: the token stays usable
+                    user_id, expires_at, *_, role, is_verified = state
+                    await cache.admit(
+                        session_id, user_id=user_id, role=role, is_verified=is_verified, expires_at=expires_at
+                    )
                 await transaction.rows(_TOUCH_SESSION, {"session": session_id, "now": now})
                 new_row = {"token_hash": new_hash, "session_id": session_id, "created_at": now}
                 await transaction.rows(_NEW_REFRESH_TOKEN, new_row)
@@ -225,7 +237,7 @@ async def refresh(
 
 def _usable(state: Sequence[Any], *, settings: Settings, now: datetime) -> bool:
     """Whether a session (a `_SESSION_STATE` row) may still be refreshed: live, and its user active."""
-    _, expires_at, last_used_at, revoked_at, is_active = state
+    _, expires_at, last_used_at, revoked_at, is_active, _, _ = state
     return bool(is_active) and session_service.is_live_at(
         revoked_at=revoked_at,
         expires_at=expires_at,

@@ -100,6 +100,21 @@ class SessionCache:
         except RedisError as exc:  # the answer came from the database; only the cache is missed
             log.warning("session_cache_fill_failed", error=type(exc).__name__)
 
+    async def admit(
+        self, session_id: str, *, user_id: int, role: Role, is_verified: bool, expires_at: datetime
+    ) -> None:
+        """Cache a session whose tokens are about to be handed out (sign-in, refresh); 503 if Redis fails.
+
+        While Redis is down every request's access check is refused, so tokens handed out then could
+        not be used; and a revocation made then could not leave its tombstone, so a fallback to the
+        database could later let a revoked session through. Sign-in and refresh fail closed too.
+        """
+        state = _SessionState(user_id, role, is_verified, int(expires_at.timestamp()))
+        try:
+            await self.redis.set(self.prefix + session_id, state.encode(), ex=self.ttl_seconds, nx=True)
+        except RedisError as exc:
+            raise _unavailable(exc, "Sessions cannot be opened right now; try again shortly.") from exc
+
     async def tombstone(self, session_ids: Sequence[str]) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -120,9 +135,11 @@ class SessionCache:
             raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
 
 
-def _unavailable(exc: RedisError) -> ServiceUnavailable:
+def _unavailable(
+    exc: RedisError, detail: str = "Sessions cannot be checked right now; try again shortly."
+) -> ServiceUnavailable:
     log.warning("session_cache_unavailable", error=type(exc).__name__)
-    return ServiceUnavailable("Sessions cannot be checked right now; try again shortly.")
+    return ServiceUnavailable(detail)
 
 
 def _decoded(raw: str | None) -> _SessionState | str | None:
