@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from fastapi import FastAPI
 from sqlmodel import col, delete, select
 
 from keel.core.config import Settings
-from keel.core.mail import FileTransport, Mail, MailError, SmtpTransport, Transport, transport_for
+from keel.core.mail import FileTransport, Mail, MailError, SmtpTransport, Transport, to_message, transport_for
 from keel.models import EmailKind, EmailOutbox, OutboxStatus, User, utcnow
 from keel.services import outbox as outbox_service
 from keel.tasks.inprocess import InProcessDispatcher
@@ -184,6 +186,107 @@ class TestClaim:
 
         assert await deliver(app, transport, 424242) is None
         assert transport.calls == 0
+
+
+class CrashAfterSending:
+    """Hands each message to `transport`, then dies as a worker killed before its `sent` commit would."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def send(self, mail: Mail) -> None:
+        await self.transport.send(mail)
+        raise WorkerKilled
+
+
+class WorkerKilled(BaseException):
+    """Not an Exception: nothing between the send and the commit may catch it."""
+
+
+async def deliver_twice_crashing_after_the_first_send(
+    app: FastAPI, transport: Transport, outbox_id: int, clock: time_machine.Traveller
+) -> None:
+    with pytest.raises(WorkerKilled):
+        await deliver(app, CrashAfterSending(transport), outbox_id)
+    assert (await the_row(app, outbox_id)).status is OutboxStatus.SENDING
+    # The claim runs out, so the relay hands the row to another worker, which sends it again.
+    clock.shift(timedelta(seconds=app.state.settings.outbox_claim_lease_seconds + 1))
+    assert outbox_id in await due(app)
+    assert await deliver(app, transport, outbox_id) is OutboxStatus.SENT
+    assert (await the_row(app, outbox_id)).attempts == 2
+
+
+class TestRedelivery:
+    """SMTP is at least once: a worker dying between the server's 250 and the `sent` commit means the
+    message goes out again. The second copy is the same message: same Message-ID, same link."""
+
+    @pytest.mark.parametrize(
+        "kind", [EmailKind.VERIFY_EMAIL, EmailKind.PASSWORD_RESET, EmailKind.PASSWORD_CHANGED, EmailKind.SIGNUP_ATTEMPT]
+    )
+    async def test_a_resent_email_has_the_same_message_id_and_link(
+        self, app: FastAPI, clock: time_machine.Traveller, kind: EmailKind
+    ) -> None:
+        _, outbox_id = await add_user_row(app, kind=kind)
+        transport = FakeTransport()
+
+        await deliver_twice_crashing_after_the_first_send(app, transport, outbox_id, clock)
+
+        first, second = transport.sent
+        sender = app.state.settings.mail_from
+        assert to_message(first, sender)["Message-ID"] == to_message(second, sender)["Message-ID"]
+        assert (first.link, first.text, first.html) == (second.link, second.text, second.html)
+
+    async def test_the_message_id_names_the_row_and_the_public_host(self, app: FastAPI) -> None:
+        _, outbox_id = await add_user_row(app)
+        transport = FakeTransport()
+
+        await deliver(app, transport, outbox_id)
+
+        message_id = str(to_message(transport.sent[0], app.state.settings.mail_from)["Message-ID"])
+        host = urlsplit(app.state.settings.public_url).hostname
+        assert re.fullmatch(rf"<outbox-{outbox_id}\.[0-9A-Za-z]+@{re.escape(str(host))}>", message_id), message_id
+
+    async def test_different_rows_have_different_message_ids(self, app: FastAPI) -> None:
+        account = await create_user(app, is_verified=False)
+        ids = [
+            await add_row(app, kind=EmailKind.PASSWORD_CHANGED, to_address=account.email, user_id=account.id)
+            for _ in range(3)
+        ]
+        transport = FakeTransport()
+
+        for outbox_id in ids:
+            await deliver(app, transport, outbox_id)
+
+        sender = app.state.settings.mail_from
+        assert len({str(to_message(mail, sender)["Message-ID"]) for mail in transport.sent}) == 3
+
+    async def test_the_resent_link_still_works(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        _, outbox_id = await add_user_row(app, kind=EmailKind.VERIFY_EMAIL)
+        transport = FakeTransport()
+        await deliver_twice_crashing_after_the_first_send(app, transport, outbox_id, clock)
+        link = transport.sent[1].link
+        assert link is not None
+
+        response = await client.post(f"{AUTH}/verify-email/confirm", json={"token": link.split("token=", 1)[1]})
+
+        assert response.status_code == 200, response.text
+        assert response.json()["is_verified"] is True
+
+    async def test_two_eml_files_of_one_resent_row_carry_the_same_message_id_and_link(
+        self, app: FastAPI, settings: Settings, clock: time_machine.Traveller
+    ) -> None:
+        _, outbox_id = await add_user_row(app, kind=EmailKind.PASSWORD_RESET)
+        transport = transport_for(settings)
+        assert isinstance(transport, FileTransport)
+
+        await deliver_twice_crashing_after_the_first_send(app, transport, outbox_id, clock)
+
+        first, second = map(read_eml, eml_files(settings))
+        assert first["Message-ID"] == second["Message-ID"]
+        assert part(first, "plain") == part(second, "plain")
+        assert "reset-password?token=" in part(first, "plain")
 
 
 # --- failures and backoff ------------------------------------------------------------------------

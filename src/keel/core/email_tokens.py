@@ -3,6 +3,10 @@
 A verification token carries the user id and the address it was sent to, so it stops working if
 the address changes. A reset token carries a fingerprint of the current password hash, so it
 stops working once the password has changed: it works once.
+
+An email's token is signed as issued when its outbox row was written, not when it is rendered: the
+same claims and the same time make the same token, so an email sent twice carries one link, and
+nothing but the secret key is needed to make it again (the outbox stores no link).
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from keel.core.config import Settings
 
@@ -35,17 +40,35 @@ class EmailTokenClaims:
     value: str  # the address (verification) or the password fingerprint (reset)
 
 
-def _serializer(settings: Settings, purpose: Purpose) -> URLSafeTimedSerializer:
+class _IssuedAtSigner(TimestampSigner):
+    """A TimestampSigner that signs with a given time rather than the clock's (its get_timestamp hook)."""
+
+    def __init__(self, *args: Any, issued_at: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issued_at = issued_at
+
+    def get_timestamp(self) -> int:
+        return self.issued_at
+
+
+def _serializer(settings: Settings, purpose: Purpose, issued_at: datetime | None = None) -> URLSafeTimedSerializer:
     key = hmac.new(settings.secret, b"keel:email-links", hashlib.sha256).digest()
-    return URLSafeTimedSerializer(key, salt=purpose.value)
+    if issued_at is None:
+        return URLSafeTimedSerializer(key, salt=purpose.value)
+    return URLSafeTimedSerializer(
+        key, salt=purpose.value, signer=_IssuedAtSigner, signer_kwargs={"issued_at": int(issued_at.timestamp())}
+    )
 
 
 def password_fingerprint(settings: Settings, hashed_password: str) -> str:
     return hmac.new(settings.secret, hashed_password.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def make(settings: Settings, purpose: Purpose, *, user_id: int, value: str) -> str:
-    return _serializer(settings, purpose).dumps({"u": user_id, "v": value})
+def make(settings: Settings, purpose: Purpose, *, user_id: int, value: str, issued_at: datetime | None = None) -> str:
+    """A token for the claims, valid for its purpose's lifetime from `issued_at` (default: now)."""
+    if issued_at is not None and issued_at.tzinfo is None:
+        raise ValueError("issued_at must be an aware datetime")
+    return _serializer(settings, purpose, issued_at).dumps({"u": user_id, "v": value})
 
 
 def read(settings: Settings, purpose: Purpose, token: str) -> EmailTokenClaims:

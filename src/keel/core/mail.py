@@ -34,6 +34,8 @@ class Mail:
     text: str
     html: str
     link: str | None = None  # the action link, for the development log
+    # Fixed by the sender when the same message may go out twice, so a receiver can drop the copy.
+    message_id: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +48,15 @@ def _templates() -> Environment:
     )
 
 
-def render(template: str, *, to: str, subject: str, link: str | None = None, **context: object) -> Mail:
+def render(
+    template: str,
+    *,
+    to: str,
+    subject: str,
+    link: str | None = None,
+    message_id: str | None = None,
+    **context: object,
+) -> Mail:
     env = _templates()
     values = {"subject": subject, "link": link, **context}
     return Mail(
@@ -55,6 +65,7 @@ def render(template: str, *, to: str, subject: str, link: str | None = None, **c
         text=env.get_template(f"{template}.txt").render(values),
         html=env.get_template(f"{template}.html").render(values),
         link=link,
+        message_id=message_id,
     )
 
 
@@ -64,7 +75,7 @@ def to_message(mail: Mail, sender: str) -> EmailMessage:
     message["To"] = mail.to
     message["Subject"] = mail.subject
     message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">") or None)
+    message["Message-ID"] = mail.message_id or make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">") or None)
     message.set_content(mail.text)
     message.add_alternative(mail.html, subtype="html")
     return message

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm.exc import StaleDataError
@@ -187,25 +188,47 @@ SUBJECTS = {
 
 
 async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox) -> Mail | None:
-    """Render the message now, with a fresh link token; ``None`` if its account is gone."""
+    """Render the row's message; ``None`` if its account is gone.
+
+    Rendering a row again gives the same message: the same Message-ID and the same link, whose
+    token is signed as issued when the row was written. A copy sent again after a worker died
+    is then recognisably the same email, with a link that works as well as the first.
+    """
     base = settings.public_url
     subject = SUBJECTS[row.kind]
+    common = {"to": row.to_address, "subject": subject, "message_id": message_id(settings, row)}
     if row.kind is EmailKind.RESET_NO_ACCOUNT:
-        return render(row.kind.value, to=row.to_address, subject=subject, signup_link=f"{base}/signup")
+        return render(row.kind.value, signup_link=f"{base}/signup", **common)
     user = await session.get(User, row.user_id) if row.user_id is not None else None
     if user is None or user.id is None:
         return None
-    common = {"to": row.to_address, "subject": subject, "username": user.username}
+    common["username"] = user.username
     if row.kind is EmailKind.VERIFY_EMAIL:
-        token = email_tokens.make(settings, Purpose.VERIFY_EMAIL, user_id=user.id, value=row.to_address)
+        token = email_tokens.make(
+            settings, Purpose.VERIFY_EMAIL, user_id=user.id, value=row.to_address, issued_at=row.created_at
+        )
         return render(row.kind.value, link=f"{base}/verify-email?token={token}", **common)
     if row.kind is EmailKind.PASSWORD_RESET:
         fingerprint = email_tokens.password_fingerprint(settings, user.hashed_password)
-        token = email_tokens.make(settings, Purpose.PASSWORD_RESET, user_id=user.id, value=fingerprint)
+        token = email_tokens.make(
+            settings, Purpose.PASSWORD_RESET, user_id=user.id, value=fingerprint, issued_at=row.created_at
+        )
         return render(row.kind.value, link=f"{base}/reset-password?token={token}", **common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         return render(row.kind.value, login_link=f"{base}/login", reset_link=f"{base}/forgot-password", **common)
     return render(row.kind.value, reset_link=f"{base}/forgot-password", **common)
+
+
+def message_id(settings: Settings, row: EmailOutbox) -> str:
+    """``<outbox-ID.CREATED@HOST>``, HOST that of KEEL_PUBLIC_URL: one per row, the same at every delivery.
+
+    The creation time (to the microsecond) keeps it unique when a database is started afresh and
+    its ids count from 1 again.
+    """
+    host = urlsplit(settings.public_url).hostname or "keel.localhost"
+    if ":" in host:  # an IPv6 address is a domain literal in a Message-ID
+        host = f"[{host}]"
+    return f"<outbox-{row.id}.{row.created_at:%Y%m%d%H%M%S%f}@{host}>"
 
 
 # --- operations ----------------------------------------------------------------------------------
