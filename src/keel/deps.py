@@ -10,7 +10,7 @@ from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core.client_ip import resolve_client_ip
+from keel.core.client_ip import limit_key, resolve_client_ip
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.errors import (
@@ -193,6 +193,14 @@ async def client_ip(request: Request, settings: SettingsDep) -> str | None:
 ClientIP = Annotated[str | None, Depends(client_ip)]
 
 
+async def _client_limit_key(ip: ClientIP) -> str:
+    return limit_key(ip)
+
+
+# Who per-address rate limits count (an IPv6 client by its /64).
+ClientLimitKey = Annotated[str, Depends(_client_limit_key)]
+
+
 # --- the web client's refresh cookie (see keel.core.web_session) -----------------------------------
 @dataclass(frozen=True, slots=True)
 class WebClientContext:
@@ -256,19 +264,22 @@ class _PerClientIP:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
 
-    async def __call__(self, limiter: RateLimiterDep, ip: ClientIP) -> None:
-        await limiter.hit(self.rule, ip or "unknown")
+    async def __call__(self, limiter: RateLimiterDep, client: ClientLimitKey) -> None:
+        await limiter.hit(self.rule, client)
 
 
-async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, ip: ClientIP) -> None:
+async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> None:
     # Runs before any lookup or hashing and keys by the email as typed, so an address with no
     # account is limited exactly like one with an account: a 429 reveals nothing.
-    address = ip or "unknown"
-    await limiter.hit_together([("login_ip", [address]), ("login", [digest(form.username.strip().lower()), address])])
+    await limiter.hit_together([("login_ip", [client]), ("login", [digest(form.username.strip().lower()), client])])
 
 
 async def _limit_refresh(
-    limiter: RateLimiterDep, ip: ClientIP, database: DatabaseDep, web: WebClient, data: RefreshRequest | None = None
+    limiter: RateLimiterDep,
+    client: ClientLimitKey,
+    database: DatabaseDep,
+    web: WebClient,
+    data: RefreshRequest | None = None,
 ) -> None:
     # `data` must keep the name (and type) of the route's body parameter: FastAPI then reads one body.
     token = data.refresh_token if data is not None and data.refresh_token is not None else web.refresh_cookie
@@ -278,7 +289,7 @@ async def _limit_refresh(
     # token. A token that belongs to no session is counted against the client's address instead.
     session_id = await auth_service.session_of_refresh_token(database=database, refresh_token=token)
     if session_id is None:
-        await limiter.hit("refresh", "ip", ip or "unknown")
+        await limiter.hit("refresh", "ip", client)
     else:
         await limiter.hit("refresh", "session", session_id)
 

@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 import pytest
 
-from keel.core.client_ip import parse_networks, resolve_client_ip
+from keel.core.client_ip import limit_key, parse_networks, resolve_client_ip
 from keel.core.config import ConfigError, load_settings
 
 PROXIES = parse_networks("10.0.0.0/8, 192.0.2.10, 2001:db8::/32")
@@ -31,6 +31,22 @@ class TestParseNetworks:
     def test_refuses_a_network_with_host_bits_and_says_what_was_probably_meant(self) -> None:
         with pytest.raises(ValueError, match=r"did you mean 10\.0\.0\.0/8\?"):
             parse_networks("10.0.0.1/8")
+
+
+class TestLimitKey:
+    @pytest.mark.parametrize(
+        ("ip", "key"),
+        [
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+            ("::ffff:203.0.113.7", "203.0.113.7"),
+            (None, "unknown"),
+            ("not-an-address", "not-an-address"),
+        ],
+    )
+    def test_an_ipv6_client_is_its_64_bit_prefix(self, ip: str | None, key: str) -> None:
+        assert limit_key(ip) == key
 
 
 class TestResolveClientIp:

@@ -451,6 +451,22 @@ class TestClientAddress:
         current = [session for session in sessions.json() if session["current"]]
         return str(current[0]["ip"])
 
+    async def test_ipv6_clients_are_counted_by_their_64_bit_prefix(self, app: FastAPI) -> None:
+        # An IPv6 client usually holds a whole /64 (a home line, a cloud VM): one address each
+        # would give it 2^64 allowances.
+        statuses = []
+        for n in range(20):
+            async with client_from(app, f"2001:db8:1:2::{n + 1:x}") as neighbour:
+                statuses.append((await attempt(neighbour, f"guess{n}@example.com")).status_code)
+        async with client_from(app, "2001:db8:1:2:ffff:ffff:ffff:ffff") as same_prefix:
+            refused = await attempt(same_prefix, "one-more@example.com")
+        async with client_from(app, "2001:db8:1:3::1") as next_prefix:
+            other = await attempt(next_prefix, "one-more@example.com")
+
+        assert statuses == [401] * 20
+        assert_rate_limited(refused, window=60)
+        assert other.status_code == 401
+
     async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:

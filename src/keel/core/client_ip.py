@@ -72,6 +72,23 @@ def resolve_client_ip(peer: str | None, forwarded_for: Iterable[str], trusted: S
     return str(client)
 
 
+# An IPv6 client usually holds a whole /64 (a home line, a cloud VM): counted one address at a
+# time it would have 2^64 allowances.
+IPV6_CLIENT_PREFIX = 64
+
+
+def limit_key(ip: str | None) -> str:
+    """Whom a per-address rate limit counts: an IPv4 address, or the /64 an IPv6 address is in."""
+    if ip is None:
+        return "unknown"
+    address = _parse_ip(ip)
+    if address is None:
+        return ip
+    if isinstance(address, IPv6Address):
+        return str(ip_network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
+
+
 def client_ip_of(scope: Mapping[str, Any], trusted: Sequence[IPNetwork]) -> str | None:
     """`resolve_client_ip` for an ASGI scope: its socket peer and its X-Forwarded-For lines."""
     client = scope.get("client")
