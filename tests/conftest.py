@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from keel.core.config import Settings
 from keel.main import create_app
 from keel.migrations import upgrade
+from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: skips counted by reason)
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"

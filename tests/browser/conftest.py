@@ -1,8 +1,10 @@
 """Browser tests: Debian's Chromium, driven by pytest-playwright, against a real `keel serve`.
 
-The server runs on PostgreSQL and Redis (as in production) with in-process email delivery
-to the file transport, so each test reads its emailed links from the .eml files. Every test
-opens its own browser context: a fresh browser with no cookies and no storage.
+The server runs on PostgreSQL and Redis (as in production) when the run has them
+(KEEL_TEST_DATABASE_URL and KEEL_TEST_REDIS_URL, or KEEL_TEST_REQUIRE_SERVICES=1, as in CI), else
+on SQLite alone: once per run either way, on the most production-like backend there is. Email is
+delivered in-process to the file transport, so each test reads its emailed links from the .eml
+files. Every test opens its own browser context: a fresh browser with no cookies and no storage.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.conftest import TEST_SECRET, reset_postgres, reset_redis, unavailable
+from tests.conftest import REQUIRE_SERVICES, TEST_SECRET, reset_postgres, reset_redis, unavailable
 
 CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
+# PostgreSQL + Redis when the run is configured for them (and where they are required); else SQLite.
+WITH_SERVICES = REQUIRE_SERVICES or bool(
+    os.environ.get("KEEL_TEST_DATABASE_URL") and os.environ.get("KEEL_TEST_REDIS_URL")
+)
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 # Chromium logs every failed fetch; a status, or 0 for a request that never got an answer.
@@ -168,18 +174,21 @@ class Account:
 
 
 @pytest.fixture(scope="module")
-def keel(
-    request: pytest.FixtureRequest, postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Keel]:
-    asyncio.run(reset_postgres(postgres_url))
-    asyncio.run(reset_redis(redis_url))
+def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keel]:
+    services: dict[str, str] = {}
+    if WITH_SERVICES:
+        # Resolved here, not as parameters: on SQLite they would skip the module for want of them.
+        postgres_url = request.getfixturevalue("postgres_url")
+        redis_url = request.getfixturevalue("redis_url")
+        asyncio.run(reset_postgres(postgres_url))
+        asyncio.run(reset_redis(redis_url))
+        services = {"KEEL_DATABASE_URL": postgres_url, "KEEL_REDIS_URL": redis_url}
     folder = tmp_path_factory.mktemp("keel-serve")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
-        "KEEL_DATABASE_URL": postgres_url,
-        "KEEL_REDIS_URL": redis_url,
+        **services,  # none: SQLite in the data folder, which `keel serve` migrates
         "KEEL_SECRET_KEY": TEST_SECRET,
         "KEEL_DATA_DIR": str(folder / "data"),
         "KEEL_PUBLIC_URL": url,

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Account, Keel, Visit
+from tests.browser.conftest import WITH_SERVICES, Account, Keel, Visit
 
 pytestmark = pytest.mark.slow  # a real server and a real browser
 
 NEW_PASSWORD = "another calm sea 7 bells"
+
+
+def test_the_server_runs_on_postgresql_and_redis_when_the_run_has_them_else_on_sqlite(keel: Keel) -> None:
+    lines = [json.loads(line) for line in keel.log_path.read_text().splitlines() if line.startswith("{")]
+    startup = next(line for line in lines if line.get("event") == "startup")
+
+    assert startup["database"] == ("postgresql" if WITH_SERVICES else "sqlite")
+    assert startup["redis"] is WITH_SERVICES
 
 
 def todo_titles(page: Page) -> list[str]:
