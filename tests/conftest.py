@@ -29,7 +29,16 @@ from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: s
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
-TABLES = ("idempotency_record", "vote", "post", "todo", "refresh_token", "user_session", '"user"')
+TABLES = (
+    "username_reservation",
+    "idempotency_record",
+    "vote",
+    "post",
+    "todo",
+    "refresh_token",
+    "user_session",
+    '"user"',
+)
 
 
 def unavailable(reason: str) -> None:

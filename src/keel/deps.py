@@ -22,8 +22,9 @@ from keel.core.errors import (
     TokenExpired,
     Unauthorized,
 )
+from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
-from keel.core.ratelimit import RateLimiter, Rule, digest
+from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
 from keel.core.web_session import (
     REFRESH_COOKIE,
@@ -249,7 +250,7 @@ async def _web_client(request: Request, settings: SettingsDep) -> WebClientConte
 WebClient = Annotated[WebClientContext, Depends(_web_client)]
 
 
-# --- rate limits (see keel.core.ratelimit); used as `dependencies=[LoginRateLimit]` --------------
+# --- rate limits (see keel.core.ratelimit); used as `dependencies=[RegisterRateLimit]` -----------
 async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
@@ -268,10 +269,15 @@ class _PerClientIP:
         await limiter.hit(self.rule, client)
 
 
-async def _limit_login(form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> None:
+async def _login_attempt(form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> PasswordAttempt:
     # Runs before any lookup or hashing and keys by the email as typed, so an address with no
-    # account is limited exactly like one with an account: a 429 reveals nothing.
-    await limiter.hit_together([("login_ip", [client]), ("login", [digest(form.username.strip().lower()), client])])
+    # account is limited exactly like one with an account: a 429 reveals nothing. The account's
+    # lock and the two windows are one script call.
+    windows: list[tuple[Rule, list[str]]] = [
+        ("login_ip", [client]),
+        ("login", [digest(form.username.strip().lower()), client]),
+    ]
+    return await limiter.password_attempt(account_key(form.username), windows)
 
 
 async def _limit_refresh(
@@ -302,7 +308,8 @@ async def _limit_writes(request: Request, user: CurrentUser) -> None:
     await limiter.hit("writes", str(user.user_id))
 
 
-LoginRateLimit = Depends(_limit_login)
+# The sign-in's rate limits, and its password check counted against the account (keel.core.lockout).
+LoginAttempt = Annotated[PasswordAttempt, Depends(_login_attempt)]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))

@@ -16,8 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from keel.core.config import ConfigError, load_settings
 from keel.core.errors import RateLimited
+from keel.core.lockout import ATTEMPTS_KEPT_SECONDS, LocalAttempts, Lockout
 from keel.core.logging import configure_logging
-from keel.core.ratelimit import KEY_PREFIX, RULES, RateLimiter, Rule, limits_storage_uri
+from keel.core.ratelimit import KEY_PREFIX, RULES, RateLimiter, Rule, account_key, limits_storage_uri
 from keel.core.redis import create_redis
 from tests.conftest import base_settings, reset_redis
 
@@ -308,3 +309,150 @@ class TestScriptedWindow:
         assert calls == 5  # one script call per sign-in
         lengths = {key: await redis.llen(key) async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")}
         assert sorted(lengths.values()) == [1, 2, 3]  # account b, account a, the address
+
+
+# --- the account lock (keel.core.lockout) ----------------------------------------------------------
+LOCKOUT = Lockout(after=3, first_seconds=10, max_seconds=50)
+
+
+def locking(redis: Redis | None = None, **rules: str) -> RateLimiter:
+    parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
+    parsed.update({rule: limits.parse_many(value) for rule, value in rules.items()})  # type: ignore[misc]
+    return RateLimiter(parsed, redis=redis, lockout=LOCKOUT)
+
+
+async def check(limiter: RateLimiter, account: str = "a") -> int | str:
+    """The attempt's number, or the Retry-After of its refusal."""
+    try:
+        return (await limiter.password_attempt(account)).number
+    except RateLimited as refused:
+        return f"429 after {refused.headers['Retry-After']}"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Redis | None]:
+    """Where the limiter keeps the accounts' counts: this process, or Redis."""
+    if request.param == "memory":
+        yield None
+        return
+    url = request.getfixturevalue("redis_url")
+    await reset_redis(url)
+    client = create_redis(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+class TestLockout:
+    def test_the_lock_doubles_from_the_limit_up_to_the_cap(self) -> None:
+        assert [LOCKOUT.lock_seconds(n) for n in range(1, 8)] == [0, 0, 10, 20, 40, 50, 50]
+        assert LOCKOUT.lock_seconds(10_000) == 50
+
+    async def test_counts_locks_and_starts_over_when_the_password_is_right(self, store: Redis | None) -> None:
+        limiter = locking(store)
+        with time_machine.travel(1_900_000_000, tick=False) as clock:
+            run = [await check(limiter) for _ in range(4)]
+            clock.shift(10)
+            fourth = await limiter.password_attempt("a")  # the lock ended: one more check, a longer lock
+            locked_longer = await check(limiter)
+            other_account = await check(limiter, "b")
+            clock.shift(20)
+            fifth = await limiter.password_attempt("a")
+            await limiter.password_right(fifth)
+            after_right = [await check(limiter) for _ in range(2)]
+
+        assert run == [1, 2, 3, "429 after 10"]
+        assert (fourth.number, fourth.locks) == (4, False)
+        assert locked_longer == "429 after 20"
+        assert other_account == 1
+        assert after_right == [1, 2]
+
+    async def test_only_the_check_that_reaches_the_limit_locks(self, store: Redis | None) -> None:
+        limiter = locking(store)
+
+        attempts = [await limiter.password_attempt("a") for _ in range(3)]
+
+        assert [attempt.locks for attempt in attempts] == [False, False, True]
+
+    async def test_the_count_is_forgotten_a_day_after_the_last_check(self, store: Redis | None) -> None:
+        limiter = locking(store)
+        with time_machine.travel(1_900_000_000, tick=False) as clock:
+            assert [await check(limiter) for _ in range(2)] == [1, 2]
+            if store is not None:  # Redis expires keys by its own clock, which the test cannot move
+                assert 0 < await store.ttl(f"{KEY_PREFIX}:account:a") <= ATTEMPTS_KEPT_SECONDS
+                await store.delete(f"{KEY_PREFIX}:account:a")
+            clock.shift(ATTEMPTS_KEPT_SECONDS + 1)
+            assert await check(limiter) == 1
+
+    async def test_a_password_reset_clears_the_lock(self, redis: Redis) -> None:
+        limiter = locking(redis)
+        assert [await check(limiter) for _ in range(4)] == [1, 2, 3, "429 after 10"]
+
+        await limiter.clear_account("a")
+
+        assert await check(limiter) == 1
+
+    async def test_a_sign_in_checks_the_lock_and_its_windows_in_one_call_and_counts_in_all_or_none(
+        self, redis: Redis
+    ) -> None:
+        limiter = locking(redis, login="2/minute")
+        calls = 0
+        run = limiter.run
+
+        async def counting_run(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await run(*args, **kwargs)
+
+        limiter.run = counting_run  # type: ignore[method-assign]
+
+        async def sign_in(ip: str) -> int | str:
+            try:
+                return (await limiter.password_attempt("a", [("login", ["a", ip])])).number
+            except RateLimited:
+                return "429"
+
+        with time_machine.travel(1_900_000_000, tick=False):
+            # The window of the first address refuses its third: that one is not counted in the account.
+            first_address = [await sign_in("ip1") for _ in range(3)]
+            # The account's third check locks it: the next is refused, and not counted in the window.
+            other_address = [await sign_in("ip2"), await sign_in("ip2")]
+        assert first_address == [1, 2, "429"]
+        assert other_address == [3, "429"]
+        assert calls == 5
+        lengths = {key: await redis.llen(key) async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")}
+        assert sorted(lengths.values()) == [1, 2]
+
+    async def test_redis_failing_hands_the_count_to_memory(self) -> None:
+        unreachable = create_redis("redis://127.0.0.1:1/0")
+        try:
+            limiter = locking(unreachable)
+            outcomes = [await check(limiter) for _ in range(4)]
+        finally:
+            await unreachable.aclose()
+
+        assert outcomes[:3] == [1, 2, 3]
+        assert str(outcomes[3]).startswith("429")
+
+    async def test_turned_off_nothing_is_counted(self) -> None:
+        limiter = locking()
+        limiter.enabled = False
+
+        attempts = [await limiter.password_attempt("a") for _ in range(5)]
+
+        assert {(attempt.number, attempt.locks) for attempt in attempts} == {(0, False)}
+
+    def test_memory_keeps_a_bounded_number_of_accounts(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(LocalAttempts, "MAX_ACCOUNTS", 100)
+        local = LocalAttempts()
+        for n in range(1000):
+            local.count(f"sprayed-{n}", 1_900_000_000.0, LOCKOUT)
+        local.count("target", 1_900_000_000.0, LOCKOUT)
+
+        assert len(local._accounts) <= 100
+        assert "target" in local._accounts  # the most recent stays
+
+    def test_the_account_key_is_the_normalised_email(self) -> None:
+        assert account_key(" Ada@Example.COM ") == account_key("ada@example.com")
+        assert "ada" not in account_key("ada@example.com")

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
@@ -60,6 +61,52 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_url: s
     _, tables = asyncio.run(_inspect(database_url))
     assert tables <= {"alembic_version"}
     upgrade(settings)  # leave the shared test database usable for the tests after this one
+
+
+def test_the_email_kinds_the_models_name_are_the_ones_the_database_accepts(database_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from keel.models import EmailKind
+
+    async def accepted() -> set[str]:
+        engine = create_async_engine(database_url)
+        kinds = set()
+        try:
+            for kind in EmailKind:
+                try:
+                    async with engine.begin() as connection:
+                        await connection.execute(
+                            text(
+                                "INSERT INTO email_outbox (kind, to_address, status, attempts, created_at, "
+                                "next_attempt_at) VALUES (:kind, 'a@example.com', 'pending', 0, CURRENT_TIMESTAMP, "
+                                "CURRENT_TIMESTAMP)"
+                            ),
+                            {"kind": kind.value},
+                        )
+                        kinds.add(kind.value)
+                        await connection.rollback()
+                except IntegrityError:
+                    pass
+        finally:
+            await engine.dispose()
+        return kinds
+
+    upgrade(base_settings(tmp_path, database_url=database_url))
+
+    assert asyncio.run(accepted()) == {kind.value for kind in EmailKind}
+
+
+def test_sqlite_keeps_handing_out_outbox_ids_only_once(tmp_path: Path) -> None:
+    # A migration that rebuilds the table on SQLite must keep AUTOINCREMENT, or a deleted row's id
+    # could come back while a delivery task still names it.
+    import sqlite3
+
+    path = tmp_path / "keel.db"
+    upgrade(base_settings(tmp_path, database_url=f"sqlite+aiosqlite:///{path}"))
+
+    with sqlite3.connect(path) as connection:
+        (sql,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'email_outbox'").fetchone()
+    assert "AUTOINCREMENT" in sql
 
 
 def test_a_migration_waits_for_one_already_running(postgres_url: str, tmp_path: Path) -> None:

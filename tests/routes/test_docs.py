@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import zipfile
@@ -104,7 +105,8 @@ class TestServedFromThePackage:
     @pytest.mark.slow
     def test_the_wheel_ships_every_file_of_the_docs(self, tmp_path: Path) -> None:
         subprocess.run(
-            ["uv", "build", "--wheel", "--out-dir", str(tmp_path), str(REPO)],
+            # `uv run` names the uv that runs the suite; the README's commands do not put one on PATH.
+            [os.environ.get("UV", "uv"), "build", "--wheel", "--out-dir", str(tmp_path), str(REPO)],
             check=True,
             capture_output=True,
             timeout=300,

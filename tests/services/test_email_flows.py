@@ -28,6 +28,7 @@ from keel.core.security import PasswordHasher
 from keel.main import create_app
 from keel.models import EmailKind, EmailOutbox, User
 from tests.factories import Account, Tokens, assert_problem, create_user, login
+from tests.services.test_statement_counts import count_statements
 
 PUBLIC_URL = "https://keel.example"
 ATTACKER_HOST = "attacker.example"
@@ -198,6 +199,7 @@ SIGNUP_ATTEMPT_SUBJECT = "Someone tried to sign up with your email address"
 RESET_SUBJECT = "Reset your password"
 NO_ACCOUNT_SUBJECT = "Password reset requested"
 CHANGED_SUBJECT = "Your password was changed"
+LOCKED_SUBJECT = "Signing in to your account is paused after wrong passwords"
 
 
 @pytest.fixture
@@ -336,9 +338,144 @@ class TestVerification:
         assert notice.subject == SIGNUP_ATTEMPT_SUBJECT
         assert notice.to == "alice@example.com"
         for part in (notice.text, notice.html):
-            assert "token=" not in part
             assert VERIFY_PAGE not in part
+            assert f"{PUBLIC_URL}/forgot-password" in part
+        # alice has not confirmed her address: the notice's one token is a link to claim the account.
+        assert notice.token(RESET_PAGE)
+        assert notice.text.count("token=") == 1
+
+
+# --- registration reveals nothing about an address; an unconfirmed one can be claimed -----------
+OWNER_PASSWORD = "Saffron-glacier-tandem-71"
+
+
+def answer(response: httpx.Response) -> tuple[int, str, dict[str, Any]]:
+    """All of a response a client can compare, except the request id that differs every time."""
+    body = {key: value for key, value in response.json().items() if key != "request_id"}
+    return response.status_code, response.headers["content-type"], body
+
+
+class TestRegistrationRevealsNoAccount:
+    """An attacker registers the victim's address with a fresh username, then another address with it."""
+
+    @pytest.mark.parametrize("victim_state", ["verified", "unverified"])
+    @pytest.mark.parametrize("order", ["victim-first", "other-first"])
+    async def test_the_username_answer_is_the_same_whether_the_address_has_an_account(
+        self, flow: Flow, victim_state: str, order: str
+    ) -> None:
+        await create_user(
+            flow.app, email="victim@example.com", username="victim", is_verified=victim_state == "verified"
+        )
+
+        async def probe(victim: str, username: str) -> list[tuple[int, str, dict[str, Any]]]:
+            attempts = [registration(username, victim), registration(username, f"other_{username}@example.com")]
+            if order == "other-first":
+                attempts.reverse()
+            return [answer(await flow.post(f"{AUTH}/register", json=body)) for body in attempts]
+
+        registered = await probe("victim@example.com", "probe_one")
+        new = await probe("fresh@example.com", "probe_two")
+
+        assert registered == new
+        statuses = [status for status, _, _ in registered]
+        assert statuses == [202, 409]
+        assert registered[1][2]["code"] == "username_taken"
+
+    async def test_registering_a_known_or_a_new_address_does_the_same_work(self, flow: Flow) -> None:
+        await create_user(flow.app, email="known@example.com", username="known")
+        await flow.post(f"{AUTH}/register", json=registration("warm_up"))  # connections, caches
+
+        with count_statements(flow.app) as known:
+            assert (
+                await flow.post(f"{AUTH}/register", json=registration("first", "known@example.com"))
+            ).status_code == 202
+        with count_statements(flow.app) as new:
+            assert (
+                await flow.post(f"{AUTH}/register", json=registration("second", "new@example.com"))
+            ).status_code == 202
+
+        # One write of the same size either way: the new account, or the reservation of its username.
+        assert any(statement.split()[0] == "INSERT" for statement in known), known  # the count saw them
+        assert [statement.split()[0] for statement in known] == [statement.split()[0] for statement in new]
+        assert await flow.kinds("known@example.com") == [EmailKind.SIGNUP_ATTEMPT]
+        assert await flow.kinds("new@example.com") == [EmailKind.VERIFY_EMAIL]
+
+
+class TestSquattedAddress:
+    """Someone registered the victim's address first; the victim can still make the account theirs."""
+
+    async def squat(self, flow: Flow) -> tuple[Account, Tokens]:
+        squatter = await flow.register("squatter", "victim@example.com")
+        tokens = await login(flow.client, squatter)
+        named = await flow.client.patch(ME, json={"full_name": "Victim (official)"}, headers=tokens.headers)
+        assert named.status_code == 200, named.text
+        return squatter, tokens
+
+    async def assert_claimed(self, flow: Flow, squatter: Account, squatter_tokens: Tokens) -> Tokens:
+        assert (await flow.client.get(ME, headers=squatter_tokens.headers)).status_code == 401
+        refreshed = await flow.client.post(f"{AUTH}/refresh", json={"refresh_token": squatter_tokens.refresh})
+        assert refreshed.status_code == 401
+        stale = await flow.client.post(
+            f"{AUTH}/login", data={"username": squatter.email, "password": squatter.password}
+        )
+        assert_problem(stale, 401, "invalid_credentials")
+        owner = await login(flow.client, Account(squatter.id, squatter.email, squatter.username, NEW_PASSWORD))
+        me = (await flow.client.get(ME, headers=owner.headers)).json()
+        assert (me["id"], me["is_verified"], me["full_name"]) == (squatter.id, True, None)
+        assert (await publish(flow.client, owner)).status_code == 201
+        return owner
+
+    async def test_the_owner_registering_gets_a_link_that_claims_the_account(self, flow: Flow) -> None:
+        squatter, squatter_tokens = await self.squat(flow)
+
+        response = await flow.post(
+            f"{AUTH}/register",
+            json={"email": "victim@example.com", "username": "rightful", "password": OWNER_PASSWORD},
+        )
+
+        assert response.status_code == 202
+        notice = flow.last_mail("victim@example.com", SIGNUP_ATTEMPT_SUBJECT)
+        token = notice.token(RESET_PAGE)
+        # Changing the password does not spoil the owner's link: the squatter cannot keep it from them.
+        changed = await flow.post(
+            f"{AUTH}/password-change",
+            json={"current_password": squatter.password, "new_password": "Amber-willow-canyon-18"},
+            headers=squatter_tokens.headers,
+        )
+        assert changed.status_code == 204, changed.text
+
+        claimed = await flow.post(f"{AUTH}/password-reset/confirm", json=reset_body(token))
+
+        assert claimed.status_code == 204, claimed.text
+        owner = await self.assert_claimed(flow, squatter, squatter_tokens)
+        # The username the owner asked for was kept for this account, and for no one else.
+        taken = await flow.post(f"{AUTH}/register", json=registration("rightful", "someone@example.com"))
+        assert_problem(taken, 409, "username_taken")
+        renamed = await flow.client.patch(ME, json={"username": "rightful"}, headers=owner.headers)
+        assert renamed.status_code == 200, renamed.text
+        # The link works once.
+        again = await flow.post(f"{AUTH}/password-reset/confirm", json=reset_body(token, "Amber-willow-canyon-18"))
+        assert_problem(again, 400, "invalid_token")
+
+    async def test_a_password_reset_claims_the_account(self, flow: Flow) -> None:
+        squatter, squatter_tokens = await self.squat(flow)
+        token = await flow.reset_token(squatter)
+
+        claimed = await flow.post(f"{AUTH}/password-reset/confirm", json=reset_body(token))
+
+        assert claimed.status_code == 204, claimed.text
+        await self.assert_claimed(flow, squatter, squatter_tokens)
+
+    async def test_a_confirmed_account_is_not_claimed_by_a_registration(self, flow: Flow) -> None:
+        account = await create_user(flow.app, email="owner@example.com", username="owner")
+
+        await flow.post(f"{AUTH}/register", json=registration("intruder", "owner@example.com"))
+
+        notice = flow.last_mail("owner@example.com", SIGNUP_ATTEMPT_SUBJECT)
+        for part in (notice.text, notice.html):
+            assert "token=" not in part
             assert f"{PUBLIC_URL}/login" in part
+        await login(flow.client, account)
 
 
 class TestVerificationRequest:
@@ -468,6 +605,45 @@ class TestPasswordReset:
         assert await flow.kinds(account.email) == [EmailKind.PASSWORD_RESET]
 
 
+class TestAccountLockNotice:
+    async def wrong_passwords(self, flow: Flow, account: Account, count: int) -> list[int]:
+        statuses = []
+        for n in range(count):
+            # A fresh address every few tries: the per-address limits are not what is tested here.
+            transport = httpx.ASGITransport(app=flow.app, client=(f"198.51.100.{n // 4 + 1}", 51000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                response = await http.post(
+                    f"{AUTH}/login", data={"username": account.email, "password": "Not-the-password-11"}
+                )
+            statuses.append(response.status_code)
+        await flow.app.state.dispatcher.drain()
+        return statuses
+
+    async def test_the_owner_is_told_once_with_a_way_out(self, flow: Flow) -> None:
+        account = await create_user(flow.app, email="target@example.com", username="target")
+
+        statuses = await self.wrong_passwords(flow, account, 14)
+
+        assert statuses == [401] * 10 + [429] * 4
+        (notice,) = [mail for mail in flow.smtp.inbox(account.email) if mail.subject == LOCKED_SUBJECT]
+        for part in (notice.text, notice.html):
+            assert "target" in part
+            assert f"{PUBLIC_URL}/forgot-password" in part
+            assert "token=" not in part
+            assert "Not-the-password-11" not in part
+
+    async def test_a_password_reset_lifts_the_lock(self, flow: Flow) -> None:
+        account = await create_user(flow.app, email="target@example.com", username="target")
+        assert (await self.wrong_passwords(flow, account, 11))[-1] == 429
+        token = await flow.reset_token(account)
+
+        done = await flow.post(f"{AUTH}/password-reset/confirm", json=reset_body(token))
+        signed_in = await flow.client.post(f"{AUTH}/login", data={"username": account.email, "password": NEW_PASSWORD})
+
+        assert done.status_code == 204, done.text
+        assert signed_in.status_code == 200, signed_in.text
+
+
 class TestPasswordChangeNotice:
     async def test_changing_the_password_sends_the_notice(self, flow: Flow) -> None:
         account = await create_user(flow.app)
@@ -586,7 +762,10 @@ class TestBadTokens:
         await login(flow.client, Account(account.id, account.email, account.username, NEW_PASSWORD))
 
     async def test_a_reset_token_dies_when_the_password_changes_another_way(self, flow: Flow) -> None:
-        account, token = await issue(flow, Purpose.PASSWORD_RESET)
+        # A confirmed account's link is bound to its password (an unconfirmed one's to its address:
+        # see TestSquattedAddress).
+        account = await create_user(flow.app, username="holder")
+        token = await flow.reset_token(account)
         tokens = await login(flow.client, account)
         changed = await flow.post(
             f"{AUTH}/password-change",
@@ -733,8 +912,8 @@ class TestThrottle:
 
     async def test_the_limit_counts_registration_emails_too(self, flow: Flow) -> None:
         await flow.register("counted")
-        for _ in range(2):
-            await flow.post(f"{AUTH}/register", json=registration("copycat", "counted@example.com"))
+        for n in range(2):  # each with its own username: the first reserves its own
+            await flow.post(f"{AUTH}/register", json=registration(f"copycat_{n}", "counted@example.com"))
 
         await flow.post(f"{AUTH}/password-reset/request", json={"email": "counted@example.com"})
 

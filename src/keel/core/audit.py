@@ -19,6 +19,9 @@ log = get_logger("keel.security")
 class SecurityEvent(StrEnum):
     USER_REGISTERED = "user_registered"
     EMAIL_VERIFIED = "email_verified"
+    # A reset link confirmed an address that had an account no one had confirmed (it may have been
+    # registered by someone else): the link's holder now has the account, and everyone else is out.
+    ACCOUNT_CLAIMED = "account_claimed"
     LOGIN_SUCCEEDED = "login_succeeded"
     LOGIN_FAILED = "login_failed"
     TOKEN_REFRESHED = "token_refreshed"
@@ -29,6 +32,8 @@ class SecurityEvent(StrEnum):
     SESSION_REVOKED = "session_revoked"
     PASSWORD_CHANGED = "password_changed"
     PASSWORD_CHANGE_FAILED = "password_change_failed"
+    # Too many password checks in a row without the right password: the account is locked a while.
+    ACCOUNT_LOCKED = "account_locked"
     PASSWORD_RESET_REQUESTED = "password_reset_requested"
     PASSWORD_RESET = "password_reset"
     ROLE_CHANGED = "role_changed"

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     rate_limit_password_reset: str = "10/hour"
     rate_limit_refresh: str = "30/minute"  # per session
     rate_limit_writes: str = "120/minute"  # per user, over the write endpoints
+    # Password checks in a row without the right password, per account and from any address, before
+    # the account is locked (keel.core.lockout); each further one doubles the lock, up to the maximum.
+    rate_limit_account_failures: int = Field(default=10, ge=1)
+    rate_limit_account_lock_seconds: int = Field(default=60, ge=1)
+    rate_limit_account_lock_max_seconds: int = Field(default=900, ge=1)
 
     # Browser origins allowed to call the API cross-origin (CORS), comma-separated, e.g.
     # "https://app.example.com,https://admin.example.com". Empty: same origin only.

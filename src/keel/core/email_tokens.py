@@ -2,7 +2,8 @@
 
 A verification token carries the user id and the address it was sent to, so it stops working if
 the address changes. A reset token carries a fingerprint of the current password hash, so it
-stops working once the password has changed: it works once.
+stops working once the password has changed: it works once (an unconfirmed account's, see
+`reset_binding`, is bound to its address until the account is confirmed).
 
 An email's token is signed as issued when its outbox row was written, not when it is rendered: the
 same claims and the same time make the same token, so an email sent twice carries one link, and
@@ -37,7 +38,7 @@ class EmailTokenError(Exception):
 @dataclass(frozen=True, slots=True)
 class EmailTokenClaims:
     user_id: int
-    value: str  # the address (verification) or the password fingerprint (reset)
+    value: str  # the address (verification), or what `reset_binding` gives (reset)
 
 
 class _IssuedAtSigner(TimestampSigner):
@@ -62,6 +63,21 @@ def _serializer(settings: Settings, purpose: Purpose, issued_at: datetime | None
 
 def password_fingerprint(settings: Settings, hashed_password: str) -> str:
     return hmac.new(settings.secret, hashed_password.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def reset_binding(settings: Settings, *, hashed_password: str, email: str, verified: bool) -> str:
+    """What a reset token is bound to, so that it works once.
+
+    A confirmed account's token is bound to its password hash, so it stops working once the
+    password has changed, by the token or otherwise. An unconfirmed account's token is bound to
+    its address instead, and stops working once the account is confirmed (as using it does):
+    someone who registered another person's address cannot spoil that person's link to claim the
+    account by changing its password.
+    """
+    if verified:
+        return password_fingerprint(settings, hashed_password)
+    digest = hmac.new(settings.secret, f"unconfirmed:{email}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"unconfirmed:{digest}"
 
 
 def make(settings: Settings, purpose: Purpose, *, user_id: int, value: str, issued_at: datetime | None = None) -> str:

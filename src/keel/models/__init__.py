@@ -8,6 +8,7 @@ from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
 from keel.models.todo import Priority, Todo
 from keel.models.user import Role, User
+from keel.models.username_reservation import UsernameReservation
 from keel.models.vote import Vote
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Todo",
     "User",
     "UserSession",
+    "UsernameReservation",
     "Vote",
     "utcnow",
 ]

@@ -15,6 +15,7 @@ class EmailKind(StrEnum):
     PASSWORD_RESET = "password_reset"
     RESET_NO_ACCOUNT = "reset_no_account"
     PASSWORD_CHANGED = "password_changed"
+    ACCOUNT_LOCKED = "account_locked"
 
 
 class OutboxStatus(StrEnum):

@@ -11,9 +11,10 @@ from keel.deps import (
     CurrentUser,
     DatabaseDep,
     DispatcherDep,
+    LoginAttempt,
     LoginFormDep,
-    LoginRateLimit,
     PasswordResetRateLimit,
+    RateLimiterDep,
     RefreshRateLimit,
     RegisterRateLimit,
     SessionDep,
@@ -74,9 +75,9 @@ async def register(data: UserCreate, session: SessionDep, settings: SettingsDep,
     "/login",
     response_model=TokenPair,
     responses={**problem_responses(401, 403, 422, 429), **_sets_cookie(200, "The refresh cookie")},
-    dependencies=[LoginRateLimit],
 )
 async def login(
+    attempt: LoginAttempt,
     form: LoginFormDep,
     request: Request,
     response: Response,
@@ -85,8 +86,14 @@ async def login(
     settings: SettingsDep,
     ip: ClientIP,
     web: WebClient,
+    dispatcher: DispatcherDep,
+    limiter: RateLimiterDep,
 ) -> TokenPair:
     """Sign in with email (as `username`) and password; opens a session and returns its tokens.
+
+    Ten wrong passwords in a row for one account, from any address, lock it for a minute (429 with
+    `Retry-After`), and each further one doubles the lock, up to 15 minutes; the owner is emailed
+    when it first locks. A right password, or a password reset, starts the count over.
 
     With the header `X-Keel-Client: web` (the web app), the request must also carry this service's own
     `Origin` (else 403 `csrf_rejected`), and the refresh token is set as the HttpOnly `keel_refresh`
@@ -98,6 +105,9 @@ async def login(
         database=database,
         cache=cache,
         settings=settings,
+        dispatcher=dispatcher,
+        limiter=limiter,
+        attempt=attempt,
         email=form.username,
         password=form.password,
         user_agent=request.headers.get("user-agent"),
@@ -205,7 +215,9 @@ async def revoke_session(session_id: SessionId, user: CurrentUser, session: Sess
     await session_service.revoke_one(session=session, cache=cache, principal=user, session_id=session_id)
 
 
-@router.post("/password-change", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 422))
+@router.post(
+    "/password-change", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 422, 429)
+)
 async def change_password(
     data: PasswordChange,
     user: CurrentUser,
@@ -213,13 +225,18 @@ async def change_password(
     cache: CacheDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
+    limiter: RateLimiterDep,
 ) -> None:
-    """Change the password (the current one is required); every other session ends."""
+    """Change the password (the current one is required); every other session ends.
+
+    A wrong current password counts against the account's wrong passwords like a sign-in's (429 while locked).
+    """
     await auth_service.change_password(
         session=session,
         cache=cache,
         settings=settings,
         dispatcher=dispatcher,
+        limiter=limiter,
         principal=user,
         current_password=data.current_password,
         new_password=data.new_password,
@@ -269,14 +286,20 @@ async def request_password_reset(
 
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 422))
 async def confirm_password_reset(
-    data: PasswordResetConfirm, session: SessionDep, cache: CacheDep, settings: SettingsDep, dispatcher: DispatcherDep
+    data: PasswordResetConfirm,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    limiter: RateLimiterDep,
 ) -> None:
-    """Set a new password with the token from the reset link; every session ends."""
+    """Set a new password with the token from the reset link; every session ends, and so does a lock."""
     await account_service.confirm_reset(
         session=session,
         cache=cache,
         settings=settings,
         dispatcher=dispatcher,
+        limiter=limiter,
         token=data.token,
         new_password=data.new_password,
         confirm_password=data.confirm_password,

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from keel.deps import CacheDep, CurrentUser, SessionDep, SettingsDep, UserId, WriteRateLimit
+from keel.deps import (
+    CacheDep,
+    CurrentUser,
+    DispatcherDep,
+    RateLimiterDep,
+    SessionDep,
+    SettingsDep,
+    UserId,
+    WriteRateLimit,
+)
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
@@ -14,7 +23,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
 async def read_me(user: CurrentUser, session: SessionDep) -> UserRead:
     """The current user's own account."""
-    return UserRead.model_validate(await user_service.get(session=session, user_id=user.user_id))
+    return UserRead.model_validate(await user_service.get_own(session=session, user_id=user.user_id))
 
 
 @router.patch(
@@ -33,11 +42,26 @@ async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) ->
     dependencies=[WriteRateLimit],
 )
 async def delete_me(
-    data: UserDelete, user: CurrentUser, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    data: UserDelete,
+    user: CurrentUser,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    limiter: RateLimiterDep,
 ) -> None:
-    """Delete the current user's account and everything it owns (the password is required)."""
+    """Delete the current user's account and everything it owns (the password is required).
+
+    A wrong password counts against the account's wrong passwords like a sign-in's (429 while locked).
+    """
     await user_service.delete_own(
-        session=session, cache=cache, settings=settings, user_id=user.user_id, password=data.password
+        session=session,
+        cache=cache,
+        settings=settings,
+        dispatcher=dispatcher,
+        limiter=limiter,
+        user_id=user.user_id,
+        password=data.password,
     )
 
 

@@ -10,6 +10,7 @@ from keel.core.config import Settings
 from keel.core.email_tokens import EmailTokenError, Purpose
 from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailToken, PasswordsDoNotMatch
 from keel.core.password_policy import normalize
+from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.models import EmailKind, User, utcnow
 from keel.services import outbox as outbox_service
@@ -29,7 +30,7 @@ def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.Em
 async def request_verification(
     *, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user_id: int
 ) -> None:
-    user = await user_service.get(session=session, user_id=user_id)
+    user = await user_service.get_own(session=session, user_id=user_id)
     if user.is_verified:
         raise AlreadyVerified
     row = await outbox_service.enqueue(
@@ -77,21 +78,33 @@ async def confirm_reset(
     cache: SessionCache | None,
     settings: Settings,
     dispatcher: Dispatcher,
+    limiter: RateLimiter,
     token: str,
     new_password: str,
     confirm_password: str,
 ) -> None:
-    """Set the new password; the link stops working (its fingerprint no longer matches) and every session ends."""
+    """Set the new password; the link stops working (see `email_tokens.reset_binding`) and every session ends.
+
+    On an account whose address was never confirmed, the link is also how the address's owner
+    claims it from whoever registered it (they may be someone else): the address is confirmed
+    by the link, and the display name, which anyone would see beside the owner's posts, is cleared.
+    """
     if normalize(new_password) != normalize(confirm_password):
         raise PasswordsDoNotMatch
     claims = _claims(settings, Purpose.PASSWORD_RESET, token)
     user = await session.get(User, claims.user_id)
-    if user is None or email_tokens.password_fingerprint(settings, user.hashed_password) != claims.value:
+    if user is None or claims.value != email_tokens.reset_binding(
+        settings, hashed_password=user.hashed_password, email=user.email, verified=user.is_verified
+    ):
         raise InvalidEmailToken
     assert user.id is not None
     new_password = user_service.check_new_password(user, new_password)
     user.hashed_password = await password_hasher(settings).hash(new_password)
     user.updated_at = utcnow()
+    claimed = not user.is_verified
+    if claimed:
+        user.is_verified = True
+        user.full_name = None
     session.add(user)
     await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
     row = await outbox_service.enqueue(
@@ -99,4 +112,8 @@ async def confirm_reset(
     )
     await session.commit()
     await outbox_service.dispatch_after_commit(dispatcher, [row])
+    # Whoever holds the link owns the address: wrong passwords typed before no longer lock them out.
+    await limiter.clear_account(account_key(user.email))
     audit.record(SecurityEvent.PASSWORD_RESET, user_id=user.id)
+    if claimed:
+        audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user.id)

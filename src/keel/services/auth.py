@@ -24,7 +24,9 @@ from keel.core.errors import (
     InvalidInput,
     InvalidRefreshToken,
 )
+from keel.core.lockout import PasswordAttempt
 from keel.core.password_policy import normalize
+from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import (
     MAX_REFRESH_TOKEN_CHARS,
     Abandoned,
@@ -37,6 +39,7 @@ from keel.core.security import (
 from keel.models import EmailKind, RefreshToken, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
 from keel.schemas.auth import TokenPair
+from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
@@ -68,6 +71,9 @@ async def login(
     database: Database,
     cache: SessionCache | None,
     settings: Settings,
+    dispatcher: Dispatcher,
+    limiter: RateLimiter,
+    attempt: PasswordAttempt,
     email: str,
     password: str,
     user_agent: str | None,
@@ -83,19 +89,35 @@ async def login(
     With `client_gone`, a sign-in whose client hung up while it waited for the hash is dropped
     before hashing (`ClientClosedRequest`). With Redis, the new session is cached before anything is
     written: a Redis that cannot be reached is a 503 with no session opened (see `SessionCache.admit`).
+    `attempt` is this check, already counted against the account (keel.core.lockout).
     """
     hasher = password_hasher(settings)
-    account = await database.read_rows(_ACCOUNT, {"email": email.strip().lower()})
+    address = email.strip().lower()
+    account = await database.read_rows(_ACCOUNT, {"email": address})
     if not account:
         await hasher.dummy_verify(password, unless=client_gone)
         # Not the submitted address: people sometimes type their password into that field.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="unknown_email", ip=ip)
+        await lockout_service.wrong_password(
+            session=None, settings=settings, dispatcher=dispatcher, attempt=attempt, user_id=None, email=None
+        )
         raise InvalidCredentials
     ((user_id, hashed_password, is_active, role, is_verified),) = account
     valid, upgraded_hash = await hasher.verify(password, hashed_password, unless=client_gone)
     if not valid:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user_id, ip=ip)
+        if attempt.locks:
+            async with database.session() as session:
+                await lockout_service.wrong_password(
+                    session=session,
+                    settings=settings,
+                    dispatcher=dispatcher,
+                    attempt=attempt,
+                    user_id=user_id,
+                    email=address,
+                )
         raise InvalidCredentials
+    await limiter.password_right(attempt)
     if not is_active:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
@@ -293,17 +315,31 @@ async def change_password(
     cache: SessionCache | None,
     settings: Settings,
     dispatcher: Dispatcher,
+    limiter: RateLimiter,
     principal: Principal,
     current_password: str,
     new_password: str,
 ) -> None:
-    """Set a new password after checking the current one; every other session ends."""
-    user = await user_service.get(session=session, user_id=principal.user_id)
+    """Set a new password after checking the current one; every other session ends.
+
+    The check draws on the account's allowance of wrong passwords, as a sign-in does (429 while locked).
+    """
+    user = await user_service.get_own(session=session, user_id=principal.user_id)
+    attempt = await limiter.password_attempt(account_key(user.email))
     hasher = password_hasher(settings)
     valid, _ = await hasher.verify(current_password, user.hashed_password)
     if not valid:
         audit.record(SecurityEvent.PASSWORD_CHANGE_FAILED, reason="wrong_current_password", user_id=principal.user_id)
+        await lockout_service.wrong_password(
+            session=session,
+            settings=settings,
+            dispatcher=dispatcher,
+            attempt=attempt,
+            user_id=user.id,
+            email=user.email,
+        )
         raise InvalidCredentialsInput("The current password is incorrect.")
+    await limiter.password_right(attempt)
     if normalize(new_password) == normalize(current_password):
         raise InvalidInput(
             loc=["body", "new_password"], msg="The new password must differ from the current one.", type_="value_error"

@@ -1,9 +1,13 @@
 """The email outbox: rows written with the change that causes them, delivered after commit.
 
-Delivery is at most once per row: a worker first claims the row (a conditional UPDATE), and a
-claim only expires after a lease, so a duplicate task or a relay run never sends it twice while
-another worker is on it. Failures go back to `pending` with exponential backoff and jitter, and
-end in `failed` with the last error after `outbox_max_attempts`.
+Delivery is at least once, as SMTP allows no better: a worker that dies after the mail server's
+250 and before it records `sent` leaves a row that is handed out again after its lease, and the
+mail goes out twice. The second copy is the same message (`compose`): the same Message-ID, derived
+from the row's id, so a receiving system can drop the duplicate, and the same link. Short of that,
+each row is sent once: a worker first claims it (a conditional UPDATE), and a claim only expires
+after the lease, so a duplicate task or a relay run sends nothing while another worker is on it.
+Failures go back to `pending` with exponential backoff and jitter, and end in `failed` with the
+last error after `outbox_max_attempts`.
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ SUBJECTS = {
     EmailKind.PASSWORD_RESET: "Reset your password",
     EmailKind.RESET_NO_ACCOUNT: "Password reset requested",
     EmailKind.PASSWORD_CHANGED: "Your password was changed",
+    EmailKind.ACCOUNT_LOCKED: "Signing in to your account is paused after wrong passwords",
 }
 
 
@@ -209,14 +214,30 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         )
         return render(row.kind.value, link=f"{base}/verify-email?token={token}", **common)
     if row.kind is EmailKind.PASSWORD_RESET:
-        fingerprint = email_tokens.password_fingerprint(settings, user.hashed_password)
-        token = email_tokens.make(
-            settings, Purpose.PASSWORD_RESET, user_id=user.id, value=fingerprint, issued_at=row.created_at
-        )
-        return render(row.kind.value, link=f"{base}/reset-password?token={token}", **common)
+        return render(row.kind.value, link=_reset_link(settings, user, row), **common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
-        return render(row.kind.value, login_link=f"{base}/login", reset_link=f"{base}/forgot-password", **common)
+        # An address never confirmed may have been registered by someone else: its owner gets a
+        # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
+        claim_link = None if user.is_verified else _reset_link(settings, user, row)
+        return render(
+            row.kind.value,
+            login_link=f"{base}/login",
+            reset_link=f"{base}/forgot-password",
+            claim_link=claim_link,
+            **common,
+        )
     return render(row.kind.value, reset_link=f"{base}/forgot-password", **common)
+
+
+def _reset_link(settings: Settings, user: User, row: EmailOutbox) -> str:
+    assert user.id is not None
+    binding = email_tokens.reset_binding(
+        settings, hashed_password=user.hashed_password, email=user.email, verified=user.is_verified
+    )
+    token = email_tokens.make(
+        settings, Purpose.PASSWORD_RESET, user_id=user.id, value=binding, issued_at=row.created_at
+    )
+    return f"{settings.public_url}/reset-password?token={token}"
 
 
 def message_id(settings: Settings, row: EmailOutbox) -> str:

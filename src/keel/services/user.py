@@ -10,13 +10,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from keel.core import audit
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
-from keel.core.errors import InvalidCredentialsInput, InvalidInput, LastAdmin, UsernameTaken, UserNotFound
+from keel.core.errors import (
+    InvalidCredentialsInput,
+    InvalidInput,
+    LastAdmin,
+    SessionRevoked,
+    UsernameTaken,
+    UserNotFound,
+)
 from keel.core.logging import get_logger
 from keel.core.password_policy import check_password
+from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
-from keel.models import EmailKind, Role, User, utcnow
+from keel.models import EmailKind, Role, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserRead, UserUpdate
+from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services.outbox import Dispatcher
@@ -33,15 +42,33 @@ async def get(*, session: AsyncSession, user_id: int) -> User:
     return user
 
 
+async def get_own(*, session: AsyncSession, user_id: int) -> User:
+    """The signed-in caller's own account. A session whose account row has gone (removed behind the
+    service's back, or deleted by a request racing this one) has ended: 401, not 404."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise SessionRevoked
+    return user
+
+
 async def get_by_email(*, session: AsyncSession, email: str) -> User | None:
     return (await session.exec(select(User).where(User.email == email.lower()))).one_or_none()
 
 
 async def _username_taken(session: AsyncSession, username: str, *, other_than: int | None = None) -> bool:
-    statement = select(User.id).where(User.username == username)
+    """Whether an account has the username or a registration reserved it (see `UsernameReservation`).
+
+    ``other_than`` is an account renaming itself: a reservation made by a registration of its own
+    address does not stand in its way.
+    """
+    account = select(User.id).where(User.username == username)
+    reserved = select(UsernameReservation.username).where(UsernameReservation.username == username)
     if other_than is not None:
-        statement = statement.where(User.id != other_than)
-    return (await session.exec(statement)).first() is not None
+        account = account.where(User.id != other_than)
+        reserved = reserved.where(
+            or_(col(UsernameReservation.user_id).is_(None), col(UsernameReservation.user_id) != other_than)
+        )
+    return bool((await session.exec(select(or_(account.exists(), reserved.exists())))).one())
 
 
 async def register(
@@ -49,17 +76,18 @@ async def register(
 ) -> User | None:
     """Create the account, or return ``None`` when the email is already registered.
 
-    The same work is done on both paths (the password is hashed, the same lookups run, one
-    email is queued: a verification link, or a notice to the address's owner), so neither the
-    answer nor its timing reveals whether an email has an account. The username check depends
-    only on the username, which is public anyway.
+    Nothing a client can see depends on whether the email has an account (see the README's
+    threat model): the answer is the same 202; the username is checked before the email is looked
+    up, and afterwards it is taken either way (by the new account, or reserved); and both paths do
+    the same work in the same order (hash the password, two lookups, one row written, one email
+    queued: a verification link, or a notice to the address's owner).
     """
     hashed = await password_hasher(settings).hash(data.password)
     if await _username_taken(session, data.username):
         raise UsernameTaken
     existing = await get_by_email(session=session, email=data.email)
     if existing is not None:
-        await _notify_existing(session, settings, dispatcher, existing)
+        await _register_existing(session, settings, dispatcher, existing, data.username)
         return None
     user = User(email=data.email, username=data.username, full_name=data.full_name, hashed_password=hashed)
     session.add(user)
@@ -77,18 +105,32 @@ async def register(
             raise UsernameTaken from None
         existing = await get_by_email(session=session, email=data.email)
         if existing is not None:
-            await _notify_existing(session, settings, dispatcher, existing)
+            await _register_existing(session, settings, dispatcher, existing, data.username)
         return None
     await outbox_service.dispatch_after_commit(dispatcher, [row])
     audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id)
     return user
 
 
-async def _notify_existing(session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user: User) -> None:
-    row = await outbox_service.enqueue(
-        session=session, settings=settings, kind=EmailKind.SIGNUP_ATTEMPT, to_address=user.email, user_id=user.id
-    )
-    await session.commit()
+async def _register_existing(
+    session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user: User, username: str
+) -> None:
+    """A registration of a known address: reserve the username as a new account would take it; tell the owner.
+
+    The notice to an address that was never confirmed carries a link to claim the account
+    (`keel.services.outbox.compose`, `keel.services.account.confirm_reset`).
+    """
+    session.add(UsernameReservation(username=username, user_id=user.id))
+    try:
+        row = await outbox_service.enqueue(
+            session=session, settings=settings, kind=EmailKind.SIGNUP_ATTEMPT, to_address=user.email, user_id=user.id
+        )
+        await session.commit()
+    except IntegrityError:
+        # A concurrent registration reserved the username first. (One that creates an account with
+        # it at the same moment is not stopped: the username is then both taken and reserved.)
+        await session.rollback()
+        raise UsernameTaken from None
     await outbox_service.dispatch_after_commit(dispatcher, [row])
     log.info("register_existing_email", user_id=user.id)
 
@@ -102,7 +144,7 @@ def check_new_password(user: User, password: str) -> str:
 
 
 async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdate) -> User:
-    user = await get(session=session, user_id=user_id)
+    user = await get_own(session=session, user_id=user_id)
     changes = data.model_dump(exclude_unset=True)
     if changes.get("username") is None:
         changes.pop("username", None)  # null means "leave it"; a username cannot be removed
@@ -121,13 +163,33 @@ async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdat
 
 
 async def delete_own(
-    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, user_id: int, password: str
+    *,
+    session: AsyncSession,
+    cache: SessionCache | None,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    limiter: RateLimiter,
+    user_id: int,
+    password: str,
 ) -> None:
-    """Delete the caller's account after checking the password; everything they own goes with it."""
-    user = await get(session=session, user_id=user_id)
+    """Delete the caller's account after checking the password; everything they own goes with it.
+
+    The check draws on the account's allowance of wrong passwords, as a sign-in does (429 while locked).
+    """
+    user = await get_own(session=session, user_id=user_id)
+    attempt = await limiter.password_attempt(account_key(user.email))
     valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
     if not valid:
+        await lockout_service.wrong_password(
+            session=session,
+            settings=settings,
+            dispatcher=dispatcher,
+            attempt=attempt,
+            user_id=user_id,
+            email=user.email,
+        )
         raise InvalidCredentialsInput
+    await limiter.password_right(attempt)
     await _delete(session, cache, user)
     audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
 
