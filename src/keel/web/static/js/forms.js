@@ -1,7 +1,10 @@
 // Form plumbing shared by every page: read values, show the API's errors beside the fields
-// they belong to, and keep a form from being sent twice.
+// (or the controls) they belong to, and keep a form from being sent twice.
 
 import { ApiError } from "./api.js";
+import { h, replace } from "./dom.js";
+
+const SOMETHING_WRONG = "Something went wrong. Please try again.";
 
 /** The form's values; checkboxes become booleans, empty optional fields null. */
 export function values(form) {
@@ -38,7 +41,7 @@ export function clearErrors(form) {
  * form's alert. `codeFields` names the field a problem code is about ({username_taken: "username"}).
  */
 export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}) {
-  const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: "Something went wrong. Please try again." });
+  const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: SOMETHING_WRONG });
   const leftovers = [];
   let first = null;
   const byField = apiError.fieldErrors();
@@ -65,6 +68,28 @@ export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}
     alert.hidden = false;
   }
   if (first) first.focus();
+}
+
+/**
+ * The place for the error of an action that is not a form (ticking a todo, changing a role),
+ * beside the control it was about, and read out when it shows. `show(error, ...more)` puts
+ * the API's message there, with `more` after it; an expired session (401) shows nothing, as
+ * the app is already on its way to the sign-in page.
+ */
+export function inlineError() {
+  const element = h("p", { class: "field-error", role: "alert", hidden: true });
+  return {
+    element,
+    show(error, ...more) {
+      if (error.status === 401) return;
+      if (!(error instanceof ApiError)) console.error(error);
+      replace(element, error.detail || SOMETHING_WRONG, ...more);
+      element.hidden = false;
+    },
+    hide() {
+      element.hidden = true;
+    },
+  };
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import { currentUser, endSession, reloadUser, request, signOut } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
-import { onSubmit } from "../forms.js";
+import { inlineError, onSubmit } from "../forms.js";
 
 /** "Firefox on Windows" from a user agent string; good enough to recognise a device. */
 export function describeDevice(userAgent) {
@@ -46,9 +46,27 @@ function section(title, ...children) {
 export async function page(container, ctx) {
   ctx.title("Account");
   const user = currentUser();
+  const profile = profileForm(user);
+  const sessions = h("ul", { class: "session-list" });
+  const drawSessions = async () => {
+    const rows = await request("GET", "/auth/sessions");
+    replace(sessions, rows.map((row) => sessionItem(row, ctx, drawSessions)));
+  };
+  const password = passwordForm(user, drawSessions);
+  const remove = deleteForm(user, ctx);
+  await drawSessions();
+  replace(
+    container,
+    h("h1", {}, "Account"),
+    section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification(user), profile),
+    section("Password", password),
+    section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, signOutEverywhere(ctx))),
+    section("Delete account", remove),
+  );
+}
 
-  // Profile.
-  const profile = h(
+function profileForm(user) {
+  const form = h(
     "form",
     { novalidate: true },
     formAlert(),
@@ -57,7 +75,7 @@ export async function page(container, ctx) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save profile")),
   );
   onSubmit(
-    profile,
+    form,
     async (data) => {
       await request("PATCH", "/users/me", { body: { username: data.username.trim(), full_name: data.full_name.trim() || null } });
       await reloadUser();
@@ -65,33 +83,39 @@ export async function page(container, ctx) {
     },
     { codeFields: { username_taken: "username" } },
   );
+  return form;
+}
 
-  const verification = h("div", { class: "verification" });
+/** Whether the email address is verified, with a way to ask for a new link while it is not. */
+function verification(user) {
   if (user.is_verified) {
-    verification.append(h("p", {}, h("span", { class: "badge published" }, "Verified"), " Your email address is confirmed."));
-  } else {
-    const status = h("p", { role: "status" });
-    verification.append(
-      h("p", {}, h("span", { class: "badge draft" }, "Not verified"), " Verify your address to publish posts and vote."),
-      button("Send a new verification link", {
-        onclick: async (event) => {
-          event.target.disabled = true;
-          try {
-            const result = await request("POST", "/auth/verify-email/request");
-            status.textContent = result.detail;
-          } catch (error) {
-            status.textContent = error.detail;
-          } finally {
-            event.target.disabled = false;
-          }
-        },
-      }),
-      status,
-    );
+    return h("div", { class: "verification" }, h("p", {}, h("span", { class: "badge published" }, "Verified"), " Your email address is confirmed."));
   }
+  const status = h("p", { role: "status" });
+  return h(
+    "div",
+    { class: "verification" },
+    h("p", {}, h("span", { class: "badge draft" }, "Not verified"), " Verify your address to publish posts and vote."),
+    button("Send a new verification link", {
+      onclick: async (event) => {
+        event.target.disabled = true;
+        try {
+          const result = await request("POST", "/auth/verify-email/request");
+          status.textContent = result.detail;
+        } catch (error) {
+          status.textContent = error.detail;
+        } finally {
+          event.target.disabled = false;
+        }
+      },
+    }),
+    status,
+  );
+}
 
-  // Password.
-  const password = h(
+/** Changing the password signs out the other sessions; `changed()` shows the list again. */
+function passwordForm(user, changed) {
+  const form = h(
     "form",
     { novalidate: true },
     formAlert(),
@@ -107,58 +131,54 @@ export async function page(container, ctx) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Change password")),
   );
   onSubmit(
-    password,
+    form,
     async (data) => {
       await request("POST", "/auth/password-change", { body: data });
-      password.reset();
+      form.reset();
       toast("Password changed. Your other sessions were signed out.");
-      await drawSessions();
+      await changed();
     },
     { codeFields: { invalid_credentials: "current_password" } },
   );
+  return form;
+}
 
-  // Sessions.
-  const sessions = h("ul", { class: "session-list" });
-  async function drawSessions() {
-    const rows = await request("GET", "/auth/sessions");
-    replace(sessions, rows.map((row) => sessionItem(row)));
-  }
-  function sessionItem(row) {
-    const error = h("p", { class: "field-error", role: "alert", hidden: true });
-    return h(
-      "li",
-      { dataset: { session: row.id } },
-      h(
-        "div",
-        {},
-        h("p", { class: "device" }, describeDevice(row.user_agent), row.current ? h("span", { class: "badge published" }, "This device") : null),
-        h("p", { class: "muted" }, row.ip ? `${row.ip} · ` : "", "last used ", time(row.last_used_at), " · signed in ", time(row.created_at)),
-        error,
-      ),
-      button(row.current ? "Sign out" : "Revoke", {
-        class: "small",
-        "aria-label": row.current ? "Sign out of this device" : `Revoke the session of ${describeDevice(row.user_agent)}`,
-        onclick: async () => {
-          try {
-            if (row.current) {
-              await signOut();
-              ctx.navigate("/signin", { state: { notice: "You are signed out." } });
-              return;
-            }
-            await request("DELETE", `/auth/sessions/${encodeURIComponent(row.id)}`);
-            toast("Session revoked.");
-            await drawSessions();
-          } catch (error2) {
-            if (error2.status === 401) return;
-            error.textContent = error2.detail;
-            error.hidden = false;
+/** One signed-in device; `redraw()` shows the list again after one is revoked. */
+function sessionItem(row, ctx, redraw) {
+  const error = inlineError();
+  return h(
+    "li",
+    { dataset: { session: row.id } },
+    h(
+      "div",
+      {},
+      h("p", { class: "device" }, describeDevice(row.user_agent), row.current ? h("span", { class: "badge published" }, "This device") : null),
+      h("p", { class: "muted" }, row.ip ? `${row.ip} · ` : "", "last used ", time(row.last_used_at), " · signed in ", time(row.created_at)),
+      error.element,
+    ),
+    button(row.current ? "Sign out" : "Revoke", {
+      class: "small",
+      "aria-label": row.current ? "Sign out of this device" : `Revoke the session of ${describeDevice(row.user_agent)}`,
+      onclick: async () => {
+        try {
+          if (row.current) {
+            await signOut();
+            ctx.navigate("/signin", { state: { notice: "You are signed out." } });
+            return;
           }
-        },
-      }),
-    );
-  }
+          await request("DELETE", `/auth/sessions/${encodeURIComponent(row.id)}`);
+          toast("Session revoked.");
+          await redraw();
+        } catch (err) {
+          error.show(err);
+        }
+      },
+    }),
+  );
+}
 
-  const everywhere = button("Sign out everywhere", {
+function signOutEverywhere(ctx) {
+  return button("Sign out everywhere", {
     class: "danger",
     onclick: async () => {
       if (!(await confirmDialog("Sign out of every device, this one included?", { confirm: "Sign out everywhere" }))) return;
@@ -170,9 +190,10 @@ export async function page(container, ctx) {
       }
     },
   });
+}
 
-  // Delete.
-  const remove = h(
+function deleteForm(user, ctx) {
+  const form = h(
     "form",
     { novalidate: true },
     formAlert(),
@@ -182,7 +203,7 @@ export async function page(container, ctx) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Delete my account")),
   );
   onSubmit(
-    remove,
+    form,
     async (data) => {
       if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
       await request("DELETE", "/users/me", { body: data });
@@ -192,14 +213,5 @@ export async function page(container, ctx) {
     },
     { codeFields: { invalid_credentials: "password" } },
   );
-
-  await drawSessions();
-  replace(
-    container,
-    h("h1", {}, "Account"),
-    section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification, profile),
-    section("Password", password),
-    section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, everywhere)),
-    section("Delete account", remove),
-  );
+  return form;
 }

@@ -2,10 +2,15 @@
 
 import { ApiError, currentUser, request } from "../api.js";
 import { button, checkbox, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
-import { onSubmit } from "../forms.js";
+import { inlineError, onSubmit } from "../forms.js";
+import { PAGE_SIZE, choiceFrom, drawPager, pageCount, pageQuery, pager, withQuery } from "../list.js";
 
-const PAGE_SIZE = 20;
 const EXCERPT = 280;
+const SHOW = [
+  ["all", "All"],
+  ["published", "Published"],
+  ["drafts", "Drafts"],
+];
 
 function excerpt(text) {
   const flat = text.replace(/\s+/g, " ").trim();
@@ -34,34 +39,27 @@ function votesLabel(count) {
   return `${count} ${count === 1 ? "vote" : "votes"}`;
 }
 
-function pager(page, offset, go, labels = ["Newer", "Older"]) {
-  const nav = h(
-    "nav",
-    { class: "pager", "aria-label": "Pages" },
-    button(labels[0], { disabled: offset <= 0, onclick: () => go(Math.max(0, offset - PAGE_SIZE)) }),
-    h("span", {}, `Page ${Math.floor(offset / PAGE_SIZE) + 1} of ${Math.max(1, Math.ceil(page.total / PAGE_SIZE))}`),
-    button(labels[1], { disabled: offset + PAGE_SIZE >= page.total, onclick: () => go(offset + PAGE_SIZE) }),
-  );
-  nav.hidden = page.total <= PAGE_SIZE;
-  return nav;
+/**
+ * The page the address asks for. The post lists keep the API's `offset` in their address
+ * (`?offset=20`) rather than a page number, so links to them keep working.
+ */
+function pageFromOffset(query) {
+  const offset = Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
+  return Math.floor(offset / PAGE_SIZE) + 1;
 }
 
-function offsetFrom(query) {
-  return Math.max(0, Number.parseInt(query.get("offset") || "0", 10) || 0);
+/** The pager of a post list; each page has its own address, so Back returns to it. */
+function postsPager(ctx, total, page, href, labels) {
+  const go = (to) => ctx.navigate(href((to - 1) * PAGE_SIZE));
+  return drawPager(pager(), { page, pages: pageCount(total), go, labels });
 }
 
 export async function feed(container, ctx) {
   ctx.title("");
   const q = ctx.query.get("q") || "";
-  const offset = offsetFrom(ctx.query);
-  const page = await request("GET", "/posts", { query: { q, limit: PAGE_SIZE, offset } });
-  const go = (to, term = q) => {
-    const params = new URLSearchParams();
-    if (term) params.set("q", term);
-    if (to) params.set("offset", String(to));
-    const text = params.toString();
-    ctx.navigate(`/${text ? `?${text}` : ""}`);
-  };
+  const current = pageFromOffset(ctx.query);
+  const page = await request("GET", "/posts", { query: { q, ...pageQuery(current) } });
+  const href = (offset, term = q) => withQuery("/", { q: term, offset }, { offset: 0 });
   const searchForm = h(
     "form",
     { class: "toolbar", role: "search" },
@@ -70,7 +68,7 @@ export async function feed(container, ctx) {
   );
   searchForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    go(0, searchForm.elements.q.value.trim());
+    ctx.navigate(href(0, searchForm.elements.q.value.trim()));
   });
   const user = currentUser();
   replace(
@@ -86,7 +84,7 @@ export async function feed(container, ctx) {
     page.items.length
       ? h("ol", { class: "post-list" }, page.items.map((post) => postCard(post)))
       : h("p", { class: "empty" }, q ? "No posts match your search." : "No posts yet."),
-    pager(page, offset, (to) => go(to)),
+    postsPager(ctx, page.total, current, href, ["Newer", "Older"]),
   );
 }
 
@@ -110,14 +108,10 @@ export async function show(container, ctx) {
   ctx.title(post.title);
   const user = currentUser();
   const isAuthor = user && user.id === post.author.id;
-  const message = h("p", { class: "field-error", role: "alert", hidden: true });
+  const message = inlineError();
   const fail = (error) => {
-    if (error.status === 401) return;
-    replace(message, error.detail);
-    if (error.code === "email_not_verified") {
-      message.append(" ", h("a", { href: "/account" }, "Verify your email on your account page."));
-    }
-    message.hidden = false;
+    const verify = error.code === "email_not_verified" && [" ", h("a", { href: "/account" }, "Verify your email on your account page.")];
+    message.show(error, verify);
   };
 
   let voteControl;
@@ -132,7 +126,7 @@ export async function show(container, ctx) {
       vote.setAttribute("aria-pressed", String(post.voted));
     };
     vote.addEventListener("click", async () => {
-      message.hidden = true;
+      message.hide();
       vote.disabled = true;
       try {
         await request(post.voted ? "DELETE" : "POST", `/posts/${post.id}/vote`);
@@ -177,7 +171,7 @@ export async function show(container, ctx) {
       byline(post),
       h("div", { class: "post-content" }, paragraphs(post.content)),
       h("div", { class: "post-actions" }, voteControl, ...actions),
-      message,
+      message.element,
     ),
     h("p", {}, h("a", { href: "/" }, "← Back to the feed")),
   );
@@ -226,28 +220,16 @@ export async function editor(container, ctx) {
 
 export async function mine(container, ctx) {
   ctx.title("My posts");
-  const filter = ["published", "drafts"].includes(ctx.query.get("show")) ? ctx.query.get("show") : "all";
-  const offset = offsetFrom(ctx.query);
+  const filter = choiceFrom(ctx.query, "show", SHOW);
+  const current = pageFromOffset(ctx.query);
   const page = await request("GET", "/posts/mine", {
-    query: { published: filter === "all" ? null : filter === "published", limit: PAGE_SIZE, offset },
+    query: { published: filter === "all" ? null : filter === "published", ...pageQuery(current) },
   });
-  const go = (show, to) => {
-    const params = new URLSearchParams();
-    if (show !== "all") params.set("show", show);
-    if (to) params.set("offset", String(to));
-    const text = params.toString();
-    ctx.navigate(`/my-posts${text ? `?${text}` : ""}`);
-  };
+  const href = (offset, show = filter) => withQuery("/my-posts", { show, offset }, { show: "all", offset: 0 });
   const tabs = h(
     "nav",
     { class: "tabs", "aria-label": "Which posts" },
-    [
-      ["all", "All"],
-      ["published", "Published"],
-      ["drafts", "Drafts"],
-    ].map(([value, text]) =>
-      h("a", { href: `/my-posts${value === "all" ? "" : `?show=${value}`}`, "aria-current": filter === value ? "page" : false }, text),
-    ),
+    SHOW.map(([value, text]) => h("a", { href: href(0, value), "aria-current": filter === value ? "page" : false }, text)),
   );
   replace(
     container,
@@ -276,6 +258,6 @@ export async function mine(container, ctx) {
           ),
         )
       : h("p", { class: "empty" }, filter === "drafts" ? "No drafts." : "You have not written anything yet."),
-    pager(page, offset, (to) => go(filter, to), ["Previous", "Next"]),
+    postsPager(ctx, page.total, current, href),
   );
 }

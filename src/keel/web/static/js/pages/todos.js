@@ -2,9 +2,9 @@
 
 import { request } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, toast } from "../dom.js";
-import { blankToNull, onSubmit } from "../forms.js";
+import { blankToNull, inlineError, onSubmit } from "../forms.js";
+import { choiceFrom, drawPager, liveList, pageCount, pageFrom, pageQuery, pager, withQuery } from "../list.js";
 
-const PAGE_SIZE = 20;
 const PRIORITIES = [
   ["normal", "Normal"],
   ["high", "High"],
@@ -35,193 +35,159 @@ function formatDue(isoDate) {
 
 /** Read the list's settings from the address, so reload and back keep them. */
 function readView(query) {
-  const filter = FILTERS.some(([v]) => v === query.get("filter")) ? query.get("filter") : "all";
-  const sort = SORTS.some(([v]) => v === query.get("sort")) ? query.get("sort") : "-created_at";
-  const page = Math.max(1, Number.parseInt(query.get("page") || "1", 10) || 1);
-  return { filter, sort, q: query.get("q") || "", page };
+  return { filter: choiceFrom(query, "filter", FILTERS), q: query.get("q") || "", sort: choiceFrom(query, "sort", SORTS), page: pageFrom(query) };
 }
 
-function writeView(ctx, view) {
-  const params = new URLSearchParams();
-  if (view.filter !== "all") params.set("filter", view.filter);
-  if (view.q) params.set("q", view.q);
-  if (view.sort !== "-created_at") params.set("sort", view.sort);
-  if (view.page > 1) params.set("page", String(view.page));
-  const text = params.toString();
-  ctx.replaceLocation(`/todos${text ? `?${text}` : ""}`);
+function address(view) {
+  return withQuery("/todos", view, { filter: FILTERS[0][0], sort: SORTS[0][0], page: 1 });
+}
+
+function fetchTodos(view) {
+  const completed = view.filter === "all" ? null : view.filter === "done";
+  return request("GET", "/todos", { query: { completed, q: view.q.trim(), sort: view.sort, ...pageQuery(view.page) } });
+}
+
+function summaryText(total, view) {
+  return `${total} ${total === 1 ? "todo" : "todos"}${view.q ? ` matching “${view.q.trim()}”` : ""}`;
 }
 
 export async function list(container, ctx) {
   ctx.title("Todos");
-  const view = readView(ctx.query);
   const items = h("ul", { class: "todo-list", "aria-label": "Todos" });
   const summary = h("p", { class: "muted", role: "status", tabindex: -1 });
-  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  const nav = pager();
+  const todos = liveList(ctx, readView(ctx.query), {
+    fetch: fetchTodos,
+    /**
+     * `focusId` puts focus back on that todo's checkbox, or, when it is gone, on the list's
+     * summary, so keyboard users keep their place.
+     */
+    draw(page, { focusId = null }) {
+      const { view } = todos;
+      const pages = pageCount(page.total);
+      if (view.page > pages) {
+        view.page = pages;
+        return todos.load({ focusId });
+      }
+      ctx.replaceLocation(address(view));
+      replace(items, page.items.map((todo) => todoItem(todo, todos.load)));
+      if (!page.items.length) {
+        items.append(h("li", { class: "empty" }, view.q || view.filter !== "all" ? "No todos match." : "Nothing to do yet. Add your first todo above."));
+      }
+      summary.textContent = summaryText(page.total, view);
+      drawPager(nav, { page: view.page, pages, go: (to) => todos.show({ page: to }) });
+      if (focusId !== null) (document.getElementById(`todo-${focusId}`) || summary).focus();
+    },
+  });
+  const addForm = addTodoForm(() => {
+    todos.view.page = 1;
+    return todos.load();
+  });
+  const tools = toolbar(todos, ctx);
+  await todos.load();
+  replace(container, h("h1", {}, "Todos"), addForm, tools, summary, items, nav);
+}
 
-  let loads = 0;
+/** One todo's row; `reload(options)` loads the list again after a change. */
+function todoItem(todo, reload) {
+  const li = h("li", { dataset: { id: todo.id } });
+  drawItem(li, todo, reload);
+  return li;
+}
 
-  /**
-   * Fetch and draw the current page of the list. Only the latest load draws (an older answer
-   * that arrives late is dropped). `focusId` puts focus back on that todo's checkbox, or, when
-   * it is gone, on the list's summary, so keyboard users keep their place.
-   */
-  async function load({ focusId = null } = {}) {
-    const seq = ++loads;
-    const page = await request("GET", "/todos", {
-      query: {
-        completed: view.filter === "all" ? null : view.filter === "done",
-        q: view.q.trim(),
-        sort: view.sort,
-        limit: PAGE_SIZE,
-        offset: (view.page - 1) * PAGE_SIZE,
-      },
-    });
-    if (seq !== loads || !ctx.active) return;
-    const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
-    if (view.page > pages) {
-      view.page = pages;
-      return load({ focusId });
+function drawItem(li, todo, reload) {
+  li.className = `todo${todo.completed ? " done" : ""}`;
+  const id = `todo-${todo.id}`;
+  const error = inlineError();
+  const tick = h("input", {
+    type: "checkbox",
+    id,
+    checked: todo.completed,
+    onchange: async () => {
+      try {
+        await request("PATCH", `/todos/${todo.id}`, { body: { completed: tick.checked } });
+        await reload({ focusId: todo.id });
+      } catch (err) {
+        tick.checked = !tick.checked;
+        error.show(err);
+      }
+    },
+  });
+  const remove = async () => {
+    if (!(await confirmDialog(`Delete “${todo.title}”?`))) return;
+    try {
+      await request("DELETE", `/todos/${todo.id}`);
+      toast("Todo deleted.");
+      await reload({ focusId: todo.id });
+    } catch (err) {
+      error.show(err);
     }
-    writeView(ctx, view);
-    replace(items, page.items.map((todo) => item(todo)));
-    if (!page.items.length) {
-      items.append(h("li", { class: "empty" }, view.q || view.filter !== "all" ? "No todos match." : "Nothing to do yet. Add your first todo above."));
-    }
-    summary.textContent = `${page.total} ${page.total === 1 ? "todo" : "todos"}${view.q ? ` matching “${view.q.trim()}”` : ""}`;
-    drawPager(pages);
-    if (focusId !== null) {
-      const target = document.getElementById(`todo-${focusId}`) || summary;
-      target.focus();
-    }
-  }
+  };
+  replace(
+    li,
+    tick,
+    h("div", { class: "todo-body" }, h("label", { for: id, class: "todo-title" }, todo.title), todoDetails(todo), error.element),
+    h(
+      "div",
+      { class: "todo-actions" },
+      button("Edit", { class: "small", "aria-label": `Edit “${todo.title}”`, onclick: () => editItem(li, todo, reload) }),
+      button("Delete", { class: "small danger-text", "aria-label": `Delete “${todo.title}”`, onclick: remove }),
+    ),
+  );
+}
 
-  function drawPager(pages) {
-    const go = (to) => () => {
-      view.page = to;
-      load().catch(showLoadError);
-    };
-    replace(
-      pager,
-      button("Previous", { disabled: view.page <= 1, onclick: go(view.page - 1) }),
-      h("span", {}, `Page ${view.page} of ${pages}`),
-      button("Next", { disabled: view.page >= pages, onclick: go(view.page + 1) }),
-    );
-    pager.hidden = pages <= 1;
-  }
+/** The description, priority and due date under a todo's title. */
+function todoDetails(todo) {
+  const overdue = todo.due_date && !todo.completed && todo.due_date < today();
+  return [
+    todo.description ? h("p", { class: "todo-description" }, todo.description) : null,
+    h(
+      "p",
+      { class: "todo-meta" },
+      todo.priority !== "normal" ? h("span", { class: `badge priority-${todo.priority}` }, todo.priority === "high" ? "High priority" : "Low priority") : null,
+      todo.due_date ? h("span", { class: `due${overdue ? " overdue" : ""}` }, `${overdue ? "Overdue: " : "Due "}${formatDue(todo.due_date)}`) : null,
+    ),
+  ];
+}
 
-  function showLoadError(error) {
-    if (error.status !== 401) toast(error.detail || "The list could not be loaded.");
-  }
+function editItem(li, todo, reload) {
+  const cancel = () => {
+    drawItem(li, todo, reload);
+    li.querySelector("button").focus();
+  };
+  const form = h(
+    "form",
+    { class: "todo-edit", novalidate: true },
+    formAlert(),
+    field("Title", "title", { required: true, maxlength: 200, value: todo.title }),
+    field("Description", "description", { control: "textarea", rows: 3, maxlength: 5000 }),
+    h(
+      "div",
+      { class: "row" },
+      field("Priority", "priority", { control: "select", options: PRIORITIES }),
+      field("Due date", "due_date", { type: "date", value: todo.due_date || "" }),
+    ),
+    h("div", { class: "actions" }, button("Cancel", { onclick: cancel }), h("button", { type: "submit", class: "primary" }, "Save")),
+  );
+  form.elements.description.value = todo.description || "";
+  form.elements.priority.value = todo.priority;
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") cancel();
+  });
+  onSubmit(form, async (data) => {
+    const updated = await request("PATCH", `/todos/${todo.id}`, { body: blankToNull(data, "description", "due_date") });
+    drawItem(li, updated, reload);
+    toast("Todo saved.");
+    li.querySelector("button").focus();
+  });
+  li.className = "todo editing";
+  replace(li, form);
+  form.elements.title.focus();
+}
 
-  function item(todo) {
-    const li = h("li", { class: `todo${todo.completed ? " done" : ""}`, dataset: { id: todo.id } });
-    drawItem(li, todo);
-    return li;
-  }
-
-  function drawItem(li, todo) {
-    li.className = `todo${todo.completed ? " done" : ""}`;
-    const id = `todo-${todo.id}`;
-    const error = h("p", { class: "field-error", role: "alert", hidden: true });
-    const fail = (err) => {
-      if (err.status === 401) return;
-      error.textContent = err.detail;
-      error.hidden = false;
-    };
-    const tick = h("input", {
-      type: "checkbox",
-      id,
-      checked: todo.completed,
-      onchange: async () => {
-        try {
-          await request("PATCH", `/todos/${todo.id}`, { body: { completed: tick.checked } });
-          await load({ focusId: todo.id });
-        } catch (err) {
-          tick.checked = !tick.checked;
-          fail(err);
-        }
-      },
-    });
-    const overdue = todo.due_date && !todo.completed && todo.due_date < today();
-    replace(
-      li,
-      tick,
-      h(
-        "div",
-        { class: "todo-body" },
-        h("label", { for: id, class: "todo-title" }, todo.title),
-        todo.description ? h("p", { class: "todo-description" }, todo.description) : null,
-        h(
-          "p",
-          { class: "todo-meta" },
-          todo.priority !== "normal" ? h("span", { class: `badge priority-${todo.priority}` }, todo.priority === "high" ? "High priority" : "Low priority") : null,
-          todo.due_date ? h("span", { class: `due${overdue ? " overdue" : ""}` }, `${overdue ? "Overdue: " : "Due "}${formatDue(todo.due_date)}`) : null,
-        ),
-        error,
-      ),
-      h(
-        "div",
-        { class: "todo-actions" },
-        button("Edit", { class: "small", "aria-label": `Edit “${todo.title}”`, onclick: () => editItem(li, todo) }),
-        button("Delete", {
-          class: "small danger-text",
-          "aria-label": `Delete “${todo.title}”`,
-          onclick: async () => {
-            if (!(await confirmDialog(`Delete “${todo.title}”?`))) return;
-            try {
-              await request("DELETE", `/todos/${todo.id}`);
-              toast("Todo deleted.");
-              await load({ focusId: todo.id });
-            } catch (err) {
-              fail(err);
-            }
-          },
-        }),
-      ),
-    );
-  }
-
-  function editItem(li, todo) {
-    const form = h(
-      "form",
-      { class: "todo-edit", novalidate: true },
-      formAlert(),
-      field("Title", "title", { required: true, maxlength: 200, value: todo.title }),
-      field("Description", "description", { control: "textarea", rows: 3, maxlength: 5000 }),
-      h(
-        "div",
-        { class: "row" },
-        field("Priority", "priority", { control: "select", options: PRIORITIES }),
-        field("Due date", "due_date", { type: "date", value: todo.due_date || "" }),
-      ),
-      h(
-        "div",
-        { class: "actions" },
-        button("Cancel", { onclick: () => cancel() }),
-        h("button", { type: "submit", class: "primary" }, "Save"),
-      ),
-    );
-    form.elements.description.value = todo.description || "";
-    form.elements.priority.value = todo.priority;
-    const cancel = () => {
-      drawItem(li, todo);
-      li.querySelector("button").focus();
-    };
-    form.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") cancel();
-    });
-    onSubmit(form, async (data) => {
-      const updated = await request("PATCH", `/todos/${todo.id}`, { body: blankToNull(data, "description", "due_date") });
-      drawItem(li, updated);
-      toast("Todo saved.");
-      li.querySelector("button").focus();
-    });
-    li.className = "todo editing";
-    replace(li, form);
-    form.elements.title.focus();
-  }
-
-  const addForm = h(
+/** The form that adds a todo; `added()` shows the list with it. */
+function addTodoForm(added) {
+  const form = h(
     "form",
     { class: "card todo-add", novalidate: true, "aria-label": "Add a todo" },
     formAlert(),
@@ -235,15 +201,19 @@ export async function list(container, ctx) {
     field("Description (optional)", "description", { control: "textarea", rows: 2, maxlength: 5000 }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Add todo")),
   );
-  onSubmit(addForm, async (data) => {
+  onSubmit(form, async (data) => {
     await request("POST", "/todos", { body: blankToNull(data, "description", "due_date") });
-    addForm.reset();
-    addForm.elements.title.focus();
+    form.reset();
+    form.elements.title.focus();
     toast("Todo added.");
-    view.page = 1;
-    await load();
+    await added();
   });
+  return form;
+}
 
+/** Filter, search and sort; each change shows the first page of what it picks. */
+function toolbar(todos, ctx) {
+  const { view } = todos;
   const filterGroup = h(
     "fieldset",
     { class: "segmented" },
@@ -252,17 +222,7 @@ export async function list(container, ctx) {
       h(
         "label",
         {},
-        h("input", {
-          type: "radio",
-          name: "filter",
-          value,
-          checked: view.filter === value,
-          onchange: () => {
-            view.filter = value;
-            view.page = 1;
-            load().catch(showLoadError);
-          },
-        }),
+        h("input", { type: "radio", name: "filter", value, checked: view.filter === value, onchange: () => todos.show({ filter: value }) }),
         h("span", {}, text),
       ),
     ),
@@ -271,29 +231,11 @@ export async function list(container, ctx) {
   let searchTimer = null;
   search.querySelector("input").addEventListener("input", (event) => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => {
-      view.q = event.target.value;
-      view.page = 1;
-      load().catch(showLoadError);
-    }, 250);
-  });
-  const sort = field("Sort by", "sort", { control: "select", options: SORTS });
-  sort.querySelector("select").value = view.sort;
-  sort.querySelector("select").addEventListener("change", (event) => {
-    view.sort = event.target.value;
-    view.page = 1;
-    load().catch(showLoadError);
+    searchTimer = setTimeout(() => todos.show({ q: event.target.value }), 250);
   });
   ctx.onLeave(() => clearTimeout(searchTimer));
-
-  await load();
-  replace(
-    container,
-    h("h1", {}, "Todos"),
-    addForm,
-    h("div", { class: "toolbar", role: "search" }, filterGroup, search, sort),
-    summary,
-    items,
-    pager,
-  );
+  const sort = field("Sort by", "sort", { control: "select", options: SORTS });
+  sort.querySelector("select").value = view.sort;
+  sort.querySelector("select").addEventListener("change", (event) => todos.show({ sort: event.target.value }));
+  return h("div", { class: "toolbar", role: "search" }, filterGroup, search, sort);
 }
