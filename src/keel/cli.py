@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from keel.core.config import ConfigError, Settings, get_settings, listening_url
 from keel.core.files import private_dir
 from keel.core.logging import configure_logging
-from keel.core.metrics import reset_multiprocess_dir
+from keel.http.metrics import reset_multiprocess_dir
 
 app = typer.Typer(
     help="Keel: multi-user todos and posts. Configure with KEEL_* environment variables or a .env file.",
@@ -62,9 +62,9 @@ def serve(
         workers=None if reload else workers,
         reload=reload,
         proxy_headers=False,
-        # httptools with a bound on the request head (keel.core.http_protocol), which takes its
+        # httptools with a bound on the request head (keel.http.http_protocol), which takes its
         # limit from the setting h11 would use for the same purpose.
-        http="keel.core.http_protocol:BoundedHttpToolsProtocol",
+        http="keel.http.http_protocol:BoundedHttpToolsProtocol",
         h11_max_incomplete_event_size=settings.max_header_bytes,
         # Naming the server and its version only helps someone looking for a known flaw.
         server_header=False,

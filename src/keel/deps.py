@@ -26,7 +26,7 @@ from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
-from keel.core.web_session import (
+from keel.http.web_session import (
     REFRESH_COOKIE,
     WEB_CLIENT_HEADER,
     WEB_CLIENT_VALUE,
@@ -202,7 +202,7 @@ async def _client_limit_key(ip: ClientIP) -> str:
 ClientLimitKey = Annotated[str, Depends(_client_limit_key)]
 
 
-# --- the web client's refresh cookie (see keel.core.web_session) -----------------------------------
+# --- the web client's refresh cookie (see keel.http.web_session) -----------------------------------
 @dataclass(frozen=True, slots=True)
 class WebClientContext:
     """What cookie mode needs from a request: the opt-in, the refresh cookie, and where it comes from."""

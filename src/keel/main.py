@@ -20,12 +20,12 @@ from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
-from keel.core.metrics import Metrics
-from keel.core.problems import http_error, install_error_handlers, route_method_index
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
-from keel.core.request_context import RequestContextMiddleware
-from keel.core.security_headers import SecurityHeadersMiddleware
+from keel.http.metrics import Metrics
+from keel.http.problems import http_error, install_error_handlers, route_method_index
+from keel.http.request_context import RequestContextMiddleware
+from keel.http.security_headers import SecurityHeadersMiddleware
 from keel.routes import API_PREFIX, admin, auth, docs, ops, posts, todos, users
 from keel.schemas.common import Problem, problem_responses
 from keel.services.session import SessionCache

@@ -11,7 +11,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from keel.core.http_protocol import BoundedHttpToolsProtocol
+from keel.http.http_protocol import BoundedHttpToolsProtocol
 
 LIMIT = 4096
 

@@ -27,8 +27,8 @@ from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging
 from keel.core.mail import FileTransport, render, transport_for
-from keel.core.metrics import Metrics
 from keel.core.security import PasswordHasher
+from keel.http.metrics import Metrics
 from keel.main import create_app
 from keel.models import Role, User, UserSession
 from tests.conftest import base_settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from keel.core.web_session import expired_refresh_cookie, is_same_origin, needs_secure, origin_of, refresh_cookie
+from keel.core.urls import origin_of
+from keel.http.web_session import expired_refresh_cookie, is_same_origin, needs_secure, refresh_cookie
 
 
 class TestOriginOf:

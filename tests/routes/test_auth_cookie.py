@@ -19,7 +19,7 @@ from sqlmodel import col, func, select
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.security import PasswordHasher
-from keel.core.web_session import REFRESH_COOKIE, REFRESH_COOKIE_PATH
+from keel.http.web_session import REFRESH_COOKIE, REFRESH_COOKIE_PATH
 from keel.main import create_app
 from keel.models import UserSession
 from keel.routes.auth import router as auth_router

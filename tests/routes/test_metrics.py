@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from keel.core.audit import SecurityEvent
 from keel.core.client_ip import parse_networks
 from keel.core.config import ConfigError, Settings, load_settings
-from keel.core.metrics import HTTP_BUCKETS, MULTIPROC_ENV, Metrics, reset_multiprocess_dir
+from keel.http.metrics import HTTP_BUCKETS, MULTIPROC_ENV, Metrics, reset_multiprocess_dir
 from keel.main import create_app
 from keel.models import EmailKind, EmailOutbox, OutboxStatus, Role, utcnow
 from tests.conftest import base_settings

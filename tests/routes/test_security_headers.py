@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from keel.core.config import ConfigError, Settings, load_settings
-from keel.core.security_headers import API_CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, HSTS
+from keel.http.security_headers import API_CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, HSTS
 from keel.main import CONTENT_SECURITY_POLICY, create_app
 from tests.conftest import TEST_SECRET, base_settings
 from tests.factories import create_user, login

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keel.core.client_ip import IPNetwork, parse_networks
 from keel.core.files import PRIVATE_FILE_MODE, private_dir
-from keel.core.web_session import origin_of
+from keel.core.urls import origin_of
 
 Environment = Literal["development", "test", "production"]
 DocsAccess = Literal["public", "admin", "off"]

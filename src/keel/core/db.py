@@ -278,7 +278,7 @@ _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.Pos
 class Outage:
     """While the database cannot serve requests: one warning as that starts, one line when it ends.
 
-    Every request in between is answered 503 (see keel.core.problems); a line with a traceback for
+    Every request in between is answered 503 (see keel.http.problems); a line with a traceback for
     each of them buried the log. A lost database (refused, restarting, dropped connections) is back
     when a new connection has been made; an exhausted pool, when a checkout succeeds again.
     """

@@ -16,8 +16,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from keel.core.config import DocsAccess
 from keel.core.errors import NotFound
-from keel.core.security_headers import DOCS_CONTENT_SECURITY_POLICY, docs_content_security_policy
 from keel.deps import AdminUser
+from keel.http.security_headers import DOCS_CONTENT_SECURITY_POLICY, docs_content_security_policy
 
 DOCS_DIR = Path(__file__).parent.parent / "web" / "docs"
 # The viewers' files; mounted at ASSETS_PATH only while the documentation is on.

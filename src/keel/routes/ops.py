@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from keel.core.client_ip import IPAddress, IPNetwork, resolve_client_ip
 from keel.core.errors import Forbidden, InvalidToken, Unauthorized
-from keel.core.metrics import CONTENT_TYPE
-from keel.core.problems import problem_response
 from keel.deps import SettingsDep
+from keel.http.metrics import CONTENT_TYPE
+from keel.http.problems import problem_response
 from keel.schemas.common import problem_responses
 from keel.services import health as health_service
 from keel.services import metrics as metrics_service

@@ -6,7 +6,7 @@ import asyncio
 
 from keel.core.db import Database
 from keel.core.logging import get_logger
-from keel.core.metrics import Metrics
+from keel.http.metrics import Metrics
 from keel.services import outbox as outbox_service
 
 OUTBOX_QUERY_TIMEOUT_SECONDS = 2.0

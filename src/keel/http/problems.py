@@ -23,7 +23,7 @@ from keel.core.context import current_request_id
 from keel.core.db import Outage
 from keel.core.errors import DatabaseUnavailable, KeelError
 from keel.core.logging import get_logger
-from keel.core.metrics import route_label
+from keel.http.metrics import route_label
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

@@ -9,38 +9,14 @@ check is the second lock, and the one that still holds for a sibling subdomain.
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
-from urllib.parse import urlsplit
+
+from keel.core.urls import origin_of
 
 WEB_CLIENT_HEADER = "X-Keel-Client"
 WEB_CLIENT_VALUE = "web"
 REFRESH_COOKIE = "keel_refresh"
 # Only the auth endpoints ever receive the cookie (tests check this equals the auth router's prefix).
 REFRESH_COOKIE_PATH = "/api/v1/auth"
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: str, *, bare: bool = False) -> str | None:
-    """The normalised origin (`scheme://host[:port]`, lower case, default port dropped) of a URL.
-
-    With `bare`, the URL must be an origin and nothing more, as an `Origin` header is; anything
-    else (`null`, a path, credentials, another scheme) has no origin and gives None.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # an unparsable host or port
-        return None
-    scheme, host = parts.scheme.lower(), parts.hostname
-    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
-        return None
-    if bare and (parts.path or parts.query or parts.fragment or url.endswith(("?", "#"))):
-        return None
-    if ":" in host:  # IPv6 literal: urlsplit drops the brackets
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 def is_same_origin(origin_header: str | None, *, request_url: str, public_url: str) -> bool:

@@ -15,8 +15,8 @@ from keel.core.audit import event_counter
 from keel.core.client_ip import IPNetwork, client_ip_of
 from keel.core.context import request_id_var
 from keel.core.logging import get_logger
-from keel.core.metrics import Metrics, route_label
-from keel.core.problems import internal_error_response, payload_too_large_response
+from keel.http.metrics import Metrics, route_label
+from keel.http.problems import internal_error_response, payload_too_large_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
