@@ -34,7 +34,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from keel.core.config import Settings
 from keel.core.password_policy import check_password
 from keel.core.ratelimit import RULES
-from keel.main import BEARER_SCHEME, create_app
+from keel.http.openapi import BEARER_SCHEME
+from keel.main import create_app
 from tests.conftest import base_settings
 from tests.factories import Account, create_user
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
@@ -22,12 +21,12 @@ from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
+from keel.http import openapi
 from keel.http.metrics import Metrics
 from keel.http.problems import http_error, install_error_handlers, route_method_index
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
 from keel.routes import API_PREFIX, admin, auth, docs, ops, posts, todos, users
-from keel.schemas.common import Problem, problem_responses
 from keel.services.session import SessionCache
 from keel.tasks.inprocess import InProcessDispatcher
 
@@ -122,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -156,7 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.route_methods = route_method_index(
         [*app.router.routes, *(route for router in routers for route in router.routes)]
     )
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # The order /docs shows the tags in: signing in first (the routers are matched in another).
+    tags = ["auth", "users", "todos", "posts", "admin", "operations"]
+    app.openapi = lambda: openapi.build(app, tags, api_prefix=API_PREFIX)  # type: ignore[method-assign]
     return app
 
 
@@ -270,74 +272,3 @@ def _prefers_html(accept: str) -> bool:
         elif media_type in ("application/json", "application/problem+json"):
             json = max(json, quality)
     return html > json
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            summary=app.summary,
-            routes=app.routes,
-            # The order /docs shows them in: signing in first (the routers are matched in another).
-            tags=[{"name": name} for name in ("auth", "users", "todos", "posts", "admin", "operations")],
-        )
-        # Error responses reference the problem document by name; register it once here.
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(problem.pop("$defs", {}))
-        components["Problem"] = problem
-        _describe_bearer_token(schema)
-        for path, item in schema["paths"].items():
-            for operation in item.values():
-                _document_common_problems(path, operation)
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
-BEARER_SCHEME = "BearerToken"
-
-
-def _describe_bearer_token(schema: dict[str, Any]) -> None:
-    """Name the access token also as what it is on the wire, a bearer token in `Authorization`.
-
-    FastAPI declares only the OAuth2 password flow (which /docs' Authorize button needs); clients and
-    tools that do not speak OAuth2 flows (schemathesis among them) understand only the plain scheme.
-    Either requirement is met by the same header, so both are listed as alternatives.
-    """
-    schemes = schema["components"].setdefault("securitySchemes", {})
-    schemes[BEARER_SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "The `access_token` from /api/v1/auth/login or /api/v1/auth/refresh.",
-    }
-    for item in schema["paths"].values():
-        for operation in item.values():
-            security = operation.get("security")
-            if not security:
-                continue
-            anonymous_allowed = {} in security
-            named = [requirement for requirement in security if requirement]
-            # `{}` last: an empty requirement means the route also serves anonymous callers.
-            operation["security"] = [*named, {BEARER_SCHEME: []}, *([{}] if anonymous_allowed else [])]
-
-
-def _document_common_problems(path: str, operation: dict[str, Any]) -> None:
-    """Document the problems an operation can answer whatever its route declares.
-
-    A body can be too large (413), malformed (400) or invalid (422), so can a parameter (422); a token
-    can be refused (401, also where a token is optional); any API operation needs the database (503).
-    """
-    statuses: list[int] = []
-    if "requestBody" in operation:
-        statuses += [400, 413, 422]
-    if operation.get("parameters"):
-        statuses.append(422)
-    if operation.get("security"):
-        statuses.append(401)
-    if path.startswith(API_PREFIX):
-        statuses.append(503)
-    responses = operation.setdefault("responses", {})
-    for status, response in problem_responses(*statuses).items():
-        responses.setdefault(str(status), response)

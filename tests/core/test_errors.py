@@ -28,19 +28,19 @@ def crashing_app(tmp_path: Path) -> FastAPI:
     """An app with extra routes that fail the ways a handler can fail unexpectedly."""
     application = create_app(base_settings(tmp_path))
 
-    @application.get("/test/boom")
+    @application.get("/test/boom", include_in_schema=False)
     async def boom() -> None:
         raise RuntimeError("secret detail")
 
-    @application.get("/test/integrity")
+    @application.get("/test/integrity", include_in_schema=False)
     async def integrity() -> None:
         raise IntegrityError("INSERT INTO secret_table", {}, Exception("duplicate key secret_value"))
 
-    @application.get("/test/operational")
+    @application.get("/test/operational", include_in_schema=False)
     async def operational() -> None:
         raise OperationalError("SELECT secret_column", {}, Exception("connection to secret_host refused"))
 
-    @application.get("/test/invalidated")
+    @application.get("/test/invalidated", include_in_schema=False)
     async def invalidated() -> None:
         raise DBAPIError(
             "SELECT secret_column", {}, Exception("server closed secret_host"), connection_invalidated=True
@@ -48,15 +48,15 @@ def crashing_app(tmp_path: Path) -> FastAPI:
 
     # What the driver says when the server is starting up, or gave up waiting for a lock (lock_timeout):
     # SQLAlchemy passes on either as a plain DBAPIError.
-    @application.get("/test/starting-up")
+    @application.get("/test/starting-up", include_in_schema=False)
     async def starting_up() -> None:
         raise DBAPIError(None, None, asyncpg.CannotConnectNowError("the database system is starting up"))
 
-    @application.get("/test/lock-timeout")
+    @application.get("/test/lock-timeout", include_in_schema=False)
     async def lock_timeout() -> None:
         raise DBAPIError("UPDATE secret_table", {}, asyncpg.LockNotAvailableError("canceling statement: lock timeout"))
 
-    @application.get("/test/programming")
+    @application.get("/test/programming", include_in_schema=False)
     async def programming() -> None:
         raise ProgrammingError("SELECT secret_column FROM nowhere", {}, Exception("syntax error at secret_host"))
 
@@ -255,7 +255,7 @@ class TestUnexpectedErrors:
         # Built inside the test, so Keel's stderr handler writes into capsys.
         application = create_app(base_settings(tmp_path, log_format=log_format))
 
-        @application.get("/test/boom")
+        @application.get("/test/boom", include_in_schema=False)
         async def boom() -> None:
             raise RuntimeError("secret detail")
 

@@ -7,7 +7,9 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, StrictBool
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from keel.models.todo import Priority
 from keel.schemas.common import NOT_BLANK, InputModel, not_blank
@@ -42,6 +44,16 @@ DueDate = (
 
 
 class TodoSort(StrEnum):
+    """The order of a list: a field, or a field with `-` for descending."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # The values are not identifiers, so a client generator would number them (VALUE_1, ...);
+        # `x-enum-varnames` hands it these members' names instead (openapi-generator's convention).
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["x-enum-varnames"] = [member.name for member in cls]
+        return schema
+
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
     DUE_DATE = "due_date"

@@ -1,0 +1,207 @@
+"""The OpenAPI document as client generators read it: chosen names, declared headers, clean enums.
+
+Generated clients take their method and model names from `operationId` and the component names,
+so both are chosen by hand here rather than derived from the function and the path
+(`create_todo_api_v1_todos_post`). An operation is named `<tag>_<verb>`; a route with no name
+in `OPERATION_IDS` stops the app from starting, so no route ships with a made-up one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.utils import generate_unique_id
+
+from keel.schemas.common import Problem, problem_responses
+
+BEARER_SCHEME = "BearerToken"
+
+# Route (its function's name) -> operationId. Keep in step with API.md's "<tag>_<verb>" rule.
+OPERATION_IDS = {
+    # auth
+    "register": "auth_register",
+    "login": "auth_login",
+    "refresh": "auth_refresh",
+    "logout": "auth_logout",
+    "logout_all": "auth_logout_all",
+    "list_sessions": "auth_sessions_list",
+    "revoke_session": "auth_sessions_revoke",
+    "change_password": "auth_password_change",
+    "request_verification": "auth_verify_email_request",
+    "confirm_verification": "auth_verify_email_confirm",
+    "request_password_reset": "auth_password_reset_request",
+    "confirm_password_reset": "auth_password_reset_confirm",
+    # users
+    "read_me": "users_me_get",
+    "update_me": "users_me_update",
+    "delete_me": "users_me_delete",
+    "read_user": "users_get",
+    # todos
+    "create_todo": "todos_create",
+    "list_todos": "todos_list",
+    "read_todo": "todos_get",
+    "update_todo": "todos_update",
+    "delete_todo": "todos_delete",
+    # posts
+    "create_post": "posts_create",
+    "list_feed": "posts_list",
+    "list_mine": "posts_list_mine",
+    "read_post": "posts_get",
+    "update_post": "posts_update",
+    "delete_post": "posts_delete",
+    "vote": "posts_vote",
+    "unvote": "posts_unvote",
+    # admin
+    "list_users": "admin_users_list",
+    "update_user": "admin_users_update",
+    "delete_user": "admin_users_delete",
+    # operations
+    "health": "operations_health",
+    "ready": "operations_ready",
+    "metrics": "operations_metrics",
+}
+
+# FastAPI names a form or multi-part body model after the operation ("Body_auth_login").
+BODY_NAMES = {"Body_auth_login": "LoginForm"}
+
+REQUEST_ID_HEADER = {
+    "description": "This request's id: the `X-Request-ID` the client sent if it was 1-128 characters "
+    "of `A-Za-z0-9._:@/+=-`, else one made here. Every log line of the request carries it.",
+    "schema": {"type": "string"},
+}
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+REPLAYED_HEADER = {
+    "description": "`true` when this is the stored answer to an earlier request with the same "
+    "`Idempotency-Key`, not a new creation.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's hand-chosen operationId (FastAPI's `generate_unique_id_function`).
+
+    Routes left out of the schema (the web UI's pages, the docs) keep FastAPI's own id: no client sees it.
+    """
+    if not route.include_in_schema:
+        return generate_unique_id(route)
+    try:
+        return OPERATION_IDS[route.name]
+    except KeyError:
+        raise LookupError(f"route {route.name!r} ({route.path}) has no operationId in keel.http.openapi") from None
+
+
+def build(app: FastAPI, tags: list[str], *, api_prefix: str) -> dict[str, Any]:
+    """The app's OpenAPI document, once; `tags` in the order /docs shows them."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+        tags=[{"name": name} for name in tags],
+    )
+    # Error responses reference the problem document by name; register it once here.
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    pages = {name: f"{name[5:-1]}Page" for name in components if re.fullmatch(r"Page_[A-Za-z]+_", name)}
+    _rename_components(schema, {**BODY_NAMES, **pages})  # Page_TodoRead_ -> TodoReadPage
+    _describe_bearer_token(schema)
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            _document_common_problems(path, operation, api_prefix)
+            _document_headers(operation)
+    app.openapi_schema = schema
+    return schema
+
+
+def _rename_components(schema: dict[str, Any], names: dict[str, str]) -> None:
+    components = schema["components"]["schemas"]
+    renamed = {old: new for old, new in names.items() if old in components}
+    for old, new in renamed.items():
+        components[new] = components.pop(old)
+        components[new]["title"] = new
+    if not renamed:
+        return
+    pattern = re.compile(r"#/components/schemas/(" + "|".join(map(re.escape, renamed)) + r")\b")
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                node["$ref"] = pattern.sub(lambda match: f"#/components/schemas/{renamed[match.group(1)]}", ref)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+
+
+def _describe_bearer_token(schema: dict[str, Any]) -> None:
+    """Name the access token also as what it is on the wire, a bearer token in `Authorization`.
+
+    FastAPI declares only the OAuth2 password flow (which /docs' Authorize button needs); clients and
+    tools that do not speak OAuth2 flows (schemathesis among them) understand only the plain scheme.
+    Either requirement is met by the same header, so both are listed as alternatives.
+    """
+    schemes = schema["components"].setdefault("securitySchemes", {})
+    schemes[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The `access_token` from /api/v1/auth/login or /api/v1/auth/refresh.",
+    }
+    for item in schema["paths"].values():
+        for operation in item.values():
+            security = operation.get("security")
+            if not security:
+                continue
+            anonymous_allowed = {} in security
+            named = [requirement for requirement in security if requirement]
+            # `{}` last: an empty requirement means the route also serves anonymous callers.
+            operation["security"] = [*named, {BEARER_SCHEME: []}, *([{}] if anonymous_allowed else [])]
+
+
+def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: str) -> None:
+    """Document the problems an operation can answer whatever its route declares.
+
+    A body can be too large (413), malformed (400) or invalid (422), so can a parameter (422); a token
+    can be refused (401, also where a token is optional); any API operation needs the database (503).
+    """
+    statuses: list[int] = []
+    if "requestBody" in operation:
+        statuses += [400, 413, 422]
+    if operation.get("parameters"):
+        statuses.append(422)
+    if operation.get("security"):
+        statuses.append(401)
+    if path.startswith(api_prefix):
+        statuses.append(503)
+    responses = operation.setdefault("responses", {})
+    for status, response in problem_responses(*statuses).items():
+        responses.setdefault(str(status), response)
+
+
+def _document_headers(operation: dict[str, Any]) -> None:
+    """Declare the headers Keel sets: on every answer `X-Request-ID`, on 429 and 503 `Retry-After`,
+    and on a create that takes an `Idempotency-Key` `Idempotent-Replayed`."""
+    idempotent = any(parameter.get("name") == "Idempotency-Key" for parameter in operation.get("parameters", []))
+    for status, response in operation.get("responses", {}).items():
+        headers = response.setdefault("headers", {})
+        headers.setdefault("X-Request-ID", REQUEST_ID_HEADER)
+        if status in ("429", "503"):
+            headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
+        if idempotent and status.startswith("2"):
+            headers.setdefault("Idempotent-Replayed", REPLAYED_HEADER)

@@ -1,0 +1,93 @@
+"""The schema as client generators read it: hand-chosen names, declared headers, enums with names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from keel.core.config import Settings
+from keel.http.openapi import OPERATION_IDS, operation_id
+from keel.main import create_app
+from keel.schemas.todo import TodoSort
+from tests.conftest import base_settings
+
+HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    settings: Settings = base_settings(Path(tmp_path_factory.mktemp("openapi")))
+    return create_app(settings).openapi()
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def test_every_operation_has_its_hand_chosen_id_named_tag_then_verb(schema: dict[str, Any]) -> None:
+    ids = [operation["operationId"] for _, _, operation in operations(schema)]
+
+    assert sorted(ids) == sorted(OPERATION_IDS.values())  # each chosen once, and nothing made up
+    for _, _, operation in operations(schema):
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)+", operation["operationId"]), operation["operationId"]
+        assert operation["operationId"].startswith(f"{operation['tags'][0]}_"), operation["operationId"]
+
+
+def test_the_todo_routes_read_naturally(schema: dict[str, Any]) -> None:
+    todos = {(method, path): operation["operationId"] for method, path, operation in operations(schema)}
+    assert todos[("GET", "/api/v1/todos")] == "todos_list"
+    assert todos[("POST", "/api/v1/todos")] == "todos_create"
+    assert todos[("GET", "/api/v1/todos/{todo_id}")] == "todos_get"
+    assert todos[("PATCH", "/api/v1/todos/{todo_id}")] == "todos_update"
+    assert todos[("DELETE", "/api/v1/todos/{todo_id}")] == "todos_delete"
+
+
+def test_a_route_without_a_chosen_id_stops_the_app_from_starting() -> None:
+    async def export_everything() -> None: ...
+
+    app = FastAPI(generate_unique_id_function=operation_id)
+    with pytest.raises(LookupError, match="export_everything"):
+        app.add_api_route("/api/v1/export", export_everything, methods=["GET"])
+
+
+def test_component_names_carry_no_generated_suffixes(schema: dict[str, Any]) -> None:
+    names = set(schema["components"]["schemas"])
+    assert not [name for name in names if "_" in name], names
+    assert {"LoginForm", "TodoReadPage", "PostReadPage", "UserReadPage"} <= names
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', str(schema).replace("'", '"'))
+    assert set(refs) <= names  # every reference still points at a component
+
+
+def test_the_sort_order_has_member_names_a_generator_can_use(schema: dict[str, Any]) -> None:
+    sort = schema["components"]["schemas"]["TodoSort"]
+    assert sort["enum"] == [member.value for member in TodoSort]
+    assert sort["x-enum-varnames"] == [
+        "CREATED_AT",
+        "CREATED_AT_DESC",
+        "DUE_DATE",
+        "DUE_DATE_DESC",
+        "PRIORITY",
+        "PRIORITY_DESC",
+    ]
+
+
+def test_every_answer_declares_the_headers_keel_sets(schema: dict[str, Any]) -> None:
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            headers = response.get("headers", {})
+            assert "X-Request-ID" in headers, (method, path, status)
+            if status in ("429", "503"):
+                assert headers["Retry-After"]["schema"]["type"] == "integer", (method, path, status)
+    creates = {path: operation for method, path, operation in operations(schema) if method == "POST"}
+    for path in ("/api/v1/todos", "/api/v1/posts"):
+        assert "Idempotent-Replayed" in creates[path]["responses"]["201"]["headers"], path
+    assert "Idempotent-Replayed" not in creates["/api/v1/auth/register"]["responses"]["202"]["headers"]
