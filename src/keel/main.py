@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
+from starlette_compress import CompressMiddleware
 
 from keel import __version__
 from keel.core.config import Settings, get_settings
@@ -22,6 +23,7 @@ from keel.core.mail import transport_for
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.http import openapi
+from keel.http.head import HeadAsGet
 from keel.http.metrics import Metrics
 from keel.http.problems import http_error, install_error_handlers, route_method_index
 from keel.http.request_context import RequestContextMiddleware
@@ -34,6 +36,18 @@ if TYPE_CHECKING:
     from keel.tasks.celery_app import CeleryDispatcher
 
 WEB_DIR = Path(__file__).parent / "web"
+COMPRESS_FROM_BYTES = 1024
+API_CONVENTIONS = """\
+Conventions every operation follows:
+
+- Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`.
+- Every answer carries `X-Request-ID` (the client's own, when it sends a sane one).
+- Every `GET` also answers `HEAD`: the same status and headers, no body.
+- Answers of 1 KB or more are compressed when the client asks (`Accept-Encoding`: zstd, br or
+  gzip; an encoding given `q=0` is never used).
+- Over a rate limit the answer is 429 with `Retry-After` in seconds; a backing service that cannot
+  be reached is a 503 with `Retry-After`.
+"""
 
 log = get_logger("keel.app")
 
@@ -116,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Keel",
         version=__version__,
         summary="Multi-user todos and posts, with accounts and sessions done properly.",
+        description=API_CONVENTIONS,
         lifespan=lifespan,
         # Served by keel.routes.docs instead, from this package's own files and as KEEL_DOCS says.
         openapi_url=None,
@@ -126,7 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     # Outermost last: security headers cover every answer, the request id and access line
-    # cover CORS preflights too.
+    # cover CORS preflights too. A HEAD is a GET whose body is dropped after compression, so
+    # its headers are the GET's; compression starts at 1 KB, below which it saves too little.
+    app.add_middleware(CompressMiddleware, minimum_size=COMPRESS_FROM_BYTES)
+    app.add_middleware(HeadAsGet)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -160,8 +160,9 @@ def _allowed_methods(request: Request) -> str:
 
 
 def route_method_index(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each route's path and methods, HEAD wherever GET is (keel.http.head answers it)."""
     return [
-        (route.path_regex, set(route.methods))
+        (route.path_regex, set(route.methods) | ({"HEAD"} if "GET" in route.methods else set()))
         for route in routes
         if isinstance(route, Route | APIRoute) and route.methods
     ]
