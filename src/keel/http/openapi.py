@@ -177,12 +177,13 @@ def _describe_bearer_token(schema: dict[str, Any]) -> None:
 def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: str) -> None:
     """Document the problems an operation can answer whatever its route declares.
 
-    A body can be too large (413), malformed (400) or invalid (422), so can a parameter (422); a token
+    A body can be too large (413), of another media type (415), malformed (400) or invalid (422), so
+    can a parameter (422); a token
     can be refused (401, also where a token is optional); any API operation needs the database (503).
     """
     statuses: list[int] = []
     if "requestBody" in operation:
-        statuses += [400, 413, 422]
+        statuses += [400, 413, 415, 422]
     if operation.get("parameters"):
         statuses.append(422)
     if operation.get("security"):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -190,6 +190,16 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    expected = _unaccepted_media_type(request)
+    if expected is not None:
+        return problem_response(
+            status=415,
+            code="unsupported_media_type",
+            title="Unsupported media type",
+            detail=f"This operation takes a body of type {expected}.",
+            instance=request.url.path,
+            headers={"Accept-Post" if request.method == "POST" else "Accept-Patch": expected},
+        )
     errors = _clean_errors(exc.errors())
     if any(err["type"] == "json_invalid" for err in errors):
         return problem_response(
@@ -207,6 +217,30 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         instance=request.url.path,
         extensions={"errors": errors},
     )
+
+
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _unaccepted_media_type(request: Request) -> str | None:
+    """What the route's body must be, when the request sent a body of another type (else None).
+
+    FastAPI reads a JSON body only when `Content-Type` says JSON (its strict check), and a form only
+    when it says form; anything else reached validation as raw bytes and came out as a 422 about
+    the body's shape. A body sent without any `Content-Type` is refused alike.
+    """
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
+        return None
+    sent = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not sent and request.headers.get("content-length", "0") in ("", "0"):
+        return None  # no body at all: validation says what is missing
+    if isinstance(body_field.field_info, params.Form):
+        return None if sent in FORM_MEDIA_TYPES else FORM_MEDIA_TYPES[0]
+    if sent == "application/json" or (sent.startswith("application/") and sent.endswith("+json")):
+        return None
+    return "application/json"
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:

@@ -89,6 +89,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "Conflict",
         413: "Request body too large",
+        415: "The body is not of the media type the operation takes",
         422: "Invalid input",
         429: "Too many requests",
         503: "A backing service is unavailable",
