@@ -171,3 +171,30 @@ def test_a_head_just_under_the_limit_is_served(served: Served) -> None:
 
     assert response.status == 200
     assert not response.closed
+
+
+def test_a_request_line_of_100_kb_is_a_414_problem(served: Served) -> None:
+    response = exchange(served, get("/api/v1/posts?q=" + "a" * 100_000))
+
+    assert response.status == 414
+    assert response.closed
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert (problem["status"], problem["code"]) == (414, "uri_too_long")
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GE T / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad\x01: y\r\n\r\n", b"\x16\x03\x01\x00"],
+    ids=["broken-request-line", "control-character-in-a-header", "tls-to-a-plain-port"],
+)
+def test_a_request_that_is_not_http_gets_a_400_problem_with_a_request_id(served: Served, request_bytes: bytes) -> None:
+    response = exchange(served, request_bytes)
+
+    assert response.status == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert (problem["status"], problem["code"]) == (400, "bad_request")
+    assert problem["request_id"] == response.headers["x-request-id"]
+    assert "server" not in response.headers

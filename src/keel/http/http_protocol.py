@@ -90,22 +90,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._too_large:
             self._refuse()
         else:
-            super().send_400_response(msg)
+            # A request the parser could not read (a bad request line, a header with a control
+            # character): uvicorn answers plain text; clients get the same problem shape as ever.
+            self._answer(400, "bad_request", "Bad Request", "The request is not valid HTTP/1.1.")
 
     def _head_size(self) -> int:
         """The head as the parser saw it, less its method and version: the target and the header lines."""
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _refuse(self) -> None:
+        if len(self.url) > self.max_head_bytes:  # the target alone is too long
+            detail = f"The request target is longer than {self.max_head_bytes} bytes."
+            self._answer(414, "uri_too_long", "URI Too Long", detail)
+        else:
+            detail = f"The request line and headers are larger than {self.max_head_bytes} bytes."
+            self._answer(431, "request_headers_too_large", "Request Header Fields Too Large", detail)
+
+    def _answer(self, status: int, code: str, title: str, detail: str) -> None:
+        """Answer with a problem document and close: the app never saw this request."""
         self._refused = True
         request_id = uuid.uuid4().hex
         body = json.dumps(
             {
-                "type": "urn:keel:problem:request_headers_too_large",
-                "title": "Request Header Fields Too Large",
-                "status": 431,
-                "detail": f"The request line and headers are larger than {self.max_head_bytes} bytes.",
-                "code": "request_headers_too_large",
+                "type": f"urn:keel:problem:{code}",
+                "title": title,
+                "status": status,
+                "detail": detail,
+                "code": code,
                 "request_id": request_id,
             }
         ).encode()
@@ -117,9 +128,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             (b"x-content-type-options", b"nosniff"),
             (b"connection", b"close"),
         ]
-        head = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        head = f"HTTP/1.1 {status} {title}\r\n".encode()
         head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         self.transport.write(head + b"\r\n" + body)
         self.transport.close()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else None
-        log.info("request_headers_too_large", client=client, limit=self.max_head_bytes, request_id=request_id)
+        log.info("request_refused_by_protocol", status=status, code=code, client=client, request_id=request_id)
