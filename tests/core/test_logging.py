@@ -548,3 +548,34 @@ class TestJsonLines:
     def test_non_string_keys_and_huge_integers_do_not_lose_the_line(self, render: Any) -> None:
         assert render(counts={1: "one"})["counts"] == {"1": "one"}
         assert render(big=2**70)["big"] == 2**70
+
+
+class TestControlCharacters:
+    """What a client sends (a path, a user agent) reaches the console log as text, never as
+    terminal escape sequences or forged lines."""
+
+    @pytest.mark.parametrize("log_format", ["console", "json"])
+    async def test_escape_sequences_and_newlines_from_a_request_are_written_escaped(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], log_format: str
+    ) -> None:
+        settings = base_settings(tmp_path, log_format=log_format, log_level="INFO")
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                await http.get(
+                    "/%1b[2J%1b[31mred%0aforged line",
+                    headers={"Accept": "application/json"},
+                )
+                # No space: the console renderer writes it without quotes (or a repr of its own).
+                await http.get("/%1b]0;title%07", headers={"Accept": "application/json"})
+        written = capsys.readouterr().err
+        configure_logging(base_settings(tmp_path))
+
+        assert "forged line" in written
+        assert "\x1b" not in written
+        assert "\x07" not in written
+        assert not any(line.startswith("forged line") for line in written.splitlines())
+        if log_format == "console":  # escaped here, or by the renderer's repr of a value with spaces
+            assert "\\x1b[31mred\\x0aforged line" in written.replace("\\\\", "\\")
+            assert "path=/\\x1b]0;title\\x07 " in written

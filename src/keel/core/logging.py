@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -32,6 +33,28 @@ def _json_line(event_dict: EventDict, **_kw: Any) -> str:
         return json.dumps(event_dict, default=str)
 
 
+# C0 and C1 control characters, DEL included: a terminal acts on them (ANSI escape sequences that
+# recolour, move the cursor, rewrite the title), and a newline would forge a log line of its own.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Written by the renderer itself, and meant to span lines.
+_MULTILINE_KEYS = frozenset({"exception", "stack", "exc_info"})
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def escape_control_characters(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Every text field as escapes where it holds control characters (a request path, a user agent).
+
+    JSON lines are safe already (the encoder escapes them); the console renderer writes text as it is.
+    """
+    for key, value in event_dict.items():
+        if isinstance(value, str) and key not in _MULTILINE_KEYS and _CONTROL.search(value):
+            event_dict[key] = _CONTROL.sub(_escape, value)
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and settings.is_production)
     shared: list[Processor] = [
@@ -56,7 +79,7 @@ def configure_logging(settings: Settings) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else _passthrough,
+            structlog.processors.format_exc_info if use_json else escape_control_characters,
             renderer,
         ],
     )
@@ -73,10 +96,6 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-
-
-def _passthrough(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
-    return event_dict
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
