@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=openapi.operation_id,
+        # Every documented path answers as written. Starlette's slash redirects build Location
+        # from the Host header (Host: evil.example sent clients there) and say http behind TLS.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
