@@ -543,7 +543,7 @@ class TestMine:
         response = await client.request(method, MINE, json={"title": "x"}, headers=cast.headers("author"))
 
         assert_problem(response, 405, "method_not_allowed")
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"
 
     @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
     async def test_any_other_word_is_still_an_invalid_post_id(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 # For text in query strings, paths and forms, which InputModel's validator does not see.
 NO_NUL = r"^[^\x00]*$"
@@ -25,10 +26,48 @@ def _declare_no_nul(schema: dict[str, Any]) -> None:
                 variant.setdefault("pattern", NO_NUL)
 
 
+class NotNull:
+    """Marks a PATCH field that may be left out (it is then unchanged) but not set to null.
+
+    Written `Annotated[T | None, NotNull()] = None`: None stands for "left out" inside the service,
+    while a client's explicit null is a 422 and the schema shows the field as `T`, not nullable.
+    A field without the mark that admits None is cleared by null (merge-patch, RFC 7396).
+    """
+
+
+def _not_null_fields(model: type[BaseModel]) -> list[str]:
+    return [
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if any(isinstance(item, NotNull) for item in field.metadata)
+    ]
+
+
+def _input_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    _declare_no_nul(schema)
+    for name in _not_null_fields(model):
+        field = schema["properties"][name]
+        variants = [variant for variant in field.pop("anyOf", ()) if variant.get("type") != "null"]
+        if len(variants) == 1:
+            field.update(variants[0])
+        elif variants:
+            field["anyOf"] = variants
+        field.pop("default", None)
+
+
 class InputModel(BaseModel):
     """Every request body: unknown fields are an error, so nothing can be mass-assigned."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, json_schema_extra=_declare_no_nul)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, json_schema_extra=_input_schema)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_it_clears(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name is not None:
+            field = cls.model_fields[info.field_name]
+            if any(isinstance(item, NotNull) for item in field.metadata):
+                raise PydanticCustomError("null_not_allowed", "Leave this field out to keep it; it cannot be null.")
+        return value
 
     @field_validator("*", mode="after")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from keel.schemas.common import NOT_BLANK, InputModel, not_blank
+from keel.schemas.common import NOT_BLANK, InputModel, NotNull, not_blank
 from keel.schemas.user import UserPublic
 
 PostTitle = Annotated[
@@ -25,9 +25,11 @@ class PostCreate(InputModel):
 
 
 class PostUpdate(InputModel):
-    title: PostTitle | None = None
-    content: Content | None = None
-    published: StrictBool | None = None
+    """A merge patch: a field left out is unchanged; none of them can be null."""
+
+    title: Annotated[PostTitle | None, NotNull()] = None
+    content: Annotated[Content | None, NotNull()] = None
+    published: Annotated[StrictBool | None, NotNull()] = None
 
 
 class PostRead(BaseModel):

@@ -12,7 +12,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from keel.models.todo import Priority
-from keel.schemas.common import NOT_BLANK, InputModel, not_blank
+from keel.schemas.common import NOT_BLANK, InputModel, NotNull, not_blank
 
 Title = Annotated[
     str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK}), AfterValidator(not_blank)
@@ -31,13 +31,23 @@ def _date_text(value: object) -> object:
     raise ValueError("Input should be a date in the format YYYY-MM-DD.")
 
 
-# The pattern states the range in the schema too (JSON Schema has no bounds for dates).
+# JSON Schema has no bounds for dates: the pattern states the range there, this check here.
 _DUE_DATE_RANGE = r"^(19[0-9]{2}|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$"
+_EARLIEST_DUE_DATE = date(1900, 1, 1)
+
+
+def _in_range(value: date) -> date:
+    if value < _EARLIEST_DUE_DATE:
+        raise ValueError("Must be 1900-01-01 or later.")
+    return value
+
+
 DueDate = (
     Annotated[
         date,
         BeforeValidator(_date_text),
-        Field(ge=date(1900, 1, 1), le=date(9999, 12, 31), json_schema_extra={"pattern": _DUE_DATE_RANGE}),
+        AfterValidator(_in_range),
+        Field(json_schema_extra={"pattern": _DUE_DATE_RANGE}),
     ]
     | None
 )
@@ -70,10 +80,13 @@ class TodoCreate(InputModel):
 
 
 class TodoUpdate(InputModel):
-    title: Title | None = None
+    """A merge patch: a field left out is unchanged; null clears `description` and `due_date`,
+    and is refused for the others, which cannot be empty."""
+
+    title: Annotated[Title | None, NotNull()] = None
     description: Description = None
-    completed: StrictBool | None = None
-    priority: Priority | None = None
+    completed: Annotated[StrictBool | None, NotNull()] = None
+    priority: Annotated[Priority | None, NotNull()] = None
     due_date: DueDate = None
 
 

@@ -20,7 +20,7 @@ from pydantic import (
 
 from keel.core.password_policy import MAX_LENGTH, MIN_LENGTH, RULE, check_password
 from keel.models.user import Role
-from keel.schemas.common import InputModel
+from keel.schemas.common import InputModel, NotNull
 
 # Checked as sent (no trimming), then lower-cased: the schema's pattern is the whole rule, so any
 # username a client can build from the OpenAPI document is one the API accepts, and no other.
@@ -78,7 +78,9 @@ class UserCreate(InputModel):
 
 
 class UserUpdate(InputModel):
-    username: Username | None = None
+    """A merge patch: a field left out is unchanged; null clears `full_name`, not `username`."""
+
+    username: Annotated[Username | None, NotNull()] = None
     full_name: FullName = None
 
 
@@ -87,9 +89,11 @@ class UserDelete(InputModel):
 
 
 class AdminUserUpdate(InputModel):
-    role: Role | None = None
-    is_active: StrictBool | None = None
-    is_verified: StrictBool | None = None
+    """A merge patch: a field left out is unchanged; none of them can be null."""
+
+    role: Annotated[Role | None, NotNull()] = None
+    is_active: Annotated[StrictBool | None, NotNull()] = None
+    is_verified: Annotated[StrictBool | None, NotNull()] = None
 
 
 class UserPublic(BaseModel):
