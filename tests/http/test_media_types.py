@@ -75,3 +75,15 @@ async def test_the_schema_documents_415_wherever_a_body_is_taken(app: FastAPI) -
         for method, operation in item.items():
             if "requestBody" in operation:
                 assert "415" in operation["responses"], (method, path)
+
+
+@pytest.mark.parametrize("form", [{"username": "", "password": ""}, {}], ids=["sent-empty", "left-out"])
+async def test_the_login_form_names_each_empty_field_once_without_calling_it_only_missing(
+    client: httpx.AsyncClient, form: dict[str, str]
+) -> None:
+    response = await client.post("/api/v1/auth/login", data=form)
+
+    assert_problem(response, 422, "validation_error")
+    errors = response.json()["errors"]
+    assert [error["loc"] for error in errors] == [["body", "username"], ["body", "password"]]
+    assert {error["msg"] for error in errors} == {"Required, and must not be empty."}

@@ -201,6 +201,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             headers={"Accept-Post" if request.method == "POST" else "Accept-Patch": expected},
         )
     errors = _clean_errors(exc.errors())
+    if _takes_a_form(request):
+        # A form field sent empty reaches validation as absent: say both, not just "Field required".
+        for err in errors:
+            if err["type"] == "missing" and err["loc"][:1] == ["body"]:
+                err["msg"] = "Required, and must not be empty."
     if any(err["type"] == "json_invalid" for err in errors):
         return problem_response(
             status=400,
@@ -222,6 +227,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+def _takes_a_form(request: Request) -> bool:
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    return body_field is not None and isinstance(body_field.field_info, params.Form)
+
+
 def _unaccepted_media_type(request: Request) -> str | None:
     """What the route's body must be, when the request sent a body of another type (else None).
 
@@ -236,7 +246,7 @@ def _unaccepted_media_type(request: Request) -> str | None:
     sent = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not sent and request.headers.get("content-length", "0") in ("", "0"):
         return None  # no body at all: validation says what is missing
-    if isinstance(body_field.field_info, params.Form):
+    if _takes_a_form(request):
         return None if sent in FORM_MEDIA_TYPES else FORM_MEDIA_TYPES[0]
     if sent == "application/json" or (sent.startswith("application/") and sent.endswith("+json")):
         return None
