@@ -91,3 +91,18 @@ def test_every_answer_declares_the_headers_keel_sets(schema: dict[str, Any]) -> 
     for path in ("/api/v1/todos", "/api/v1/posts"):
         assert "Idempotent-Replayed" in creates[path]["responses"]["201"]["headers"], path
     assert "Idempotent-Replayed" not in creates["/api/v1/auth/register"]["responses"]["202"]["headers"]
+
+
+def test_a_create_links_to_what_can_be_done_with_what_it_made(schema: dict[str, Any]) -> None:
+    by_id = {operation["operationId"]: (path, operation) for _, path, operation in operations(schema)}
+    linked: dict[str, set[str]] = {}
+    for _, _, operation in operations(schema):
+        for response in operation["responses"].values():
+            for link in response.get("links", {}).values():
+                target_path, _ = by_id[link["operationId"]]
+                for parameter, expression in link["parameters"].items():
+                    assert f"{{{parameter}}}" in target_path, (link, target_path)
+                    assert expression == "$response.body#/id"
+                linked.setdefault(operation["operationId"], set()).add(link["operationId"])
+    assert linked["todos_create"] == {"todos_get", "todos_update", "todos_delete"}
+    assert linked["posts_create"] >= {"posts_get", "posts_update", "posts_delete"}

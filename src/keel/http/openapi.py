@@ -68,6 +68,13 @@ OPERATION_IDS = {
 # FastAPI names a form or multi-part body model after the operation ("Body_auth_login").
 BODY_NAMES = {"Body_auth_login": "LoginForm"}
 
+# OpenAPI links from a create to what can be done with what it made, so a client (or schemathesis'
+# stateful runs) can follow create -> get -> update -> delete without guessing.
+LINKS = {
+    "todos_create": ("todo_id", ["todos_get", "todos_update", "todos_delete"]),
+    "posts_create": ("post_id", ["posts_get", "posts_update", "posts_delete", "posts_vote", "posts_unvote"]),
+}
+
 REQUEST_ID_HEADER = {
     "description": "This request's id: the `X-Request-ID` the client sent if it was 1-128 characters "
     "of `A-Za-z0-9._:@/+=-`, else one made here. Every log line of the request carries it.",
@@ -121,6 +128,7 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str) -> dict[str, Any]:
         for operation in item.values():
             _document_common_problems(path, operation, api_prefix)
             _document_headers(operation)
+            _link(operation)
     app.openapi_schema = schema
     return schema
 
@@ -206,3 +214,18 @@ def _document_headers(operation: dict[str, Any]) -> None:
             headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
         if idempotent and status.startswith("2"):
             headers.setdefault("Idempotent-Replayed", REPLAYED_HEADER)
+
+
+def _link(operation: dict[str, Any]) -> None:
+    if operation.get("operationId") not in LINKS:
+        return
+    parameter, targets = LINKS[operation["operationId"]]
+    created = next(response for status, response in operation["responses"].items() if status.startswith("2"))
+    created["links"] = {
+        target: {
+            "operationId": target,
+            "parameters": {parameter: "$response.body#/id"},
+            "description": f"`{target}` on what this created: its `id` is the `{parameter}`.",
+        }
+        for target in targets
+    }
