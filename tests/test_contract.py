@@ -3,7 +3,7 @@
 Stateless: every operation through the examples, coverage and fuzzing phases with every check
 schemathesis enables by default (server errors, status codes, content types, response schemas,
 negative data rejection, positive data acceptance, unsupported methods, ignored auth, ...).
-Stateful: sequences along the links schemathesis infers from the schema (create a todo or post,
+Stateful: sequences along the links the schema declares (keel.http.openapi: create a todo or post,
 then read, change and delete it), with its stateful checks (use after free, resource availability).
 
 Both run on each backend, against a fresh database, as a real verified user. Runs are bounded and

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -29,9 +30,10 @@ from sqlalchemy.util.queue import Empty
 from sqlmodel import col
 
 from keel.core.db import Database, FairAsyncPool, FairQueue
+from keel.main import create_app
 from keel.models import Priority, Todo
 from tests.conftest import base_settings, reset_postgres
-from tests.factories import create_user
+from tests.factories import create_user, login
 
 
 def _disconnect(*, invalidated: bool) -> DBAPIError:
@@ -431,3 +433,98 @@ async def test_a_checkout_whose_connection_came_as_its_time_ran_out_takes_it() -
     await asyncio.sleep(0.06)  # the timeout fires before the waiter runs again
     assert await waiting is connection
     assert queue.qsize() == 0
+
+
+# --- a migration on a live system: statements prepared before it are prepared again ---------------
+_PROBE = sa.table("keel_probe_schema_change", sa.column("id", sa.Integer), sa.column("label", sa.String))
+_PROBE_LABEL = sa.select(_PROBE.c.label).where(_PROBE.c.id == sa.bindparam("id"))
+
+
+async def test_a_statement_prepared_before_a_column_changed_type_is_prepared_again(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # One pooled connection, so the second transaction meets the plan the first one prepared.
+    database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
+    other = await asyncpg.connect(_plain_dsn(postgres_url))
+    try:
+        await other.execute(
+            "DROP TABLE IF EXISTS keel_probe_schema_change;"
+            "CREATE TABLE keel_probe_schema_change (id integer PRIMARY KEY, label varchar(20));"
+            "INSERT INTO keel_probe_schema_change VALUES (1, 'before')"
+        )
+        async with database.transaction() as transaction:
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+
+        # What `keel migrate` may do while the application runs: the result type changes under the plan.
+        await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE text")
+
+        # Inside a transaction PostgreSQL refuses the old plan and asyncpg cannot prepare it again by itself.
+        async with database.transaction() as transaction:
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+        await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE varchar(30)")
+        assert [tuple(row) for row in await database.read_rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+    finally:
+        await other.execute("DROP TABLE IF EXISTS keel_probe_schema_change")
+        await other.close()
+        await database.dispose()
+
+
+async def test_a_stale_plan_after_the_first_statement_of_a_transaction_is_a_lost_connection(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
+    other = await asyncpg.connect(_plain_dsn(postgres_url))
+    try:
+        await other.execute(
+            "DROP TABLE IF EXISTS keel_probe_schema_change;"
+            "CREATE TABLE keel_probe_schema_change (id integer PRIMARY KEY, label varchar(20));"
+            "INSERT INTO keel_probe_schema_change VALUES (1, 'before')"
+        )
+        async with database.transaction() as transaction:
+            await transaction.rows(_PROBE_LABEL, {"id": 1})
+        await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE text")
+
+        # The first statement has run: the transaction cannot be begun again, so it fails as a lost
+        # connection does (the handlers answer 503, try again), and the connection is not reused.
+        async def two_statements() -> None:
+            async with database.transaction() as transaction:
+                await transaction.rows(sa.select(sa.literal(1)), {})
+                await transaction.rows(_PROBE_LABEL, {"id": 1})
+
+        with pytest.raises(OperationalError) as failed:
+            await two_statements()
+        assert failed.value.connection_invalidated
+        async with database.transaction() as transaction:
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+    finally:
+        await other.execute("DROP TABLE IF EXISTS keel_probe_schema_change")
+        await other.close()
+        await database.dispose()
+
+
+async def test_a_refresh_after_a_migration_changed_a_column_it_reads_is_never_a_500(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    await reset_postgres(postgres_url)
+    # One pooled connection: the next refresh meets the plans the first one prepared.
+    app = create_app(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
+    other = await asyncpg.connect(_plain_dsn(postgres_url))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                tokens = await login(client, await create_user(app))
+                first = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+                assert first.status_code == 200, first.text
+                # `keel migrate` on the live system changes a column the refresh transaction's second
+                # statement reads: that transaction cannot be begun again, so it is a 503 (try again)
+                # and nothing of it is kept; the next attempt, with the same token, goes through.
+                await other.execute("ALTER TABLE user_session ALTER COLUMN user_id TYPE bigint")
+                token = {"refresh_token": first.json()["refresh_token"]}
+                during = await client.post("/api/v1/auth/refresh", json=token)
+                assert during.status_code == 503, during.text
+                after = await client.post("/api/v1/auth/refresh", json=token)
+                assert after.status_code == 200, after.text
+    finally:
+        await other.execute("ALTER TABLE user_session ALTER COLUMN user_id TYPE integer")
+        await other.close()

@@ -14,7 +14,6 @@ import httpx
 import pytest
 import time_machine
 from fastapi import FastAPI
-from sqlalchemy import event
 from sqlmodel import col, select
 
 from keel.core.config import Settings
@@ -25,6 +24,7 @@ from keel.models import EmailOutbox
 from keel.services import auth as auth_service
 from tests.conftest import base_settings
 from tests.factories import DEFAULT_PASSWORD, Account, Tokens, assert_problem, create_user, login, signed_in
+from tests.services.test_statement_counts import count_statements
 
 AUTH = "/api/v1/auth"
 PEER = "203.0.113.7"  # the `client` fixture's address
@@ -132,17 +132,8 @@ class TestLogin:
             raise AssertionError("a refused login must not hash a password")
 
         monkeypatch.setattr(auth_service, "password_hasher", no_hashing)
-        statements: list[str] = []
-        engine = app.state.database.engine.sync_engine
-
-        def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-            statements.append(statement)
-
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
+        with count_statements(app) as statements:
             refused = await attempt(client, account.email, account.password)
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
 
         assert_rate_limited(refused, window=60)
         assert statements == []

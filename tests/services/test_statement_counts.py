@@ -17,16 +17,24 @@ from tests.factories import Account, Tokens, create_user, login
 
 @contextmanager
 def count_statements(app: FastAPI) -> Iterator[list[str]]:
+    """The SQL of every statement run meanwhile, on either backend.
+
+    SQLAlchemy's cursor events see the ORM's statements and all of SQLite's; on PostgreSQL the
+    prebuilt statements run on the driver and are seen through `Database.statement_hooks` instead.
+    """
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    engine = app.state.database.engine.sync_engine
+    database = app.state.database
+    engine = database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    database.statement_hooks.append(statements.append)
     try:
         yield statements
     finally:
+        database.statement_hooks.remove(statements.append)
         event.remove(engine, "before_cursor_execute", record)
 
 

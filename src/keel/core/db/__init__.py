@@ -1,221 +1,57 @@
-"""Async engine and session factory for SQLite (embedded) and PostgreSQL (production)."""
+"""The database as the services see it: an ORM session, prebuilt statements, short transactions.
+
+`keel.core.db.engine` makes the engines and pools; this module runs statements on them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import Dialect, event
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
-    DisconnectionError,
     IntegrityError,
     InvalidRequestError,
     OperationalError,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.util import await_, greenlet_spawn
-from sqlalchemy.util.queue import Empty, Full, QueueCommon
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.config import Settings
-from keel.core.files import create_private_file
-from keel.core.logging import get_logger
+from keel.core.db.engine import (
+    SQLITE_LOWER,
+    FairAsyncPool,
+    FairQueue,
+    Outage,
+    create_engine,
+    server_timeouts,
+)
+
+__all__ = [
+    "SQLITE_LOWER",
+    "Database",
+    "FairAsyncPool",
+    "FairQueue",
+    "Outage",
+    "StatementHook",
+    "Transaction",
+    "create_engine",
+    "server_timeouts",
+]
 
 _T = TypeVar("_T")
 
-log = get_logger("keel.db")
-
-
-class FairQueue(QueueCommon[ConnectionPoolEntry]):
-    """The pool's idle connections, each returned one handed straight to the checkout waiting longest.
-
-    SQLAlchemy's asyncio pool keeps them in an `asyncio.Queue`, where a checkout that arrives just
-    as a connection comes back takes it ahead of those already waiting, and a waiter that was woken
-    but lost that race queues again at the back. With more requests in flight than connections
-    (64 client connections against a pool of 20 in the benchmark), the median stayed at 35 ms while 1%
-    of requests waited 1.5-6 s, some of them passed over again and again. Here nobody waits
-    behind a newcomer: a connection is only idle when no checkout is waiting.
-    """
-
-    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
-        self.maxsize = maxsize
-        self.use_lifo = use_lifo
-        self._idle: deque[ConnectionPoolEntry] = deque()
-        self._waiters: deque[asyncio.Future[ConnectionPoolEntry]] = deque()
-
-    def empty(self) -> bool:
-        return not self._idle
-
-    def full(self) -> bool:
-        return 0 < self.maxsize <= len(self._idle)
-
-    def qsize(self) -> int:
-        return len(self._idle)
-
-    def put_nowait(self, item: ConnectionPoolEntry) -> None:
-        if self._hand_over(item):
-            return
-        if self.full():
-            raise Full
-        self._idle.append(item)
-
-    def _hand_over(self, item: ConnectionPoolEntry) -> bool:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():  # else it timed out or was cancelled
-                waiter.set_result(item)
-                return True
-        return False
-
-    def put(self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None) -> None:
-        self.put_nowait(item)  # the pool never waits to put: a connection beyond its size is closed
-
-    def get_nowait(self) -> ConnectionPoolEntry:
-        if not self._idle:
-            raise Empty
-        return self._idle.pop() if self.use_lifo else self._idle.popleft()
-
-    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
-        if self._idle or not block:
-            return self.get_nowait()
-        waiter: asyncio.Future[ConnectionPoolEntry] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        return await_(self._wait(waiter, timeout))
-
-    async def _wait(self, waiter: asyncio.Future[ConnectionPoolEntry], seconds: float | None) -> ConnectionPoolEntry:
-        try:
-            async with asyncio.timeout(seconds):
-                return await waiter
-        except BaseException as exc:
-            handed = waiter.done() and not waiter.cancelled()
-            if handed and isinstance(exc, TimeoutError):
-                return waiter.result()  # it came as the time ran out: take it
-            if handed:
-                # Cancelled just as one was handed over: pass it on. It is checked out in the pool's
-                # count, so it goes back even past `maxsize`; the pool closes the surplus on return.
-                item = waiter.result()
-                if not self._hand_over(item):
-                    self._idle.append(item)
-            else:
-                with suppress(ValueError):
-                    self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise Empty from exc  # the pool turns this into its own TimeoutError
-            raise
-
-
-class FairAsyncPool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio pool with `FairQueue` for its idle connections (its own hook for the queue)."""
-
-    _queue_class = FairQueue
-
-
-def create_engine(settings: Settings, *, request_timeouts: bool = True) -> AsyncEngine:
-    """The engine for these settings; `request_timeouts=False` for work that may rightly run long (migrations)."""
-    url = make_url(settings.sqlalchemy_url)
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            # Created before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
-            create_private_file(Path(url.database))
-        engine = create_async_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000})
-        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
-        return engine
-    asyncpg = url.get_driver_name() == "asyncpg"
-    connect_args: dict[str, Any] = {}
-    if asyncpg and request_timeouts:
-        connect_args["server_settings"] = server_timeouts(settings)
-    engine = create_async_engine(
-        url,
-        poolclass=FairAsyncPool,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        pool_recycle=settings.db_pool_recycle_seconds,
-        pool_pre_ping=not asyncpg,  # another driver cannot say whether the server hung up
-        connect_args=connect_args,
-    )
-    if asyncpg:
-        event.listen(engine.sync_engine, "do_connect", _connect_or_refuse)
-        event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
-    return engine
-
-
-def server_timeouts(settings: Settings) -> dict[str, str]:
-    """PostgreSQL's own limits for each connection (in milliseconds, 0 for none); see Settings.
-
-    Without them a request queued behind a row lock waited as long as the lock was held (24 s
-    in one probe), keeping its pooled connection and its client all that time.
-    """
-    return {
-        "statement_timeout": str(round(settings.db_statement_timeout_seconds * 1000)),
-        "lock_timeout": str(round(settings.db_lock_timeout_seconds * 1000)),
-    }
-
-
-def _connect_or_refuse(dialect: Dialect, record: Any, cargs: Any, cparams: Any) -> Any:
-    """Make a connection; whatever stops it is raised as the driver's OperationalError.
-
-    asyncpg reports a refused or reset socket as a bare OSError, and a server that is starting up
-    or shutting down as a PostgresError (CannotConnectNowError, AdminShutdownError) that SQLAlchemy
-    hands on as a plain DBAPIError: neither told the error handlers that the database cannot be
-    reached, so every request was a 500. As an OperationalError, SQLAlchemy raises it as its own
-    and the handlers answer 503.
-    """
-    dbapi: Any = dialect.loaded_dbapi
-    try:
-        return dialect.connect(*cargs, **cparams)
-    except dbapi.OperationalError:
-        raise
-    except Exception as exc:
-        raise dbapi.OperationalError(f"cannot connect: {type(exc).__name__}: {exc}", exc) from exc
-
-
-def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """Pessimistic disconnect handling without a round trip per checkout (which pool_pre_ping costs).
-
-    asyncpg marks a connection closed as soon as the server hangs up on it (a restart, a failover,
-    pg_terminate_backend), because the pooled socket is still watched by the event loop. Raising
-    DisconnectionError here makes the pool discard it and hand out another, so the request never
-    sees the dead one. A peer that vanished without closing the socket is caught by the request's
-    own statement failing: SQLAlchemy then invalidates the pool.
-    """
-    driver = record.driver_connection
-    if driver is not None and driver.is_closed():
-        raise DisconnectionError("the server closed this pooled connection")
-
-
-SQLITE_LOWER = "keel_lower"
-
-
-def _unicode_lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        # WAL lets readers proceed during a write; foreign keys are off by default in SQLite.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-        # SQLite's lower() folds ASCII only; searches use this one so "CRÈME" finds "crème".
-        dbapi_connection.create_function(SQLITE_LOWER, 1, _unicode_lower, deterministic=True)
+# Called with the SQL of each statement the driver path runs, before it runs (see `Database.statement_hooks`).
+StatementHook = Callable[[str], None]
 
 
 Convert = Callable[[Any], Any]
@@ -272,45 +108,10 @@ class _Plan:
 
 # What asyncpg raises when the connection, not the statement, is the problem; but its InterfaceError
 # also covers a value it cannot encode (a ValueError), which leaves the connection as good as it was.
+# Where a pooled connection notes the last `Database._schema_generation` its prepared statements match.
+_SCHEMA_GENERATION = "keel_schema_generation"
+
 _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
-
-
-class Outage:
-    """While the database cannot serve requests: one warning as that starts, one line when it ends.
-
-    Every request in between is answered 503 (see keel.http.problems); a line with a traceback for
-    each of them buried the log. A lost database (refused, restarting, dropped connections) is back
-    when a new connection has been made; an exhausted pool, when a checkout succeeds again.
-    """
-
-    def __init__(self) -> None:
-        self._started: float | None = None
-        self._exhausted = False
-        self._refused = 0
-
-    def refused(self, exc: BaseException, *, exhausted: bool = False) -> None:
-        self._refused += 1
-        if self._started is not None:
-            return
-        self._started = time.monotonic()
-        self._exhausted = exhausted
-        cause = getattr(exc, "orig", None) or exc
-        log.warning("database_unavailable", error=type(cause).__name__, message=str(exc)[:200])
-
-    def connected(self, *_: Any) -> None:
-        if self._started is not None:
-            self._end()
-
-    def checked_out(self, *_: Any) -> None:
-        if self._started is not None and self._exhausted:
-            self._end()
-
-    def _end(self) -> None:
-        assert self._started is not None
-        seconds = round(time.monotonic() - self._started, 1)
-        log.info("database_available", refused_requests=self._refused, seconds=seconds)
-        self._started = None
-        self._refused = 0
 
 
 class Database:
@@ -328,6 +129,12 @@ class Database:
         # With asyncpg, `read_rows`, `write_rows` and `transaction` run prebuilt statements on the driver itself.
         self._direct = self.engine.dialect.driver == "asyncpg"
         self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
+        # Told the SQL of every statement the driver path runs, before it runs. SQLAlchemy's cursor
+        # events never see those statements, so this is where tests (and tracing) can see them;
+        # everything else (the ORM, and every statement on SQLite) fires the cursor events as usual.
+        self.statement_hooks: list[StatementHook] = []
+        # Counts the schema changes the driver path has met (see `_schema_changed`).
+        self._schema_generation = 0
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -411,16 +218,16 @@ class Database:
         pooled = await self._checkout()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
-            transaction = driver.transaction()
-            await self._on_driver(pooled, driver, "BEGIN", transaction.start())
+            began = driver.transaction()
+            await self._on_driver(pooled, driver, "BEGIN", began.start())
+            work = Transaction(self, driver=(pooled, driver), began=began)
             try:
-                work = Transaction(self, driver=(pooled, driver))
                 yield work
                 work.refuse_if_failed()
             except Exception:
                 if not driver.is_closed():
                     try:
-                        await self._on_driver(pooled, driver, "ROLLBACK", transaction.rollback())
+                        await self._on_driver(pooled, driver, "ROLLBACK", work.began.rollback())
                     except Exception:  # the error that got here is the one to report
                         # The pool knows nothing of this transaction: never hand it out still open.
                         if pooled.is_valid:
@@ -433,7 +240,7 @@ class Database:
                 if pooled.is_valid:
                     await greenlet_spawn(pooled.invalidate)
                 raise
-            await self._on_driver(pooled, driver, "COMMIT", transaction.commit())
+            await self._on_driver(pooled, driver, "COMMIT", work.began.commit())
         finally:
             await greenlet_spawn(pooled.close)
 
@@ -443,9 +250,27 @@ class Database:
         `engine.connect()` wraps the driver's error in SQLAlchemy's own; the raw pool does not.
         """
         try:
-            return await self.engine.raw_connection()
+            pooled = await self.engine.raw_connection()
         except self.engine.dialect.loaded_dbapi.Error as exc:
             raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+        if pooled.info.get(_SCHEMA_GENERATION, 0) != self._schema_generation:
+            # Another connection found the schema changed: this one's prepared statements are as old.
+            driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
+            await driver.reload_schema_state()
+            pooled.info[_SCHEMA_GENERATION] = self._schema_generation
+        return pooled
+
+    async def _schema_changed(self, pooled: PoolProxiedConnection, driver: asyncpg.Connection) -> None:
+        """A statement prepared on `driver` no longer matches its tables (a migration ran meanwhile).
+
+        asyncpg prepares each statement once per connection and, outside a transaction, prepares
+        it again itself when PostgreSQL refuses the old plan. Inside one the refusal spoils the
+        transaction, so each connection's statements are dropped as soon as any connection meets
+        it: SQLAlchemy's asyncpg dialect does the same for the statements it prepares.
+        """
+        await driver.reload_schema_state()
+        self._schema_generation += 1
+        pooled.info[_SCHEMA_GENERATION] = self._schema_generation
 
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan:
         # An INSERT without explicit values compiles to the columns it is given: key by those too.
@@ -463,10 +288,15 @@ class Database:
         pooled = await self._checkout()
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
+            self._announce(plan.sql)
             records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))
         finally:
             await greenlet_spawn(pooled.close)
         return plan.rows(records)
+
+    def _announce(self, sql: str) -> None:
+        for hook in self.statement_hooks:
+            hook(sql)
 
     @staticmethod
     async def _on_driver(
@@ -495,11 +325,20 @@ class Transaction:
         *,
         connection: AsyncConnection | None = None,
         driver: tuple[PoolProxiedConnection, asyncpg.Connection] | None = None,
+        began: asyncpg.transaction.Transaction | None = None,
     ) -> None:
         self._database = database
         self._connection = connection
         self._driver = driver
+        self._began = began
+        self._ran = False
         self._failed = False
+
+    @property
+    def began(self) -> asyncpg.transaction.Transaction:
+        """The driver's transaction, which `_fetch` may have begun again."""
+        assert self._began is not None
+        return self._began
 
     def refuse_if_failed(self) -> None:
         if self._failed:
@@ -514,10 +353,34 @@ class Transaction:
             pooled, driver = self._driver
             plan = self._database._plan(statement, params)
             args = plan.args(params)
-            return plan.rows(await Database._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args)))
+            return plan.rows(await self._fetch(pooled, driver, plan.sql, args))
         except Exception:
             self._failed = True
             raise
+
+    async def _fetch(
+        self, pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, args: list[Any]
+    ) -> list[asyncpg.Record]:
+        self._database._announce(sql)
+        try:
+            records = await Database._on_driver(pooled, driver, sql, driver.fetch(sql, *args))
+        except DBAPIError as exc:
+            if not isinstance(exc.orig, asyncpg.InvalidCachedStatementError):
+                raise
+            await self._database._schema_changed(pooled, driver)
+            if self._ran:
+                # What ran before is lost with the transaction, and its block cannot be run again from
+                # here. As after a lost connection, this one is dropped and the answer is 503 "try again".
+                await greenlet_spawn(pooled.invalidate, exc.orig)
+                raise OperationalError(sql, None, exc.orig, connection_invalidated=True) from exc
+            # Nothing has happened in this transaction yet: begin it again, and prepare the statement anew.
+            await Database._on_driver(pooled, driver, "ROLLBACK", self.began.rollback())
+            self._began = driver.transaction()
+            await Database._on_driver(pooled, driver, "BEGIN", self._began.start())
+            self._database._announce(sql)
+            records = await Database._on_driver(pooled, driver, sql, driver.fetch(sql, *args))
+        self._ran = True
+        return records
 
 
 async def _all_rows(connection: AsyncConnection, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:
