@@ -82,7 +82,7 @@ async def _database(request: Request) -> Database:
     return database
 
 
-# For read-only routes, whose services read through `database.read()` themselves: a plain dependency is
+# For routes whose services run prebuilt statements (`database.rows`, `first`): a plain dependency is
 # cheaper to resolve than a generator, and the connection is held only while the statement runs.
 DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]

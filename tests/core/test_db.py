@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import asyncpg
 import httpx
@@ -23,13 +23,12 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
     StatementError,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import Empty
 from sqlmodel import col
 
-from keel.core.db import Database, FairAsyncPool, FairQueue
+from keel.core.db import Database, FairAsyncPool, FairQueue, Prebuilt
 from keel.main import create_app
 from keel.models import Priority, Todo
 from tests.conftest import base_settings, reset_postgres
@@ -42,43 +41,50 @@ def _disconnect(*, invalidated: bool) -> DBAPIError:
     )
 
 
-async def test_a_read_is_repeated_once_after_its_connection_died(tmp_path: Path) -> None:
+async def test_a_read_is_repeated_once_after_its_connection_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     database = Database(base_settings(tmp_path))
     calls = 0
+    run_once = database._rows_once
 
-    async def work(connection: AsyncConnection) -> int:
+    async def dying_once(prebuilt: Any, params: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise _disconnect(invalidated=True)
-        return int((await connection.execute(text("SELECT 41 + 1"))).scalar_one())
+        return await run_once(prebuilt, params)
 
+    monkeypatch.setattr(database, "_rows_once", dying_once)
     try:
-        assert await database.read(work) == 42
+        assert await database.first(q(sa.select(sa.literal(41) + 1))) == (42,)
     finally:
         await database.dispose()
     assert calls == 2
 
 
-@pytest.mark.parametrize("invalidated", [False, True])
-async def test_other_errors_and_a_second_failure_are_not_hidden(tmp_path: Path, invalidated: bool) -> None:
+@pytest.mark.parametrize(("invalidated", "read", "calls_made"), [(False, True, 1), (True, True, 2), (True, False, 1)])
+async def test_other_errors_a_second_failure_and_a_failed_write_are_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invalidated: bool, read: bool, calls_made: int
+) -> None:
     database = Database(base_settings(tmp_path))
     calls = 0
 
-    async def work(connection: AsyncConnection) -> int:
+    async def failing(prebuilt: Any, params: Any) -> Any:
         nonlocal calls
         calls += 1
         raise _disconnect(invalidated=invalidated)
 
+    monkeypatch.setattr(database, "_rows_once", failing)
     try:
         with pytest.raises(DBAPIError):
-            await database.read(work)
+            await database.rows(Prebuilt(sa.select(sa.literal(1)), tuple, read=read))
     finally:
         await database.dispose()
-    assert calls == (2 if invalidated else 1)
+    assert calls == calls_made
 
 
-# --- read_rows / write_rows: prebuilt statements, on asyncpg run on the driver connection -------------
+# --- rows / first / transaction: prebuilt statements, on asyncpg run on the driver connection --------
 _TODO_NAMES = ("title", "description", "priority", "due_date", "owner_id", "completed", "created_at", "updated_at")
 
 
@@ -97,19 +103,27 @@ def _todo_values(owner_id: int, **changes: object) -> dict[str, object]:
     return {**values, **changes}
 
 
-_INSERT = sa.insert(Todo).returning(*(col(getattr(Todo, name)) for name in ("id", *_TODO_NAMES)))
-_BY_OWNER = (
+_INSERT = Prebuilt(
+    sa.insert(Todo).returning(*(col(getattr(Todo, name)) for name in ("id", *_TODO_NAMES))), tuple, binds=_TODO_NAMES
+)
+_BY_OWNER = Prebuilt(
     sa.select(col(Todo.title), col(Todo.priority), col(Todo.created_at))
     .where(col(Todo.owner_id) == sa.bindparam("owner_id"))
-    .order_by(col(Todo.id))
+    .order_by(col(Todo.id)),
+    tuple,
 )
+
+
+def q(statement: Any) -> Prebuilt[tuple[Any, ...]]:
+    """A statement of this test's own, prebuilt where it is used (the module's are prebuilt already)."""
+    return statement if isinstance(statement, Prebuilt) else Prebuilt(statement, tuple)
 
 
 async def test_rows_come_back_converted_the_way_the_orm_converts_them(app: FastAPI) -> None:
     database: Database = app.state.database
     owner = await create_user(app)
-    ((todo_id, *inserted),) = await database.write_rows(_INSERT, _todo_values(owner.id))
-    rows = await database.read_rows(_BY_OWNER, {"owner_id": owner.id, "unused": "ignored"})
+    ((todo_id, *inserted),) = await database.rows(_INSERT, **_todo_values(owner.id))
+    rows = await database.rows(_BY_OWNER, owner_id=owner.id, unused="ignored")
 
     assert dict(zip(_TODO_NAMES, inserted, strict=True))["priority"] is Priority.HIGH
     assert [tuple(row) for row in rows] == [
@@ -118,7 +132,7 @@ async def test_rows_come_back_converted_the_way_the_orm_converts_them(app: FastA
     created = rows[0][2]
     assert created.tzinfo is UTC  # normalised by UTCDateTime, as on every other path
     # A literal in a statement is bound with its own value, as SQLAlchemy binds it.
-    assert [list(row) for row in await database.read_rows(sa.select(sa.literal(41) + 1), {})] == [[42]]
+    assert [list(row) for row in await database.rows(q(sa.select(sa.literal(41) + 1)))] == [[42]]
     async with database.session() as session:
         stored = await session.get(Todo, todo_id)
     assert stored is not None
@@ -128,31 +142,34 @@ async def test_rows_come_back_converted_the_way_the_orm_converts_them(app: FastA
 async def test_the_errors_are_the_ones_the_error_handlers_know(app: FastAPI) -> None:
     database: Database = app.state.database
     with pytest.raises(IntegrityError):
-        await database.write_rows(_INSERT, _todo_values(owner_id=999_999))  # no such user
+        await database.rows(_INSERT, **_todo_values(owner_id=999_999))  # no such user
     if database.engine.dialect.name == "postgresql":  # SQLite stores any integer
         with pytest.raises(DataError):
-            await database.read_rows(_BY_OWNER, {"owner_id": 2**40})  # wider than the column
+            await database.rows(_BY_OWNER, owner_id=2**40)  # wider than the column
     with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'owner_id'"):
-        await database.read_rows(_BY_OWNER, {})
+        await database.rows(_BY_OWNER)
     # None of that cost the pool its connections: the next statement just works.
-    assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []
+    assert await database.rows(_BY_OWNER, owner_id=1) == []
 
 
 async def test_statements_written_together_land_together_or_not_at_all(app: FastAPI) -> None:
     database: Database = app.state.database
     owner = await create_user(app)
 
-    await database.write_together(
-        [(_INSERT, _todo_values(owner.id, title="First")), (_INSERT, _todo_values(owner.id, title="Second"))]
-    )
-    with pytest.raises(IntegrityError):  # the second refers to no user: the first goes with it
-        await database.write_together(
-            [(_INSERT, _todo_values(owner.id, title="Third")), (_INSERT, _todo_values(owner_id=999_999))]
-        )
-    with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'owner_id'"):
-        await database.write_together([(_INSERT, _todo_values(owner.id, title="Fourth")), (_BY_OWNER, {})])
+    async def together(*bodies: dict[str, object], read_after: bool = False) -> None:
+        async with database.transaction() as transaction:
+            for body in bodies:
+                await transaction.rows(_INSERT, **body)
+            if read_after:
+                await transaction.rows(_BY_OWNER)  # its owner_id is missing
 
-    rows = await database.read_rows(_BY_OWNER, {"owner_id": owner.id})
+    await together(_todo_values(owner.id, title="First"), _todo_values(owner.id, title="Second"))
+    with pytest.raises(IntegrityError):  # the second refers to no user: the first goes with it
+        await together(_todo_values(owner.id, title="Third"), _todo_values(owner_id=999_999))
+    with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'owner_id'"):
+        await together(_todo_values(owner.id, title="Fourth"), read_after=True)
+
+    rows = await database.rows(_BY_OWNER, owner_id=owner.id)
     assert [row[0] for row in rows] == ["First", "Second"]
 
 
@@ -161,20 +178,20 @@ async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_
     owner = await create_user(app)
 
     async with database.transaction() as transaction:
-        ((_, title, *_),) = await transaction.rows(_INSERT, _todo_values(owner.id, title="Kept"))
+        ((_, title, *_),) = await transaction.rows(_INSERT, **_todo_values(owner.id, title="Kept"))
         # Inside the block the transaction sees its own write.
-        assert [row[0] for row in await transaction.rows(_BY_OWNER, {"owner_id": owner.id})] == ["Kept"]
+        assert [row[0] for row in await transaction.rows(_BY_OWNER, owner_id=owner.id)] == ["Kept"]
 
     async def change_of_mind() -> None:
         async with database.transaction() as transaction:
-            await transaction.rows(_INSERT, _todo_values(owner.id, title="Undone"))
+            await transaction.rows(_INSERT, **_todo_values(owner.id, title="Undone"))
             raise RuntimeError("changed my mind")
 
     with pytest.raises(RuntimeError, match="changed my mind"):
         await change_of_mind()
 
     assert title == "Kept"
-    assert [row[0] for row in await database.read_rows(_BY_OWNER, {"owner_id": owner.id})] == ["Kept"]
+    assert [row[0] for row in await database.rows(_BY_OWNER, owner_id=owner.id)] == ["Kept"]
 
 
 async def test_a_statement_that_failed_inside_a_transaction_spoils_it_even_if_caught(app: FastAPI) -> None:
@@ -183,28 +200,28 @@ async def test_a_statement_that_failed_inside_a_transaction_spoils_it_even_if_ca
 
     async def carry_on_after_an_error() -> None:
         async with database.transaction() as transaction:
-            await transaction.rows(_INSERT, _todo_values(owner.id, title="Before the error"))
+            await transaction.rows(_INSERT, **_todo_values(owner.id, title="Before the error"))
             with pytest.raises(IntegrityError):
-                await transaction.rows(_INSERT, _todo_values(owner_id=999_999))
+                await transaction.rows(_INSERT, **_todo_values(owner_id=999_999))
 
     # PostgreSQL would discard everything at COMMIT anyway and SQLite would keep the first row:
     # on both, the block's end says so and nothing is kept.
     with pytest.raises(InvalidRequestError, match="nothing was committed"):
         await carry_on_after_an_error()
-    assert await database.read_rows(_BY_OWNER, {"owner_id": owner.id}) == []
+    assert await database.rows(_BY_OWNER, owner_id=owner.id) == []
 
 
 async def test_a_naive_datetime_is_refused_before_it_is_sent(app: FastAPI) -> None:
     database: Database = app.state.database
     owner = await create_user(app)
     with pytest.raises((ValueError, StatementError)):  # StatementError: SQLAlchemy wraps it
-        await database.write_rows(_INSERT, _todo_values(owner.id, created_at=datetime(2026, 1, 1)))
-    assert await database.read_rows(_BY_OWNER, {"owner_id": owner.id}) == []
+        await database.rows(_INSERT, **_todo_values(owner.id, created_at=datetime(2026, 1, 1)))
+    assert await database.rows(_BY_OWNER, owner_id=owner.id) == []
 
 
 async def _kill_pooled_connections(database: Database) -> None:
     """Terminate the server side of every connection in the pool, the way a restart would."""
-    async with database.autocommit() as connection:
+    async with database.engine.connect() as connection:
         pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     killer = await asyncpg.connect(_plain_dsn(str(database.engine.url.render_as_string(hide_password=False))))
     try:
@@ -223,9 +240,9 @@ async def test_a_read_on_a_connection_the_server_dropped_is_repeated(postgres_ur
     # the checkout check cannot catch it, the statement fails, and the read runs again on a new one.
     database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
     try:
-        assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []
+        assert await database.rows(_BY_OWNER, owner_id=1) == []
         await _kill_pooled_connections(database)
-        assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []
+        assert await database.rows(_BY_OWNER, owner_id=1) == []
     finally:
         await database.dispose()
 
@@ -234,11 +251,11 @@ async def test_a_write_on_a_dropped_connection_is_not_repeated(postgres_url: str
     await reset_postgres(postgres_url)
     database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
     try:
-        await database.read_rows(_BY_OWNER, {"owner_id": 1})
+        await database.rows(_BY_OWNER, owner_id=1)
         await _kill_pooled_connections(database)
         outcomes: list[object] = []
         try:
-            await database.write_rows(_INSERT, _todo_values(owner_id=1))
+            await database.rows(_INSERT, **_todo_values(owner_id=1))
         except OperationalError as exc:
             outcomes.append(exc.connection_invalidated)
         # Either the checkout check saw the hang-up first (a fresh connection; the user does not
@@ -246,7 +263,7 @@ async def test_a_write_on_a_dropped_connection_is_not_repeated(postgres_url: str
         except IntegrityError:
             outcomes.append("fresh connection")
         assert outcomes in ([True], ["fresh connection"])
-        assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []  # and the pool recovered
+        assert await database.rows(_BY_OWNER, owner_id=1) == []  # and the pool recovered
     finally:
         await database.dispose()
 
@@ -256,13 +273,13 @@ async def test_a_statement_cancelled_midway_does_not_return_its_connection(postg
     database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
     slow = sa.select(sa.func.pg_sleep(sa.bindparam("seconds", type_=sa.Float)))
     try:
-        task = asyncio.create_task(database.read_rows(slow, {"seconds": 5}))
+        task = asyncio.create_task(database.rows(q(slow), seconds=5))
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         started = asyncio.get_running_loop().time()
-        assert await database.read_rows(_BY_OWNER, {"owner_id": 1}) == []
+        assert await database.rows(_BY_OWNER, owner_id=1) == []
         assert asyncio.get_running_loop().time() - started < 2  # not stuck behind the cancelled sleep
     finally:
         await database.dispose()
@@ -284,12 +301,12 @@ async def test_a_connection_error_invalidates_and_the_read_runs_on_a_new_connect
         return await real_fetch(self, query, *args)
 
     try:
-        ((before,),) = await database.read_rows(pid, {})
+        ((before,),) = await database.rows(q(pid))
         monkeypatch.setattr(asyncpg.Connection, "fetch", flaky_fetch)
-        ((after,),) = await database.read_rows(pid, {})  # failed once, invalidated, repeated
+        ((after,),) = await database.rows(q(pid))  # failed once, invalidated, repeated
         failures = iter([asyncpg.ConnectionDoesNotExistError("gone")])
         with pytest.raises(OperationalError) as raised:
-            await database.write_rows(pid, {})  # a write is never repeated
+            await database.rows(Prebuilt(pid, tuple, read=False))  # a write is never repeated
     finally:
         await database.dispose()
     assert after != before
@@ -303,13 +320,13 @@ async def test_a_timed_out_or_failing_statement_keeps_its_connection(postgres_ur
     database = Database(base_settings(tmp_path, database_url=postgres_url, db_pool_size=1, db_max_overflow=0))
     pid = sa.select(sa.func.pg_backend_pid())
     try:
-        ((before,),) = await database.read_rows(pid, {})
-        await database.read_rows(sa.select(sa.func.set_config("statement_timeout", "50", False)), {})
+        ((before,),) = await database.rows(q(pid))
+        await database.rows(q(sa.select(sa.func.set_config("statement_timeout", "50", False))))
         with pytest.raises(OperationalError) as timed_out:
-            await database.read_rows(sa.select(sa.func.pg_sleep(1)), {})
+            await database.rows(q(sa.select(sa.func.pg_sleep(1))))
         with pytest.raises(DBAPIError) as failed:
-            await database.read_rows(sa.select(sa.func.keel_no_such_function()), {})
-        ((after,),) = await database.read_rows(pid, {})
+            await database.rows(q(sa.select(sa.func.keel_no_such_function())))
+        ((after,),) = await database.rows(q(pid))
     finally:
         await database.dispose()
     assert isinstance(timed_out.value.orig, asyncpg.QueryCanceledError)
@@ -331,19 +348,19 @@ async def test_a_transaction_cancelled_inside_its_block_leaves_nothing_open_in_t
     async def interrupted() -> None:
         async with database.transaction() as transaction:
             # Lasts until the transaction ends: seen afterwards, the transaction was left open.
-            await transaction.rows(sa.select(sa.func.set_config("statement_timeout", "1234", True)), {})
+            await transaction.rows(q(sa.select(sa.func.set_config("statement_timeout", "1234", True))))
             entered.set()
             await asyncio.sleep(10)
 
     try:
-        before = await database.read_rows(setting, {})
+        before = await database.rows(q(setting))
         task = asyncio.create_task(interrupted())
         await entered.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await database.read_rows(setting, {}) == before
-        assert before != [["1234ms"]]
+        assert await database.rows(q(setting)) == before
+        assert before != [("1234ms",)]
     finally:
         await database.dispose()
 
@@ -402,7 +419,7 @@ async def test_postgres_engines_use_the_fair_queue(postgres_url: str, tmp_path: 
         assert isinstance(database.engine.pool, FairAsyncPool)
         assert isinstance(database.engine.pool._pool, FairQueue)  # SQLAlchemy's own hook for the queue
         # Five statements at once on two connections: each waits its turn and none fails.
-        rows = await asyncio.gather(*(database.read_rows(sa.select(sa.literal(n)), {}) for n in range(5)))
+        rows = await asyncio.gather(*(database.rows(q(sa.select(sa.literal(n)))) for n in range(5)))
         assert [row[0][0] for row in rows] == list(range(5))
         assert database.engine.pool.checkedout() == 0
     finally:
@@ -437,7 +454,7 @@ async def test_a_checkout_whose_connection_came_as_its_time_ran_out_takes_it() -
 
 # --- a migration on a live system: statements prepared before it are prepared again ---------------
 _PROBE = sa.table("keel_probe_schema_change", sa.column("id", sa.Integer), sa.column("label", sa.String))
-_PROBE_LABEL = sa.select(_PROBE.c.label).where(_PROBE.c.id == sa.bindparam("id"))
+_PROBE_LABEL = Prebuilt(sa.select(_PROBE.c.label).where(_PROBE.c.id == sa.bindparam("id")), tuple)
 
 
 async def test_a_statement_prepared_before_a_column_changed_type_is_prepared_again(
@@ -453,16 +470,16 @@ async def test_a_statement_prepared_before_a_column_changed_type_is_prepared_aga
             "INSERT INTO keel_probe_schema_change VALUES (1, 'before')"
         )
         async with database.transaction() as transaction:
-            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, id=1)] == [("before",)]
 
         # What `keel migrate` may do while the application runs: the result type changes under the plan.
         await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE text")
 
         # Inside a transaction PostgreSQL refuses the old plan and asyncpg cannot prepare it again by itself.
         async with database.transaction() as transaction:
-            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, id=1)] == [("before",)]
         await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE varchar(30)")
-        assert [tuple(row) for row in await database.read_rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+        assert [tuple(row) for row in await database.rows(_PROBE_LABEL, id=1)] == [("before",)]
     finally:
         await other.execute("DROP TABLE IF EXISTS keel_probe_schema_change")
         await other.close()
@@ -481,21 +498,21 @@ async def test_a_stale_plan_after_the_first_statement_of_a_transaction_is_a_lost
             "INSERT INTO keel_probe_schema_change VALUES (1, 'before')"
         )
         async with database.transaction() as transaction:
-            await transaction.rows(_PROBE_LABEL, {"id": 1})
+            await transaction.rows(_PROBE_LABEL, id=1)
         await other.execute("ALTER TABLE keel_probe_schema_change ALTER COLUMN label TYPE text")
 
         # The first statement has run: the transaction cannot be begun again, so it fails as a lost
         # connection does (the handlers answer 503, try again), and the connection is not reused.
         async def two_statements() -> None:
             async with database.transaction() as transaction:
-                await transaction.rows(sa.select(sa.literal(1)), {})
-                await transaction.rows(_PROBE_LABEL, {"id": 1})
+                await transaction.rows(q(sa.select(sa.literal(1))))
+                await transaction.rows(_PROBE_LABEL, id=1)
 
         with pytest.raises(OperationalError) as failed:
             await two_statements()
         assert failed.value.connection_invalidated
         async with database.transaction() as transaction:
-            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, {"id": 1})] == [("before",)]
+            assert [tuple(row) for row in await transaction.rows(_PROBE_LABEL, id=1)] == [("before",)]
     finally:
         await other.execute("DROP TABLE IF EXISTS keel_probe_schema_change")
         await other.close()
@@ -528,3 +545,32 @@ async def test_a_refresh_after_a_migration_changed_a_column_it_reads_is_never_a_
     finally:
         await other.execute("ALTER TABLE user_session ALTER COLUMN user_id TYPE integer")
         await other.close()
+
+
+class _Titled(NamedTuple):
+    title: str
+    priority: Priority
+    created_at: datetime
+
+
+async def test_rows_come_back_as_the_prebuilt_statements_named_tuple(app: FastAPI) -> None:
+    database: Database = app.state.database
+    owner = await create_user(app)
+    by_owner = Prebuilt(_BY_OWNER.statement, _Titled)
+    await database.rows(_INSERT, **_todo_values(owner.id, title="Named"))
+
+    row = await database.first(by_owner, owner_id=owner.id)
+    missing = await database.first(by_owner, owner_id=owner.id + 1)
+
+    assert isinstance(row, _Titled)
+    assert (row.title, row.priority) == ("Named", Priority.HIGH)
+    assert missing is None
+
+
+def test_a_prebuilt_statement_keeps_its_own_plan_per_dialect(app: FastAPI) -> None:
+    # The plan lives on the statement: nothing is cached by identity, so a statement built per
+    # call is compiled per call and leaves nothing behind.
+    dialect = app.state.database.engine.dialect
+    assert _BY_OWNER.plan(dialect) is _BY_OWNER.plan(dialect)
+    assert _BY_OWNER.plan(dialect) is not Prebuilt(_BY_OWNER.statement, tuple).plan(dialect)
+    assert not hasattr(app.state.database, "_plans")

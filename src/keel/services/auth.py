@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Executable
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
-from keel.core.db import Database
+from keel.core.db import Database, NoRows, Prebuilt
 from keel.core.errors import (
     InactiveUser,
     InvalidCredentials,
@@ -36,7 +35,7 @@ from keel.core.security import (
     new_session_id,
     password_hasher,
 )
-from keel.models import EmailKind, RefreshToken, User, UserSession, utcnow
+from keel.models import EmailKind, RefreshToken, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
 from keel.schemas.auth import TokenPair
 from keel.services import lockout as lockout_service
@@ -55,15 +54,31 @@ class IssuedTokens:
     refresh_expires_in: int
 
 
+class Account(NamedTuple):
+    id: int
+    hashed_password: str
+    is_active: bool
+    role: Role
+    is_verified: bool
+
+
 # What a sign-in reads of the account, as plain columns; and what it writes.
-_ACCOUNT = sa.select(
-    col(User.id), col(User.hashed_password), col(User.is_active), col(User.role), col(User.is_verified)
-).where(col(User.email) == sa.bindparam("email"))
-_REHASH = (
-    sa.update(User).where(col(User.id) == sa.bindparam("user_id")).values(hashed_password=sa.bindparam("rehashed"))
+_ACCOUNT = Prebuilt(
+    sa.select(
+        col(User.id), col(User.hashed_password), col(User.is_active), col(User.role), col(User.is_verified)
+    ).where(col(User.email) == sa.bindparam("email")),
+    Account,
 )
-_NEW_SESSION = sa.insert(UserSession)
-_NEW_REFRESH_TOKEN = sa.insert(RefreshToken)
+_REHASH = Prebuilt(
+    sa.update(User).where(col(User.id) == sa.bindparam("user_id")).values(hashed_password=sa.bindparam("rehashed")),
+    NoRows,
+)
+_NEW_SESSION = Prebuilt(
+    sa.insert(UserSession),
+    NoRows,
+    binds=["id", "user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip"],
+)
+_NEW_REFRESH_TOKEN = Prebuilt(sa.insert(RefreshToken), NoRows, binds=["token_hash", "session_id", "created_at"])
 
 
 async def login(
@@ -93,8 +108,8 @@ async def login(
     """
     hasher = password_hasher(settings)
     address = email.strip().lower()
-    account = await database.read_rows(_ACCOUNT, {"email": address})
-    if not account:
+    account = await database.first(_ACCOUNT, email=address)
+    if account is None:
         await hasher.dummy_verify(password, unless=client_gone)
         # Not the submitted address: people sometimes type their password into that field.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="unknown_email", ip=ip)
@@ -102,8 +117,8 @@ async def login(
             session=None, settings=settings, dispatcher=dispatcher, attempt=attempt, user_id=None, email=None
         )
         raise InvalidCredentials
-    ((user_id, hashed_password, is_active, role, is_verified),) = account
-    valid, upgraded_hash = await hasher.verify(password, hashed_password, unless=client_gone)
+    user_id = account.id
+    valid, upgraded_hash = await hasher.verify(password, account.hashed_password, unless=client_gone)
     if not valid:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user_id, ip=ip)
         if attempt.locks:
@@ -118,7 +133,7 @@ async def login(
                 )
         raise InvalidCredentials
     await limiter.password_right(attempt)
-    if not is_active:
+    if not account.is_active:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
     now = utcnow()
@@ -134,17 +149,17 @@ async def login(
         "user_agent": (user_agent or "")[:255] or None,
         "ip": (ip or "")[:45] or None,
     }
-    writes: list[tuple[Executable, dict[str, Any]]] = [
-        (_NEW_SESSION, new_session),
-        (_NEW_REFRESH_TOKEN, {"token_hash": token_hash, "session_id": session_id, "created_at": now}),
-    ]
-    if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
-        writes.insert(0, (_REHASH, {"user_id": user_id, "rehashed": upgraded_hash}))
     if cache is not None:
         # Should the writes fail, this entry names a session that never existed and expires unused.
-        await cache.admit(session_id, user_id=user_id, role=role, is_verified=is_verified, expires_at=expires_at)
+        await cache.admit(
+            session_id, user_id=user_id, role=account.role, is_verified=account.is_verified, expires_at=expires_at
+        )
     try:
-        await database.write_together(writes)
+        async with database.transaction() as transaction:
+            if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
+                await transaction.rows(_REHASH, user_id=user_id, rehashed=upgraded_hash)
+            await transaction.rows(_NEW_SESSION, **new_session)
+            await transaction.rows(_NEW_REFRESH_TOKEN, token_hash=token_hash, session_id=session_id, created_at=now)
     except IntegrityError as exc:
         # The account was deleted while its password was being checked.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="account_gone", user_id=user_id, ip=ip)
@@ -176,16 +191,35 @@ def _pair(
 
 # Refreshing: find a token's session (the rate limit's key), consume the token, check the session.
 _NOW = sa.bindparam("now", type_=UTCDateTime())
-_TOKEN_SESSION = sa.select(col(RefreshToken.session_id)).where(
-    col(RefreshToken.token_hash) == sa.bindparam("token_hash")
+
+
+class TokenSession(NamedTuple):
+    session_id: str
+
+
+class SessionState(NamedTuple):
+    user_id: int
+    expires_at: datetime
+    last_used_at: datetime
+    revoked_at: datetime | None
+    is_active: bool
+    role: Role
+    is_verified: bool
+
+
+_TOKEN_SESSION = Prebuilt(
+    sa.select(col(RefreshToken.session_id)).where(col(RefreshToken.token_hash) == sa.bindparam("token_hash")),
+    TokenSession,
 )
-_CONSUME = (
+_CONSUME = Prebuilt(
     sa.update(RefreshToken)
+    # Not "token_hash": in an UPDATE, a column's own name is reserved for its SET value.
     .where(col(RefreshToken.token_hash) == sa.bindparam("hash"), col(RefreshToken.used_at).is_(None))
     .values(used_at=_NOW)
-    .returning(col(RefreshToken.session_id))
+    .returning(col(RefreshToken.session_id)),
+    TokenSession,
 )
-_SESSION_STATE = (
+_SESSION_STATE = Prebuilt(
     sa.select(
         col(UserSession.user_id),
         col(UserSession.expires_at),
@@ -196,17 +230,21 @@ _SESSION_STATE = (
         col(User.is_verified),
     )
     .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
-    .where(col(UserSession.id) == sa.bindparam("session_id"))
+    .where(col(UserSession.id) == sa.bindparam("session_id")),
+    SessionState,
 )
-_TOUCH_SESSION = sa.update(UserSession).where(col(UserSession.id) == sa.bindparam("session")).values(last_used_at=_NOW)
+_TOUCH_SESSION = Prebuilt(
+    sa.update(UserSession).where(col(UserSession.id) == sa.bindparam("session")).values(last_used_at=_NOW),
+    NoRows,
+)
 
 
 async def session_of_refresh_token(*, database: Database, refresh_token: str) -> str | None:
     """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
     if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
         return None
-    rows = await database.read_rows(_TOKEN_SESSION, {"token_hash": hash_refresh_token(refresh_token)})
-    return rows[0][0] if rows else None
+    found = await database.first(_TOKEN_SESSION, token_hash=hash_refresh_token(refresh_token))
+    return found.session_id if found else None
 
 
 async def refresh(
@@ -225,29 +263,32 @@ async def refresh(
     now = utcnow()
     token_hash = hash_refresh_token(refresh_token)
     new_token, new_hash = new_refresh_token()
-    state: Sequence[Any] | None = None
+    state: SessionState | None = None
     usable = False
     async with database.transaction() as transaction:
-        consumed = await transaction.rows(_CONSUME, {"hash": token_hash, "now": now})
-        if consumed:
-            session_id = consumed[0][0]
-            (state,) = await transaction.rows(_SESSION_STATE, {"session_id": session_id})  # its token refers to it
+        consumed = await transaction.first(_CONSUME, hash=token_hash, now=now)
+        if consumed is not None:
+            session_id = consumed.session_id
+            state = await transaction.first(_SESSION_STATE, session_id=session_id)
+            assert state is not None, "a refresh token's session is kept while the token is (foreign key)"
             usable = _usable(state, settings=settings, now=now)
             if usable:
                 if cache is not None:  # a 503 here rolls back the consume: the token stays usable
-                    user_id, expires_at, *_, role, is_verified = state
                     await cache.admit(
-                        session_id, user_id=user_id, role=role, is_verified=is_verified, expires_at=expires_at
+                        session_id,
+                        user_id=state.user_id,
+                        role=state.role,
+                        is_verified=state.is_verified,
+                        expires_at=state.expires_at,
                     )
-                await transaction.rows(_TOUCH_SESSION, {"session": session_id, "now": now})
-                new_row = {"token_hash": new_hash, "session_id": session_id, "created_at": now}
-                await transaction.rows(_NEW_REFRESH_TOKEN, new_row)
+                await transaction.rows(_TOUCH_SESSION, session=session_id, now=now)
+                await transaction.rows(_NEW_REFRESH_TOKEN, token_hash=new_hash, session_id=session_id, created_at=now)
         # A session that has ended keeps the token consumed: this commits either way.
     if state is None:
         async with database.session() as session:
             await _handle_unusable(session, cache, token_hash)
         raise InvalidRefreshToken
-    user_id, expires_at = state[0], state[1]
+    user_id, expires_at = state.user_id, state.expires_at
     if not usable:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user_id, session_id=session_id)
         raise InvalidRefreshToken
@@ -257,13 +298,12 @@ async def refresh(
     )
 
 
-def _usable(state: Sequence[Any], *, settings: Settings, now: datetime) -> bool:
-    """Whether a session (a `_SESSION_STATE` row) may still be refreshed: live, and its user active."""
-    _, expires_at, last_used_at, revoked_at, is_active, _, _ = state
-    return bool(is_active) and session_service.is_live_at(
-        revoked_at=revoked_at,
-        expires_at=expires_at,
-        last_used_at=last_used_at,
+def _usable(state: SessionState, *, settings: Settings, now: datetime) -> bool:
+    """Whether a session may still be refreshed: live, and its user active."""
+    return bool(state.is_active) and session_service.is_live_at(
+        revoked_at=state.revoked_at,
+        expires_at=state.expires_at,
+        last_used_at=state.last_used_at,
         idle_seconds=settings.session_idle_ttl_seconds,
         now=now,
     )

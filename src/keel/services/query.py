@@ -14,7 +14,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core.db import SQLITE_LOWER, Database
+from keel.core.db import SQLITE_LOWER, Database, Prebuilt
 
 
 def escape_like(term: str) -> str:
@@ -67,12 +67,12 @@ class PageQuery:
 
     The count rides along as an uncorrelated scalar subquery, which both databases evaluate once.
     Only a page past the end (no rows, offset > 0) needs the count on its own. Build one per
-    shape of query, with bound parameters for the values: SQLAlchemy then reuses the statement's
-    cache key and compiled SQL, and a request only binds values.
+    shape of query (a service keeps the few it has), with bound parameters for the values: a
+    request then only binds values to statements compiled once.
     """
 
-    page: Select[Any]
-    count: Select[Any]
+    page: Prebuilt[tuple[Any, ...]]
+    count: Prebuilt[tuple[Any, ...]]
     # The page's column names, in order; the total is the last column of every row.
     columns: tuple[str, ...]
 
@@ -80,15 +80,16 @@ class PageQuery:
     def of(cls, page: Select[Any], count: Select[Any]) -> PageQuery:
         # correlate(None): the count never depends on the row it rides along with.
         page = page.add_columns(count.scalar_subquery().correlate(None).label(TOTAL))
-        return cls(page, count, tuple(str(column.key) for column in page.selected_columns))
+        columns = tuple(str(column.key) for column in page.selected_columns)
+        return cls(Prebuilt(page, tuple), Prebuilt(count, tuple), columns)
 
     async def fetch(self, database: Database, params: dict[str, Any]) -> tuple[Sequence[Sequence[Any]], int]:
         """The page's rows (values in `columns` order) and the total."""
-        rows = await database.read_rows(self.page, params)
+        rows = await database.rows(self.page, **params)
         if rows:
             total: int = rows[0][-1]
             return rows, total
         if not params.get("offset"):
             return rows, 0
-        (counted,) = await database.read_rows(self.count, params)
-        return rows, int(counted[0])
+        counted = await database.first(self.count, **params)
+        return rows, int(counted[0]) if counted else 0

@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import NamedTuple, cast
 
+import sqlalchemy as sa
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
-from keel.core.db import Database
+from keel.core.db import Database, Prebuilt
 from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, WindowCount, WindowResult
@@ -175,7 +175,7 @@ async def authenticate(
     else:
         state = await cache.get(claims.session_id)
     if state is None:
-        state = await database.read(lambda connection: _load_state(connection, claims.session_id))
+        state = await _load_state(database, claims.session_id)
         if cache is not None:
             ttl = cache.tombstone_ttl_seconds if state == _REVOKED else cache.ttl_seconds
             await cache.fill(claims.session_id, state, ttl)
@@ -190,18 +190,33 @@ async def authenticate(
     )
 
 
-async def _load_state(connection: AsyncConnection, session_id: str) -> _SessionState | str:
-    # An inactive user counts as revoked: deactivation revokes every session anyway.
-    statement = (
-        select(col(UserSession.user_id), col(UserSession.expires_at), col(User.role), col(User.is_verified))
-        .join(User, col(User.id) == col(UserSession.user_id))
-        .where(UserSession.id == session_id, col(UserSession.revoked_at).is_(None), col(User.is_active).is_(True))
-    )
-    row = (await connection.execute(statement)).one_or_none()
+class LiveSession(NamedTuple):
+    user_id: int
+    expires_at: datetime
+    role: Role
+    is_verified: bool
+
+
+# An inactive user counts as revoked: deactivation revokes every session anyway.
+_LIVE_SESSION = Prebuilt(
+    sa.select(col(UserSession.user_id), col(UserSession.expires_at), col(User.role), col(User.is_verified))
+    .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
+    .where(
+        col(UserSession.id) == sa.bindparam("session_id"),
+        col(UserSession.revoked_at).is_(None),
+        col(User.is_active).is_(True),
+    ),
+    LiveSession,
+)
+
+
+async def _load_state(database: Database, session_id: str) -> _SessionState | str:
+    row = await database.first(_LIVE_SESSION, session_id=session_id)
     if row is None:
         return _REVOKED
-    user_id, expires_at, role, is_verified = row
-    return _SessionState(user_id=user_id, role=role, is_verified=is_verified, expires_at=int(expires_at.timestamp()))
+    return _SessionState(
+        user_id=row.user_id, role=row.role, is_verified=row.is_verified, expires_at=int(row.expires_at.timestamp())
+    )
 
 
 def is_live(user_session: UserSession, *, idle_seconds: int, now: datetime) -> bool:

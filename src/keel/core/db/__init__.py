@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Dialect, event
+from sqlalchemy import event
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -21,8 +20,6 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,13 +32,16 @@ from keel.core.db.engine import (
     create_engine,
     server_timeouts,
 )
+from keel.core.db.prebuilt import NoRows, Prebuilt, RowT
 
 __all__ = [
     "SQLITE_LOWER",
     "Database",
     "FairAsyncPool",
     "FairQueue",
+    "NoRows",
     "Outage",
+    "Prebuilt",
     "StatementHook",
     "Transaction",
     "create_engine",
@@ -52,58 +52,6 @@ _T = TypeVar("_T")
 
 # Called with the SQL of each statement the driver path runs, before it runs (see `Database.statement_hooks`).
 StatementHook = Callable[[str], None]
-
-
-Convert = Callable[[Any], Any]
-_REQUIRED = object()
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A prebuilt statement compiled for asyncpg once: its SQL, its values in `$n` order, its conversions.
-
-    The conversions are the ones SQLAlchemy itself would apply (the column types' bind and result
-    processors, so `PriorityRank` and `UTCDateTime` behave exactly as through the ORM).
-    """
-
-    statement: Executable  # the cache is keyed by its id(): keep it alive with its plan
-    sql: str
-    names: tuple[str, ...]
-    # The value a literal in the statement carries (`func.f(1)`, `.limit(20)`), else _REQUIRED
-    defaults: tuple[Any, ...]
-    binds: tuple[Convert | None, ...]
-    # (column position, conversion) for only the result columns that have one
-    results: tuple[tuple[int, Convert], ...]
-
-    @classmethod
-    def compile(cls, statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _Plan:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
-        assert isinstance(compiled, SQLCompiler)
-        assert compiled.positiontup is not None
-        if compiled.literal_execute_params or compiled.post_compile_params:
-            raise ValueError("statements with expanding (IN) parameters are not prebuilt")
-        names = tuple(compiled.positiontup)
-        parameters = [compiled.binds[name] for name in names]
-        defaults = tuple(_REQUIRED if bind.required else bind.effective_value for bind in parameters)
-        binds = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in parameters)
-        columns = statement.exported_columns if hasattr(statement, "exported_columns") else ()
-        processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
-        results = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
-        return cls(statement, str(compiled), names, defaults, binds, results)
-
-    def args(self, params: Mapping[str, Any]) -> list[Any]:
-        values = [params.get(name, default) for name, default in zip(self.names, self.defaults, strict=True)]
-        for name, value in zip(self.names, values, strict=True):
-            if value is _REQUIRED:
-                raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
-        return [value if bind is None else bind(value) for bind, value in zip(self.binds, values, strict=True)]
-
-    def rows(self, records: list[asyncpg.Record]) -> list[list[Any]]:
-        rows = [list(record) for record in records]
-        for row in rows:
-            for index, convert in self.results:
-                row[index] = convert(row[index])
-        return rows
 
 
 # What asyncpg raises when the connection, not the statement, is the problem; but its InterfaceError
@@ -126,9 +74,8 @@ class Database:
         # The same pool, for statements that need no transaction around them: no BEGIN and no
         # COMMIT/ROLLBACK round trip. A single statement still sees one snapshot and is atomic.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # With asyncpg, `read_rows`, `write_rows` and `transaction` run prebuilt statements on the driver itself.
+        # With asyncpg, `rows`, `first` and `transaction` run prebuilt statements on the driver itself.
         self._direct = self.engine.dialect.driver == "asyncpg"
-        self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
         # Told the SQL of every statement the driver path runs, before it runs. SQLAlchemy's cursor
         # events never see those statements, so this is where tests (and tracing) can see them;
         # everything else (the ORM, and every statement on SQLite) fires the cursor events as usual.
@@ -141,63 +88,46 @@ class Database:
         async with self.sessionmaker() as session:
             yield session
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection on which each statement commits on its own (see ``_autocommit``).
+    async def rows(self, prebuilt: Prebuilt[RowT], /, **params: Any) -> list[RowT]:
+        """The rows of one prebuilt statement (a write's RETURNING rows), run on its own.
 
-        For reads, and for a write that is one statement; anything that must be atomic across
-        statements belongs in a transaction (`transaction`, or a session's).
-        """
-        async with self._autocommit.connect() as connection:
-            yield connection
-
-    async def read(self, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        """Run read-only `work` on an autocommit connection; again on a fresh one if that one had died.
-
-        The checkout check above catches a connection the server closed a moment ago only once the
-        event loop has seen the hang-up. When a statement finds it first, SQLAlchemy invalidates
-        the pool, and a read is safe to repeat; a write is not, so writes never come through here.
+        A read runs again, once, on a fresh connection if its connection turns out to have died (the
+        checkout check sees a hang-up only once the event loop has); a write never runs twice. A
+        write is its own transaction: for several statements together, use `transaction`.
+        With asyncpg the statement runs on the driver connection: SQLAlchemy's per-execution work
+        (execution context, cursor adapter, result objects) was about a tenth of a whole
+        `GET /todos`. The SQL is SQLAlchemy's own, compiled once; the values and columns go through
+        the same type conversions; errors come out as the same SQLAlchemy exceptions.
         """
         try:
-            async with self.autocommit() as connection:
-                return await work(connection)
+            return await self._rows_once(prebuilt, params)
         except DBAPIError as exc:
-            if not exc.connection_invalidated:
+            if not (prebuilt.is_read and exc.connection_invalidated):
                 raise
-        async with self.autocommit() as connection:
-            return await work(connection)
+        return await self._rows_once(prebuilt, params)
 
-    async def read_rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """The rows of one prebuilt read-only statement, in column order; repeated once if its connection died.
+    async def first(self, prebuilt: Prebuilt[RowT], /, **params: Any) -> RowT | None:
+        """The first row of one prebuilt statement, or None (see `rows`)."""
+        found = await self.rows(prebuilt, **params)
+        return found[0] if found else None
 
-        For the hot paths (a page of todos, the feed). With asyncpg the statement runs on the
-        driver connection: SQLAlchemy's per-execution work (execution context, cursor adapter,
-        result objects) was about a tenth of a whole `GET /todos`. The SQL is SQLAlchemy's own,
-        compiled once; the values and columns go through the same type conversions; errors come
-        out as the same SQLAlchemy exceptions. Build the statement once with bound parameters.
-        """
+    async def _rows_once(self, prebuilt: Prebuilt[RowT], params: Mapping[str, Any]) -> list[RowT]:
         if not self._direct:
-            return await self.read(lambda connection: _all_rows(connection, statement, params))
-        plan = self._plan(statement, params)
+            # AUTOCOMMIT: no BEGIN and no COMMIT/ROLLBACK round trip; one statement is atomic anyway.
+            async with self._autocommit.connect() as connection:
+                return await _orm_rows(connection, prebuilt, params)
+        plan = prebuilt.plan(self.engine.dialect)
+        args = plan.args(params)  # a missing value fails before any I/O
+        # Checked out and returned through the pool as any connection is (its checkout check included);
+        # outside a transaction, as the autocommit connections are.
+        pooled = await self._checkout()
         try:
-            return await self._run(plan, params)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        return await self._run(plan, params)
-
-    async def write_rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """Run one prebuilt write statement as its own transaction (never repeated); its RETURNING rows."""
-        if not self._direct:
-            async with self.autocommit() as connection:
-                return await _all_rows(connection, statement, params)
-        return await self._run(self._plan(statement, params), params)
-
-    async def write_together(self, steps: Sequence[tuple[Executable, Mapping[str, Any]]]) -> None:
-        """Run prebuilt write statements in order, in one transaction (never repeated)."""
-        async with self.transaction() as transaction:
-            for statement, params in steps:
-                await transaction.rows(statement, params)
+            driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
+            self._announce(plan.sql)
+            records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))
+        finally:
+            await greenlet_spawn(pooled.close)
+        return [prebuilt.shape(values) for values in plan.values(records)]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -205,7 +135,7 @@ class Database:
 
         For a short piece of work of a few statements, where a session's unit of work would cost
         more than the statements themselves (a sign-in, a token refresh). With asyncpg it runs on
-        the pooled driver connection as `read_rows` does; elsewhere in an ordinary transaction.
+        the pooled driver connection as `rows` does; elsewhere in an ordinary transaction.
         A statement that failed spoils the transaction on every backend: even if the block caught
         the error, nothing is committed and the block's end raises `InvalidRequestError`.
         """
@@ -272,28 +202,6 @@ class Database:
         self._schema_generation += 1
         pooled.info[_SCHEMA_GENERATION] = self._schema_generation
 
-    def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan:
-        # An INSERT without explicit values compiles to the columns it is given: key by those too.
-        keys = frozenset(params) if getattr(statement, "is_dml", False) else frozenset()
-        plan = self._plans.get((id(statement), keys))
-        if plan is None:
-            plan = _Plan.compile(statement, self.engine.dialect, sorted(keys))
-            self._plans[(id(statement), keys)] = plan
-        return plan
-
-    async def _run(self, plan: _Plan, params: Mapping[str, Any]) -> list[list[Any]]:
-        args = plan.args(params)  # a missing value fails before any I/O
-        # Checked out and returned through the pool as any connection is (its checkout check included);
-        # outside a transaction, as the autocommit connections are.
-        pooled = await self._checkout()
-        try:
-            driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
-            self._announce(plan.sql)
-            records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))
-        finally:
-            await greenlet_spawn(pooled.close)
-        return plan.rows(records)
-
     def _announce(self, sql: str) -> None:
         for hook in self.statement_hooks:
             hook(sql)
@@ -344,19 +252,24 @@ class Transaction:
         if self._failed:
             raise InvalidRequestError("a statement in this transaction failed; nothing was committed")
 
-    async def rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """The rows of one prebuilt statement (its RETURNING rows for a write), in column order."""
+    async def rows(self, prebuilt: Prebuilt[RowT], /, **params: Any) -> list[RowT]:
+        """The rows of one prebuilt statement in this transaction (a write's RETURNING rows)."""
         try:
             if self._driver is None:
                 assert self._connection is not None
-                return await _all_rows(self._connection, statement, params)
+                return await _orm_rows(self._connection, prebuilt, params)
             pooled, driver = self._driver
-            plan = self._database._plan(statement, params)
+            plan = prebuilt.plan(self._database.engine.dialect)
             args = plan.args(params)
-            return plan.rows(await self._fetch(pooled, driver, plan.sql, args))
+            return [prebuilt.shape(values) for values in plan.values(await self._fetch(pooled, driver, plan.sql, args))]
         except Exception:
             self._failed = True
             raise
+
+    async def first(self, prebuilt: Prebuilt[RowT], /, **params: Any) -> RowT | None:
+        """The first row of one prebuilt statement in this transaction, or None."""
+        found = await self.rows(prebuilt, **params)
+        return found[0] if found else None
 
     async def _fetch(
         self, pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, args: list[Any]
@@ -383,9 +296,9 @@ class Transaction:
         return records
 
 
-async def _all_rows(connection: AsyncConnection, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any]:
-    result = await connection.execute(statement, dict(params))
-    return result.all() if result.returns_rows else []  # a write without RETURNING has none
+async def _orm_rows(connection: AsyncConnection, prebuilt: Prebuilt[RowT], params: Mapping[str, Any]) -> list[RowT]:
+    result = await connection.execute(prebuilt.statement, dict(params))
+    return [prebuilt.shape(tuple(row)) for row in result.all()] if result.returns_rows else []
 
 
 async def _translated(

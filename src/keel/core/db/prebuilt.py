@@ -1,0 +1,111 @@
+"""Prebuilt statements: built once at import, with the shape of their rows, compiled once per dialect.
+
+A hot path (a sign-in, a refresh, a page of todos) binds values to a statement it did not have to
+build, and gets back rows with named fields. On asyncpg the compiled plan runs on the driver
+itself (see `keel.core.db.Database`); the plan lives on the statement that owns it, so nothing is
+cached by identity and a statement built per request would simply be compiled per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import asyncpg
+from sqlalchemy import Dialect
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Convert = Callable[[Any], Any]
+_REQUIRED = object()
+
+
+class NoRows(NamedTuple):
+    """The row type of a statement that returns none (an UPDATE without RETURNING)."""
+
+
+RowT = TypeVar("RowT", bound=tuple[Any, ...])
+
+
+class Prebuilt(Generic[RowT]):
+    """A statement with bound parameters and the NamedTuple its rows come back as.
+
+    `binds` names the columns an INSERT built without `.values()` is given: such a statement
+    compiles to exactly the columns it binds, so they are part of what is prebuilt. A SELECT is
+    a read (`is_read`): on a connection that turns out to have died, it is safe to run again. Say
+    `read=False` for a SELECT that changes something (a sequence, a function with side effects).
+    """
+
+    __slots__ = ("_make", "_plans", "binds", "is_read", "row", "statement")
+
+    def __init__(
+        self, statement: Executable, row: type[RowT], *, binds: Sequence[str] = (), read: bool | None = None
+    ) -> None:
+        self.statement = statement
+        self.row = row
+        self.binds = tuple(sorted(binds))
+        self.is_read = bool(getattr(statement, "is_select", False)) if read is None else read
+        self._make: Callable[[Sequence[Any]], RowT] = getattr(row, "_make", row)
+        self._plans: dict[str, Plan] = {}
+
+    def plan(self, dialect: Dialect) -> Plan:
+        """Its SQL and conversions for asyncpg, compiled the first time a dialect asks."""
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = Plan.compile(self.statement, dialect, self.binds)
+        return plan
+
+    def shape(self, values: Sequence[Any]) -> RowT:
+        return self._make(values)
+
+    def __repr__(self) -> str:
+        return f"Prebuilt({self.row.__name__}: {self.statement})"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A statement compiled for asyncpg: its SQL, its values in `$n` order, its conversions.
+
+    The conversions are the ones SQLAlchemy itself would apply (the column types' bind and result
+    processors, so `PriorityRank` and `UTCDateTime` behave exactly as through the ORM).
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    # The value a literal in the statement carries (`func.f(1)`, `.limit(20)`), else _REQUIRED
+    defaults: tuple[Any, ...]
+    binds: tuple[Convert | None, ...]
+    # (column position, conversion) for only the result columns that have one
+    results: tuple[tuple[int, Convert], ...]
+
+    @classmethod
+    def compile(cls, statement: Executable, dialect: Dialect, keys: Sequence[str]) -> Plan:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+        assert isinstance(compiled, SQLCompiler)
+        assert compiled.positiontup is not None
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("statements with expanding (IN) parameters are not prebuilt")
+        names = tuple(compiled.positiontup)
+        parameters = [compiled.binds[name] for name in names]
+        defaults = tuple(_REQUIRED if bind.required else bind.effective_value for bind in parameters)
+        binds = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in parameters)
+        columns = statement.exported_columns if hasattr(statement, "exported_columns") else ()
+        processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        results = tuple((index, convert) for index, convert in enumerate(processors) if convert is not None)
+        return cls(str(compiled), names, defaults, binds, results)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        values = [params.get(name, default) for name, default in zip(self.names, self.defaults, strict=True)]
+        for name, value in zip(self.names, values, strict=True):
+            if value is _REQUIRED:
+                raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
+        return [value if bind is None else bind(value) for bind, value in zip(self.binds, values, strict=True)]
+
+    def values(self, records: list[asyncpg.Record]) -> list[list[Any]]:
+        rows = [list(record) for record in records]
+        for row in rows:
+            for index, convert in self.results:
+                row[index] = convert(row[index])
+        return rows
