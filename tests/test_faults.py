@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,9 +31,10 @@ from sqlalchemy import make_url, text
 from keel.core.config import Settings
 from keel.main import create_app
 from keel.migrations import upgrade
-from tests.conftest import TEST_SECRET, base_settings, reset_postgres, reset_redis, unavailable
+from tests.conftest import base_settings, reset_postgres, reset_redis, unavailable
 from tests.factories import assert_problem, create_user, login
-from tests.tasks.test_celery_worker import PrivateRedis, _free_port
+from tests.processes import PrivateRedis, free_port, keel_env, serve_command
+from tests.processes import serving as serving_process
 
 pytestmark = pytest.mark.slow  # real servers started and stopped
 
@@ -52,7 +52,7 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(port=_free_port(), tmp_path=tmp_path)
+    server = PrivateRedis(port=free_port(), tmp_path=tmp_path)
     server.start()
     try:
         yield server
@@ -246,7 +246,7 @@ class PrivatePostgres:
         root = Path(tempfile.mkdtemp(prefix="keel-pg-"))
         if os.geteuid() == 0:
             os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
-        server = cls(bin_dir=Path(initdb).parent, root=root, port=_free_port())
+        server = cls(bin_dir=Path(initdb).parent, root=root, port=free_port())
         server._run("initdb", "-D", str(root / "data"), "--auth=trust", "--username=postgres", "--no-sync")
         return server
 
@@ -358,39 +358,13 @@ async def test_a_stopped_database_is_a_503_on_every_route_logged_once_and_heals_
 @contextmanager
 def serving(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     """`keel serve` in a process of its own on a free port, with these KEEL_* variables; killed at the end."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(tmp_path / "data"),
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_LOG_FORMAT": "json",
-        **env,
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield process, port, log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    environment = keel_env(tmp_path / "data", KEEL_LOG_FORMAT="json", **env)
+    with serving_process(
+        serve_command(port), env=environment, log_path=log_path, ready_url=f"http://127.0.0.1:{port}/health"
+    ) as server:
+        yield server.process, port, log_path
 
 
 @pytest.fixture

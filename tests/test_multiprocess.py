@@ -4,11 +4,9 @@ under a short mixed load: no 5xx anywhere, and every revocation holds on both at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.conftest import TEST_SECRET, reset_postgres, reset_redis
-from tests.tasks.test_celery_worker import _free_port
+from tests.conftest import reset_postgres, reset_redis
+from tests.processes import ServerProcess, free_port, keel_env, serve_command, wait_ready
 
 pytestmark = pytest.mark.slow  # five real processes
 
@@ -33,63 +31,51 @@ PASSWORD = "steady as she goes 1234"
 @dataclass
 class Cluster:
     urls: list[str]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
+    processes: list[ServerProcess] = field(default_factory=list)
 
     def tails(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}" for path in self.logs)
+        return "\n".join(f"--- {p.log_path.name}\n{p.tail(2000)}" for p in self.processes)
 
 
 @pytest.fixture
 def cluster(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     asyncio.run(reset_postgres(postgres_url))
     asyncio.run(reset_redis(redis_url))
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
-        "KEEL_DATABASE_URL": postgres_url,
-        "KEEL_REDIS_URL": redis_url,
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(tmp_path / "data"),
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_LOG_FORMAT": "json",
-        "KEEL_EMAIL_DELIVERY": "celery",
+    env = keel_env(
+        tmp_path / "data",
+        KEEL_DATABASE_URL=postgres_url,
+        KEEL_REDIS_URL=redis_url,
+        KEEL_LOG_FORMAT="json",
+        KEEL_EMAIL_DELIVERY="celery",
         # Every sign-up comes from 127.0.0.1; the other limits keep their production values.
-        "KEEL_RATE_LIMIT_REGISTER": "100/hour",
-    }
-    ports = [_free_port(), _free_port()]
+        KEEL_RATE_LIMIT_REGISTER="100/hour",
+    )
+    ports = [free_port(), free_port()]
     commands = [
-        *([sys.executable, "-m", "keel", "serve", "--workers", "2", "--port", str(port)] for port in ports),
+        *(serve_command(port, workers=2) for port in ports),
         [sys.executable, "-m", "keel", "worker", "--concurrency", "1"],
     ]
     running = Cluster(urls=[f"http://127.0.0.1:{port}" for port in ports])
     try:
         for n, command in enumerate(commands):
-            log_path = tmp_path / f"process-{n}.log"
-            running.logs.append(log_path)
-            with log_path.open("wb") as log:
-                running.processes.append(
-                    subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                )
+            running.processes.append(ServerProcess(command, env=env, log_path=tmp_path / f"process-{n}.log"))
         deadline = time.monotonic() + 90
         for url in running.urls:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline or any(p.poll() is not None for p in running.processes):
-                    pytest.fail(f"the cluster did not start:\n{running.tails()}")
-                time.sleep(0.2)
+            # One deadline for the whole cluster, as before: each wait gets what is left of it.
+            wait_ready(
+                f"{url}/ready",
+                running.processes,
+                timeout=max(0.0, deadline - time.monotonic()),
+                what="the cluster",
+                logs=running.tails,
+            )
         yield running
     finally:
         for process in running.processes:
-            if process.poll() is None:
+            if process.running():
                 os.killpg(process.pid, signal.SIGTERM)
         for process in running.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.reap()
 
 
 @dataclass

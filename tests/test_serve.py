@@ -6,9 +6,7 @@ import email
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,25 +18,24 @@ import httpx
 import pytest
 
 from keel.main import create_app
-from tests.conftest import TEST_SECRET, base_settings, reset_postgres, reset_redis
+from tests.conftest import base_settings, reset_postgres, reset_redis
 from tests.factories import create_user
+from tests.processes import ServerProcess, free_port, keel_env, serve_command, serving
 
 pytestmark = pytest.mark.slow
 
 ME = "/api/v1/users/me"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     base_url: str
     log_path: Path
-    process: subprocess.Popen[bytes]
+    server: ServerProcess
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.server.process
 
     def access_lines(self) -> list[dict[str, object]]:
         lines = []
@@ -58,45 +55,15 @@ def server(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Server
 
     asyncio.run(reset_postgres(postgres_url))
     asyncio.run(reset_redis(redis_url))
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
+    port = free_port()
     env = {
-        **os.environ,
-        "KEEL_DATABASE_URL": postgres_url,
-        "KEEL_REDIS_URL": redis_url,
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(tmp_path / "data"),
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_LOG_FORMAT": "json",
+        **os.environ,  # this test has always kept the KEEL_* variables of the machine running it
+        **keel_env(tmp_path / "data", KEEL_DATABASE_URL=postgres_url, KEEL_REDIS_URL=redis_url, KEEL_LOG_FORMAT="json"),
     }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--workers", "2", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield Server(base_url=base_url, log_path=log_path, process=process)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    log_path = tmp_path / "serve.log"
+    with serving(serve_command(port, workers=2), env=env, log_path=log_path, ready_url=f"{base_url}/health") as process:
+        yield Server(base_url=base_url, log_path=log_path, server=process)
 
 
 def _pids_answering(server: Server, *, status: int, since: int) -> set[object]:
@@ -148,36 +115,17 @@ def test_logout_is_refused_by_every_worker(server: Server, postgres_url: str, re
 
 def test_mailed_links_point_at_the_port_keel_serve_listens_on(tmp_path: Path) -> None:
     """No KEEL_PUBLIC_URL, a port other than 8000: the verification link in the .eml opens this server."""
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
+    port = free_port()
     mail_dir = tmp_path / "data" / "mail"
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(tmp_path / "data"),
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_EMAIL_DELIVERY": "in-process",
-    }
+    env = keel_env(tmp_path / "data", KEEL_EMAIL_DELIVERY="in-process")
     base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,  # no .env of the machine running the tests
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serving(
+        serve_command(port),
+        env=env,
+        log_path=tmp_path / "serve.log",
+        ready_url=f"{base_url}/health",
+        cwd=tmp_path,  # no .env of the machine running the tests
+    ):
         account = {"email": "port@example.com", "username": "port_follower", "password": "a sturdy keel holds 42 knots"}
         assert httpx.post(f"{base_url}/api/v1/auth/register", json=account, timeout=10).status_code == 202
 
@@ -191,11 +139,3 @@ def test_mailed_links_point_at_the_port_keel_serve_listens_on(tmp_path: Path) ->
         assert body is not None
         text = body.get_content()
         assert f"{base_url}/verify-email?token=" in text, text
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET
+from tests.processes import free_port, keel_env, serve_command, serving
 
 pytestmark = pytest.mark.slow
 
 MAX_HEADER_BYTES = 16 * 1024  # the default of KEEL_MAX_HEADER_BYTES
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -50,44 +39,11 @@ class RawResponse:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp_path = tmp_path_factory.mktemp("serve-limits")
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(tmp_path / "data"),
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_LOG_FORMAT": "json",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    port = free_port()
     server = Served(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    env = keel_env(tmp_path / "data", KEEL_LOG_FORMAT="json")
+    with serving(serve_command(port), env=env, log_path=tmp_path / "serve.log", ready_url=f"{server.base_url}/health"):
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def exchange(server: Served, request: bytes) -> RawResponse:

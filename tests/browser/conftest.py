@@ -13,10 +13,6 @@ import asyncio
 import email
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +36,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.conftest import REQUIRE_SERVICES, TEST_SECRET, reset_postgres, reset_redis, unavailable
+from tests.conftest import REQUIRE_SERVICES, reset_postgres, reset_redis, unavailable
+from tests.processes import free_port, keel_env, serve_command, serving
 
 CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
 # PostgreSQL + Redis when the run is configured for them (and where they are required); else SQLite.
@@ -101,12 +98,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "screenshots"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -185,17 +176,14 @@ def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         asyncio.run(reset_redis(redis_url))
         services = {"KEEL_DATABASE_URL": postgres_url, "KEEL_REDIS_URL": redis_url}
     folder = tmp_path_factory.mktemp("keel-serve")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("KEEL_")},
+    env = keel_env(
+        folder / "data",
         **services,  # none: SQLite in the data folder, which `keel serve` migrates
-        "KEEL_SECRET_KEY": TEST_SECRET,
-        "KEEL_DATA_DIR": str(folder / "data"),
-        "KEEL_PUBLIC_URL": url,
-        "KEEL_ENVIRONMENT": "test",
-        "KEEL_EMAIL_DELIVERY": "in-process",
-        "KEEL_LOG_FORMAT": "json",
+        KEEL_PUBLIC_URL=url,
+        KEEL_EMAIL_DELIVERY="in-process",
+        KEEL_LOG_FORMAT="json",
         # Every test in a module signs up and in from 127.0.0.1 against one server: limits stay on,
         # but loose enough for that (tests/routes/test_rate_limits.py covers the real ones).
         **{
@@ -204,36 +192,10 @@ def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         },
         # A module that needs the server configured otherwise says so (e.g. KEEL_DOCS=admin).
         **getattr(request.module, "SERVE_ENV", {}),
-    }
+    )
     log_path = folder / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"keel serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serving(serve_command(port), env=env, log_path=log_path, ready_url=f"{url}/ready"):
         yield Keel(url=url, env=env, mail_dir=folder / "data" / "mail", log_path=log_path)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 @dataclass

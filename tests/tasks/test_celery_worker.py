@@ -15,7 +15,6 @@ import email.policy
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import redis
 from aiosmtpd.controller import Controller
 from sqlmodel import col, select
 
@@ -36,6 +34,7 @@ from keel.core.config import Settings
 from keel.core.db import Database
 from keel.models import EmailKind, EmailOutbox, OutboxStatus
 from tests.conftest import TEST_SECRET, base_settings, reset_postgres, reset_redis
+from tests.processes import PrivateRedis, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +49,6 @@ MAX_ATTEMPTS = 3
 DELIVERY_DEADLINE = 30.0
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the SMTP sink -------------------------------------------------------------------------------
@@ -110,7 +103,7 @@ class Sink:
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     handler = SinkHandler()
-    port = _free_port()
+    port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -190,21 +183,13 @@ class Stack:
 
     def start(self, name: str, args: list[str]) -> Started:
         log_path = self.tmp_path / f"{name}-{len(self.started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                args,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process = ServerProcess(args, env=self.env(), log_path=log_path).process
         started = Started(name=name, process=process, log_path=log_path)
         self.started.append(started)
         return started
 
     def serve(self) -> str:
-        port = _free_port()
+        port = free_port()
         started = self.start("serve", [sys.executable, "-m", "keel", "serve", "--workers", "1", "--port", str(port)])
         base_url = f"http://127.0.0.1:{port}"
 
@@ -363,59 +348,9 @@ def assert_delivered_once(stack: Stack, sink: Sink, address: str) -> EmailMessag
 
 
 # --- private broker --------------------------------------------------------------------------------
-@dataclass
-class PrivateRedis:
-    """A redis-server of this test's own, to be stopped and started again on the same port."""
-
-    port: int
-    tmp_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    runs: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _answers(self) -> bool:
-        try:
-            return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def start(self) -> None:
-        self.runs += 1
-        with (self.tmp_path / f"redis-{self.runs}.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-                cwd=self.tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        assert not self._answers()
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(port=_free_port(), tmp_path=tmp_path)
+    server = PrivateRedis(port=free_port(), tmp_path=tmp_path)
     server.start()
     try:
         yield server
