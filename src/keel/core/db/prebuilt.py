@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import Dialect
@@ -47,7 +47,8 @@ class Prebuilt(Generic[RowT]):
         self.row = row
         self.binds = tuple(sorted(binds))
         self.is_read = bool(getattr(statement, "is_select", False)) if read is None else read
-        self._make: Callable[[Sequence[Any]], RowT] = getattr(row, "_make", row)
+        # A plain tuple row needs no shaping: the plan's values already are tuples.
+        self._make: Callable[[Sequence[Any]], RowT] | None = None if row is tuple else getattr(row, "_make", row)
         self._plans: dict[str, Plan] = {}
 
     def plan(self, dialect: Dialect) -> Plan:
@@ -57,8 +58,8 @@ class Prebuilt(Generic[RowT]):
             plan = self._plans[dialect.name] = Plan.compile(self.statement, dialect, self.binds)
         return plan
 
-    def shape(self, values: Sequence[Any]) -> RowT:
-        return self._make(values)
+    def shape(self, values: tuple[Any, ...]) -> RowT:
+        return cast(RowT, values) if self._make is None else self._make(values)
 
     def __repr__(self) -> str:
         return f"Prebuilt({self.row.__name__}: {self.statement})"
@@ -103,9 +104,13 @@ class Plan:
                 raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
         return [value if bind is None else bind(value) for bind, value in zip(self.binds, values, strict=True)]
 
-    def values(self, records: list[asyncpg.Record]) -> list[list[Any]]:
-        rows = [list(record) for record in records]
-        for row in rows:
+    def values(self, records: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
+        if not self.results:
+            return [tuple(record) for record in records]
+        rows = []
+        for record in records:
+            row = list(record)
             for index, convert in self.results:
                 row[index] = convert(row[index])
+            rows.append(tuple(row))
         return rows
