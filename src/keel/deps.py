@@ -42,7 +42,7 @@ from keel.services import auth as auth_service
 from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import todo as todo_service
-from keel.services.auth import IssuedTokens
+from keel.services.auth import IssuedTokens, PresentedToken
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
 
@@ -280,20 +280,36 @@ async def _login_attempt(form: LoginFormDep, limiter: RateLimiterDep, client: Cl
     return await limiter.password_attempt(account_key(form.username), windows)
 
 
+@dataclass(frozen=True, slots=True)
+class PresentedRefresh:
+    """The refresh token a request presents, decided once: the body's, else the web cookie's."""
+
+    token: PresentedToken | None  # None: the request presents neither
+    from_cookie: bool
+
+
+async def _presented_refresh(web: WebClient, data: RefreshRequest | None = None) -> PresentedRefresh:
+    """The body's `refresh_token`, else the `keel_refresh` cookie, which only a same-origin web app may use."""
+    if data is not None and data.refresh_token is not None:
+        return PresentedRefresh(PresentedToken.of(data.refresh_token), from_cookie=False)
+    if web.refresh_cookie is None:
+        return PresentedRefresh(None, from_cookie=False)
+    web.require_same_origin()  # 403 csrf_rejected: the cookie could have been sent by a forged request
+    return PresentedRefresh(PresentedToken.of(web.refresh_cookie), from_cookie=True)
+
+
+# The rate limit and the route read the same one (FastAPI solves a dependency once per request).
+PresentedRefreshToken = Annotated[PresentedRefresh, Depends(_presented_refresh)]
+
+
 async def _limit_refresh(
-    limiter: RateLimiterDep,
-    client: ClientLimitKey,
-    database: DatabaseDep,
-    web: WebClient,
-    data: RefreshRequest | None = None,
+    limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
 ) -> None:
-    # `data` must keep the name (and type) of the route's body parameter: FastAPI then reads one body.
-    token = data.refresh_token if data is not None and data.refresh_token is not None else web.refresh_cookie
-    if token is None or not limiter.enabled:
+    if presented.token is None or not limiter.enabled:
         return
     # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a new
     # token. A token that belongs to no session is counted against the client's address instead.
-    session_id = await auth_service.session_of_refresh_token(database=database, refresh_token=token)
+    session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
     if session_id is None:
         await limiter.hit("refresh", "ip", client)
     else:

@@ -21,8 +21,9 @@ from sqlmodel import col, func, select, update
 
 from keel.core.config import Settings
 from keel.core.db import Database
-from keel.core.security import PasswordHasher
+from keel.core.security import PasswordHasher, hash_refresh_token
 from keel.models import User, UserSession
+from keel.services import auth as auth_service
 from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
 
 AUTH = "/api/v1/auth"
@@ -681,6 +682,40 @@ class TestRefresh:
 
 
 # --- logout ----------------------------------------------------------------------------------
+class TestPresentedRefreshToken:
+    """The refresh token is taken from the body or the cookie once, and hashed once, for the rate
+    limit and the route alike."""
+
+    @pytest.mark.parametrize("mode", ["body", "cookie"])
+    async def test_a_refresh_hashes_the_presented_token_once(
+        self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, mode: str
+    ) -> None:
+        account = await create_user(app)
+        web = {"X-Keel-Client": "web", "Origin": "http://testserver"}
+        signed = await client.post(
+            "/api/v1/auth/login",
+            data={"username": account.email, "password": account.password},
+            headers=web if mode == "cookie" else {},
+        )
+        assert signed.status_code == 200, signed.text
+        hashed: list[str] = []
+        real = hash_refresh_token
+
+        def counting(token: str) -> str:
+            hashed.append(token)
+            return real(token)
+
+        monkeypatch.setattr(auth_service, "hash_refresh_token", counting)
+        if mode == "body":
+            response = await client.post("/api/v1/auth/refresh", json={"refresh_token": signed.json()["refresh_token"]})
+        else:
+            response = await client.post("/api/v1/auth/refresh", headers=web)
+
+        assert response.status_code == 200, response.text
+        assert len(hashed) == 1
+        assert app.state.rate_limiter.enabled  # the limit looked the token up too, with that one hash
+
+
 class TestLogout:
     async def test_ends_the_current_session_only(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         account, tokens = await signed_in(app, client)

@@ -14,6 +14,7 @@ from keel.deps import (
     LoginAttempt,
     LoginFormDep,
     PasswordResetRateLimit,
+    PresentedRefreshToken,
     RateLimiterDep,
     RefreshRateLimit,
     RegisterRateLimit,
@@ -29,7 +30,6 @@ from keel.schemas.auth import (
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
-    RefreshRequest,
     SessionRead,
     TokenPair,
     VerifyEmailConfirm,
@@ -126,11 +126,11 @@ async def login(
 )
 async def refresh(
     response: Response,
+    presented: PresentedRefreshToken,
     database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
     web: WebClient,
-    data: RefreshRequest | None = None,
 ) -> TokenPair:
     """Exchange a refresh token for a new token pair; the old refresh token stops working.
 
@@ -138,24 +138,16 @@ async def refresh(
     `X-Keel-Client: web` and this service's own `Origin` (else 403 `csrf_rejected`), the new refresh
     token replaces the cookie (`refresh_token` is null), and a 401 also deletes the cookie.
     """
-    if data is not None and data.refresh_token is not None:
-        issued = await auth_service.refresh(
-            database=database, cache=cache, settings=settings, refresh_token=data.refresh_token
-        )
-        _no_store(response)
-        return issued.pair
-    if web.refresh_cookie is None:
+    if presented.token is None:
         raise InvalidRefreshToken
-    web.require_same_origin()
     try:
-        issued = await auth_service.refresh(
-            database=database, cache=cache, settings=settings, refresh_token=web.refresh_cookie
-        )
+        issued = await auth_service.refresh(database=database, cache=cache, settings=settings, token=presented.token)
     except InvalidRefreshToken as exc:
-        web.clear_cookie_on(exc)
+        if presented.from_cookie:
+            web.clear_cookie_on(exc)
         raise
     _no_store(response)
-    return web.hand_over(response, issued)
+    return web.hand_over(response, issued) if presented.from_cookie else issued.pair
 
 
 @router.post(

@@ -239,16 +239,30 @@ _TOUCH_SESSION = Prebuilt(
 )
 
 
-async def session_of_refresh_token(*, database: Database, refresh_token: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class PresentedToken:
+    """A string presented as a refresh token, hashed once for every look it gets.
+
+    `hash` is None for a string longer than any refresh token: it is no token, and no lookup is made.
+    """
+
+    hash: str | None
+
+    @classmethod
+    def of(cls, value: str) -> PresentedToken:
+        return cls(hash_refresh_token(value) if len(value) <= MAX_REFRESH_TOKEN_CHARS else None)
+
+
+async def session_of_refresh_token(*, database: Database, token: PresentedToken) -> str | None:
     """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
-    if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
+    if token.hash is None:
         return None
-    found = await database.first(_TOKEN_SESSION, token_hash=hash_refresh_token(refresh_token))
+    found = await database.first(_TOKEN_SESSION, token_hash=token.hash)
     return found.session_id if found else None
 
 
 async def refresh(
-    *, database: Database, cache: SessionCache | None, settings: Settings, refresh_token: str
+    *, database: Database, cache: SessionCache | None, settings: Settings, token: PresentedToken
 ) -> IssuedTokens:
     """Consume a refresh token and issue a new pair in the same session.
 
@@ -257,11 +271,11 @@ async def refresh(
     rightful client is replaying it, and the session cannot tell which. The consume, the
     session check and the new token are one short transaction of prebuilt statements.
     """
-    if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
+    if token.hash is None:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
         raise InvalidRefreshToken
     now = utcnow()
-    token_hash = hash_refresh_token(refresh_token)
+    token_hash = token.hash
     new_token, new_hash = new_refresh_token()
     state: SessionState | None = None
     usable = False
