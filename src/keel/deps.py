@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.client_ip import limit_key, resolve_client_ip
+from keel.core.conditional import IfMatch
 from keel.core.config import Settings
 from keel.core.db import Database
 from keel.core.errors import (
@@ -35,13 +36,10 @@ from keel.http.web_session import (
     needs_secure,
     refresh_cookie,
 )
-from keel.models import Post, Todo
 from keel.schemas.auth import RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
-from keel.services import post as post_service
 from keel.services import session as session_service
-from keel.services import todo as todo_service
 from keel.services.auth import IssuedTokens, PresentedToken
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal, SessionCache
@@ -350,6 +348,42 @@ IdempotencyKey = Annotated[
 ]
 
 
+# --- conditional requests (see keel.core.conditional) -----------------------------------------------
+# RFC 9110's `"*" / #entity-tag`: a list of quoted tags (weak ones marked `W/`), or `*`. Empty is an
+# empty list, which names no tag.
+_ETAG_LIST = r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)?$'  # (a field value has no outer spaces)
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        max_length=2048,
+        pattern=_ETAG_LIST,
+        description="An `ETag` this client has (or `*`): if it is still current, the answer is 304 with no body.",
+    ),
+]
+
+
+async def _if_match(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            max_length=2048,
+            pattern=_ETAG_LIST,
+            description=(
+                "The `ETag` this client read (or `*`): the change is made only if the item is still exactly "
+                "that, else 412 `precondition_failed` and nothing changes. Without it, the last write wins."
+            ),
+        ),
+    ] = None,
+) -> IfMatch | None:
+    return IfMatch.of(header)
+
+
+IfMatchDep = Annotated[IfMatch | None, Depends(_if_match)]
+
+
 # --- ids in paths, and the lookups that check who may see what ------------------------------------
 def _id_param(description: str) -> Any:
     return Path(ge=1, le=2**31 - 1, description=description)
@@ -359,18 +393,6 @@ UserId = Annotated[int, _id_param("A user id.")]
 SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
-
-
-async def _owned_todo(todo_id: TodoId, user: CurrentUser, session: SessionDep) -> Todo:
-    return await todo_service.get_owned(session=session, owner_id=user.user_id, todo_id=todo_id)
-
-
-async def _visible_post(post_id: PostId, user: OptionalUser, session: SessionDep) -> Post:
-    return await post_service.get_visible(session=session, post_id=post_id, viewer=user)
-
-
-OwnedTodo = Annotated[Todo, Depends(_owned_todo)]
-VisiblePost = Annotated[Post, Depends(_visible_post)]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -187,6 +187,24 @@ class LastAdmin(Conflict):
     default_detail = "This would leave the service without an active administrator."
 
 
+class EditConflict(Conflict):
+    """Another request changed the same item between this one's read and its write."""
+
+    code = "edit_conflict"
+    title = "Edit conflict"
+    default_detail = "Someone else changed this at the same moment; nothing was changed. Try again."
+
+
+# --- 412 -------------------------------------------------------------------------------------
+class PreconditionFailed(KeelError):
+    """An `If-Match` that names no current representation: the item changed since the client read it."""
+
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+    default_detail = "This was changed since you read it (the If-Match ETag is stale); read it again first."
+
+
 # --- 422 -------------------------------------------------------------------------------------
 class InvalidInput(KeelError):
     """Input that passed the schema but breaks a rule the service knows (rendered like 422)."""

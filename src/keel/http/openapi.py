@@ -8,6 +8,7 @@ in `OPERATION_IDS` stops the app from starting, so no route ships with a made-up
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -91,6 +92,15 @@ REPLAYED_HEADER = {
 }
 
 
+ETAG_HEADER = {
+    "description": "The representation's strong entity tag (a digest of it): send it back as `If-None-Match` "
+    "(a GET answers 304 while it is current) or `If-Match` (a PATCH or DELETE answers 412 once it is not).",
+    "schema": {"type": "string"},
+}
+# Creates whose answer is the created item's representation, tagged as a GET of it would be.
+TAGGED_CREATES = frozenset({"todos_create", "posts_create"})
+
+
 def operation_id(route: APIRoute) -> str:
     """The route's hand-chosen operationId (FastAPI's `generate_unique_id_function`).
 
@@ -127,8 +137,14 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str) -> dict[str, Any]:
     for path, item in schema["paths"].items():
         for operation in item.values():
             _document_common_problems(path, operation, api_prefix)
+            _no_null_parameters(operation)
+            _document_conditions(operation)
             _document_headers(operation)
             _link(operation)
+    if "HTTPValidationError" not in json.dumps(schema["paths"]):
+        # Only FastAPI's default 422 used them, and every one was replaced by the problem document.
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
     app.openapi_schema = schema
     return schema
 
@@ -200,7 +216,47 @@ def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: 
         statuses.append(503)
     responses = operation.setdefault("responses", {})
     for status, response in problem_responses(*statuses).items():
+        if _fastapi_validation_error(responses.get(str(status))):
+            del responses[str(status)]  # FastAPI's own 422 shape: Keel answers a problem instead
         responses.setdefault(str(status), response)
+
+
+def _fastapi_validation_error(response: dict[str, Any] | None) -> bool:
+    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
+
+
+def _no_null_parameters(operation: dict[str, Any]) -> None:
+    """A parameter is a string on the wire, never JSON null: an optional one is simply left out.
+
+    FastAPI writes `X | None = None` as `anyOf: [X, null]`, which tells a client (and schemathesis)
+    that it may send the text "null"; `required: false` already says what None means here.
+    """
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        variants = [variant for variant in schema.get("anyOf", ()) if variant != {"type": "null"}]
+        if "anyOf" in schema and len(variants) == 1:
+            del schema["anyOf"]
+            parameter["schema"] = {**variants[0], **schema}
+
+
+def _document_conditions(operation: dict[str, Any]) -> None:
+    """An operation that takes `If-None-Match` answers 304, one that takes `If-Match` 412; both send `ETag`."""
+    names = {parameter.get("name") for parameter in operation.get("parameters", [])}
+    responses = operation.setdefault("responses", {})
+    tagged = "If-None-Match" in names or "If-Match" in names or operation.get("operationId") in TAGGED_CREATES
+    if tagged:
+        for status, response in responses.items():
+            if status.startswith("2") and "content" in response:
+                response.setdefault("headers", {})["ETag"] = ETAG_HEADER
+    if "If-None-Match" in names:
+        responses["304"] = {
+            "description": "Not modified: the `If-None-Match` names the current `ETag`. No body.",
+            "headers": {"ETag": ETAG_HEADER},
+        }
+    if "If-Match" in names:
+        for status, response in problem_responses(412).items():
+            responses.setdefault(str(status), response)
 
 
 def _document_headers(operation: dict[str, Any]) -> None:

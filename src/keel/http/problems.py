@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 
@@ -21,7 +22,7 @@ from keel.core.audit import SecurityEvent
 from keel.core.client_ip import client_ip_of
 from keel.core.context import current_request_id
 from keel.core.db import Outage
-from keel.core.errors import DatabaseUnavailable, KeelError
+from keel.core.errors import DatabaseUnavailable, EditConflict, KeelError
 from keel.core.logging import get_logger
 from keel.http.metrics import route_label
 
@@ -265,6 +266,17 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _stale_data(request: Request, exc: Exception) -> JSONResponse:
+    # A write conditioned on a row's version (keel.core.conditional) found it changed by another request
+    # meanwhile. The edits that expect it (keel.services.versioned) try again or answer 412; this is
+    # the safety net for any other write of a versioned row.
+    log.info("edit_conflict", route=route_label(request.scope))
+    error = EditConflict()
+    return problem_response(
+        status=error.status, code=error.code, title=error.title, detail=error.detail, instance=request.url.path
+    )
+
+
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     # Validation should stop such input first; this keeps a value the database refuses a 422.
     log.warning("database_refused_value", error=type(getattr(exc, "orig", exc)).__name__)
@@ -331,5 +343,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -5,19 +5,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from starlette.convertors import StringConvertor, register_url_convertor
 
+from keel.core.conditional import etag_of
 from keel.deps import (
     ANONYMOUS_ALLOWED,
     CurrentUser,
     DatabaseDep,
     IdempotencyKey,
+    IfMatchDep,
+    IfNoneMatch,
     Limit,
     Offset,
     OptionalUser,
+    PostId,
     SearchTerm,
-    SessionDep,
-    VisiblePost,
     WriteRateLimit,
 )
+from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
@@ -75,6 +78,8 @@ async def create_post(
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
+    else:
+        response.headers[ETAG] = etag_of(outcome.body)
     return outcome.body
 
 
@@ -108,9 +113,12 @@ async def list_mine(
     responses=problem_responses(401, 404),
     openapi_extra=ANONYMOUS_ALLOWED,
 )
-async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) -> PostRead:
-    """One post; a draft only for its author or an admin."""
-    return await post_service.read(session=session, post=post, viewer=user)
+async def read_post(
+    post_id: PostId, user: OptionalUser, database: DatabaseDep, response: Response, if_none_match: IfNoneMatch = None
+) -> Any:
+    """One post; a draft only for its author or an admin. Sends its `ETag` (votes included)."""
+    post = await post_service.get(database=database, post_id=post_id, viewer=user)
+    return representation_or_not_modified(post, response, if_none_match)
 
 
 @router.patch(
@@ -119,9 +127,17 @@ async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) 
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
 )
-async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, session: SessionDep) -> PostRead:
-    """Edit, publish or unpublish a post (its author only)."""
-    return await post_service.update(session=session, post=post, editor=user, data=data)
+async def update_post(
+    post_id: PostId,
+    user: CurrentUser,
+    data: PostUpdate,
+    database: DatabaseDep,
+    response: Response,
+    if_match: IfMatchDep,
+) -> PostRead:
+    """Edit, publish or unpublish a post (its author only). Honours `If-Match`."""
+    post = await post_service.update(database=database, post_id=post_id, editor=user, data=data, if_match=if_match)
+    return tagged(post, response)
 
 
 @router.delete(
@@ -130,9 +146,9 @@ async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, se
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
 )
-async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
-    """Delete a post (its author or an admin)."""
-    await post_service.delete(session=session, post=post, actor=user)
+async def delete_post(post_id: PostId, user: CurrentUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
+    """Delete a post (its author or an admin). Honours `If-Match`."""
+    await post_service.delete(database=database, post_id=post_id, actor=user, if_match=if_match)
 
 
 @router.post(
@@ -141,9 +157,9 @@ async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep)
     responses=problem_responses(401, 403, 404, 429),
     dependencies=[WriteRateLimit],
 )
-async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+async def vote(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> None:
     """Vote for a published post (needs a verified email); voting again changes nothing."""
-    await post_service.vote(session=session, post=post, voter=user)
+    await post_service.vote(database=database, post_id=post_id, voter=user)
 
 
 @router.delete(
@@ -152,6 +168,6 @@ async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> Non
     responses=problem_responses(401, 404, 429),
     dependencies=[WriteRateLimit],
 )
-async def unvote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+async def unvote(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> None:
     """Take back a vote; doing it twice changes nothing."""
-    await post_service.unvote(session=session, post=post, voter=user)
+    await post_service.unvote(database=database, post_id=post_id, voter=user)

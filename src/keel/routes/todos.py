@@ -4,17 +4,20 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
+from keel.core.conditional import etag_of
 from keel.deps import (
     CurrentUser,
     DatabaseDep,
     IdempotencyKey,
+    IfMatchDep,
+    IfNoneMatch,
     Limit,
     Offset,
-    OwnedTodo,
     SearchTerm,
-    SessionDep,
+    TodoId,
     WriteRateLimit,
 )
+from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
@@ -57,6 +60,8 @@ async def create_todo(
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
+    else:
+        response.headers[ETAG] = etag_of(outcome.body)
     return outcome.body
 
 
@@ -78,17 +83,30 @@ async def list_todos(
 
 
 @router.get("/{todo_id}", response_model=TodoRead, responses=problem_responses(404))
-async def read_todo(todo: OwnedTodo) -> TodoRead:
-    """One of the current user's todos; anyone else's is not found."""
-    return TodoRead.model_validate(todo)
+async def read_todo(
+    todo_id: TodoId, user: CurrentUser, database: DatabaseDep, response: Response, if_none_match: IfNoneMatch = None
+) -> Any:
+    """One of the current user's todos; anyone else's is not found. Sends its `ETag`."""
+    todo = await todo_service.get(database=database, owner_id=user.user_id, todo_id=todo_id)
+    return representation_or_not_modified(todo, response, if_none_match)
 
 
 @router.patch(
     "/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429), dependencies=[WriteRateLimit]
 )
-async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) -> TodoRead:
-    """Change any of a todo's fields (tick it done with `completed: true`)."""
-    return TodoRead.model_validate(await todo_service.update(session=session, todo=todo, data=data))
+async def update_todo(
+    todo_id: TodoId,
+    data: TodoUpdate,
+    user: CurrentUser,
+    database: DatabaseDep,
+    response: Response,
+    if_match: IfMatchDep,
+) -> TodoRead:
+    """Change any of a todo's fields (tick it done with `completed: true`). Honours `If-Match`."""
+    todo = await todo_service.update(
+        database=database, owner_id=user.user_id, todo_id=todo_id, data=data, if_match=if_match
+    )
+    return tagged(todo, response)
 
 
 @router.delete(
@@ -97,6 +115,6 @@ async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) ->
     responses=problem_responses(404, 429),
     dependencies=[WriteRateLimit],
 )
-async def delete_todo(todo: OwnedTodo, session: SessionDep) -> None:
-    """Delete a todo."""
-    await todo_service.delete(session=session, todo=todo)
+async def delete_todo(todo_id: TodoId, user: CurrentUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
+    """Delete a todo. Honours `If-Match`."""
+    await todo_service.delete(database=database, owner_id=user.user_id, todo_id=todo_id, if_match=if_match)

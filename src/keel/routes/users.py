@@ -1,17 +1,22 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Any
+
+from fastapi import APIRouter, Response, status
 
 from keel.deps import (
     CacheDep,
     CurrentUser,
+    DatabaseDep,
     DispatcherDep,
+    IfMatchDep,
+    IfNoneMatch,
     RateLimiterDep,
-    SessionDep,
     SettingsDep,
     UserId,
     WriteRateLimit,
 )
+from keel.http.conditional import representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
@@ -21,18 +26,23 @@ router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def read_me(user: CurrentUser, session: SessionDep) -> UserRead:
-    """The current user's own account."""
-    return UserRead.model_validate(await user_service.get_own(session=session, user_id=user.user_id))
+async def read_me(
+    user: CurrentUser, database: DatabaseDep, response: Response, if_none_match: IfNoneMatch = None
+) -> Any:
+    """The current user's own account. Sends its `ETag`."""
+    me = await user_service.read_own(database=database, user_id=user.user_id)
+    return representation_or_not_modified(me, response, if_none_match)
 
 
 @router.patch(
     "/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429), dependencies=[WriteRateLimit]
 )
-async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) -> UserRead:
-    """Change the current user's username or full name."""
-    updated = await user_service.update_profile(session=session, user_id=user.user_id, data=data)
-    return UserRead.model_validate(updated)
+async def update_me(
+    data: UserUpdate, user: CurrentUser, database: DatabaseDep, response: Response, if_match: IfMatchDep
+) -> UserRead:
+    """Change the current user's username or full name. Honours `If-Match`."""
+    updated = await user_service.update_profile(database=database, user_id=user.user_id, data=data, if_match=if_match)
+    return tagged(updated, response)
 
 
 @router.delete(
@@ -44,7 +54,8 @@ async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) ->
 async def delete_me(
     data: UserDelete,
     user: CurrentUser,
-    session: SessionDep,
+    database: DatabaseDep,
+    if_match: IfMatchDep,
     cache: CacheDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -53,9 +64,11 @@ async def delete_me(
     """Delete the current user's account and everything it owns (the password is required).
 
     A wrong password counts against the account's wrong passwords like a sign-in's (429 while locked).
+    Honours `If-Match`.
     """
     await user_service.delete_own(
-        session=session,
+        database=database,
+        if_match=if_match,
         cache=cache,
         settings=settings,
         dispatcher=dispatcher,
@@ -66,6 +79,6 @@ async def delete_me(
 
 
 @router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422))
-async def read_user(user_id: UserId, session: SessionDep) -> UserPublic:
+async def read_user(user_id: UserId, database: DatabaseDep) -> UserPublic:
     """Anyone's public profile (never the email)."""
-    return UserPublic.model_validate(await user_service.get(session=session, user_id=user_id))
+    return await user_service.read_public(database=database, user_id=user_id)

@@ -127,6 +127,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Not allowed",
         404: "Not found",
         409: "Conflict",
+        412: "`If-Match` names no current representation: it changed since it was read; nothing changed",
         413: "Request body too large",
         415: "The body is not of the media type the operation takes",
         422: "Invalid input",

@@ -12,11 +12,13 @@ from sqlalchemy import delete as sa_delete
 from sqlmodel import col, func, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core.db import Database
+from keel.core.conditional import IfMatch
+from keel.core.db import Database, Prebuilt
 from keel.core.errors import EmailNotVerified, NotAuthor, PostNotFound
 from keel.models import Post, User, Vote, utcnow
 from keel.schemas.common import Page
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
+from keel.services import versioned
 from keel.services.idempotency import Claim, session_for
 from keel.services.query import PageQuery, contains, insert_ignoring_conflict, like_pattern
 from keel.services.session import Principal
@@ -29,7 +31,7 @@ def _may_see(post: Post, viewer: Principal | None) -> bool:
     return post.published or (viewer is not None and (viewer.user_id == post.author_id or viewer.is_admin))
 
 
-async def get_visible(*, session: AsyncSession, post_id: int, viewer: Principal | None) -> Post:
+async def _visible(session: AsyncSession, post_id: int, viewer: Principal | None) -> Post:
     """The post if the viewer may see it; a draft is simply not found for anyone but its author and admins."""
     post = await session.get(Post, post_id)
     if post is None or not _may_see(post, viewer):
@@ -95,6 +97,27 @@ _PAGE = Page[PostRead]
 
 def _viewer_params(viewer: Principal | None) -> dict[str, Any]:
     return {"viewer_id": viewer.user_id} if viewer is not None else {}
+
+
+_ONE = {
+    with_viewer: Prebuilt(
+        _read_statement(with_viewer=with_viewer).where(col(Post.id) == sa.bindparam("post_id")), tuple
+    )
+    for with_viewer in (False, True)
+}
+_ONE_COLUMNS = tuple(str(column.key) for column in _read_statement(with_viewer=False).selected_columns)
+
+
+async def get(*, database: Database, post_id: int, viewer: Principal | None) -> PostRead:
+    """The post as the viewer sees it; a draft is simply not found for anyone but its author and admins."""
+    row = await database.first(_ONE[viewer is not None], post_id=post_id, **_viewer_params(viewer))
+    if row is None:
+        raise PostNotFound
+    fields = dict(zip(_ONE_COLUMNS, row, strict=True))
+    mine = viewer is not None and (viewer.user_id == fields["author_id"] or viewer.is_admin)
+    if not (fields["published"] or mine):
+        raise PostNotFound
+    return PostRead.model_validate(_fields(fields))
 
 
 async def read(*, session: AsyncSession, post: Post, viewer: Principal | None) -> PostRead:
@@ -187,41 +210,60 @@ async def create(*, database: Database, author: Principal, data: PostCreate, cla
     return answer
 
 
-async def update(*, session: AsyncSession, post: Post, editor: Principal, data: PostUpdate) -> PostRead:
-    if post.author_id != editor.user_id:
-        raise NotAuthor
+async def update(
+    *, database: Database, post_id: int, editor: Principal, data: PostUpdate, if_match: IfMatch | None = None
+) -> PostRead:
+    """Merge the given fields into the post (its author only); null leaves a field as it is."""
     changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
-    if changes.get("published") and not post.published:
-        if not editor.is_verified:
-            raise EmailNotVerified("Verify your email address before publishing.")
-        post.published_at = post.published_at or utcnow()
-    post.sqlmodel_update(changes)
-    post.updated_at = utcnow()
-    session.add(post)
-    await session.commit()
-    return await read(session=session, post=post, viewer=editor)
+
+    async def work(session: AsyncSession) -> PostRead:
+        post = await _visible(session, post_id, editor)
+        if post.author_id != editor.user_id:
+            raise NotAuthor
+        if if_match is not None:
+            if_match.check(await read(session=session, post=post, viewer=editor))
+        if changes.get("published") and not post.published:
+            if not editor.is_verified:
+                raise EmailNotVerified("Verify your email address before publishing.")
+            post.published_at = post.published_at or utcnow()
+        post.sqlmodel_update(changes)
+        post.updated_at = utcnow()
+        await session.flush()  # raises StaleDataError if another write got there first
+        return await read(session=session, post=post, viewer=editor)
+
+    return await versioned.edit(database, work, if_match=if_match)
 
 
-async def delete(*, session: AsyncSession, post: Post, actor: Principal) -> None:
-    if post.author_id != actor.user_id and not actor.is_admin:
-        raise NotAuthor("Only the author or an administrator can delete this post.")
-    await session.delete(post)
-    await session.commit()
+async def delete(*, database: Database, post_id: int, actor: Principal, if_match: IfMatch | None = None) -> None:
+    async def work(session: AsyncSession) -> None:
+        post = await _visible(session, post_id, actor)
+        if post.author_id != actor.user_id and not actor.is_admin:
+            raise NotAuthor("Only the author or an administrator can delete this post.")
+        if if_match is not None:
+            if_match.check(await read(session=session, post=post, viewer=actor))
+        await session.delete(post)
+        await session.flush()
+
+    await versioned.edit(database, work, if_match=if_match)
 
 
-async def vote(*, session: AsyncSession, post: Post, voter: Principal) -> None:
+async def vote(*, database: Database, post_id: int, voter: Principal) -> None:
     """Idempotent: voting twice leaves one vote."""
-    if not post.published:
-        raise PostNotFound  # drafts cannot be voted on, and most voters cannot see them
-    if not voter.is_verified:
-        raise EmailNotVerified("Verify your email address before voting.")
-    await insert_ignoring_conflict(
-        session, Vote, {"user_id": voter.user_id, "post_id": post.id, "created_at": utcnow()}
-    )
-    await session.commit()
+    async with database.session() as session:
+        post = await _visible(session, post_id, voter)
+        if not post.published:
+            raise PostNotFound  # drafts cannot be voted on, and most voters cannot see them
+        if not voter.is_verified:
+            raise EmailNotVerified("Verify your email address before voting.")
+        await insert_ignoring_conflict(
+            session, Vote, {"user_id": voter.user_id, "post_id": post_id, "created_at": utcnow()}
+        )
+        await session.commit()
 
 
-async def unvote(*, session: AsyncSession, post: Post, voter: Principal) -> None:
+async def unvote(*, database: Database, post_id: int, voter: Principal) -> None:
     """Idempotent: removing a vote that is not there is fine."""
-    await session.exec(sa_delete(Vote).where(col(Vote.post_id) == post.id, col(Vote.user_id) == voter.user_id))
-    await session.commit()
+    async with database.session() as session:
+        await _visible(session, post_id, voter)
+        await session.exec(sa_delete(Vote).where(col(Vote.post_id) == post_id, col(Vote.user_id) == voter.user_id))
+        await session.commit()

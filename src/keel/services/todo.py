@@ -10,11 +10,13 @@ import sqlalchemy as sa
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keel.core.conditional import IfMatch
 from keel.core.db import Database, Prebuilt
 from keel.core.errors import TodoNotFound
 from keel.models import Todo, utcnow
 from keel.schemas.common import Page
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
+from keel.services import versioned
 from keel.services.idempotency import Claim
 from keel.services.query import PageQuery, contains, like_pattern
 
@@ -26,7 +28,7 @@ _NAMES = tuple(TodoRead.model_fields)
 _INSERT = Prebuilt(
     sa.insert(Todo).returning(*_COLUMNS),
     tuple,
-    binds=[*TodoCreate.model_fields, "owner_id", "completed", "created_at", "updated_at"],
+    binds=[*TodoCreate.model_fields, "owner_id", "completed", "created_at", "updated_at", "version"],
 )
 
 _ORDER: dict[TodoSort, tuple[Any, ...]] = {
@@ -48,7 +50,14 @@ async def create(*, database: Database, owner_id: int, data: TodoCreate, claim: 
     write, so it runs without a transaction around it (two round trips fewer).
     """
     now = utcnow()
-    values = {**data.model_dump(), "owner_id": owner_id, "completed": False, "created_at": now, "updated_at": now}
+    values = {
+        **data.model_dump(),
+        "owner_id": owner_id,
+        "completed": False,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
     if claim is None:
         row = await database.first(_INSERT, **values)
         assert row is not None  # an INSERT ... RETURNING returns its row
@@ -64,8 +73,21 @@ def _todo_read(row: Sequence[Any]) -> TodoRead:
     return TodoRead.model_validate(dict(zip(_NAMES, row, strict=True)))
 
 
-async def get_owned(*, session: AsyncSession, owner_id: int, todo_id: int) -> Todo:
+_GET = Prebuilt(
+    sa.select(*_COLUMNS).where(col(Todo.id) == sa.bindparam("id"), col(Todo.owner_id) == sa.bindparam("owner_id")),
+    tuple,
+)
+
+
+async def get(*, database: Database, owner_id: int, todo_id: int) -> TodoRead:
     """The todo if it belongs to the owner; someone else's is exactly as missing as a deleted one."""
+    row = await database.first(_GET, id=todo_id, owner_id=owner_id)
+    if row is None:
+        raise TodoNotFound
+    return _todo_read(row)
+
+
+async def _owned(session: AsyncSession, owner_id: int, todo_id: int) -> Todo:
     todo = (await session.exec(select(Todo).where(Todo.id == todo_id, Todo.owner_id == owner_id))).one_or_none()
     if todo is None:
         raise TodoNotFound
@@ -113,18 +135,33 @@ def _list_query(sort: TodoSort, *, by_completion: bool, search: bool) -> PageQue
     )
 
 
-async def update(*, session: AsyncSession, todo: Todo, data: TodoUpdate) -> Todo:
+async def update(
+    *, database: Database, owner_id: int, todo_id: int, data: TodoUpdate, if_match: IfMatch | None = None
+) -> TodoRead:
+    """Merge the given fields into the todo (null leaves a required field as it is, and clears an optional one)."""
     changes = data.model_dump(exclude_unset=True)
     for required in ("title", "completed", "priority"):
         if changes.get(required, ...) is None:
             changes.pop(required)  # null means "leave it" for fields that cannot be empty
-    todo.sqlmodel_update(changes)
-    todo.updated_at = utcnow()
-    session.add(todo)
-    await session.commit()
-    return todo
+
+    async def work(session: AsyncSession) -> TodoRead:
+        todo = await _owned(session, owner_id, todo_id)
+        if if_match is not None:
+            if_match.check(TodoRead.model_validate(todo))
+        todo.sqlmodel_update(changes)
+        todo.updated_at = utcnow()
+        await session.flush()  # raises StaleDataError if another write got there first
+        return TodoRead.model_validate(todo)
+
+    return await versioned.edit(database, work, if_match=if_match)
 
 
-async def delete(*, session: AsyncSession, todo: Todo) -> None:
-    await session.delete(todo)
-    await session.commit()
+async def delete(*, database: Database, owner_id: int, todo_id: int, if_match: IfMatch | None = None) -> None:
+    async def work(session: AsyncSession) -> None:
+        todo = await _owned(session, owner_id, todo_id)
+        if if_match is not None:
+            if_match.check(TodoRead.model_validate(todo))
+        await session.delete(todo)
+        await session.flush()
+
+    await versioned.edit(database, work, if_match=if_match)

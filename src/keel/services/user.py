@@ -9,7 +9,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
+from keel.core.conditional import IfMatch
 from keel.core.config import Settings
+from keel.core.db import Database
 from keel.core.errors import (
     InvalidCredentialsInput,
     InvalidInput,
@@ -24,10 +26,11 @@ from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.models import EmailKind, Role, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
-from keel.schemas.user import AdminUserUpdate, UserCreate, UserRead, UserUpdate
+from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
+from keel.services import versioned
 from keel.services.outbox import Dispatcher
 from keel.services.query import contains
 from keel.services.session import SessionCache
@@ -143,55 +146,75 @@ def check_new_password(user: User, password: str) -> str:
         raise InvalidInput(loc=["body", "new_password"], msg=str(exc), type_="value_error") from None
 
 
-async def update_profile(*, session: AsyncSession, user_id: int, data: UserUpdate) -> User:
-    user = await get_own(session=session, user_id=user_id)
+async def read_own(*, database: Database, user_id: int) -> UserRead:
+    async with database.session() as session:
+        return UserRead.model_validate(await get_own(session=session, user_id=user_id))
+
+
+async def read_public(*, database: Database, user_id: int) -> UserPublic:
+    async with database.session() as session:
+        return UserPublic.model_validate(await get(session=session, user_id=user_id))
+
+
+async def update_profile(
+    *, database: Database, user_id: int, data: UserUpdate, if_match: IfMatch | None = None
+) -> UserRead:
     changes = data.model_dump(exclude_unset=True)
     if changes.get("username") is None:
         changes.pop("username", None)  # null means "leave it"; a username cannot be removed
-    if "username" in changes and await _username_taken(session, changes["username"], other_than=user_id):
-        raise UsernameTaken
-    user.sqlmodel_update(changes)
-    user.updated_at = utcnow()
-    session.add(user)
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise UsernameTaken from None
-    await session.refresh(user)
-    return user
+
+    async def work(session: AsyncSession) -> UserRead:
+        user = await get_own(session=session, user_id=user_id)
+        if if_match is not None:
+            if_match.check(UserRead.model_validate(user))
+        if "username" in changes and await _username_taken(session, changes["username"], other_than=user_id):
+            raise UsernameTaken
+        user.sqlmodel_update(changes)
+        user.updated_at = utcnow()
+        try:
+            await session.flush()  # raises StaleDataError if another write got there first
+        except IntegrityError:
+            raise UsernameTaken from None
+        return UserRead.model_validate(user)
+
+    return await versioned.edit(database, work, if_match=if_match)
 
 
 async def delete_own(
     *,
-    session: AsyncSession,
+    database: Database,
     cache: SessionCache | None,
     settings: Settings,
     dispatcher: Dispatcher,
     limiter: RateLimiter,
     user_id: int,
     password: str,
+    if_match: IfMatch | None = None,
 ) -> None:
     """Delete the caller's account after checking the password; everything they own goes with it.
 
     The check draws on the account's allowance of wrong passwords, as a sign-in does (429 while locked).
+    With `If-Match`, the account must still be as the client read it.
     """
-    user = await get_own(session=session, user_id=user_id)
-    attempt = await limiter.password_attempt(account_key(user.email))
-    valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
-    if not valid:
-        await lockout_service.wrong_password(
-            session=session,
-            settings=settings,
-            dispatcher=dispatcher,
-            attempt=attempt,
-            user_id=user_id,
-            email=user.email,
-        )
-        raise InvalidCredentialsInput
-    await limiter.password_right(attempt)
-    await _delete(session, cache, user)
-    audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
+    async with database.session() as session:
+        user = await get_own(session=session, user_id=user_id)
+        if if_match is not None:
+            if_match.check(UserRead.model_validate(user))
+        attempt = await limiter.password_attempt(account_key(user.email))
+        valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
+        if not valid:
+            await lockout_service.wrong_password(
+                session=session,
+                settings=settings,
+                dispatcher=dispatcher,
+                attempt=attempt,
+                user_id=user_id,
+                email=user.email,
+            )
+            raise InvalidCredentialsInput
+        await limiter.password_right(attempt)
+        await _delete(session, cache, user)
+        audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
 
 
 async def _delete(session: AsyncSession, cache: SessionCache | None, user: User) -> None:
