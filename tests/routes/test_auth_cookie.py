@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from http.client import HTTPResponse
-from http.cookiejar import CookieJar
 from typing import Any
-from urllib.request import Request as UrllibRequest
 
 import httpx
 import pytest
@@ -24,31 +21,27 @@ from keel.main import create_app
 from keel.models import UserSession
 from keel.routes.auth import router as auth_router
 from tests.factories import Account, Tokens, assert_problem, create_user, login
+from tests.routes.transports import (
+    AUTH,
+    ME,
+    ORIGIN,
+    WEB,
+    assert_cookie_cleared,
+    assert_cookie_set,
+    assert_no_cookie,
+    jarless_client,
+    refresh_cookie_of,
+    with_cookie,
+)
 
-AUTH = "/api/v1/auth"
-ME = "/api/v1/users/me"
-ORIGIN = "http://testserver"  # the test client's own origin, as the app sees it
-WEB = {"X-Keel-Client": "web", "Origin": ORIGIN}
 PUBLIC_HTTPS_URL = "https://keel.example.com"
 DAY = 24 * 3600
 
 
 # --- clients ---------------------------------------------------------------------------------
-class _NoCookieJar(CookieJar):
-    """Keeps nothing, so each request carries exactly the cookie its test gives it."""
-
-    def extract_cookies(self, response: HTTPResponse, request: UrllibRequest) -> None:
-        return None
-
-
-def _client(app: FastAPI, base_url: str = ORIGIN) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
-    return httpx.AsyncClient(transport=transport, base_url=base_url, cookies=_NoCookieJar())
-
-
 @pytest.fixture
 async def web(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(app) as http:
+    async with jarless_client(app) as http:
         yield http
 
 
@@ -60,66 +53,6 @@ async def https_public_app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-# --- Set-Cookie, parsed independently of how the app writes it ---------------------------------
-@dataclass(frozen=True)
-class SetCookie:
-    name: str
-    value: str
-    attributes: dict[str, str | bool]  # lower-cased names; flags map to True
-
-    @property
-    def max_age(self) -> int:
-        value = self.attributes["max-age"]
-        assert isinstance(value, str)
-        return int(value)
-
-
-def parse_set_cookie(header: str) -> SetCookie:
-    pair, *rest = (part.strip() for part in header.split(";"))
-    name, _, value = pair.partition("=")
-    attributes: dict[str, str | bool] = {}
-    for item in rest:
-        key, sep, val = item.partition("=")
-        assert key.lower() not in attributes, header
-        attributes[key.lower()] = val if sep else True
-    return SetCookie(name=name, value=value, attributes=attributes)
-
-
-def refresh_cookie_of(response: httpx.Response) -> SetCookie:
-    """The response sets exactly one cookie, the refresh cookie."""
-    headers = response.headers.get_list("set-cookie")
-    assert len(headers) == 1, headers
-    cookie = parse_set_cookie(headers[0])
-    assert cookie.name == REFRESH_COOKIE
-    return cookie
-
-
-def assert_cookie_set(response: httpx.Response, *, max_age: int, secure: bool = False) -> str:
-    """The refresh cookie is set with exactly the promised attributes; returns its value."""
-    cookie = refresh_cookie_of(response)
-    expected = {"httponly", "samesite", "path", "max-age"} | ({"secure"} if secure else set())
-    assert set(cookie.attributes) == expected, cookie.attributes
-    assert cookie.attributes["httponly"] is True
-    assert str(cookie.attributes["samesite"]).lower() == "strict"
-    assert cookie.attributes["path"] == "/api/v1/auth"
-    assert cookie.max_age == max_age
-    assert len(cookie.value) >= 40  # 256 random bits, URL-safe base64
-    return cookie.value
-
-
-def assert_cookie_cleared(response: httpx.Response, *, secure: bool = False) -> None:
-    cookie = refresh_cookie_of(response)
-    assert cookie.max_age == 0
-    assert cookie.value in {"", '""'}
-    assert cookie.attributes["path"] == "/api/v1/auth"
-    assert cookie.attributes["httponly"] is True
-    assert ("secure" in cookie.attributes) is secure
-
-
-def assert_no_cookie(response: httpx.Response) -> None:
-    assert response.headers.get_list("set-cookie") == []
-
-
 # --- requests --------------------------------------------------------------------------------
 @dataclass
 class WebTokens:
@@ -129,13 +62,6 @@ class WebTokens:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access}"}
-
-
-def with_cookie(cookie: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
-    merged = dict(WEB if headers is None else headers)
-    if cookie is not None:
-        merged["Cookie"] = f"{REFRESH_COOKIE}={cookie}"
-    return merged
 
 
 async def web_login_response(
@@ -307,7 +233,7 @@ class TestWebLogin:
 
     async def test_secure_when_the_public_url_is_https(self, https_public_app: FastAPI, settings: Settings) -> None:
         account = await create_user(https_public_app)
-        async with _client(https_public_app) as client:
+        async with jarless_client(https_public_app) as client:
             # Behind the proxy the browser's origin is the public one, not what the app sees.
             response = await web_login_response(client, account, {"X-Keel-Client": "web", "Origin": PUBLIC_HTTPS_URL})
             assert response.status_code == 200, response.text
@@ -323,7 +249,7 @@ class TestWebLogin:
 
     async def test_secure_when_the_request_is_https(self, app: FastAPI, settings: Settings) -> None:
         account = await create_user(app)
-        async with _client(app, base_url="https://testserver") as client:
+        async with jarless_client(app, base_url="https://testserver") as client:
             response = await web_login_response(
                 client, account, {"X-Keel-Client": "web", "Origin": "https://testserver"}
             )
@@ -448,7 +374,7 @@ class TestCookieRefresh:
     async def test_https_public_url_origin_is_accepted_and_its_host_alone_is_not(
         self, https_public_app: FastAPI
     ) -> None:
-        async with _client(https_public_app) as client:
+        async with jarless_client(https_public_app) as client:
             tokens = await web_login(client, await create_user(https_public_app))
             wrong_scheme = await cookie_refresh(
                 client, tokens.cookie, {"X-Keel-Client": "web", "Origin": "http://keel.example.com"}
