@@ -20,7 +20,7 @@ from keel.http.web_session import REFRESH_COOKIE, REFRESH_COOKIE_PATH
 from keel.main import create_app
 from keel.models import UserSession
 from keel.routes.auth import router as auth_router
-from tests.factories import Account, Tokens, assert_problem, create_user, login
+from tests.factories import Account, assert_problem, create_user, login
 from tests.routes.transports import (
     AUTH,
     ME,
@@ -34,6 +34,8 @@ from tests.routes.transports import (
     with_cookie,
 )
 
+# Rotation, reuse, expiry, the 401s and logout are tested in both modes at once in test_auth.py
+# (the `transport` fixture); this file keeps what only cookie mode has.
 PUBLIC_HTTPS_URL = "https://keel.example.com"
 DAY = 24 * 3600
 
@@ -159,21 +161,6 @@ FOREIGN_ORIGINS = [
 
 # --- login -----------------------------------------------------------------------------------
 class TestWebLogin:
-    async def test_sets_the_refresh_cookie_and_keeps_it_out_of_the_body(
-        self, app: FastAPI, web: httpx.AsyncClient, settings: Settings
-    ) -> None:
-        account = await create_user(app)
-        response = await web_login_response(web, account)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["refresh_token"] is None
-        assert body["token_type"] == "bearer"
-        assert body["expires_in"] == settings.access_token_ttl_seconds
-        assert response.headers["Cache-Control"] == "no-store"
-        cookie = assert_cookie_set(response, max_age=settings.session_idle_ttl_seconds)
-        assert cookie not in response.text
-        assert (await me(web, body["access_token"])).json()["id"] == account.id
-
     async def test_the_cookie_is_a_working_refresh_token(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         _, tokens = await web_signed_in(app, web)
         response = await web.post(f"{AUTH}/refresh", json={"refresh_token": tokens.cookie})
@@ -259,21 +246,6 @@ class TestWebLogin:
 
 # --- refresh ---------------------------------------------------------------------------------
 class TestCookieRefresh:
-    async def test_rotates_the_cookie_within_the_session(
-        self, app: FastAPI, web: httpx.AsyncClient, settings: Settings
-    ) -> None:
-        account, tokens = await web_signed_in(app, web)
-        response = await cookie_refresh(web, tokens.cookie)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["refresh_token"] is None
-        assert body["expires_in"] == settings.access_token_ttl_seconds
-        assert response.headers["Cache-Control"] == "no-store"
-        new_cookie = assert_cookie_set(response, max_age=settings.session_idle_ttl_seconds)
-        assert new_cookie != tokens.cookie
-        assert (await me(web, body["access_token"])).json()["id"] == account.id
-        assert await session_count(app) == 1
-
     @pytest.mark.parametrize(
         "send",
         [
@@ -290,35 +262,6 @@ class TestCookieRefresh:
         assert response.status_code == 200, response.text
         assert response.json()["refresh_token"] is None
         assert refresh_cookie_of(response).value != tokens.cookie
-
-    async def test_reusing_a_rotated_cookie_ends_the_session_and_clears_the_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        _, original = await web_signed_in(app, web)
-        newest = await assert_web_session_alive(web, original)
-
-        response = await cookie_refresh(web, original.cookie)
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert_cookie_cleared(response)
-        await assert_web_session_ended(web, newest)
-        assert await session_count(app, live_only=True) == 0
-
-    async def test_an_unknown_cookie_gets_401_and_is_cleared(self, app: FastAPI, web: httpx.AsyncClient) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await cookie_refresh(web, "not-a-token-we-ever-issued")
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert_cookie_cleared(response)
-        await assert_web_session_alive(web, tokens)
-
-    async def test_an_expired_session_clears_the_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient, clock: time_machine.Traveller
-    ) -> None:
-        _, tokens = await web_signed_in(app, web)
-        clock.shift(timedelta(days=7, minutes=1))
-        response = await cookie_refresh(web, tokens.cookie)
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert_cookie_cleared(response)
 
     async def test_max_age_shrinks_to_the_sessions_absolute_end(
         self, app: FastAPI, web: httpx.AsyncClient, settings: Settings, clock: time_machine.Traveller
@@ -432,28 +375,6 @@ class TestCookieRefresh:
 
 # --- logout ----------------------------------------------------------------------------------
 class TestLogoutWithCookie:
-    async def test_ends_the_session_and_clears_the_cookie(self, app: FastAPI, web: httpx.AsyncClient) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await web.post(f"{AUTH}/logout", headers=tokens.headers | with_cookie(tokens.cookie))
-        assert response.status_code == 204, response.text
-        assert response.content == b""
-        assert_cookie_cleared(response)
-        await assert_web_session_ended(web, tokens)
-
-    async def test_the_cookie_counts_like_a_refresh_token_in_the_body(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        account, browser = await web_signed_in(app, web)
-        other_tab: Tokens = await login(web, account)  # another session of the same user, body mode
-        bystander = await web_login(web, account)
-
-        response = await web.post(f"{AUTH}/logout", headers=other_tab.headers | with_cookie(browser.cookie))
-        assert response.status_code == 204, response.text
-        assert_cookie_cleared(response)
-        assert_problem(await me(web, other_tab.access), 401, "session_revoked")
-        await assert_web_session_ended(web, browser)
-        await assert_web_session_alive(web, bystander)
-
     async def test_cookie_and_body_token_both_end_their_sessions(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         account, caller = await web_signed_in(app, web)
         from_cookie = await web_login(web, account)
@@ -488,15 +409,6 @@ class TestLogoutWithCookie:
         assert_no_cookie(response)
         assert await session_count(app, live_only=True) == 1
         await assert_web_session_alive(web, tokens)
-
-    async def test_without_a_cookie_needs_no_origin_and_sets_no_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await web.post(f"{AUTH}/logout", headers=tokens.headers)
-        assert response.status_code == 204, response.text
-        assert_no_cookie(response)
-        await assert_web_session_ended(web, tokens)
 
     async def test_still_requires_the_bearer_token(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         _, tokens = await web_signed_in(app, web)
