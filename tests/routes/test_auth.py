@@ -25,6 +25,7 @@ from keel.core.security import PasswordHasher, hash_refresh_token
 from keel.models import User, UserSession
 from keel.services import auth as auth_service
 from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
+from tests.routes.transports import Transport
 
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
@@ -94,6 +95,15 @@ async def count_users(app: FastAPI) -> int:
     database: Database = app.state.database
     async with database.session() as session:
         return (await session.exec(select(func.count()).select_from(User))).one()
+
+
+async def session_count(app: FastAPI, *, live_only: bool = False) -> int:
+    database: Database = app.state.database
+    statement = select(func.count()).select_from(UserSession)
+    if live_only:
+        statement = statement.where(col(UserSession.revoked_at).is_(None))
+    async with database.session() as session:
+        return (await session.exec(statement)).one()
 
 
 async def stored_user(app: FastAPI, email: str) -> User:
@@ -352,18 +362,21 @@ class TestRegister:
 
 # --- login -----------------------------------------------------------------------------------
 class TestLogin:
-    async def test_returns_a_token_pair_that_is_never_cached(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+    async def test_hands_over_a_token_pair_that_is_never_cached(
+        self, app: FastAPI, transport: Transport, settings: Settings
+    ) -> None:
+        assert settings.access_token_ttl_seconds == 900
         account = await create_user(app)
-        response = await login_response(client, account.email, account.password)
+        response = await transport.login_response(account)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 900
         assert isinstance(body["access_token"], str)
-        assert isinstance(body["refresh_token"], str)
-        assert body["access_token"] != body["refresh_token"]
+        refresh_token = transport.handed_over(response, max_age=settings.session_idle_ttl_seconds)
+        assert body["access_token"] != refresh_token
         assert response.headers["Cache-Control"] == "no-store"
-        assert (await me(client, body["access_token"])).json()["id"] == account.id
+        assert (await transport.me(body["access_token"])).json()["id"] == account.id
 
     @pytest.mark.parametrize("spelling", [str.upper, str.title])
     async def test_email_is_case_insensitive(
@@ -554,65 +567,71 @@ class TestLogin:
 
 # --- refresh ---------------------------------------------------------------------------------
 class TestRefresh:
-    async def test_rotates_the_refresh_token_within_the_session(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        account, tokens = await signed_in(app, client)
-        response = await refresh(client, tokens.refresh)
+    async def test_rotates_the_refresh_token_within_the_session(
+        self, app: FastAPI, transport: Transport, settings: Settings
+    ) -> None:
+        account, tokens = await transport.signed_in(app)
+        response = await transport.refresh_response(tokens.refresh)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["refresh_token"] != tokens.refresh
+        assert transport.handed_over(response, max_age=settings.session_idle_ttl_seconds) != tokens.refresh
         assert body["token_type"] == "bearer"
-        assert body["expires_in"] == 900
+        assert body["expires_in"] == settings.access_token_ttl_seconds == 900
         assert response.headers["Cache-Control"] == "no-store"
         assert session_id_of(body["access_token"]) == session_id_of(tokens.access)
-        assert (await me(client, body["access_token"])).json()["id"] == account.id
+        assert (await transport.me(body["access_token"])).json()["id"] == account.id
+        assert await session_count(app) == 1
+        # The token it replaced no longer works.
+        await transport.refused(tokens.refresh)
 
+    @pytest.mark.parametrize("replayed", ["previous", "original"])
     async def test_reuse_of_a_rotated_token_revokes_the_whole_session(
-        self, app: FastAPI, client: httpx.AsyncClient
+        self, app: FastAPI, transport: Transport, replayed: str
     ) -> None:
-        _, original = await signed_in(app, client)
-        first = await assert_session_alive(client, original)
-        newest = await assert_session_alive(client, first)
+        _, original = await transport.signed_in(app)
+        previous = await transport.assert_session_alive(original)
+        newest = await transport.assert_session_alive(previous)
 
-        assert_problem(await refresh(client, original.refresh), 401, "invalid_refresh_token")
-        await assert_session_ended(client, newest)
+        await transport.refused(previous.refresh if replayed == "previous" else original.refresh)
+        await transport.assert_session_ended(newest)
+        assert await session_count(app, live_only=True) == 0
 
-    async def test_unknown_token_revokes_nothing(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        _, tokens = await signed_in(app, client)
-        response = await refresh(client, "not-a-token-we-ever-issued")
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        await assert_session_alive(client, tokens)
+    async def test_unknown_token_revokes_nothing(self, app: FastAPI, transport: Transport) -> None:
+        _, tokens = await transport.signed_in(app)
+        await transport.refused("not-a-token-we-ever-issued")
+        await transport.assert_session_alive(tokens)
 
-    async def test_concurrent_refreshes_of_one_token_have_one_winner(
-        self, app: FastAPI, client: httpx.AsyncClient
-    ) -> None:
-        _, tokens = await signed_in(app, client)
-        first, second = await asyncio.gather(refresh(client, tokens.refresh), refresh(client, tokens.refresh))
+    async def test_concurrent_refreshes_of_one_token_have_one_winner(self, app: FastAPI, transport: Transport) -> None:
+        _, tokens = await transport.signed_in(app)
+        first, second = await asyncio.gather(
+            transport.refresh_response(tokens.refresh), transport.refresh_response(tokens.refresh)
+        )
         assert sorted([first.status_code, second.status_code]) == [200, 401], (first.text, second.text)
-        loser = first if first.status_code == 401 else second
-        assert_problem(loser, 401, "invalid_refresh_token")
+        winner, loser = (second, first) if first.status_code == 401 else (first, second)
+        transport.handed_over(winner)
+        transport.assert_refused(loser)
         # One token was issued at login and exactly one more by the winner.
         assert len(await refresh_token_rows(app)) == 2
 
     async def test_session_ends_after_seven_idle_days(
-        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+        self, app: FastAPI, transport: Transport, clock: time_machine.Traveller
     ) -> None:
-        _, tokens = await signed_in(app, client)
+        _, tokens = await transport.signed_in(app)
         clock.shift(timedelta(days=7, minutes=1))
-        assert_problem(await refresh(client, tokens.refresh), 401, "invalid_refresh_token")
+        await transport.refused(tokens.refresh)
 
     async def test_regular_use_keeps_the_session_alive_until_the_absolute_limit(
-        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+        self, app: FastAPI, transport: Transport, clock: time_machine.Traveller
     ) -> None:
-        _, tokens = await signed_in(app, client)
+        _, tokens = await transport.signed_in(app)
         for _ in range(4):  # days 6, 12, 18 and 24: each gap is under the idle limit
             clock.shift(timedelta(days=6))
-            tokens = await rotate(client, tokens)
+            tokens = await transport.rotate(tokens)
         clock.shift(timedelta(days=5, hours=23))  # day 29, 23h: still inside 30 days
-        tokens = await rotate(client, tokens)
+        tokens = await transport.rotate(tokens)
 
         clock.shift(timedelta(hours=1, minutes=1))  # past 30 days since login, used 1h ago
-        assert_problem(await refresh(client, tokens.refresh), 401, "invalid_refresh_token")
+        await transport.refused(tokens.refresh)
 
     async def test_access_token_stops_at_the_absolute_end_of_its_session(
         self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
@@ -629,16 +648,25 @@ class TestRefresh:
         assert_problem(response, 401, "session_revoked")
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
-    async def test_deactivated_user_cannot_refresh(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        account, tokens = await signed_in(app, client)
+    async def test_deactivated_user_cannot_refresh(self, app: FastAPI, transport: Transport) -> None:
+        account, tokens = await transport.signed_in(app)
         await set_active(app, account.id, active=False)
-        assert_problem(await refresh(client, tokens.refresh), 401, "invalid_refresh_token")
+        await transport.refused(tokens.refresh)
 
-    async def test_refresh_tokens_are_stored_only_as_sha256_hashes(
-        self, app: FastAPI, client: httpx.AsyncClient
-    ) -> None:
-        _, tokens = await signed_in(app, client)
-        rotated = await assert_session_alive(client, tokens)
+    async def test_a_session_ended_elsewhere_cannot_refresh(self, app: FastAPI, transport: Transport) -> None:
+        account, tokens = await transport.signed_in(app)
+        other_device = await transport.login(account)
+        ended = await transport.client.delete(
+            f"{AUTH}/sessions/{session_id_of(tokens.access)}", headers=other_device.headers
+        )
+        assert ended.status_code == 204, ended.text
+
+        await transport.assert_session_ended(tokens)
+        await transport.assert_session_alive(other_device)
+
+    async def test_refresh_tokens_are_stored_only_as_sha256_hashes(self, app: FastAPI, transport: Transport) -> None:
+        _, tokens = await transport.signed_in(app)
+        rotated = await transport.assert_session_alive(tokens)
 
         rows = await refresh_token_rows(app)
         stored = [str(value) for row in rows for value in row]
@@ -667,37 +695,26 @@ class TestRefresh:
         ],
     )
     async def test_any_string_that_is_not_a_live_refresh_token_is_401(
-        self, app: FastAPI, client: httpx.AsyncClient, token: str
+        self, app: FastAPI, transport: Transport, token: str
     ) -> None:
-        assert_problem(await refresh(client, token), 401, "invalid_refresh_token")
+        await transport.refused(token)
 
-    async def test_an_access_token_sent_as_the_refresh_token_is_401(
-        self, app: FastAPI, client: httpx.AsyncClient
-    ) -> None:
-        _, tokens = await signed_in(app, client)
+    async def test_an_access_token_sent_as_the_refresh_token_is_401(self, app: FastAPI, transport: Transport) -> None:
+        _, tokens = await transport.signed_in(app)
         assert len(tokens.access) > 256  # longer than any refresh token, as the probe that found this sent
 
-        assert_problem(await refresh(client, tokens.access), 401, "invalid_refresh_token")
-        await assert_session_alive(client, tokens)
+        await transport.refused(tokens.access)
+        await transport.assert_session_alive(tokens)
 
 
-# --- logout ----------------------------------------------------------------------------------
 class TestPresentedRefreshToken:
     """The refresh token is taken from the body or the cookie once, and hashed once, for the rate
     limit and the route alike."""
 
-    @pytest.mark.parametrize("mode", ["body", "cookie"])
     async def test_a_refresh_hashes_the_presented_token_once(
-        self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, mode: str
+        self, app: FastAPI, transport: Transport, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        account = await create_user(app)
-        web = {"X-Keel-Client": "web", "Origin": "http://testserver"}
-        signed = await client.post(
-            "/api/v1/auth/login",
-            data={"username": account.email, "password": account.password},
-            headers=web if mode == "cookie" else {},
-        )
-        assert signed.status_code == 200, signed.text
+        _, tokens = await transport.signed_in(app)
         hashed: list[str] = []
         real = hash_refresh_token
 
@@ -706,65 +723,67 @@ class TestPresentedRefreshToken:
             return real(token)
 
         monkeypatch.setattr(auth_service, "hash_refresh_token", counting)
-        if mode == "body":
-            response = await client.post("/api/v1/auth/refresh", json={"refresh_token": signed.json()["refresh_token"]})
-        else:
-            response = await client.post("/api/v1/auth/refresh", headers=web)
+        response = await transport.refresh_response(tokens.refresh)
 
         assert response.status_code == 200, response.text
         assert len(hashed) == 1
         assert app.state.rate_limiter.enabled  # the limit looked the token up too, with that one hash
 
 
+# --- logout ----------------------------------------------------------------------------------
 class TestLogout:
-    async def test_ends_the_current_session_only(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        account, tokens = await signed_in(app, client)
-        other = await login(client, account)
+    @pytest.mark.parametrize("presented", [True, False], ids=["with-its-refresh-token", "bearer-only"])
+    async def test_ends_the_current_session_only(self, app: FastAPI, transport: Transport, presented: bool) -> None:
+        account, tokens = await transport.signed_in(app)
+        other = await transport.login(account)
 
-        response = await client.post(f"{AUTH}/logout", headers=tokens.headers)
+        # Bearer-only needs no Origin even in cookie mode: no cookie is acted on.
+        response = await transport.logout(tokens, presenting=tokens.refresh if presented else None)
         assert response.status_code == 204, response.text
         assert response.content == b""
+        transport.assert_dropped(response, presented=presented)
 
-        await assert_session_ended(client, tokens)
-        await assert_session_alive(client, other)
+        await transport.assert_session_ended(tokens)
+        assert_problem(await transport.logout(tokens), 401, "session_revoked")
+        await transport.assert_session_alive(other)
 
-    async def test_also_ends_the_session_of_a_refresh_token_handed_in(
-        self, app: FastAPI, client: httpx.AsyncClient
-    ) -> None:
-        account, tokens = await signed_in(app, client)
-        second = await login(client, account)
-        third = await login(client, account)
+    async def test_also_ends_the_session_of_a_refresh_token_handed_in(self, app: FastAPI, transport: Transport) -> None:
+        account, tokens = await transport.signed_in(app)
+        second = await transport.login(account)
+        third = await transport.login(account)
 
-        response = await client.post(f"{AUTH}/logout", headers=tokens.headers, json={"refresh_token": second.refresh})
+        response = await transport.logout(tokens, presenting=second.refresh)
         assert response.status_code == 204, response.text
-        await assert_session_ended(client, tokens)
-        await assert_session_ended(client, second)
-        await assert_session_alive(client, third)
+        transport.assert_dropped(response, presented=True)
+        await transport.assert_session_ended(tokens)
+        await transport.assert_session_ended(second)
+        await transport.assert_session_alive(third)
 
-    async def test_a_refresh_token_of_another_user_is_ignored(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        _, tokens = await signed_in(app, client)
-        _, victim = await signed_in(app, client)
+    async def test_a_refresh_token_of_another_user_is_ignored(self, app: FastAPI, transport: Transport) -> None:
+        _, tokens = await transport.signed_in(app)
+        _, victim = await transport.signed_in(app)
 
-        response = await client.post(f"{AUTH}/logout", headers=tokens.headers, json={"refresh_token": victim.refresh})
+        response = await transport.logout(tokens, presenting=victim.refresh)
         assert response.status_code == 204, response.text
-        await assert_session_ended(client, tokens)
-        await assert_session_alive(client, victim)
+        await transport.assert_session_ended(tokens)
+        await transport.assert_session_alive(victim)
 
     @pytest.mark.parametrize(
         "handed_in", ["the access token", "x" * 4096, ""], ids=["access-token", "at-the-bound", "empty"]
     )
     async def test_a_string_that_is_not_a_refresh_token_handed_in_still_logs_out(
-        self, app: FastAPI, client: httpx.AsyncClient, handed_in: str
+        self, app: FastAPI, transport: Transport, handed_in: str
     ) -> None:
-        account, tokens = await signed_in(app, client)
-        other = await login(client, account)
+        account, tokens = await transport.signed_in(app)
+        other = await transport.login(account)
         token = tokens.access if handed_in == "the access token" else handed_in
 
-        response = await client.post(f"{AUTH}/logout", headers=tokens.headers, json={"refresh_token": token})
+        response = await transport.logout(tokens, presenting=token)
 
         assert response.status_code == 204, response.text
-        await assert_session_ended(client, tokens)
-        await assert_session_alive(client, other)
+        transport.assert_dropped(response, presented=True)
+        await transport.assert_session_ended(tokens)
+        await transport.assert_session_alive(other)
 
     async def test_requires_a_token(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         response = await client.post(f"{AUTH}/logout")

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from http.client import HTTPResponse
-from http.cookiejar import CookieJar
 from typing import Any
-from urllib.request import Request as UrllibRequest
 
 import httpx
 import pytest
@@ -23,32 +20,30 @@ from keel.http.web_session import REFRESH_COOKIE, REFRESH_COOKIE_PATH
 from keel.main import create_app
 from keel.models import UserSession
 from keel.routes.auth import router as auth_router
-from tests.factories import Account, Tokens, assert_problem, create_user, login
+from tests.factories import Account, assert_problem, create_user, login
+from tests.routes.transports import (
+    AUTH,
+    ME,
+    ORIGIN,
+    WEB,
+    assert_cookie_cleared,
+    assert_cookie_set,
+    assert_no_cookie,
+    jarless_client,
+    refresh_cookie_of,
+    with_cookie,
+)
 
-AUTH = "/api/v1/auth"
-ME = "/api/v1/users/me"
-ORIGIN = "http://testserver"  # the test client's own origin, as the app sees it
-WEB = {"X-Keel-Client": "web", "Origin": ORIGIN}
+# Rotation, reuse, expiry, the 401s and logout are tested in both modes at once in test_auth.py
+# (the `transport` fixture); this file keeps what only cookie mode has.
 PUBLIC_HTTPS_URL = "https://keel.example.com"
 DAY = 24 * 3600
 
 
 # --- clients ---------------------------------------------------------------------------------
-class _NoCookieJar(CookieJar):
-    """Keeps nothing, so each request carries exactly the cookie its test gives it."""
-
-    def extract_cookies(self, response: HTTPResponse, request: UrllibRequest) -> None:
-        return None
-
-
-def _client(app: FastAPI, base_url: str = ORIGIN) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
-    return httpx.AsyncClient(transport=transport, base_url=base_url, cookies=_NoCookieJar())
-
-
 @pytest.fixture
 async def web(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(app) as http:
+    async with jarless_client(app) as http:
         yield http
 
 
@@ -60,66 +55,6 @@ async def https_public_app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-# --- Set-Cookie, parsed independently of how the app writes it ---------------------------------
-@dataclass(frozen=True)
-class SetCookie:
-    name: str
-    value: str
-    attributes: dict[str, str | bool]  # lower-cased names; flags map to True
-
-    @property
-    def max_age(self) -> int:
-        value = self.attributes["max-age"]
-        assert isinstance(value, str)
-        return int(value)
-
-
-def parse_set_cookie(header: str) -> SetCookie:
-    pair, *rest = (part.strip() for part in header.split(";"))
-    name, _, value = pair.partition("=")
-    attributes: dict[str, str | bool] = {}
-    for item in rest:
-        key, sep, val = item.partition("=")
-        assert key.lower() not in attributes, header
-        attributes[key.lower()] = val if sep else True
-    return SetCookie(name=name, value=value, attributes=attributes)
-
-
-def refresh_cookie_of(response: httpx.Response) -> SetCookie:
-    """The response sets exactly one cookie, the refresh cookie."""
-    headers = response.headers.get_list("set-cookie")
-    assert len(headers) == 1, headers
-    cookie = parse_set_cookie(headers[0])
-    assert cookie.name == REFRESH_COOKIE
-    return cookie
-
-
-def assert_cookie_set(response: httpx.Response, *, max_age: int, secure: bool = False) -> str:
-    """The refresh cookie is set with exactly the promised attributes; returns its value."""
-    cookie = refresh_cookie_of(response)
-    expected = {"httponly", "samesite", "path", "max-age"} | ({"secure"} if secure else set())
-    assert set(cookie.attributes) == expected, cookie.attributes
-    assert cookie.attributes["httponly"] is True
-    assert str(cookie.attributes["samesite"]).lower() == "strict"
-    assert cookie.attributes["path"] == "/api/v1/auth"
-    assert cookie.max_age == max_age
-    assert len(cookie.value) >= 40  # 256 random bits, URL-safe base64
-    return cookie.value
-
-
-def assert_cookie_cleared(response: httpx.Response, *, secure: bool = False) -> None:
-    cookie = refresh_cookie_of(response)
-    assert cookie.max_age == 0
-    assert cookie.value in {"", '""'}
-    assert cookie.attributes["path"] == "/api/v1/auth"
-    assert cookie.attributes["httponly"] is True
-    assert ("secure" in cookie.attributes) is secure
-
-
-def assert_no_cookie(response: httpx.Response) -> None:
-    assert response.headers.get_list("set-cookie") == []
-
-
 # --- requests --------------------------------------------------------------------------------
 @dataclass
 class WebTokens:
@@ -129,13 +64,6 @@ class WebTokens:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access}"}
-
-
-def with_cookie(cookie: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
-    merged = dict(WEB if headers is None else headers)
-    if cookie is not None:
-        merged["Cookie"] = f"{REFRESH_COOKIE}={cookie}"
-    return merged
 
 
 async def web_login_response(
@@ -233,21 +161,6 @@ FOREIGN_ORIGINS = [
 
 # --- login -----------------------------------------------------------------------------------
 class TestWebLogin:
-    async def test_sets_the_refresh_cookie_and_keeps_it_out_of_the_body(
-        self, app: FastAPI, web: httpx.AsyncClient, settings: Settings
-    ) -> None:
-        account = await create_user(app)
-        response = await web_login_response(web, account)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["refresh_token"] is None
-        assert body["token_type"] == "bearer"
-        assert body["expires_in"] == settings.access_token_ttl_seconds
-        assert response.headers["Cache-Control"] == "no-store"
-        cookie = assert_cookie_set(response, max_age=settings.session_idle_ttl_seconds)
-        assert cookie not in response.text
-        assert (await me(web, body["access_token"])).json()["id"] == account.id
-
     async def test_the_cookie_is_a_working_refresh_token(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         _, tokens = await web_signed_in(app, web)
         response = await web.post(f"{AUTH}/refresh", json={"refresh_token": tokens.cookie})
@@ -307,7 +220,7 @@ class TestWebLogin:
 
     async def test_secure_when_the_public_url_is_https(self, https_public_app: FastAPI, settings: Settings) -> None:
         account = await create_user(https_public_app)
-        async with _client(https_public_app) as client:
+        async with jarless_client(https_public_app) as client:
             # Behind the proxy the browser's origin is the public one, not what the app sees.
             response = await web_login_response(client, account, {"X-Keel-Client": "web", "Origin": PUBLIC_HTTPS_URL})
             assert response.status_code == 200, response.text
@@ -323,7 +236,7 @@ class TestWebLogin:
 
     async def test_secure_when_the_request_is_https(self, app: FastAPI, settings: Settings) -> None:
         account = await create_user(app)
-        async with _client(app, base_url="https://testserver") as client:
+        async with jarless_client(app, base_url="https://testserver") as client:
             response = await web_login_response(
                 client, account, {"X-Keel-Client": "web", "Origin": "https://testserver"}
             )
@@ -333,21 +246,6 @@ class TestWebLogin:
 
 # --- refresh ---------------------------------------------------------------------------------
 class TestCookieRefresh:
-    async def test_rotates_the_cookie_within_the_session(
-        self, app: FastAPI, web: httpx.AsyncClient, settings: Settings
-    ) -> None:
-        account, tokens = await web_signed_in(app, web)
-        response = await cookie_refresh(web, tokens.cookie)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["refresh_token"] is None
-        assert body["expires_in"] == settings.access_token_ttl_seconds
-        assert response.headers["Cache-Control"] == "no-store"
-        new_cookie = assert_cookie_set(response, max_age=settings.session_idle_ttl_seconds)
-        assert new_cookie != tokens.cookie
-        assert (await me(web, body["access_token"])).json()["id"] == account.id
-        assert await session_count(app) == 1
-
     @pytest.mark.parametrize(
         "send",
         [
@@ -364,35 +262,6 @@ class TestCookieRefresh:
         assert response.status_code == 200, response.text
         assert response.json()["refresh_token"] is None
         assert refresh_cookie_of(response).value != tokens.cookie
-
-    async def test_reusing_a_rotated_cookie_ends_the_session_and_clears_the_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        _, original = await web_signed_in(app, web)
-        newest = await assert_web_session_alive(web, original)
-
-        response = await cookie_refresh(web, original.cookie)
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert_cookie_cleared(response)
-        await assert_web_session_ended(web, newest)
-        assert await session_count(app, live_only=True) == 0
-
-    async def test_an_unknown_cookie_gets_401_and_is_cleared(self, app: FastAPI, web: httpx.AsyncClient) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await cookie_refresh(web, "not-a-token-we-ever-issued")
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert_cookie_cleared(response)
-        await assert_web_session_alive(web, tokens)
-
-    async def test_an_expired_session_clears_the_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient, clock: time_machine.Traveller
-    ) -> None:
-        _, tokens = await web_signed_in(app, web)
-        clock.shift(timedelta(days=7, minutes=1))
-        response = await cookie_refresh(web, tokens.cookie)
-        assert_problem(response, 401, "invalid_refresh_token")
-        assert_cookie_cleared(response)
 
     async def test_max_age_shrinks_to_the_sessions_absolute_end(
         self, app: FastAPI, web: httpx.AsyncClient, settings: Settings, clock: time_machine.Traveller
@@ -448,7 +317,7 @@ class TestCookieRefresh:
     async def test_https_public_url_origin_is_accepted_and_its_host_alone_is_not(
         self, https_public_app: FastAPI
     ) -> None:
-        async with _client(https_public_app) as client:
+        async with jarless_client(https_public_app) as client:
             tokens = await web_login(client, await create_user(https_public_app))
             wrong_scheme = await cookie_refresh(
                 client, tokens.cookie, {"X-Keel-Client": "web", "Origin": "http://keel.example.com"}
@@ -506,28 +375,6 @@ class TestCookieRefresh:
 
 # --- logout ----------------------------------------------------------------------------------
 class TestLogoutWithCookie:
-    async def test_ends_the_session_and_clears_the_cookie(self, app: FastAPI, web: httpx.AsyncClient) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await web.post(f"{AUTH}/logout", headers=tokens.headers | with_cookie(tokens.cookie))
-        assert response.status_code == 204, response.text
-        assert response.content == b""
-        assert_cookie_cleared(response)
-        await assert_web_session_ended(web, tokens)
-
-    async def test_the_cookie_counts_like_a_refresh_token_in_the_body(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        account, browser = await web_signed_in(app, web)
-        other_tab: Tokens = await login(web, account)  # another session of the same user, body mode
-        bystander = await web_login(web, account)
-
-        response = await web.post(f"{AUTH}/logout", headers=other_tab.headers | with_cookie(browser.cookie))
-        assert response.status_code == 204, response.text
-        assert_cookie_cleared(response)
-        assert_problem(await me(web, other_tab.access), 401, "session_revoked")
-        await assert_web_session_ended(web, browser)
-        await assert_web_session_alive(web, bystander)
-
     async def test_cookie_and_body_token_both_end_their_sessions(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         account, caller = await web_signed_in(app, web)
         from_cookie = await web_login(web, account)
@@ -562,15 +409,6 @@ class TestLogoutWithCookie:
         assert_no_cookie(response)
         assert await session_count(app, live_only=True) == 1
         await assert_web_session_alive(web, tokens)
-
-    async def test_without_a_cookie_needs_no_origin_and_sets_no_cookie(
-        self, app: FastAPI, web: httpx.AsyncClient
-    ) -> None:
-        _, tokens = await web_signed_in(app, web)
-        response = await web.post(f"{AUTH}/logout", headers=tokens.headers)
-        assert response.status_code == 204, response.text
-        assert_no_cookie(response)
-        await assert_web_session_ended(web, tokens)
 
     async def test_still_requires_the_bearer_token(self, app: FastAPI, web: httpx.AsyncClient) -> None:
         _, tokens = await web_signed_in(app, web)
