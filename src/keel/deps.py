@@ -95,11 +95,17 @@ class _BearerAuth(OAuth2PasswordBearer):
     every level of a dependency tree again for each dependency that uses it, and this runs on
     nearly every request. Being the security scheme itself, it still documents the flow (and
     /docs' Authorize button) under the scheme name FastAPI gives it by default.
+
+    With `counts_writes` it also counts the request against the caller's write limit, in the
+    session check's own Redis round trip where it can (see `session_service.authenticate`). Each
+    instance is solved once per request, so a route authenticates once as long as it and its
+    lookups (`OwnedTodo`, `VisiblePost`, ...) all name the same one.
     """
 
-    def __init__(self, *, optional: bool) -> None:
+    def __init__(self, *, optional: bool = False, counts_writes: bool = False) -> None:
         super().__init__(tokenUrl=LOGIN_PATH, scheme_name="OAuth2PasswordBearer", auto_error=False)
         self.optional = optional
+        self.counts_writes = counts_writes
 
     async def __call__(self, request: Request) -> Principal | None:  # type: ignore[override]
         token = await super().__call__(request)
@@ -107,43 +113,27 @@ class _BearerAuth(OAuth2PasswordBearer):
             if self.optional:  # anonymous is fine; a token that is presented must still be valid
                 return None
             raise Unauthorized
-        return await _authenticate(request, token)
+        # Reads the app's state directly rather than through dependencies: this runs on every request.
+        state = request.app.state
+        try:
+            claims = decode_access_token(state.settings, token)
+        except TokenError as exc:
+            raise (TokenExpired() if exc.expired else InvalidToken()) from None
+        principal = await session_service.authenticate(
+            database=state.database,
+            cache=state.session_cache,
+            claims=claims,
+            writes=state.rate_limiter if self.counts_writes else None,
+        )
+        request.state.user_id = principal.user_id  # for the access log
+        return principal
 
 
-async def _authenticate(request: Request, token: str) -> Principal:
-    # A route can need both CurrentUser and OptionalUser (a vote: the post's visibility, the voter):
-    # the token is checked, and a write counted, once per request.
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
-        return known
-    # Reads the app's state directly rather than through dependencies: this runs on every request.
-    state = request.app.state
-    try:
-        claims = decode_access_token(state.settings, token)
-    except TokenError as exc:
-        raise (TokenExpired() if exc.expired else InvalidToken()) from None
-    write = None
-    if _counts_writes(request):
-        # The write limit is counted by the session check's own Redis round trip where it can be.
-        limiter: RateLimiter = state.rate_limiter
-        count = limiter.window_count("writes", str(claims.user_id))
-        write = session_service.WriteCount(limiter, count) if count is not None else None
-    principal = await session_service.authenticate(
-        database=state.database, cache=state.session_cache, claims=claims, write=write
-    )
-    request.state.user_id = principal.user_id
-    request.state.principal = principal
-    request.state.write_counted = write is not None and write.counted
-    return principal
-
-
-def _counts_writes(request: Request) -> bool:
-    """Whether the matched route draws on the write limit (it lists WriteRateLimit)."""
-    return WriteRateLimit in getattr(request.scope.get("route"), "dependencies", ())
-
-
-CurrentUser = Annotated[Principal, Depends(_BearerAuth(optional=False))]
+CurrentUser = Annotated[Principal, Depends(_BearerAuth())]
 OptionalUser = Annotated[Principal | None, Depends(_BearerAuth(optional=True))]
+# For a route that writes: the caller, counted against their write limit (429 when it is used up).
+# It replaces CurrentUser there, in the route and in the lookups it uses, rather than joining it.
+WritingUser = Annotated[Principal, Depends(_BearerAuth(counts_writes=True))]
 # For a route that takes OptionalUser: its OpenAPI security then admits anonymous callers (`{}`).
 ANONYMOUS_ALLOWED: dict[str, Any] = {"security": [{}]}
 
@@ -316,21 +306,12 @@ async def _limit_refresh(
         await limiter.hit("refresh", "session", session_id)
 
 
-async def _limit_writes(request: Request, user: CurrentUser) -> None:
-    if getattr(request.state, "write_counted", False):
-        return  # counted (or refused) with the session check, in the same round trip
-    # The limiter from the app's state directly: one dependency fewer to solve on every write.
-    limiter: RateLimiter = request.app.state.rate_limiter
-    await limiter.hit("writes", str(user.user_id))
-
-
 # The sign-in's rate limits, and its password check counted against the account (keel.core.lockout).
 LoginAttempt = Annotated[PasswordAttempt, Depends(_login_attempt)]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
 RefreshRateLimit = Depends(_limit_refresh)
-WriteRateLimit = Depends(_limit_writes)
 
 
 # --- Idempotency-Key on creates (see keel.services.idempotency) -------------------------------------
@@ -365,12 +346,24 @@ async def _owned_todo(todo_id: TodoId, user: CurrentUser, session: SessionDep) -
     return await todo_service.get_owned(session=session, owner_id=user.user_id, todo_id=todo_id)
 
 
+async def _owned_todo_to_write(todo_id: TodoId, user: WritingUser, session: SessionDep) -> Todo:
+    return await todo_service.get_owned(session=session, owner_id=user.user_id, todo_id=todo_id)
+
+
 async def _visible_post(post_id: PostId, user: OptionalUser, session: SessionDep) -> Post:
+    return await post_service.get_visible(session=session, post_id=post_id, viewer=user)
+
+
+async def _visible_post_to_write(post_id: PostId, user: WritingUser, session: SessionDep) -> Post:
     return await post_service.get_visible(session=session, post_id=post_id, viewer=user)
 
 
 OwnedTodo = Annotated[Todo, Depends(_owned_todo)]
 VisiblePost = Annotated[Post, Depends(_visible_post)]
+# The same lookups for a route that takes WritingUser: they name it too, so the caller is
+# authenticated (and the write counted) once.
+OwnedTodoToWrite = Annotated[Todo, Depends(_owned_todo_to_write)]
+VisiblePostToWrite = Annotated[Post, Depends(_visible_post_to_write)]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -14,6 +14,9 @@ import httpx
 import pytest
 import time_machine
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import col, select
 
 from keel.core.config import Settings
@@ -21,6 +24,7 @@ from keel.core.db import Database
 from keel.core.ratelimit import KEY_PREFIX
 from keel.main import create_app
 from keel.models import EmailOutbox
+from keel.routes import admin, auth, ops, posts, todos, users
 from keel.services import auth as auth_service
 from tests.conftest import base_settings
 from tests.factories import DEFAULT_PASSWORD, Account, Tokens, assert_problem, create_user, login, signed_in
@@ -513,6 +517,35 @@ class TestWrites:
         assert (first.status_code, second.status_code, third.status_code) == (201, 201, 201)
         assert_rate_limited(fourth, window=60)
 
+    @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+    async def test_a_write_that_looks_up_what_it_changes_still_authenticates_once(self, settings: Settings) -> None:
+        async with serving(settings) as app, client_from(app, PEER) as http:
+            _, tokens = await signed_in(app, http)
+            todo = await http.post("/api/v1/todos", json={"title": "one"}, headers=tokens.headers)
+            post = await http.post("/api/v1/posts", json={"title": "t", "content": "c"}, headers=tokens.headers)
+            redis = app.state.redis
+            commands: list[list[str]] = []
+            real_execute = redis.execute_command
+
+            async def counting(*args: Any, **options: Any) -> Any:
+                commands[-1].append(str(args[0]))
+                return await real_execute(*args, **options)
+
+            redis.execute_command = counting
+            statuses = []
+            for method, url in [
+                ("PATCH", f"/api/v1/todos/{todo.json()['id']}"),
+                ("PATCH", f"/api/v1/posts/{post.json()['id']}"),
+                ("DELETE", f"/api/v1/posts/{post.json()['id']}/vote"),
+            ]:
+                commands.append([])
+                body = {"title": "changed"} if method == "PATCH" else None
+                statuses.append((await http.request(method, url, json=body, headers=tokens.headers)).status_code)
+
+        assert statuses == [200, 200, 204]
+        # The route and its lookup (OwnedTodo, VisiblePost) share one authentication, and its count.
+        assert commands == [["EVALSHA"]] * 3
+
 
 class TestTurnedOff:
     async def test_nothing_is_limited(self, settings: Settings) -> None:
@@ -699,3 +732,34 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
     }
 
     assert documented == limited
+
+
+def calls(dependant: Dependant) -> list[Any]:
+    """Every dependency a route's tree solves, at any depth."""
+    return [found for sub in dependant.dependencies for found in [sub.call, *calls(sub)]]
+
+
+def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count() -> None:
+    """Each bearer dependency is solved once per request: a route that named two would authenticate twice."""
+    counted = set()
+    for route in (route for module in (admin, auth, ops, posts, todos, users) for route in module.router.routes):
+        assert isinstance(route, APIRoute)
+        schemes = {id(call): call for call in calls(route.dependant) if isinstance(call, OAuth2PasswordBearer)}
+        assert len(schemes) <= 1, route.path
+        if any(getattr(scheme, "counts_writes", False) for scheme in schemes.values()):
+            counted |= {(method.lower(), route.path) for method in route.methods or ()}
+
+    assert counted == {
+        ("post", "/api/v1/todos"),
+        ("post", "/api/v1/todos/"),
+        ("patch", "/api/v1/todos/{todo_id}"),
+        ("delete", "/api/v1/todos/{todo_id}"),
+        ("post", "/api/v1/posts"),
+        ("post", "/api/v1/posts/"),
+        ("patch", "/api/v1/posts/{post_id:not_mine}"),
+        ("delete", "/api/v1/posts/{post_id:not_mine}"),
+        ("post", "/api/v1/posts/{post_id:not_mine}/vote"),
+        ("delete", "/api/v1/posts/{post_id:not_mine}/vote"),
+        ("patch", "/api/v1/users/me"),
+        ("delete", "/api/v1/users/me"),
+    }

@@ -16,7 +16,8 @@ from keel.deps import (
     SearchTerm,
     SessionDep,
     VisiblePost,
-    WriteRateLimit,
+    VisiblePostToWrite,
+    WritingUser,
 )
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
@@ -44,7 +45,6 @@ router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=problem_responses(401, 403, 429),
-    dependencies=[WriteRateLimit],
 )
 @router.post(
     "/",
@@ -52,11 +52,10 @@ router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=problem_responses(401, 403, 429),
-    dependencies=[WriteRateLimit],
 )
 async def create_post(
     data: PostCreate,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -117,9 +116,8 @@ async def read_post(user: OptionalUser, post: VisiblePost, session: SessionDep) 
     "/{post_id:not_mine}",
     response_model=PostRead,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, session: SessionDep) -> PostRead:
+async def update_post(user: WritingUser, post: VisiblePostToWrite, data: PostUpdate, session: SessionDep) -> PostRead:
     """Edit, publish or unpublish a post (its author only)."""
     return await post_service.update(session=session, post=post, editor=user, data=data)
 
@@ -128,9 +126,8 @@ async def update_post(user: CurrentUser, post: VisiblePost, data: PostUpdate, se
     "/{post_id:not_mine}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+async def delete_post(user: WritingUser, post: VisiblePostToWrite, session: SessionDep) -> None:
     """Delete a post (its author or an admin)."""
     await post_service.delete(session=session, post=post, actor=user)
 
@@ -139,9 +136,8 @@ async def delete_post(user: CurrentUser, post: VisiblePost, session: SessionDep)
     "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+async def vote(user: WritingUser, post: VisiblePostToWrite, session: SessionDep) -> None:
     """Vote for a published post (needs a verified email); voting again changes nothing."""
     await post_service.vote(session=session, post=post, voter=user)
 
@@ -150,8 +146,7 @@ async def vote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> Non
     "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def unvote(user: CurrentUser, post: VisiblePost, session: SessionDep) -> None:
+async def unvote(user: WritingUser, post: VisiblePostToWrite, session: SessionDep) -> None:
     """Take back a vote; doing it twice changes nothing."""
     await post_service.unvote(session=session, post=post, voter=user)

@@ -11,9 +11,10 @@ from keel.deps import (
     Limit,
     Offset,
     OwnedTodo,
+    OwnedTodoToWrite,
     SearchTerm,
     SessionDep,
-    WriteRateLimit,
+    WritingUser,
 )
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
@@ -30,18 +31,16 @@ router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=TodoRead,
     responses=problem_responses(429),
-    dependencies=[WriteRateLimit],
 )
 @router.post(
     "/",
     include_in_schema=False,
     status_code=status.HTTP_201_CREATED,
     response_model=TodoRead,
-    dependencies=[WriteRateLimit],
 )
 async def create_todo(
     data: TodoCreate,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -83,10 +82,8 @@ async def read_todo(todo: OwnedTodo) -> TodoRead:
     return TodoRead.model_validate(todo)
 
 
-@router.patch(
-    "/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429), dependencies=[WriteRateLimit]
-)
-async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) -> TodoRead:
+@router.patch("/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429))
+async def update_todo(data: TodoUpdate, todo: OwnedTodoToWrite, session: SessionDep) -> TodoRead:
     """Change any of a todo's fields (tick it done with `completed: true`)."""
     return TodoRead.model_validate(await todo_service.update(session=session, todo=todo, data=data))
 
@@ -95,8 +92,7 @@ async def update_todo(data: TodoUpdate, todo: OwnedTodo, session: SessionDep) ->
     "/{todo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def delete_todo(todo: OwnedTodo, session: SessionDep) -> None:
+async def delete_todo(todo: OwnedTodoToWrite, session: SessionDep) -> None:
     """Delete a todo."""
     await todo_service.delete(session=session, todo=todo)

@@ -10,7 +10,7 @@ from keel.deps import (
     SessionDep,
     SettingsDep,
     UserId,
-    WriteRateLimit,
+    WritingUser,
 )
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
@@ -26,10 +26,8 @@ async def read_me(user: CurrentUser, session: SessionDep) -> UserRead:
     return UserRead.model_validate(await user_service.get_own(session=session, user_id=user.user_id))
 
 
-@router.patch(
-    "/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429), dependencies=[WriteRateLimit]
-)
-async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) -> UserRead:
+@router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429))
+async def update_me(data: UserUpdate, user: WritingUser, session: SessionDep) -> UserRead:
     """Change the current user's username or full name."""
     updated = await user_service.update_profile(session=session, user_id=user.user_id, data=data)
     return UserRead.model_validate(updated)
@@ -39,11 +37,10 @@ async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) ->
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400, 401, 409, 422, 429),
-    dependencies=[WriteRateLimit],
 )
 async def delete_me(
     data: UserDelete,
-    user: CurrentUser,
+    user: WritingUser,
     session: SessionDep,
     cache: CacheDep,
     settings: SettingsDep,

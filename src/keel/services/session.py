@@ -148,30 +148,22 @@ def _decoded(raw: str | None) -> _SessionState | str | None:
     return _SessionState.decode(raw)
 
 
-@dataclass(slots=True)
-class WriteCount:
-    """A write to count against the caller's limit while the session is checked; `counted` says if it was."""
-
-    limiter: RateLimiter
-    count: WindowCount
-    counted: bool = False
-
-
 async def authenticate(
-    *, database: Database, cache: SessionCache | None, claims: AccessClaims, write: WriteCount | None = None
+    *, database: Database, cache: SessionCache | None, claims: AccessClaims, writes: RateLimiter | None = None
 ) -> Principal:
     """Turn verified token claims into a principal, or refuse a session that no longer counts.
 
     With Redis this is one GET; the database is read (and the cache filled) only on a miss. With
-    `write`, that same round trip also counts the request against the caller's write limit when
-    the session is found in the cache, and refuses it (429) when the limit is used up; on a miss
-    `write.counted` stays False and the caller counts it separately.
+    `writes`, the request is also counted against the caller's write limit (429 when it is used
+    up): by that same round trip when the session is in the cache, else on its own once the
+    database has found the session live. A refused session is never counted.
     """
     result: WindowResult | None = None
+    count = writes.window_count("writes", str(claims.user_id)) if writes is not None and cache is not None else None
     if cache is None:
         state = None
-    elif write is not None:
-        state, result = await cache.get_counting(claims.session_id, claims.user_id, write.limiter, write.count)
+    elif writes is not None and count is not None:
+        state, result = await cache.get_counting(claims.session_id, claims.user_id, writes, count)
     else:
         state = await cache.get(claims.session_id)
     if state is None:
@@ -182,9 +174,11 @@ async def authenticate(
     now = int(datetime.now(UTC).timestamp())
     if not isinstance(state, _SessionState) or state.user_id != claims.user_id or state.expires_at <= now:
         raise SessionRevoked
-    if result is not None and write is not None:
-        result.refuse_if_full()
-        write.counted = result.counted
+    if writes is not None:
+        if result is not None:
+            result.refuse_if_full()
+        if result is None or not result.counted:
+            await writes.hit("writes", str(claims.user_id))
     return Principal(
         user_id=state.user_id, session_id=claims.session_id, role=state.role, is_verified=state.is_verified
     )
