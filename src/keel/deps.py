@@ -26,6 +26,7 @@ from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
+from keel.core.session_cache import SessionCache
 from keel.http.web_session import (
     REFRESH_COOKIE,
     WEB_CLIENT_HEADER,
@@ -44,7 +45,7 @@ from keel.services import session as session_service
 from keel.services import todo as todo_service
 from keel.services.auth import IssuedTokens, PresentedToken
 from keel.services.outbox import Dispatcher
-from keel.services.session import Principal, SessionCache
+from keel.services.session import Principal
 
 LOGIN_PATH = "/api/v1/auth/login"
 

@@ -22,6 +22,7 @@ from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
+from keel.core.session_cache import SessionCache
 from keel.http import openapi
 from keel.http.head import HeadAsGet
 from keel.http.metrics import Metrics
@@ -29,7 +30,6 @@ from keel.http.problems import http_error, install_error_handlers, route_method_
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
 from keel.routes import API_PREFIX, admin, auth, docs, ops, posts, todos, users
-from keel.services.session import SessionCache
 from keel.tasks.inprocess import InProcessDispatcher
 
 if TYPE_CHECKING:

@@ -245,29 +245,6 @@ class TestScriptedWindow:
             assert [await allowed(limiter, "writes", "7") for _ in range(2)] == [True, False]
         assert first == [True, True, True, False]
 
-    async def test_counts_with_a_session_only_for_that_users_live_entry(self, redis: Redis) -> None:
-        limiter = scripted(redis, "100/minute")
-        now = 1_900_000_000
-        await redis.set("s:live", f"7|user|1|{now + 60}")
-        await redis.set("s:expired", f"7|user|1|{now - 1}")
-        await redis.set("s:revoked", "revoked")
-        counted = {}
-        with time_machine.travel(now, tick=False):
-            for key, user in [("s:live", 7), ("s:expired", 7), ("s:revoked", 7), ("s:missing", 7), ("s:live", 17)]:
-                count = limiter.window_count("writes", str(user))
-                assert count is not None
-                result = await limiter.run(count, session_key=key, user_prefix=f"{user}|")
-                counted[(key, user)] = (result.entry, result.counted)
-        assert counted == {
-            ("s:live", 7): (f"7|user|1|{now + 60}", True),
-            ("s:expired", 7): (f"7|user|1|{now - 1}", False),
-            ("s:revoked", 7): ("revoked", False),
-            ("s:missing", 7): (None, False),
-            ("s:live", 17): (f"7|user|1|{now + 60}", False),  # "17|" is not "7|": no prefix confusion
-        }
-        windows = [key async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")]
-        assert [await redis.llen(key) for key in windows] == [1]
-
     async def test_a_redis_that_fails_hands_over_to_memory(self) -> None:
         unreachable = create_redis("redis://127.0.0.1:1/0")
         try:

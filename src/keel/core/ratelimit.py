@@ -12,7 +12,7 @@ logged per outage, and Redis is tried again a few seconds later.
 The per-user write limit and the two sign-in limits are counted in Redis by Keel's own script
 (``WINDOW_SCRIPT``) rather than by `limits`: the same script can first check the caller's cached
 session, so an authenticated write costs one Redis round trip, not two (see
-``keel.services.session.SessionCache.get_counting``), and it counts a sign-in against the
+``keel.core.session_cache.SessionCache.get_counting``), and it counts a sign-in against the
 per-address and the per-account limit in one. It is the same moving window, and falls back to
 memory the same way.
 
@@ -46,6 +46,7 @@ from keel.core.config import Settings
 from keel.core.errors import RateLimited
 from keel.core.lockout import LocalAttempts, Lockout, PasswordAttempt
 from keel.core.logging import get_logger
+from keel.core.session_cache import ENTRY_CHECK_LUA
 
 log = get_logger("keel.ratelimit")
 
@@ -58,24 +59,22 @@ SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes", "login", "login_ip"})
 # KEYS[1]: a session's cache entry, or unused; KEYS[2]: an account's password checks (a hash:
 # `attempts` without the right password, and the end of its lock, `until`), or unused; KEYS[3..n]:
 # one list per limit of the rule, holding the timestamps of the requests it counted, newest first.
-# ARGV[1]: "<user id>|" to count only for a live session of that user (the entry's format is
-# "user|role|verified|expires"), or "" to count without one; ARGV[2]: now (Unix seconds);
+# ARGV[1]: a user's `session_cache.user_prefix` to count only for a live session of that user (the
+# entry is read as keel.core.session_cache defines it), or "" to count without one; ARGV[2]: now (Unix seconds);
 # ARGV[3..6]: the account's lockout (checks before the lock, the first lock and the longest in
 # seconds, and how long the count is kept), or zeros for none; then the limit and its window in
 # seconds for each list.
 # Returns {the session entry (nil when not looked up or missing), 1 if counted else 0, seconds to
 # wait when refused (else "0"), the check's place in the account's count (0 without one)}. A
 # request is counted in every list and the account or in none; a refused one is not.
-WINDOW_SCRIPT = """
+WINDOW_SCRIPT = (
+    ENTRY_CHECK_LUA
+    + """
 local entry = false
 local now = tonumber(ARGV[2])
 if ARGV[1] ~= '' then
   entry = redis.call('GET', KEYS[1])
-  if not entry or string.sub(entry, 1, #ARGV[1]) ~= ARGV[1] then
-    return {entry, 0, '0', 0}
-  end
-  local expires = tonumber(string.match(entry, '|(%d+)$'))
-  if not expires or expires <= now then
+  if not is_live_session(entry, ARGV[1], now) then
     return {entry, 0, '0', 0}
   end
 end
@@ -113,6 +112,7 @@ if after > 0 then
 end
 return {entry, 1, '0', attempt}
 """
+)
 
 
 def account_key(email: str) -> str:
