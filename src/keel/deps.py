@@ -27,6 +27,7 @@ from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
 from keel.core.session_cache import SessionCache
+from keel.http.rate_limit_fields import CountsTowardsRateLimits
 from keel.http.web_session import (
     REFRESH_COOKIE,
     WEB_CLIENT_HEADER,
@@ -97,16 +98,15 @@ class _BearerAuth(OAuth2PasswordBearer):
     nearly every request. Being the security scheme itself, it still documents the flow (and
     /docs' Authorize button) under the scheme name FastAPI gives it by default.
 
-    With `counts_writes` it also counts the request against the caller's write limit, in the
-    session check's own Redis round trip where it can (see `session_service.authenticate`). Each
-    instance is solved once per request, so a route authenticates once as long as it and its
+    Each instance is solved once per request, so a route authenticates once as long as it and its
     lookups (`OwnedTodo`, `VisiblePost`, ...) all name the same one.
     """
 
-    def __init__(self, *, optional: bool = False, counts_writes: bool = False) -> None:
+    counts_writes = False
+
+    def __init__(self, *, optional: bool = False) -> None:
         super().__init__(tokenUrl=LOGIN_PATH, scheme_name="OAuth2PasswordBearer", auto_error=False)
         self.optional = optional
-        self.counts_writes = counts_writes
 
     async def __call__(self, request: Request) -> Principal | None:  # type: ignore[override]
         token = await super().__call__(request)
@@ -130,11 +130,18 @@ class _BearerAuth(OAuth2PasswordBearer):
         return principal
 
 
+class _WritingBearerAuth(_BearerAuth, CountsTowardsRateLimits):
+    """The bearer scheme that also counts the request against the caller's write limit, in the
+    session check's own Redis round trip where it can (see `session_service.authenticate`)."""
+
+    counts_writes = True
+
+
 CurrentUser = Annotated[Principal, Depends(_BearerAuth())]
 OptionalUser = Annotated[Principal | None, Depends(_BearerAuth(optional=True))]
 # For a route that writes: the caller, counted against their write limit (429 when it is used up).
 # It replaces CurrentUser there, in the route and in the lookups it uses, rather than joining it.
-WritingUser = Annotated[Principal, Depends(_BearerAuth(counts_writes=True))]
+WritingUser = Annotated[Principal, Depends(_WritingBearerAuth())]
 # For a route that takes OptionalUser: its OpenAPI security then admits anonymous callers (`{}`).
 ANONYMOUS_ALLOWED: dict[str, Any] = {"security": [{}]}
 
@@ -242,6 +249,8 @@ WebClient = Annotated[WebClientContext, Depends(_web_client)]
 
 
 # --- rate limits (see keel.core.ratelimit); used as `dependencies=[RegisterRateLimit]` -----------
+# Each counting dependency is a CountsTowardsRateLimits, so the schema declares the RateLimit fields
+# on the operations that use it.
 async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
@@ -250,7 +259,7 @@ async def _rate_limiter(request: Request) -> RateLimiter:
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 
 
-class _PerClientIP:
+class _PerClientIP(CountsTowardsRateLimits):
     """Count the request against a rule, keyed by the client's address."""
 
     def __init__(self, rule: Rule) -> None:
@@ -260,15 +269,16 @@ class _PerClientIP:
         await limiter.hit(self.rule, client)
 
 
-async def _login_attempt(form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> PasswordAttempt:
-    # Runs before any lookup or hashing and keys by the email as typed, so an address with no
-    # account is limited exactly like one with an account: a 429 reveals nothing. The account's
-    # lock and the two windows are one script call.
-    windows: list[tuple[Rule, list[str]]] = [
-        ("login_ip", [client]),
-        ("login", [digest(form.username.strip().lower()), client]),
-    ]
-    return await limiter.password_attempt(account_key(form.username), windows)
+class _LoginAttempt(CountsTowardsRateLimits):
+    async def __call__(self, form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> PasswordAttempt:
+        # Runs before any lookup or hashing and keys by the email as typed, so an address with no
+        # account is limited exactly like one with an account: a 429 reveals nothing. The account's
+        # lock and the two windows are one script call.
+        windows: list[tuple[Rule, list[str]]] = [
+            ("login_ip", [client]),
+            ("login", [digest(form.username.strip().lower()), client]),
+        ]
+        return await limiter.password_attempt(account_key(form.username), windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,26 +303,27 @@ async def _presented_refresh(web: WebClient, data: RefreshRequest | None = None)
 PresentedRefreshToken = Annotated[PresentedRefresh, Depends(_presented_refresh)]
 
 
-async def _limit_refresh(
-    limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
-) -> None:
-    if presented.token is None or not limiter.enabled:
-        return
-    # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a new
-    # token. A token that belongs to no session is counted against the client's address instead.
-    session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
-    if session_id is None:
-        await limiter.hit("refresh", "ip", client)
-    else:
-        await limiter.hit("refresh", "session", session_id)
+class _PerRefreshSession(CountsTowardsRateLimits):
+    async def __call__(
+        self, limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
+    ) -> None:
+        if presented.token is None or not limiter.enabled:
+            return
+        # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a
+        # new token. A token that belongs to no session is counted against the client's address instead.
+        session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
+        if session_id is None:
+            await limiter.hit("refresh", "ip", client)
+        else:
+            await limiter.hit("refresh", "session", session_id)
 
 
 # The sign-in's rate limits, and its password check counted against the account (keel.core.lockout).
-LoginAttempt = Annotated[PasswordAttempt, Depends(_login_attempt)]
+LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
-RefreshRateLimit = Depends(_limit_refresh)
+RefreshRateLimit = Depends(_PerRefreshSession())
 
 
 # --- Idempotency-Key on creates (see keel.services.idempotency) -------------------------------------

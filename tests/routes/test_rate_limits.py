@@ -5,9 +5,9 @@ Memory storage on SQLite, Redis storage on the PostgreSQL + Redis backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -545,6 +545,113 @@ class TestWrites:
         assert statuses == [200, 200, 204]
         # The route and its lookup (OwnedTodo, VisiblePost) share one authentication, and its count.
         assert commands == [["EVALSHA"]] * 3
+
+
+def fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    return response.headers.get("ratelimit-policy"), response.headers.get("ratelimit")
+
+
+@pytest.fixture
+def frozen() -> Iterator[None]:
+    """A clock that stands still: every window's reset is then a known number of seconds."""
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        yield
+
+
+@pytest.mark.usefixtures("frozen")
+class TestRateLimitFields:
+    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers) on every counted answer."""
+
+    async def test_a_write_reports_what_is_left_and_its_refusal_agrees_with_retry_after(
+        self, settings: Settings
+    ) -> None:
+        async with (
+            serving(with_limits(settings, rate_limit_writes="3/minute")) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            _, tokens = await signed_in(limited, http)
+            anonymous = await http.post("/api/v1/todos", json={"title": "x"})
+            invalid = await http.post("/api/v1/todos", json={}, headers=tokens.headers)
+            writes = [await http.post("/api/v1/todos", json={"title": "x"}, headers=tokens.headers) for _ in range(3)]
+            read = await http.get("/api/v1/todos", headers=tokens.headers)
+
+        assert fields(anonymous) == (None, None)  # refused before it was counted
+        assert [response.status_code for response in [invalid, *writes]] == [422, 201, 201, 429]
+        assert {fields(response)[0] for response in [invalid, *writes]} == {'"writes";q=3;w=60'}
+        # Counted before the body was checked: the 422 used up one.
+        assert [fields(response)[1] for response in [invalid, *writes]] == [
+            '"writes";r=2;t=60',
+            '"writes";r=1;t=60',
+            '"writes";r=0;t=60',
+            '"writes";r=0;t=60',
+        ]
+        assert writes[-1].headers["retry-after"] == "60"
+        assert fields(read) == (None, None)  # reads are not limited
+
+    async def test_a_sign_in_reports_both_of_its_limits(
+        self, app: FastAPI, client: httpx.AsyncClient, backend: str
+    ) -> None:
+        account = await create_user(app)
+
+        first = await attempt(client, account.email)
+        for _ in range(4):
+            await attempt(client, account.email)
+        refused = await attempt(client, account.email, account.password)
+
+        assert first.status_code == 401
+        assert fields(first) == (
+            '"login_ip";q=20;w=60, "login";q=5;w=60',
+            '"login_ip";r=19;t=60, "login";r=4;t=60',
+        )
+        assert_rate_limited(refused, window=60)
+        # Refused, the sign-in is counted in neither rule in Redis; in memory they are counted one by one.
+        left_for_the_address = 15 if backend == "postgres" else 14
+        assert fields(refused)[1] == f'"login_ip";r={left_for_the_address};t=60, "login";r=0;t=60'
+        assert refused.headers["retry-after"] == "60"
+
+    @pytest.mark.parametrize(
+        ("rule", "path"),
+        [
+            ("register", "/register"),
+            ("password_reset", "/password-reset/request"),
+            ("verify_email", "/verify-email/request"),
+            ("refresh", "/refresh"),
+        ],
+    )
+    async def test_every_other_limited_route_reports_a_decreasing_allowance(
+        self, settings: Settings, rule: str, path: str
+    ) -> None:
+        async with (
+            serving(with_limits(settings, **{f"rate_limit_{rule}": "2/hour"})) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            _, tokens = await signed_in(limited, http, is_verified=False)
+            refresh_token = tokens.refresh
+            answers = []
+            for n in range(3):
+                if rule == "refresh":
+                    answer = await http.post(f"{AUTH}{path}", json={"refresh_token": refresh_token})
+                    refresh_token = answer.json().get("refresh_token", refresh_token)
+                else:
+                    body = {"email": f"new{n}@example.com", "username": f"new_{n}", "password": DEFAULT_PASSWORD}
+                    answer = await http.post(f"{AUTH}{path}", json=body, headers=tokens.headers)
+                answers.append(answer)
+
+        assert answers[2].status_code == 429
+        assert [fields(answer) for answer in answers] == [
+            (f'"{rule}";q=2;w=3600', f'"{rule}";r={left};t=3600') for left in (1, 0, 0)
+        ]
+        assert answers[2].headers["retry-after"] == "3600"
+
+    async def test_the_memory_fallback_reports_too(self, redis_down_app: FastAPI) -> None:
+        account = await create_user(redis_down_app)
+        async with client_from(redis_down_app, PEER) as http:
+            answer = await attempt(http, account.email)
+
+        assert fields(answer) == (
+            '"login_ip";q=20;w=60, "login";q=5;w=60',
+            '"login_ip";r=19;t=60, "login";r=4;t=60',
+        )
 
 
 class TestTurnedOff:

@@ -6,7 +6,7 @@ concurrent fill can never put a revoked session back, and a Redis that lost its 
 misses, which read the database again.
 
 The entry has two readers: ``SessionState.decode`` here, and the rate limiter's script
-(keel.core.ratelimit.WINDOW_SCRIPT), which reads it in the same round trip as it counts an
+(keel.core.window_script.WINDOW_SCRIPT), which reads it in the same round trip as it counts an
 authenticated write. Both take the format from this module: ``SessionState.encode`` writes it,
 ``ENTRY_CHECK_LUA`` is the script's reading of it, and ``user_prefix`` is how the script is told
 whose session to expect.
