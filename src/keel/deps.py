@@ -19,6 +19,7 @@ from keel.core.errors import (
     Forbidden,
     InvalidToken,
     KeelError,
+    RateLimited,
     TokenExpired,
     Unauthorized,
 )
@@ -120,12 +121,16 @@ class _BearerAuth(OAuth2PasswordBearer):
             claims = decode_access_token(state.settings, token)
         except TokenError as exc:
             raise (TokenExpired() if exc.expired else InvalidToken()) from None
-        principal = await session_service.authenticate(
-            database=state.database,
-            cache=state.session_cache,
-            claims=claims,
-            writes=state.rate_limiter if self.counts_writes else None,
-        )
+        try:
+            principal = await session_service.authenticate(
+                database=state.database,
+                cache=state.session_cache,
+                claims=claims,
+                writes=state.rate_limiter if self.counts_writes else None,
+            )
+        except RateLimited:
+            request.state.user_id = claims.user_id  # the session is live; the write limit is used up
+            raise
         request.state.user_id = principal.user_id  # for the access log
         return principal
 
