@@ -433,6 +433,13 @@ class TestRefresh:
         assert real.status_code == 200, real.text
 
 
+@pytest.fixture
+async def one_write_a_minute(settings: Settings) -> AsyncIterator[FastAPI]:
+    """Started before the test body, so pytest's log capture sits beside Keel's handler."""
+    async with serving(with_limits(settings, rate_limit_writes="1/minute", log_level="INFO")) as application:
+        yield application
+
+
 class TestWrites:
     async def test_every_write_endpoint_draws_on_one_allowance_per_user(self, settings: Settings) -> None:
         limited_settings = with_limits(settings, rate_limit_writes="6/minute")
@@ -482,6 +489,21 @@ class TestWrites:
         assert (first.status_code, second.status_code) == (201, 201)
         assert revoked == [401] * 3
         assert_rate_limited(third, window=60)
+
+    async def test_a_refused_write_is_logged_with_its_user(
+        self, one_write_a_minute: FastAPI, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with client_from(one_write_a_minute, PEER) as http:
+            account, tokens = await signed_in(one_write_a_minute, http)
+            for _ in range(2):
+                await http.post("/api/v1/todos", json={"title": "x"}, headers=tokens.headers)
+
+        refusals = [
+            record.msg
+            for record in caplog.records
+            if isinstance(record.msg, dict) and record.msg.get("event") == "rate_limited"
+        ]
+        assert [refusal["user_id"] for refusal in refusals] == [account.id]
 
     # Only the PostgreSQL + Redis backend has a session cache for the count to share a round trip with.
     @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
