@@ -17,7 +17,7 @@ from pathlib import Path
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("JWT verification (PyJWT)", ("decode_access_token",)),
     ("session check: Redis GET", ("SessionCache.get",)),
-    ("rate-limit check (limits, Redis script)", ("RateLimiter.hit", "_limit_writes", "_limit_login")),
+    ("rate-limit check (limits, Redis script)", ("RateLimiter.hit", "_limit_login")),
     ("password hashing (argon2)", ("argon2", "PasswordHasher")),
     (
         "SQL: SQLAlchemy + asyncpg",

@@ -125,9 +125,9 @@ def create_admin(
 async def _create_admin(settings: Settings, data: object) -> int:
     from keel.core.db import Database
     from keel.core.redis import create_redis
+    from keel.core.session_cache import SessionCache
     from keel.schemas.user import UserCreate
     from keel.services import user as user_service
-    from keel.services.session import SessionCache
 
     assert isinstance(data, UserCreate)
     database = Database(settings)

@@ -20,6 +20,7 @@ from keel.core.errors import (
     Forbidden,
     InvalidToken,
     KeelError,
+    RateLimited,
     TokenExpired,
     Unauthorized,
 )
@@ -27,6 +28,8 @@ from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
+from keel.core.session_cache import SessionCache
+from keel.http.rate_limit_fields import CountsTowardsRateLimits
 from keel.http.web_session import (
     REFRESH_COOKIE,
     WEB_CLIENT_HEADER,
@@ -42,7 +45,7 @@ from keel.services import auth as auth_service
 from keel.services import session as session_service
 from keel.services.auth import IssuedTokens, PresentedToken
 from keel.services.outbox import Dispatcher
-from keel.services.session import Principal, SessionCache
+from keel.services.session import Principal
 
 LOGIN_PATH = "/api/v1/auth/login"
 
@@ -93,9 +96,14 @@ class _BearerAuth(OAuth2PasswordBearer):
     every level of a dependency tree again for each dependency that uses it, and this runs on
     nearly every request. Being the security scheme itself, it still documents the flow (and
     /docs' Authorize button) under the scheme name FastAPI gives it by default.
+
+    Each instance is solved once per request, so a route authenticates once as long as it and any
+    dependency of its own name the same one (`CurrentUser`, or `WritingUser` on a route that writes).
     """
 
-    def __init__(self, *, optional: bool) -> None:
+    counts_writes = False
+
+    def __init__(self, *, optional: bool = False) -> None:
         super().__init__(tokenUrl=LOGIN_PATH, scheme_name="OAuth2PasswordBearer", auto_error=False)
         self.optional = optional
 
@@ -105,43 +113,38 @@ class _BearerAuth(OAuth2PasswordBearer):
             if self.optional:  # anonymous is fine; a token that is presented must still be valid
                 return None
             raise Unauthorized
-        return await _authenticate(request, token)
+        # Reads the app's state directly rather than through dependencies: this runs on every request.
+        state = request.app.state
+        try:
+            claims = decode_access_token(state.settings, token)
+        except TokenError as exc:
+            raise (TokenExpired() if exc.expired else InvalidToken()) from None
+        try:
+            principal = await session_service.authenticate(
+                database=state.database,
+                cache=state.session_cache,
+                claims=claims,
+                writes=state.rate_limiter if self.counts_writes else None,
+            )
+        except RateLimited:
+            request.state.user_id = claims.user_id  # the session is live; the write limit is used up
+            raise
+        request.state.user_id = principal.user_id  # for the access log
+        return principal
 
 
-async def _authenticate(request: Request, token: str) -> Principal:
-    # A route can need both CurrentUser and OptionalUser (a vote: the post's visibility, the voter):
-    # the token is checked, and a write counted, once per request.
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
-        return known
-    # Reads the app's state directly rather than through dependencies: this runs on every request.
-    state = request.app.state
-    try:
-        claims = decode_access_token(state.settings, token)
-    except TokenError as exc:
-        raise (TokenExpired() if exc.expired else InvalidToken()) from None
-    write = None
-    if _counts_writes(request):
-        # The write limit is counted by the session check's own Redis round trip where it can be.
-        limiter: RateLimiter = state.rate_limiter
-        count = limiter.window_count("writes", str(claims.user_id))
-        write = session_service.WriteCount(limiter, count) if count is not None else None
-    principal = await session_service.authenticate(
-        database=state.database, cache=state.session_cache, claims=claims, write=write
-    )
-    request.state.user_id = principal.user_id
-    request.state.principal = principal
-    request.state.write_counted = write is not None and write.counted
-    return principal
+class _WritingBearerAuth(_BearerAuth, CountsTowardsRateLimits):
+    """The bearer scheme that also counts the request against the caller's write limit, in the
+    session check's own Redis round trip where it can (see `session_service.authenticate`)."""
+
+    counts_writes = True
 
 
-def _counts_writes(request: Request) -> bool:
-    """Whether the matched route draws on the write limit (it lists WriteRateLimit)."""
-    return WriteRateLimit in getattr(request.scope.get("route"), "dependencies", ())
-
-
-CurrentUser = Annotated[Principal, Depends(_BearerAuth(optional=False))]
+CurrentUser = Annotated[Principal, Depends(_BearerAuth())]
 OptionalUser = Annotated[Principal | None, Depends(_BearerAuth(optional=True))]
+# For a route that writes: the caller, counted against their write limit (429 when it is used up).
+# It replaces CurrentUser there, in the route and in the lookups it uses, rather than joining it.
+WritingUser = Annotated[Principal, Depends(_WritingBearerAuth())]
 # For a route that takes OptionalUser: its OpenAPI security then admits anonymous callers (`{}`).
 ANONYMOUS_ALLOWED: dict[str, Any] = {"security": [{}]}
 
@@ -249,6 +252,8 @@ WebClient = Annotated[WebClientContext, Depends(_web_client)]
 
 
 # --- rate limits (see keel.core.ratelimit); used as `dependencies=[RegisterRateLimit]` -----------
+# Each counting dependency is a CountsTowardsRateLimits, so the schema declares the RateLimit fields
+# on the operations that use it.
 async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
@@ -257,7 +262,7 @@ async def _rate_limiter(request: Request) -> RateLimiter:
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 
 
-class _PerClientIP:
+class _PerClientIP(CountsTowardsRateLimits):
     """Count the request against a rule, keyed by the client's address."""
 
     def __init__(self, rule: Rule) -> None:
@@ -267,15 +272,16 @@ class _PerClientIP:
         await limiter.hit(self.rule, client)
 
 
-async def _login_attempt(form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> PasswordAttempt:
-    # Runs before any lookup or hashing and keys by the email as typed, so an address with no
-    # account is limited exactly like one with an account: a 429 reveals nothing. The account's
-    # lock and the two windows are one script call.
-    windows: list[tuple[Rule, list[str]]] = [
-        ("login_ip", [client]),
-        ("login", [digest(form.username.strip().lower()), client]),
-    ]
-    return await limiter.password_attempt(account_key(form.username), windows)
+class _LoginAttempt(CountsTowardsRateLimits):
+    async def __call__(self, form: LoginFormDep, limiter: RateLimiterDep, client: ClientLimitKey) -> PasswordAttempt:
+        # Runs before any lookup or hashing and keys by the email as typed, so an address with no
+        # account is limited exactly like one with an account: a 429 reveals nothing. The account's
+        # lock and the two windows are one script call.
+        windows: list[tuple[Rule, list[str]]] = [
+            ("login_ip", [client]),
+            ("login", [digest(form.username.strip().lower()), client]),
+        ]
+        return await limiter.password_attempt(account_key(form.username), windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,35 +306,27 @@ async def _presented_refresh(web: WebClient, data: RefreshRequest | None = None)
 PresentedRefreshToken = Annotated[PresentedRefresh, Depends(_presented_refresh)]
 
 
-async def _limit_refresh(
-    limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
-) -> None:
-    if presented.token is None or not limiter.enabled:
-        return
-    # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a new
-    # token. A token that belongs to no session is counted against the client's address instead.
-    session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
-    if session_id is None:
-        await limiter.hit("refresh", "ip", client)
-    else:
-        await limiter.hit("refresh", "session", session_id)
-
-
-async def _limit_writes(request: Request, user: CurrentUser) -> None:
-    if getattr(request.state, "write_counted", False):
-        return  # counted (or refused) with the session check, in the same round trip
-    # The limiter from the app's state directly: one dependency fewer to solve on every write.
-    limiter: RateLimiter = request.app.state.rate_limiter
-    await limiter.hit("writes", str(user.user_id))
+class _PerRefreshSession(CountsTowardsRateLimits):
+    async def __call__(
+        self, limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
+    ) -> None:
+        if presented.token is None or not limiter.enabled:
+            return
+        # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a
+        # new token. A token that belongs to no session is counted against the client's address instead.
+        session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
+        if session_id is None:
+            await limiter.hit("refresh", "ip", client)
+        else:
+            await limiter.hit("refresh", "session", session_id)
 
 
 # The sign-in's rate limits, and its password check counted against the account (keel.core.lockout).
-LoginAttempt = Annotated[PasswordAttempt, Depends(_login_attempt)]
+LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
-RefreshRateLimit = Depends(_limit_refresh)
-WriteRateLimit = Depends(_limit_writes)
+RefreshRateLimit = Depends(_PerRefreshSession())
 
 
 # --- Idempotency-Key on creates (see keel.services.idempotency) -------------------------------------

@@ -22,6 +22,7 @@ from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
+from keel.core.session_cache import SessionCache
 from keel.http import openapi
 from keel.http.head import HeadAsGet
 from keel.http.metrics import Metrics
@@ -29,7 +30,6 @@ from keel.http.problems import http_error, install_error_handlers, route_method_
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
 from keel.routes import API_PREFIX, admin, auth, docs, ops, posts, todos, users
-from keel.services.session import SessionCache
 from keel.tasks.inprocess import InProcessDispatcher
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ Conventions every operation follows:
   gzip; an encoding given `q=0` is never used).
 - Over a rate limit the answer is 429 with `Retry-After` in seconds; a backing service that cannot
   be reached is a 503 with `Retry-After`.
+- A request counted against a rate limit gets `RateLimit-Policy` and `RateLimit`
+  (draft-ietf-httpapi-ratelimit-headers) on its answer, whatever its status: `"writes";q=120;w=60`
+  is 120 requests in any 60 seconds, and `"writes";r=117;t=58` says 117 more fit in the next 58.
 """
 
 log = get_logger("keel.app")
@@ -155,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate", "RateLimit-Policy", "RateLimit"],
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -179,7 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The order /docs shows the tags in: signing in first (the routers are matched in another).
     tags = ["auth", "users", "todos", "posts", "admin", "operations"]
-    app.openapi = lambda: openapi.build(app, tags, api_prefix=API_PREFIX)  # type: ignore[method-assign]
+    api_routes = [route for router in routers for route in router.routes]
+    app.openapi = lambda: openapi.build(app, tags, api_prefix=API_PREFIX, routes=api_routes)  # type: ignore[method-assign]
     return app
 
 

@@ -18,7 +18,16 @@ from keel.core.config import ConfigError, load_settings
 from keel.core.errors import RateLimited
 from keel.core.lockout import ATTEMPTS_KEPT_SECONDS, LocalAttempts, Lockout
 from keel.core.logging import configure_logging
-from keel.core.ratelimit import KEY_PREFIX, RULES, RateLimiter, Rule, account_key, limits_storage_uri
+from keel.core.ratelimit import (
+    KEY_PREFIX,
+    RULES,
+    RateLimiter,
+    Rule,
+    RuleUsage,
+    account_key,
+    limits_storage_uri,
+    usage_var,
+)
 from keel.core.redis import create_redis
 from tests.conftest import base_settings, reset_redis
 
@@ -245,29 +254,6 @@ class TestScriptedWindow:
             assert [await allowed(limiter, "writes", "7") for _ in range(2)] == [True, False]
         assert first == [True, True, True, False]
 
-    async def test_counts_with_a_session_only_for_that_users_live_entry(self, redis: Redis) -> None:
-        limiter = scripted(redis, "100/minute")
-        now = 1_900_000_000
-        await redis.set("s:live", f"7|user|1|{now + 60}")
-        await redis.set("s:expired", f"7|user|1|{now - 1}")
-        await redis.set("s:revoked", "revoked")
-        counted = {}
-        with time_machine.travel(now, tick=False):
-            for key, user in [("s:live", 7), ("s:expired", 7), ("s:revoked", 7), ("s:missing", 7), ("s:live", 17)]:
-                count = limiter.window_count("writes", str(user))
-                assert count is not None
-                result = await limiter.run(count, session_key=key, user_prefix=f"{user}|")
-                counted[(key, user)] = (result.entry, result.counted)
-        assert counted == {
-            ("s:live", 7): (f"7|user|1|{now + 60}", True),
-            ("s:expired", 7): (f"7|user|1|{now - 1}", False),
-            ("s:revoked", 7): ("revoked", False),
-            ("s:missing", 7): (None, False),
-            ("s:live", 17): (f"7|user|1|{now + 60}", False),  # "17|" is not "7|": no prefix confusion
-        }
-        windows = [key async for key in redis.scan_iter(f"{KEY_PREFIX}:window:*")]
-        assert [await redis.llen(key) for key in windows] == [1]
-
     async def test_a_redis_that_fails_hands_over_to_memory(self) -> None:
         unreachable = create_redis("redis://127.0.0.1:1/0")
         try:
@@ -456,3 +442,60 @@ class TestLockout:
     def test_the_account_key_is_the_normalised_email(self) -> None:
         assert account_key(" Ada@Example.COM ") == account_key("ada@example.com")
         assert "ada" not in account_key("ada@example.com")
+
+
+# --- what a count reports for the RateLimit fields (keel.http.rate_limit_fields) ------------------
+async def reported(limiter: RateLimiter, rule: Rule, *identifiers: str) -> tuple[str | None, int, int, str | None]:
+    """The tightest limit's name, allowance left and seconds to its reset, and the refusal's Retry-After."""
+    usage: dict[Rule, RuleUsage] = {}
+    token = usage_var.set(usage)
+    try:
+        await limiter.hit(rule, *identifiers)
+        retry_after = None
+    except RateLimited as refused:
+        retry_after = refused.headers["Retry-After"]
+    finally:
+        usage_var.reset(token)
+    state = usage[rule]
+    return (state.tightest.name if state.tightest else None, state.remaining, state.reset_seconds, retry_after)
+
+
+class TestUsage:
+    async def test_the_tightest_limit_is_reported_alike_by_the_script_and_by_limits(self, store: Redis | None) -> None:
+        parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
+        parsed["writes"] = limits.parse_many("3/minute;5/hour")
+        limiter = RateLimiter(parsed, redis=store)  # writes: WINDOW_SCRIPT with Redis, else `limits` in memory
+        seen = {}
+        with time_machine.travel(1_900_000_000, tick=False) as clock:
+            for at in (0, 10, 20, 30, 200, 201, 202):
+                clock.move_to(1_900_000_000 + at)
+                seen[at] = await reported(limiter, "writes", "7")
+
+        assert [policy.name for policy in limiter.policies["writes"]] == ["writes-60s", "writes-3600s"]
+        assert seen == {
+            0: ("writes-60s", 2, 60, None),
+            10: ("writes-60s", 1, 50, None),
+            20: ("writes-60s", 0, 40, None),
+            30: ("writes-60s", 0, 30, "30"),  # refused: the oldest leaves the minute in 30 s
+            # The minute's list still holds three requests, all older than a minute: two are left.
+            # The hour, with one left, is now the tighter.
+            200: ("writes-3600s", 1, 3400, None),
+            201: ("writes-3600s", 0, 3399, None),
+            202: ("writes-3600s", 0, 3398, "3398"),
+        }
+
+    async def test_a_locked_accounts_refusal_reports_its_windows_uncounted(self, store: Redis | None) -> None:
+        limiter = locking(store, login="5/minute")
+        usage: dict[Rule, RuleUsage] = {}
+        with time_machine.travel(1_900_000_000, tick=False):
+            for _ in range(3):
+                await limiter.password_attempt("a", [("login", ["a", "ip"])])
+            token = usage_var.set(usage)
+            try:
+                with pytest.raises(RateLimited) as refused:
+                    await limiter.password_attempt("a", [("login", ["a", "ip"])])
+            finally:
+                usage_var.reset(token)
+
+        assert refused.value.headers["Retry-After"] == "10"  # the lock's
+        assert (usage["login"].remaining, usage["login"].reset_seconds) == (2, 60)

@@ -93,6 +93,39 @@ def test_every_answer_declares_the_headers_keel_sets(schema: dict[str, Any]) -> 
     assert "Idempotent-Replayed" not in creates["/api/v1/auth/register"]["responses"]["202"]["headers"]
 
 
+def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(schema: dict[str, Any]) -> None:
+    declared = set()
+    for method, path, operation in operations(schema):
+        answers = {
+            status
+            for status, response in operation["responses"].items()
+            if {"RateLimit-Policy", "RateLimit"} <= response["headers"].keys()
+        }
+        if answers:
+            assert answers == set(operation["responses"]), (method, path)
+            declared.add((method, path))
+
+    # The operations whose dependencies count the request against a limit; not the password change,
+    # which only counts wrong passwords against the account's lock.
+    assert declared == {
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/verify-email/request"),
+        ("POST", "/api/v1/auth/password-reset/request"),
+        ("POST", "/api/v1/todos"),
+        ("PATCH", "/api/v1/todos/{todo_id}"),
+        ("DELETE", "/api/v1/todos/{todo_id}"),
+        ("POST", "/api/v1/posts"),
+        ("PATCH", "/api/v1/posts/{post_id}"),
+        ("DELETE", "/api/v1/posts/{post_id}"),
+        ("POST", "/api/v1/posts/{post_id}/vote"),
+        ("DELETE", "/api/v1/posts/{post_id}/vote"),
+        ("PATCH", "/api/v1/users/me"),
+        ("DELETE", "/api/v1/users/me"),
+    }
+
+
 def test_a_create_links_to_what_can_be_done_with_what_it_made(schema: dict[str, Any]) -> None:
     by_id = {operation["operationId"]: (path, operation) for _, path, operation in operations(schema)}
     linked: dict[str, set[str]] = {}

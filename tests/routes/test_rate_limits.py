@@ -5,15 +5,18 @@ Memory storage on SQLite, Redis storage on the PostgreSQL + Redis backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import time_machine
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import col, select
 
 from keel.core.config import Settings
@@ -21,6 +24,7 @@ from keel.core.db import Database
 from keel.core.ratelimit import KEY_PREFIX
 from keel.main import create_app
 from keel.models import EmailOutbox
+from keel.routes import admin, auth, ops, posts, todos, users
 from keel.services import auth as auth_service
 from tests.conftest import base_settings
 from tests.factories import DEFAULT_PASSWORD, Account, Tokens, assert_problem, create_user, login, signed_in
@@ -429,6 +433,13 @@ class TestRefresh:
         assert real.status_code == 200, real.text
 
 
+@pytest.fixture
+async def one_write_a_minute(settings: Settings) -> AsyncIterator[FastAPI]:
+    """Started before the test body, so pytest's log capture sits beside Keel's handler."""
+    async with serving(with_limits(settings, rate_limit_writes="1/minute", log_level="INFO")) as application:
+        yield application
+
+
 class TestWrites:
     async def test_every_write_endpoint_draws_on_one_allowance_per_user(self, settings: Settings) -> None:
         limited_settings = with_limits(settings, rate_limit_writes="6/minute")
@@ -479,6 +490,21 @@ class TestWrites:
         assert revoked == [401] * 3
         assert_rate_limited(third, window=60)
 
+    async def test_a_refused_write_is_logged_with_its_user(
+        self, one_write_a_minute: FastAPI, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with client_from(one_write_a_minute, PEER) as http:
+            account, tokens = await signed_in(one_write_a_minute, http)
+            for _ in range(2):
+                await http.post("/api/v1/todos", json={"title": "x"}, headers=tokens.headers)
+
+        refusals = [
+            record.msg
+            for record in caplog.records
+            if isinstance(record.msg, dict) and record.msg.get("event") == "rate_limited"
+        ]
+        assert [refusal["user_id"] for refusal in refusals] == [account.id]
+
     # Only the PostgreSQL + Redis backend has a session cache for the count to share a round trip with.
     @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
     async def test_a_write_costs_one_redis_round_trip_and_a_cache_miss_is_counted_once(
@@ -512,6 +538,142 @@ class TestWrites:
         assert cached_write == ["EVALSHA"]  # the session check and the count, together
         assert (first.status_code, second.status_code, third.status_code) == (201, 201, 201)
         assert_rate_limited(fourth, window=60)
+
+    @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+    async def test_a_write_that_looks_up_what_it_changes_still_authenticates_once(self, settings: Settings) -> None:
+        async with serving(settings) as app, client_from(app, PEER) as http:
+            _, tokens = await signed_in(app, http)
+            todo = await http.post("/api/v1/todos", json={"title": "one"}, headers=tokens.headers)
+            post = await http.post("/api/v1/posts", json={"title": "t", "content": "c"}, headers=tokens.headers)
+            redis = app.state.redis
+            commands: list[list[str]] = []
+            real_execute = redis.execute_command
+
+            async def counting(*args: Any, **options: Any) -> Any:
+                commands[-1].append(str(args[0]))
+                return await real_execute(*args, **options)
+
+            redis.execute_command = counting
+            statuses = []
+            for method, url in [
+                ("PATCH", f"/api/v1/todos/{todo.json()['id']}"),
+                ("PATCH", f"/api/v1/posts/{post.json()['id']}"),
+                ("DELETE", f"/api/v1/posts/{post.json()['id']}/vote"),
+            ]:
+                commands.append([])
+                body = {"title": "changed"} if method == "PATCH" else None
+                statuses.append((await http.request(method, url, json=body, headers=tokens.headers)).status_code)
+
+        assert statuses == [200, 200, 204]
+        # The route and its lookup (OwnedTodo, VisiblePost) share one authentication, and its count.
+        assert commands == [["EVALSHA"]] * 3
+
+
+def fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    return response.headers.get("ratelimit-policy"), response.headers.get("ratelimit")
+
+
+@pytest.fixture
+def frozen() -> Iterator[None]:
+    """A clock that stands still: every window's reset is then a known number of seconds."""
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        yield
+
+
+@pytest.mark.usefixtures("frozen")
+class TestRateLimitFields:
+    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers) on every counted answer."""
+
+    async def test_a_write_reports_what_is_left_and_its_refusal_agrees_with_retry_after(
+        self, settings: Settings
+    ) -> None:
+        async with (
+            serving(with_limits(settings, rate_limit_writes="3/minute")) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            _, tokens = await signed_in(limited, http)
+            anonymous = await http.post("/api/v1/todos", json={"title": "x"})
+            invalid = await http.post("/api/v1/todos", json={}, headers=tokens.headers)
+            writes = [await http.post("/api/v1/todos", json={"title": "x"}, headers=tokens.headers) for _ in range(3)]
+            read = await http.get("/api/v1/todos", headers=tokens.headers)
+
+        assert fields(anonymous) == (None, None)  # refused before it was counted
+        assert [response.status_code for response in [invalid, *writes]] == [422, 201, 201, 429]
+        assert {fields(response)[0] for response in [invalid, *writes]} == {'"writes";q=3;w=60'}
+        # Counted before the body was checked: the 422 used up one.
+        assert [fields(response)[1] for response in [invalid, *writes]] == [
+            '"writes";r=2;t=60',
+            '"writes";r=1;t=60',
+            '"writes";r=0;t=60',
+            '"writes";r=0;t=60',
+        ]
+        assert writes[-1].headers["retry-after"] == "60"
+        assert fields(read) == (None, None)  # reads are not limited
+
+    async def test_a_sign_in_reports_both_of_its_limits(
+        self, app: FastAPI, client: httpx.AsyncClient, backend: str
+    ) -> None:
+        account = await create_user(app)
+
+        first = await attempt(client, account.email)
+        for _ in range(4):
+            await attempt(client, account.email)
+        refused = await attempt(client, account.email, account.password)
+
+        assert first.status_code == 401
+        assert fields(first) == (
+            '"login_ip";q=20;w=60, "login";q=5;w=60',
+            '"login_ip";r=19;t=60, "login";r=4;t=60',
+        )
+        assert_rate_limited(refused, window=60)
+        # Refused, the sign-in is counted in neither rule in Redis; in memory they are counted one by one.
+        left_for_the_address = 15 if backend == "postgres" else 14
+        assert fields(refused)[1] == f'"login_ip";r={left_for_the_address};t=60, "login";r=0;t=60'
+        assert refused.headers["retry-after"] == "60"
+
+    @pytest.mark.parametrize(
+        ("rule", "path"),
+        [
+            ("register", "/register"),
+            ("password_reset", "/password-reset/request"),
+            ("verify_email", "/verify-email/request"),
+            ("refresh", "/refresh"),
+        ],
+    )
+    async def test_every_other_limited_route_reports_a_decreasing_allowance(
+        self, settings: Settings, rule: str, path: str
+    ) -> None:
+        async with (
+            serving(with_limits(settings, **{f"rate_limit_{rule}": "2/hour"})) as limited,
+            client_from(limited, PEER) as http,
+        ):
+            _, tokens = await signed_in(limited, http, is_verified=False)
+            refresh_token = tokens.refresh
+            answers = []
+            for n in range(3):
+                if rule == "refresh":
+                    answer = await http.post(f"{AUTH}{path}", json={"refresh_token": refresh_token})
+                    refresh_token = answer.json().get("refresh_token", refresh_token)
+                else:
+                    body = {"email": f"new{n}@example.com", "username": f"new_{n}", "password": DEFAULT_PASSWORD}
+                    answer = await http.post(f"{AUTH}{path}", json=body, headers=tokens.headers)
+                answers.append(answer)
+
+        assert answers[2].status_code == 429
+        assert [fields(answer) for answer in answers] == [
+            (f'"{rule}";q=2;w=3600', f'"{rule}";r={left};t=3600') for left in (1, 0, 0)
+        ]
+        assert answers[2].headers["retry-after"] == "3600"
+
+    async def test_the_memory_fallback_reports_too(self, redis_down_app: FastAPI) -> None:
+        account = await create_user(redis_down_app)
+        async with client_from(redis_down_app, PEER) as http:
+            answer = await attempt(http, account.email)
+
+        assert fields(answer) == (
+            '"login_ip";q=20;w=60, "login";q=5;w=60',
+            '"login_ip";r=19;t=60, "login";r=4;t=60',
+        )
 
 
 class TestTurnedOff:
@@ -699,3 +861,34 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
     }
 
     assert documented == limited
+
+
+def calls(dependant: Dependant) -> list[Any]:
+    """Every dependency a route's tree solves, at any depth."""
+    return [found for sub in dependant.dependencies for found in [sub.call, *calls(sub)]]
+
+
+def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count() -> None:
+    """Each bearer dependency is solved once per request: a route that named two would authenticate twice."""
+    counted = set()
+    for route in (route for module in (admin, auth, ops, posts, todos, users) for route in module.router.routes):
+        assert isinstance(route, APIRoute)
+        schemes = {id(call): call for call in calls(route.dependant) if isinstance(call, OAuth2PasswordBearer)}
+        assert len(schemes) <= 1, route.path
+        if any(getattr(scheme, "counts_writes", False) for scheme in schemes.values()):
+            counted |= {(method.lower(), route.path) for method in route.methods or ()}
+
+    assert counted == {
+        ("post", "/api/v1/todos"),
+        ("post", "/api/v1/todos/"),
+        ("patch", "/api/v1/todos/{todo_id}"),
+        ("delete", "/api/v1/todos/{todo_id}"),
+        ("post", "/api/v1/posts"),
+        ("post", "/api/v1/posts/"),
+        ("patch", "/api/v1/posts/{post_id:not_mine}"),
+        ("delete", "/api/v1/posts/{post_id:not_mine}"),
+        ("post", "/api/v1/posts/{post_id:not_mine}/vote"),
+        ("delete", "/api/v1/posts/{post_id:not_mine}/vote"),
+        ("patch", "/api/v1/users/me"),
+        ("delete", "/api/v1/users/me"),
+    }

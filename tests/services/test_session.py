@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from keel.core.config import Settings
+from keel.core.session_cache import SessionCache
 from keel.main import create_app
 from keel.models import Role
-from keel.services.session import SessionCache
 from tests.factories import Account, Tokens, assert_problem, create_user, login
 
 ME = "/api/v1/users/me"

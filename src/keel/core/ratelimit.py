@@ -12,7 +12,7 @@ logged per outage, and Redis is tried again a few seconds later.
 The per-user write limit and the two sign-in limits are counted in Redis by Keel's own script
 (``WINDOW_SCRIPT``) rather than by `limits`: the same script can first check the caller's cached
 session, so an authenticated write costs one Redis round trip, not two (see
-``keel.services.session.SessionCache.get_counting``), and it counts a sign-in against the
+``keel.core.session_cache.SessionCache.get_counting``), and it counts a sign-in against the
 per-address and the per-account limit in one. It is the same moving window, and falls back to
 memory the same way.
 
@@ -24,6 +24,12 @@ brute force gets a few guesses an hour, and the owner is never locked out for lo
 cap (a password reset lifts the lock at once). The account is a digest of the email as typed,
 normalised, so an address with no account is counted exactly like one with an account. A sign-in
 checks the lock and counts itself in it in the same script call as its two windows.
+
+Each count also finds what is left of the rule's limits (``RuleUsage``: the remaining allowance of
+its tightest limit, and the seconds until its oldest counted request leaves the window), for the
+``RateLimit`` fields of the answer (keel.http.rate_limit_fields). The script finds it in the same
+call; through `limits` it costs one more storage call, which only the rules counted there
+(register, email requests, refresh) pay, as the writes and sign-ins are scripted.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -46,6 +53,7 @@ from keel.core.config import Settings
 from keel.core.errors import RateLimited
 from keel.core.lockout import LocalAttempts, Lockout, PasswordAttempt
 from keel.core.logging import get_logger
+from keel.core.window_script import WINDOW_SCRIPT
 
 log = get_logger("keel.ratelimit")
 
@@ -55,64 +63,37 @@ RULES: tuple[Rule, ...] = get_args(Rule)
 # sign-in is counted against both of its rules in one.
 SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes", "login", "login_ip"})
 
-# KEYS[1]: a session's cache entry, or unused; KEYS[2]: an account's password checks (a hash:
-# `attempts` without the right password, and the end of its lock, `until`), or unused; KEYS[3..n]:
-# one list per limit of the rule, holding the timestamps of the requests it counted, newest first.
-# ARGV[1]: "<user id>|" to count only for a live session of that user (the entry's format is
-# "user|role|verified|expires"), or "" to count without one; ARGV[2]: now (Unix seconds);
-# ARGV[3..6]: the account's lockout (checks before the lock, the first lock and the longest in
-# seconds, and how long the count is kept), or zeros for none; then the limit and its window in
-# seconds for each list.
-# Returns {the session entry (nil when not looked up or missing), 1 if counted else 0, seconds to
-# wait when refused (else "0"), the check's place in the account's count (0 without one)}. A
-# request is counted in every list and the account or in none; a refused one is not.
-WINDOW_SCRIPT = """
-local entry = false
-local now = tonumber(ARGV[2])
-if ARGV[1] ~= '' then
-  entry = redis.call('GET', KEYS[1])
-  if not entry or string.sub(entry, 1, #ARGV[1]) ~= ARGV[1] then
-    return {entry, 0, '0', 0}
-  end
-  local expires = tonumber(string.match(entry, '|(%d+)$'))
-  if not expires or expires <= now then
-    return {entry, 0, '0', 0}
-  end
-end
-local after = tonumber(ARGV[3])
-local wait = 0
-if after > 0 then
-  local locked = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
-  if locked > now then
-    wait = locked - now
-  end
-end
-for i = 3, #KEYS do
-  local limit, seconds = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
-  local oldest = redis.call('LINDEX', KEYS[i], limit - 1)
-  if oldest and tonumber(oldest) > now - seconds then
-    wait = math.max(wait, tonumber(oldest) + seconds - now)
-  end
-end
-if wait > 0 then
-  return {entry, 0, tostring(wait), 0}
-end
-for i = 3, #KEYS do
-  redis.call('LPUSH', KEYS[i], ARGV[2])
-  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2 * i + 1]) - 1)
-  redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i + 2])))
-end
-local attempt = 0
-if after > 0 then
-  attempt = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-  if attempt >= after then
-    local lock = tonumber(ARGV[4]) * 2 ^ math.min(attempt - after, 32)
-    redis.call('HSET', KEYS[2], 'until', tostring(now + math.min(lock, tonumber(ARGV[5]))))
-  end
-  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[6])))
-end
-return {entry, 1, '0', attempt}
-"""
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One limit of a rule as the RateLimit-Policy field names it: `quota` requests in `window` seconds."""
+
+    name: str
+    quota: int
+    window: int
+
+
+@dataclass(slots=True)
+class RuleUsage:
+    """A rule one request was counted against: its limits, and once counted (or refused) its tightest.
+
+    The tightest is the limit with the least allowance left (of those, the longest to wait for):
+    `remaining` more requests fit in the next `reset_seconds` seconds.
+    """
+
+    policies: tuple[Policy, ...]
+    tightest: Policy | None = None
+    remaining: int = 0
+    reset_seconds: int = 0
+
+    def update(self, states: Sequence[tuple[Policy, int, int]]) -> None:
+        if states:
+            self.tightest, self.remaining, self.reset_seconds = min(states, key=lambda state: (state[1], -state[2]))
+
+
+# Set per request by the HTTP layer to an empty dict, which every count fills in, rule by rule, in
+# the order they were counted; unset (nothing kept) outside a request.
+usage_var: ContextVar[dict[Rule, RuleUsage] | None] = ContextVar("keel_rate_limit_usage", default=None)
 
 
 def account_key(email: str) -> str:
@@ -126,6 +107,7 @@ class WindowCount:
 
     keys: list[str]  # KEYS[2..n]
     args: list[float]  # ARGV[2..n]
+    lists: list[tuple[Rule, Policy]]  # the rule and limit of each list, KEYS[3..n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +118,7 @@ class WindowResult:
     counted: bool
     wait_seconds: float
     attempt: int = 0
+    lists: tuple[tuple[int, int], ...] = ()  # each list's allowance left and seconds to its reset
 
     def refuse_if_full(self) -> None:
         """Raise the 429 when the script refused the request instead of counting it."""
@@ -167,6 +150,7 @@ class RateLimiter:
         lockout: Lockout | None = None,
     ) -> None:
         self.rules = rules
+        self.policies = {rule: policies_of(rule, items) for rule, items in rules.items()}
         self.enabled = enabled
         self.lockout = lockout
         self._shared = MovingWindowRateLimiter(shared) if shared is not None else None
@@ -227,6 +211,10 @@ class RateLimiter:
         """Count the request (and the account's check, if any); its number in the account's count."""
         if not self.enabled:
             return 0
+        usage = usage_var.get()
+        if usage is not None:
+            for rule, _ in checks:
+                usage[rule] = RuleUsage(self.policies[rule])
         if all(rule in SCRIPTED_RULES for rule, _ in checks):
             count = self._window_count(checks, account)
             if count is not None:
@@ -238,29 +226,38 @@ class RateLimiter:
                     self._recovered()
                     result.refuse_if_full()
                     return result.attempt
-        if account is not None:
-            locked_until = self._local_attempts.locked_until(account, time.time())
-            if locked_until > time.time():
-                raise RateLimited(retry_after=max(math.ceil(locked_until - time.time()), 1))
+        locked_until = self._local_attempts.locked_until(account, time.time()) if account is not None else 0.0
+        # A locked account's check is counted in no window, as in the script; the windows are still reported.
+        counting = locked_until <= time.time()
         for rule, identifiers in checks:
-            for item in self.rules[rule]:
-                reset_at = await self._hit(item, (rule, *identifiers))
-                if reset_at is not None:
-                    raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
+            states: list[tuple[Policy, int, int]] = []
+            try:
+                for item, policy in zip(self.rules[rule], self.policies[rule], strict=True):
+                    allowed, remaining, reset_seconds = await self._hit(item, (rule, *identifiers), count=counting)
+                    states.append((policy, remaining, reset_seconds))
+                    if not allowed:
+                        raise RateLimited(retry_after=reset_seconds)
+            finally:
+                if usage is not None:
+                    usage[rule].update(states)
+        if not counting:
+            raise RateLimited(retry_after=max(math.ceil(locked_until - time.time()), 1))
         if account is None or self.lockout is None:
             return 0
         return self._local_attempts.count(account, time.time(), self.lockout)
 
-    async def _hit(self, item: limits.RateLimitItem, identifiers: tuple[str, ...]) -> float | None:
+    async def _hit(
+        self, item: limits.RateLimitItem, identifiers: tuple[str, ...], *, count: bool = True
+    ) -> tuple[bool, int, int]:
         if self._shared is not None and time.monotonic() >= self._skip_shared_until:
             try:
-                reset_at = await _attempt(self._shared, item, identifiers)
+                outcome = await _attempt(self._shared, item, identifiers, count=count)
             except _STORAGE_ERRORS as exc:
                 self._shared_failed(exc)
             else:
                 self._recovered()
-                return reset_at
-        return await _attempt(self._local, item, identifiers)
+                return outcome
+        return await _attempt(self._local, item, identifiers, count=count)
 
     def window_count(self, rule: Rule, *identifiers: str) -> WindowCount | None:
         """What WINDOW_SCRIPT needs to count a request against a scripted rule in Redis.
@@ -274,17 +271,21 @@ class RateLimiter:
         if self._script is None or not self.enabled or time.monotonic() < self._skip_shared_until:
             return None
         lockout = self.lockout if account is not None else None
-        windows = [(item, rule, identifiers) for rule, identifiers in checks for item in self.rules[rule]]
+        windows = [
+            (item, rule, identifiers, policy)
+            for rule, identifiers in checks
+            for item, policy in zip(self.rules[rule], self.policies[rule], strict=True)
+        ]
         keys = [
             self._account_key(account) if account is not None and lockout is not None else "",
-            *(f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item, rule, identifiers in windows),
+            *(f"{KEY_PREFIX}:window:{item.key_for(rule, *identifiers)}" for item, rule, identifiers, _ in windows),
         ]
         args = [
             time.time(),
             *(lockout.args if lockout is not None else [0, 0, 0, 0]),
-            *(value for item, _, _ in windows for value in (item.amount, item.get_expiry())),
+            *(value for item, _, _, _ in windows for value in (item.amount, item.get_expiry())),
         ]
-        return WindowCount(keys, args)
+        return WindowCount(keys, args, [(rule, policy) for _, rule, _, policy in windows])
 
     @staticmethod
     def _account_key(account: str) -> str:
@@ -294,8 +295,22 @@ class RateLimiter:
         """Run WINDOW_SCRIPT; with a session key, it counts only for that user's live cached session."""
         assert self._script is not None
         keys = [session_key, *count.keys]
-        entry, counted, wait, attempt = await self._script(keys=keys, args=[user_prefix, *count.args])
-        return WindowResult(cast(str | None, entry), counted == 1, float(wait), int(attempt))
+        entry, counted, wait, attempt, lists = await self._script(keys=keys, args=[user_prefix, *count.args])
+        result = WindowResult(
+            cast(str | None, entry),
+            counted == 1,
+            float(wait),
+            int(attempt),
+            tuple((int(remaining), int(reset)) for remaining, reset in lists),
+        )
+        usage = usage_var.get()
+        if usage is not None and result.lists:
+            by_rule: dict[Rule, list[tuple[Policy, int, int]]] = {}
+            for (rule, policy), (remaining, reset) in zip(count.lists, result.lists, strict=True):
+                by_rule.setdefault(rule, []).append((policy, remaining, reset))
+            for rule, states in by_rule.items():
+                usage.setdefault(rule, RuleUsage(self.policies[rule])).update(states)
+        return result
 
     def _recovered(self) -> None:
         if self._degraded:
@@ -317,13 +332,22 @@ class RateLimiter:
 
 
 async def _attempt(
-    strategy: MovingWindowRateLimiter, item: limits.RateLimitItem, identifiers: tuple[str, ...]
-) -> float | None:
-    """None when the request is allowed (and counted), else when the window frees a slot."""
-    if await strategy.hit(item, *identifiers):
-        return None
+    strategy: MovingWindowRateLimiter, item: limits.RateLimitItem, identifiers: tuple[str, ...], *, count: bool
+) -> tuple[bool, int, int]:
+    """Whether the request is allowed (and counted, unless not to `count`); then the allowance left and
+    whole seconds until the oldest counted request leaves the window (when a refused one could come back)."""
+    allowed = await strategy.hit(item, *identifiers) if count else True
     stats = await strategy.get_window_stats(item, *identifiers)
-    return stats.reset_time
+    # At most the window: `limits` reads timestamps back from Redis rounded to 14 digits, a little late.
+    return allowed, stats.remaining, min(max(math.ceil(stats.reset_time - time.time()), 0), item.get_expiry())
+
+
+def policies_of(rule: Rule, items: Sequence[limits.RateLimitItem]) -> tuple[Policy, ...]:
+    """A rule's limits as policies: named after the rule, and after its window too when it has several."""
+    return tuple(
+        Policy(rule if len(items) == 1 else f"{rule}-{item.get_expiry()}s", item.amount, item.get_expiry())
+        for item in items
+    )
 
 
 def create_rate_limiter(settings: Settings, redis: Redis | None) -> RateLimiter:

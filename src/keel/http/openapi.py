@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.utils import generate_unique_id
+from starlette.routing import BaseRoute
 
+from keel.http.rate_limit_fields import LIMIT_FIELD, POLICY_FIELD, CountsTowardsRateLimits
 from keel.schemas.common import Problem, problem_responses
 
 BEARER_SCHEME = "BearerToken"
@@ -85,6 +89,20 @@ RETRY_AFTER_HEADER = {
     "description": "Seconds to wait before trying again.",
     "schema": {"type": "integer", "minimum": 1},
 }
+RATE_LIMIT_POLICY_HEADER = {
+    "description": 'The rate limits this request was counted against, each as `"<name>";q=<requests>;w=<seconds>`: '
+    "`q` requests in any `w` seconds (draft-ietf-httpapi-ratelimit-headers). On every answer to a request "
+    "that was counted or refused by a limit, whatever its status.",
+    "schema": {"type": "string"},
+    "example": '"writes";q=120;w=60',
+}
+RATE_LIMIT_HEADER = {
+    "description": 'What is left of each of those limits, as `"<name>";r=<requests>;t=<seconds>`: `r` more requests '
+    "fit in the next `t` seconds (of several limits of one rule, the one with the least left). On a 429 the "
+    "limit that refused has `r=0`, and `Retry-After` is its `t`.",
+    "schema": {"type": "string"},
+    "example": '"writes";r=117;t=58',
+}
 REPLAYED_HEADER = {
     "description": "`true` when this is the stored answer to an earlier request with the same "
     "`Idempotency-Key`, not a new creation.",
@@ -114,8 +132,8 @@ def operation_id(route: APIRoute) -> str:
         raise LookupError(f"route {route.name!r} ({route.path}) has no operationId in keel.http.openapi") from None
 
 
-def build(app: FastAPI, tags: list[str], *, api_prefix: str) -> dict[str, Any]:
-    """The app's OpenAPI document, once; `tags` in the order /docs shows them."""
+def build(app: FastAPI, tags: list[str], *, api_prefix: str, routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The app's OpenAPI document, once; `tags` in the order /docs shows them, `routes` the API's."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     schema = get_openapi(
@@ -134,12 +152,13 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str) -> dict[str, Any]:
     pages = {name: f"{name[5:-1]}Page" for name in components if re.fullmatch(r"Page_[A-Za-z]+_", name)}
     _rename_components(schema, {**BODY_NAMES, **pages})  # Page_TodoRead_ -> TodoReadPage
     _describe_bearer_token(schema)
+    rate_limited = {operation_id(route) for route in routes if isinstance(route, APIRoute) and _counts(route.dependant)}
     for path, item in schema["paths"].items():
         for operation in item.values():
             _document_common_problems(path, operation, api_prefix)
             _no_null_parameters(operation)
             _document_conditions(operation)
-            _document_headers(operation)
+            _document_headers(operation, rate_limited=operation.get("operationId") in rate_limited)
             _link(operation)
     if "HTTPValidationError" not in json.dumps(schema["paths"]):
         # Only FastAPI's default 422 used them, and every one was replaced by the problem document.
@@ -259,15 +278,24 @@ def _document_conditions(operation: dict[str, Any]) -> None:
             responses.setdefault(str(status), response)
 
 
-def _document_headers(operation: dict[str, Any]) -> None:
+def _counts(dependant: Dependant) -> bool:
+    """Whether a route's dependencies, at any depth, count its request against a rate limit."""
+    return any(isinstance(sub.call, CountsTowardsRateLimits) or _counts(sub) for sub in dependant.dependencies)
+
+
+def _document_headers(operation: dict[str, Any], *, rate_limited: bool) -> None:
     """Declare the headers Keel sets: on every answer `X-Request-ID`, on 429 and 503 `Retry-After`,
-    and on a create that takes an `Idempotency-Key` `Idempotent-Replayed`."""
+    on every answer of a rate-limited operation the RateLimit fields, and on a create that takes an
+    `Idempotency-Key` `Idempotent-Replayed`."""
     idempotent = any(parameter.get("name") == "Idempotency-Key" for parameter in operation.get("parameters", []))
     for status, response in operation.get("responses", {}).items():
         headers = response.setdefault("headers", {})
         headers.setdefault("X-Request-ID", REQUEST_ID_HEADER)
         if status in ("429", "503"):
             headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
+        if rate_limited:
+            headers.setdefault(POLICY_FIELD, RATE_LIMIT_POLICY_HEADER)
+            headers.setdefault(LIMIT_FIELD, RATE_LIMIT_HEADER)
         if idempotent and status.startswith("2"):
             headers.setdefault("Idempotent-Replayed", REPLAYED_HEADER)
 

@@ -1,4 +1,4 @@
-"""Per-request context: the request id, the access log line, and the last-resort 500."""
+"""Per-request context: the request id, the rate limit fields, the access log line, and the last-resort 500."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from keel.core.audit import event_counter
 from keel.core.client_ip import IPNetwork, client_ip_of
 from keel.core.context import request_id_var
 from keel.core.logging import get_logger
+from keel.core.ratelimit import Rule, RuleUsage, usage_var
 from keel.http.metrics import Metrics, route_label
 from keel.http.problems import internal_error_response, payload_too_large_response
+from keel.http.rate_limit_fields import fields as rate_limit_fields
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -71,6 +73,9 @@ class RequestContextMiddleware:
         metrics = _app_metrics(scope)
         counter_token = event_counter.set(metrics.count_auth_event if metrics is not None else None)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # Filled in by the rate limiter as it counts this request (see keel.http.rate_limit_fields).
+        usage: dict[Rule, RuleUsage] = {}
+        usage_token = usage_var.set(usage)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -83,6 +88,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", ()))
                 headers.append((b"x-request-id", header_value))
+                headers += rate_limit_fields(usage)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -133,4 +139,5 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.unbind_contextvars("request_id")
             event_counter.reset(counter_token)
+            usage_var.reset(usage_token)
             request_id_var.reset(rid_token)

@@ -18,7 +18,7 @@ from keel.deps import (
     OptionalUser,
     PostId,
     SearchTerm,
-    WriteRateLimit,
+    WritingUser,
 )
 from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
@@ -47,7 +47,6 @@ router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=problem_responses(401, 403, 429),
-    dependencies=[WriteRateLimit],
 )
 @router.post(
     "/",
@@ -55,11 +54,10 @@ router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=problem_responses(401, 403, 429),
-    dependencies=[WriteRateLimit],
 )
 async def create_post(
     data: PostCreate,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -125,11 +123,10 @@ async def read_post(
     "/{post_id:not_mine}",
     response_model=PostRead,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
 async def update_post(
     post_id: PostId,
-    user: CurrentUser,
+    user: WritingUser,
     data: PostUpdate,
     database: DatabaseDep,
     response: Response,
@@ -144,9 +141,8 @@ async def update_post(
     "/{post_id:not_mine}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def delete_post(post_id: PostId, user: CurrentUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
+async def delete_post(post_id: PostId, user: WritingUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
     """Delete a post (its author or an admin). Honours `If-Match`."""
     await post_service.delete(database=database, post_id=post_id, actor=user, if_match=if_match)
 
@@ -155,9 +151,8 @@ async def delete_post(post_id: PostId, user: CurrentUser, database: DatabaseDep,
     "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def vote(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> None:
+async def vote(post_id: PostId, user: WritingUser, database: DatabaseDep) -> None:
     """Vote for a published post (needs a verified email); voting again changes nothing."""
     await post_service.vote(database=database, post_id=post_id, voter=user)
 
@@ -166,8 +161,7 @@ async def vote(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> Non
     "/{post_id:not_mine}/vote",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def unvote(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> None:
+async def unvote(post_id: PostId, user: WritingUser, database: DatabaseDep) -> None:
     """Take back a vote; doing it twice changes nothing."""
     await post_service.unvote(database=database, post_id=post_id, voter=user)

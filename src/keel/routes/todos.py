@@ -15,7 +15,7 @@ from keel.deps import (
     Offset,
     SearchTerm,
     TodoId,
-    WriteRateLimit,
+    WritingUser,
 )
 from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
@@ -33,18 +33,16 @@ router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=probl
     status_code=status.HTTP_201_CREATED,
     response_model=TodoRead,
     responses=problem_responses(429),
-    dependencies=[WriteRateLimit],
 )
 @router.post(
     "/",
     include_in_schema=False,
     status_code=status.HTTP_201_CREATED,
     response_model=TodoRead,
-    dependencies=[WriteRateLimit],
 )
 async def create_todo(
     data: TodoCreate,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -91,13 +89,11 @@ async def read_todo(
     return representation_or_not_modified(todo, response, if_none_match)
 
 
-@router.patch(
-    "/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429), dependencies=[WriteRateLimit]
-)
+@router.patch("/{todo_id}", response_model=TodoRead, responses=problem_responses(404, 429))
 async def update_todo(
     todo_id: TodoId,
     data: TodoUpdate,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     response: Response,
     if_match: IfMatchDep,
@@ -113,8 +109,7 @@ async def update_todo(
     "/{todo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(404, 429),
-    dependencies=[WriteRateLimit],
 )
-async def delete_todo(todo_id: TodoId, user: CurrentUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
+async def delete_todo(todo_id: TodoId, user: WritingUser, database: DatabaseDep, if_match: IfMatchDep) -> None:
     """Delete a todo. Honours `If-Match`."""
     await todo_service.delete(database=database, owner_id=user.user_id, todo_id=todo_id, if_match=if_match)

@@ -14,7 +14,7 @@ from keel.deps import (
     RateLimiterDep,
     SettingsDep,
     UserId,
-    WriteRateLimit,
+    WritingUser,
 )
 from keel.http.conditional import representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
@@ -34,11 +34,9 @@ async def read_me(
     return representation_or_not_modified(me, response, if_none_match)
 
 
-@router.patch(
-    "/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429), dependencies=[WriteRateLimit]
-)
+@router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409, 422, 429))
 async def update_me(
-    data: UserUpdate, user: CurrentUser, database: DatabaseDep, response: Response, if_match: IfMatchDep
+    data: UserUpdate, user: WritingUser, database: DatabaseDep, response: Response, if_match: IfMatchDep
 ) -> UserRead:
     """Change the current user's username or full name. Honours `If-Match`."""
     updated = await user_service.update_profile(database=database, user_id=user.user_id, data=data, if_match=if_match)
@@ -49,11 +47,10 @@ async def update_me(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400, 401, 409, 422, 429),
-    dependencies=[WriteRateLimit],
 )
 async def delete_me(
     data: UserDelete,
-    user: CurrentUser,
+    user: WritingUser,
     database: DatabaseDep,
     if_match: IfMatchDep,
     cache: CacheDep,

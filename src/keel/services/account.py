@@ -12,12 +12,12 @@ from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailTok
 from keel.core.password_policy import normalize
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
+from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, User, utcnow
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
-from keel.services.session import SessionCache
 
 
 def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.EmailTokenClaims:

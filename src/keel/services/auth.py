@@ -35,6 +35,7 @@ from keel.core.security import (
     new_session_id,
     password_hasher,
 )
+from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, RefreshToken, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
 from keel.schemas.auth import TokenPair
@@ -43,7 +44,7 @@ from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
-from keel.services.session import Principal, SessionCache
+from keel.services.session import Principal
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,8 @@
 """Sessions: who a bearer token belongs to, whether it still counts, and ending sessions.
 
 The database is the source of truth. With Redis configured, the per-request check reads a
-cache entry per session instead: filled from the database on a miss (``SET NX``), and
-overwritten with a tombstone *before* a revocation is committed, so a concurrent fill can never
-put a revoked session back and a Redis that lost its data only causes misses, which read the
-database again.
+cache entry per session instead (keel.core.session_cache), which a revocation overwrites with a
+tombstone before it is committed.
 """
 
 from __future__ import annotations
@@ -12,26 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import sqlalchemy as sa
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
 from keel.core.db import Database, Prebuilt
-from keel.core.errors import ServiceUnavailable, SessionNotFound, SessionRevoked
+from keel.core.errors import SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
-from keel.core.ratelimit import RateLimiter, WindowCount, WindowResult
+from keel.core.ratelimit import RateLimiter, WindowResult
 from keel.core.security import AccessClaims
+from keel.core.session_cache import REVOKED, SessionCache, SessionState
 from keel.models import Role, User, UserSession, utcnow
 
 log = get_logger("keel.sessions")
-
-_REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,145 +43,39 @@ class Principal:
         return self.role is Role.ADMIN
 
 
-@dataclass(frozen=True, slots=True)
-class _SessionState:
-    user_id: int
-    role: Role
-    is_verified: bool
-    expires_at: int  # the session's absolute end, as a Unix timestamp
-
-    def encode(self) -> str:
-        return f"{self.user_id}|{self.role.value}|{int(self.is_verified)}|{self.expires_at}"
-
-    @classmethod
-    def decode(cls, raw: str) -> _SessionState:
-        user_id, role, verified, expires = raw.split("|")
-        return cls(int(user_id), Role(role), verified == "1", int(expires))
-
-
-class SessionCache:
-    """The Redis side of the access check. Every Redis failure becomes a 503: fail closed."""
-
-    prefix = "keel:session:"
-
-    def __init__(self, redis: Redis, *, ttl_seconds: int, tombstone_ttl_seconds: int) -> None:
-        self.redis = redis
-        self.ttl_seconds = ttl_seconds
-        # A tombstone only has to outlive the access tokens of its session.
-        self.tombstone_ttl_seconds = tombstone_ttl_seconds
-
-    async def get(self, session_id: str) -> _SessionState | str | None:
-        try:
-            raw = cast(str | None, await self.redis.get(self.prefix + session_id))
-        except RedisError as exc:
-            raise _unavailable(exc) from exc
-        return _decoded(raw)
-
-    async def get_counting(
-        self, session_id: str, user_id: int, limiter: RateLimiter, count: WindowCount
-    ) -> tuple[_SessionState | str | None, WindowResult]:
-        """The entry, read by the script that also counts the request against `count` if it is that
-        user's live session: an authenticated write in one round trip (see keel.core.ratelimit)."""
-        try:
-            result = await limiter.run(count, session_key=self.prefix + session_id, user_prefix=f"{user_id}|")
-        except RedisError as exc:
-            raise _unavailable(exc) from exc
-        return _decoded(result.entry), result
-
-    async def fill(self, session_id: str, state: _SessionState | str, ttl_seconds: int) -> None:
-        value = state.encode() if isinstance(state, _SessionState) else state
-        try:
-            await self.redis.set(self.prefix + session_id, value, ex=max(ttl_seconds, 1), nx=True)
-        except RedisError as exc:  # the answer came from the database; only the cache is missed
-            log.warning("session_cache_fill_failed", error=type(exc).__name__)
-
-    async def admit(
-        self, session_id: str, *, user_id: int, role: Role, is_verified: bool, expires_at: datetime
-    ) -> None:
-        """Cache a session whose tokens are about to be handed out (sign-in, refresh); 503 if Redis fails.
-
-        While Redis is down every request's access check is refused, so tokens handed out then could
-        not be used; and a revocation made then could not leave its tombstone, so a fallback to the
-        database could later let a revoked session through. Sign-in and refresh fail closed too.
-        """
-        state = _SessionState(user_id, role, is_verified, int(expires_at.timestamp()))
-        try:
-            await self.redis.set(self.prefix + session_id, state.encode(), ex=self.ttl_seconds, nx=True)
-        except RedisError as exc:
-            raise _unavailable(exc, "Sessions cannot be opened right now; try again shortly.") from exc
-
-    async def tombstone(self, session_ids: Sequence[str]) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for session_id in session_ids:
-                    pipe.set(self.prefix + session_id, _REVOKED, ex=self.tombstone_ttl_seconds)
-                await pipe.execute()
-        except RedisError as exc:
-            log.warning("session_cache_unavailable", error=type(exc).__name__)
-            raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
-
-    async def forget(self, session_ids: Sequence[str]) -> None:
-        if not session_ids:
-            return
-        try:
-            await self.redis.delete(*(self.prefix + session_id for session_id in session_ids))
-        except RedisError as exc:
-            log.warning("session_cache_unavailable", error=type(exc).__name__)
-            raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
-
-
-def _unavailable(
-    exc: RedisError, detail: str = "Sessions cannot be checked right now; try again shortly."
-) -> ServiceUnavailable:
-    log.warning("session_cache_unavailable", error=type(exc).__name__)
-    return ServiceUnavailable(detail)
-
-
-def _decoded(raw: str | None) -> _SessionState | str | None:
-    if raw is None or raw == _REVOKED:
-        return raw
-    return _SessionState.decode(raw)
-
-
-@dataclass(slots=True)
-class WriteCount:
-    """A write to count against the caller's limit while the session is checked; `counted` says if it was."""
-
-    limiter: RateLimiter
-    count: WindowCount
-    counted: bool = False
-
-
 async def authenticate(
-    *, database: Database, cache: SessionCache | None, claims: AccessClaims, write: WriteCount | None = None
+    *, database: Database, cache: SessionCache | None, claims: AccessClaims, writes: RateLimiter | None = None
 ) -> Principal:
     """Turn verified token claims into a principal, or refuse a session that no longer counts.
 
     With Redis this is one GET; the database is read (and the cache filled) only on a miss. With
-    `write`, that same round trip also counts the request against the caller's write limit when
-    the session is found in the cache, and refuses it (429) when the limit is used up; on a miss
-    `write.counted` stays False and the caller counts it separately.
+    `writes`, the request is also counted against the caller's write limit (429 when it is used
+    up): by that same round trip when the session is in the cache, else on its own once the
+    database has found the session live. A refused session is never counted.
     """
     result: WindowResult | None = None
+    count = writes.window_count("writes", str(claims.user_id)) if writes is not None and cache is not None else None
     if cache is None:
         state = None
-    elif write is not None:
-        state, result = await cache.get_counting(claims.session_id, claims.user_id, write.limiter, write.count)
+    elif writes is not None and count is not None:
+        state, result = await cache.get_counting(claims.session_id, claims.user_id, writes, count)
     else:
         state = await cache.get(claims.session_id)
     if state is None:
         state = await _load_state(database, claims.session_id)
         if cache is not None:
-            ttl = cache.tombstone_ttl_seconds if state == _REVOKED else cache.ttl_seconds
+            ttl = cache.tombstone_ttl_seconds if state == REVOKED else cache.ttl_seconds
             await cache.fill(claims.session_id, state, ttl)
     now = int(datetime.now(UTC).timestamp())
-    if not isinstance(state, _SessionState) or state.user_id != claims.user_id or state.expires_at <= now:
+    if not isinstance(state, SessionState) or state.user_id != claims.user_id or state.expires_at <= now:
         raise SessionRevoked
-    if result is not None and write is not None:
-        result.refuse_if_full()
-        write.counted = result.counted
+    if writes is not None:
+        if result is not None:
+            result.refuse_if_full()
+        if result is None or not result.counted:
+            await writes.hit("writes", str(claims.user_id))
     return Principal(
-        user_id=state.user_id, session_id=claims.session_id, role=state.role, is_verified=state.is_verified
+        user_id=state.user_id, session_id=claims.session_id, role=Role(state.role), is_verified=state.is_verified
     )
 
 
@@ -210,11 +99,11 @@ _LIVE_SESSION = Prebuilt(
 )
 
 
-async def _load_state(database: Database, session_id: str) -> _SessionState | str:
+async def _load_state(database: Database, session_id: str) -> SessionState | str:
     row = await database.first(_LIVE_SESSION, session_id=session_id)
     if row is None:
-        return _REVOKED
-    return _SessionState(
+        return REVOKED
+    return SessionState(
         user_id=row.user_id, role=row.role, is_verified=row.is_verified, expires_at=int(row.expires_at.timestamp())
     )
 

@@ -24,6 +24,7 @@ from keel.core.logging import get_logger
 from keel.core.password_policy import check_password
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
+from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, Role, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
@@ -33,7 +34,6 @@ from keel.services import session as session_service
 from keel.services import versioned
 from keel.services.outbox import Dispatcher
 from keel.services.query import contains
-from keel.services.session import SessionCache
 
 log = get_logger("keel.users")
 
