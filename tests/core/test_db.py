@@ -28,7 +28,7 @@ from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import Empty
 from sqlmodel import col
 
-from keel.core.db import Database, FairAsyncPool, FairQueue, Prebuilt
+from keel.core.db import Database, FairAsyncPool, FairQueue, NoRows, Prebuilt
 from keel.main import create_app
 from keel.models import Priority, Todo
 from tests.conftest import base_settings, reset_postgres
@@ -99,12 +99,15 @@ def _todo_values(owner_id: int, **changes: object) -> dict[str, object]:
         "completed": False,
         "created_at": now,
         "updated_at": now,
+        "version": 1,
     }
     return {**values, **changes}
 
 
 _INSERT = Prebuilt(
-    sa.insert(Todo).returning(*(col(getattr(Todo, name)) for name in ("id", *_TODO_NAMES))), tuple, binds=_TODO_NAMES
+    sa.insert(Todo).returning(*(col(getattr(Todo, name)) for name in ("id", *_TODO_NAMES))),
+    tuple,
+    binds=[*_TODO_NAMES, "version"],
 )
 _BY_OWNER = Prebuilt(
     sa.select(col(Todo.title), col(Todo.priority), col(Todo.created_at))
@@ -574,3 +577,12 @@ def test_a_prebuilt_statement_keeps_its_own_plan_per_dialect(app: FastAPI) -> No
     assert _BY_OWNER.plan(dialect) is _BY_OWNER.plan(dialect)
     assert _BY_OWNER.plan(dialect) is not Prebuilt(_BY_OWNER.statement, tuple).plan(dialect)
     assert not hasattr(app.state.database, "_plans")
+
+
+def test_a_prebuilt_insert_must_bind_each_column_whose_default_python_makes() -> None:
+    # The driver path has no execution context to run such a default in: the row would get NULL.
+    from sqlalchemy.dialects import postgresql
+
+    lacking = Prebuilt(sa.insert(Todo), NoRows, binds=["owner_id", "title", "completed", "priority"])
+    with pytest.raises(ValueError, match=r"\['created_at', 'updated_at', 'version'\]"):
+        lacking.plan(postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]

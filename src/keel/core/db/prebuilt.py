@@ -88,6 +88,11 @@ class Plan:
         assert compiled.positiontup is not None
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("statements with expanding (IN) parameters are not prebuilt")
+        # SQLAlchemy runs a column's Python-side default in its execution context, which the driver
+        # path does not have: the column would silently get NULL. Such a column must be bound.
+        unbound = sorted(column.key for column in compiled.insert_prefetch if column.key not in keys)
+        if unbound:
+            raise ValueError(f"a prebuilt INSERT must bind the columns with Python-side defaults: {unbound}")
         names = tuple(compiled.positiontup)
         parameters = [compiled.binds[name] for name in names]
         defaults = tuple(_REQUIRED if bind.required else bind.effective_value for bind in parameters)
