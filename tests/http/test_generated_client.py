@@ -95,13 +95,26 @@ async def test_a_journey_through_the_generated_client(app: FastAPI, generated: M
     assert isinstance(created, models.TodoRead), created
     page = await todos["list"].asyncio(client=client, sort=models.TodoSort.DUE_DATE_DESC)
     assert [todo.id for todo in page.items] == [created.id]
-    updated = await todos["update"].asyncio(
-        client=client, todo_id=created.id, body=models.TodoUpdate(completed=True, description=None)
+    read = await todos["get"].asyncio_detailed(client=client, todo_id=created.id)
+    etag = read.headers["etag"]
+    unchanged = await todos["get"].asyncio_detailed(client=client, todo_id=created.id, if_none_match=etag)
+    assert unchanged.status_code == 304
+    change = models.TodoUpdate(completed=True, description=None)
+    updated_answer = await todos["update"].asyncio_detailed(
+        client=client, todo_id=created.id, body=change, if_match=etag
     )
+    updated = updated_answer.parsed
+    assert isinstance(updated, models.TodoRead), updated
     assert (updated.title, updated.completed, updated.description) == ("Generated", True, None)
+    stale = await todos["update"].asyncio_detailed(client=client, todo_id=created.id, body=change, if_match=etag)
+    assert stale.status_code == 412
+    assert isinstance(stale.parsed, models.Problem)
+    assert stale.parsed.code == "precondition_failed"
     fetched = await todos["get"].asyncio(client=client, todo_id=created.id)
     assert fetched.completed is True
-    deleted = await todos["delete"].asyncio_detailed(client=client, todo_id=created.id)
+    deleted = await todos["delete"].asyncio_detailed(
+        client=client, todo_id=created.id, if_match=updated_answer.headers["etag"]
+    )
     assert deleted.status_code == 204
     gone = await todos["get"].asyncio_detailed(client=client, todo_id=created.id)
     assert gone.status_code == 404
