@@ -40,6 +40,14 @@ function tidy(message) {
 }
 
 const state = { token: null, expiresAt: 0, user: null };
+// The ETag each single item came with, keyed by the object its answer became: an edit sends it
+// back as If-Match, so it changes only the version on screen. A list's items have none.
+const etags = new WeakMap();
+
+/** The ETag `item` was answered with (a GET, create or PATCH of that one item), else null. */
+export function etagOf(item) {
+  return etags.get(item) || null;
+}
 const listeners = new Set();
 let refreshing = null;
 
@@ -165,13 +173,15 @@ const UNREACHABLE = "Keel could not be reached. Check your connection and try ag
 
 /**
  * Send one API request. `body` is sent as JSON, `form` as an HTML form; `query` values that
- * are empty are left out. Resolves with the parsed body (null for 204) or throws ApiError.
+ * are empty are left out; `ifMatch` (an ETag) makes a change conditional on that version.
+ * Resolves with the parsed body (null for 204) or throws ApiError.
  */
-export async function request(method, path, { body, form, query, retry = true } = {}) {
+export async function request(method, path, { body, form, query, ifMatch, retry = true } = {}) {
   if (state.token && Date.now() > state.expiresAt - EARLY_REFRESH_MS) await refresh();
   const headers = { Accept: "application/json", ...WEB_CLIENT };
   const sentToken = state.token;
   if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
+  if (ifMatch) headers["If-Match"] = ifMatch;
   let payload;
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -188,12 +198,14 @@ export async function request(method, path, { body, form, query, retry = true } 
   if (response.status === 401 && sentToken && retry) {
     // The access token expired or its session ended: refresh once, then try again.
     const outcome = await refresh();
-    if (outcome === "ok") return request(method, path, { body, form, query, retry: false });
+    if (outcome === "ok") return request(method, path, { body, form, query, ifMatch, retry: false });
     if (outcome === "failed") throw new ApiError(503, { detail: "Your session could not be renewed just now. Please try again." });
   }
   const data = await parse(response);
   if (response.status === 401 && sentToken) forget("expired");
   if (!response.ok) throw new ApiError(response.status, data);
+  const etag = response.headers.get("ETag");
+  if (etag && data && typeof data === "object") etags.set(data, etag);
   return data;
 }
 

@@ -1,10 +1,36 @@
 // Form plumbing shared by every page: read values, show the API's errors beside the fields
 // (or the controls) they belong to, and keep a form from being sent twice.
 
-import { ApiError } from "./api.js";
-import { h, replace } from "./dom.js";
+import { ApiError, etagOf } from "./api.js";
+import { button, h, replace } from "./dom.js";
 
 const SOMETHING_WRONG = "Something went wrong. Please try again.";
+/** What a change that met 412 says: the item is no longer the version this page read. */
+export const CHANGED_ELSEWHERE = "This changed elsewhere since you opened it. Reload to see the latest, then make your change again.";
+
+/** Whether `error` is a 412: the change named a version (If-Match) that is no longer current. */
+export function changedElsewhere(error) {
+  return error instanceof ApiError && error.code === "precondition_failed";
+}
+
+function messageOf(error) {
+  return changedElsewhere(error) ? CHANGED_ELSEWHERE : error.detail || SOMETHING_WRONG;
+}
+
+/** The Reload button beside CHANGED_ELSEWHERE; `reload()` reads the item again. */
+export function reloadButton(reload) {
+  const reloading = button("Reload", { class: "small" });
+  reloading.addEventListener("click", async () => {
+    if (reloading.getAttribute("aria-disabled") === "true") return;
+    reloading.setAttribute("aria-disabled", "true");
+    try {
+      await reload();
+    } finally {
+      reloading.removeAttribute("aria-disabled");
+    }
+  });
+  return reloading;
+}
 
 /** The form's values; checkboxes become booleans, empty optional fields null. */
 export function values(form) {
@@ -32,15 +58,17 @@ export function clearErrors(form) {
   const alert = form.querySelector(".form-alert");
   if (alert) {
     alert.textContent = "";
+    alert.classList.remove("note");
     alert.hidden = true;
   }
 }
 
 /**
  * Show `error` on `form`: validation messages next to their fields, anything else in the
- * form's alert. `codeFields` names the field a problem code is about ({username_taken: "username"}).
+ * form's alert. `codeFields` names the field a problem code is about ({username_taken: "username"});
+ * `reload()`, when given, is what the alert's Reload button does after a 412.
  */
-export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}) {
+export function showError(form, error, { codeFields = {}, fieldNames = {}, reload } = {}) {
   const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: SOMETHING_WRONG });
   const leftovers = [];
   let first = null;
@@ -61,10 +89,11 @@ export function showError(form, error, { codeFields = {}, fieldNames = {} } = {}
     input.setAttribute("aria-invalid", "true");
     first ||= input;
   }
-  if (!Object.keys(byField).length) leftovers.push(apiError.detail);
+  if (!Object.keys(byField).length) leftovers.push(messageOf(apiError));
   const alert = form.querySelector(".form-alert");
   if (leftovers.length && alert) {
-    alert.textContent = leftovers.join(" ");
+    const more = reload && changedElsewhere(apiError) ? [" ", reloadButton(reload)] : [];
+    replace(alert, leftovers.join(" "), ...more);
     alert.hidden = false;
   }
   if (first) first.focus();
@@ -83,7 +112,7 @@ export function inlineError() {
     show(error, ...more) {
       if (error.status === 401) return;
       if (!(error instanceof ApiError)) console.error(error);
-      replace(element, error.detail || SOMETHING_WRONG, ...more);
+      replace(element, messageOf(error), ...more);
       element.hidden = false;
     },
     hide() {
@@ -115,4 +144,96 @@ export function onSubmit(form, action, options = {}) {
       for (const b of buttons) b.removeAttribute("aria-disabled");
     }
   });
+}
+
+/** Put `item`'s values in the form's fields of the same names. */
+export function fill(form, item) {
+  for (const el of form.elements) {
+    if (!el.name || !(el.name in item)) continue;
+    if (el.type === "checkbox") el.checked = Boolean(item[el.name]);
+    else el.value = item[el.name] ?? "";
+  }
+}
+
+/** A value of `item` as its field holds it (text, or a checkbox's boolean). */
+function asField(el, value) {
+  return el.type === "checkbox" ? Boolean(value) : String(value ?? "");
+}
+
+/**
+ * After a reload, each field shows the `latest` version, except where only the user changed it
+ * since `base` (it keeps what they typed). Where someone else changed it too, what the user typed
+ * goes under it with a button to put it back. Returns how many fields got such a note.
+ */
+function merge(form, base, latest, typed) {
+  let clashes = 0;
+  for (const el of form.elements) {
+    if (!el.name || !(el.name in latest) || !(el.name in typed)) continue;
+    const [was, now, mine] = [asField(el, base[el.name]), asField(el, latest[el.name]), typed[el.name]];
+    if (mine !== was && now === was) continue; // only the user changed it: theirs stays
+    fill(form, { [el.name]: latest[el.name] });
+    if (mine === was || mine === now) continue;
+    clashes += 1;
+    const shown = el.tagName === "SELECT" ? [...el.options].find((option) => option.value === mine)?.text : mine;
+    const note = h(
+      "div",
+      { class: "typed" },
+      h("p", { class: "hint" }, "Your change, not saved:"),
+      h("p", { class: "typed-text" }, shown || "(empty)"),
+      button("Use mine", {
+        class: "small",
+        onclick: () => {
+          el.value = mine;
+          note.remove();
+          el.focus();
+        },
+      }),
+    );
+    el.closest(".field").append(note);
+  }
+  return clashes;
+}
+
+/**
+ * Edit one item the API sent with its ETag: `form` shows `item`, and a submit runs
+ * `save(values, etag)`, which sends the ETag as If-Match and resolves with the saved item (the
+ * next save's version). If the item changed elsewhere (412), nothing is saved and the form keeps
+ * what the user typed, with a Reload button: `load()` reads the latest version, and `merge` shows
+ * it without dropping the user's changes. `options` are onSubmit's. Returns what gives the item
+ * the form shows now.
+ */
+export function editForm(form, item, { load, save, ...options }) {
+  let shown = item;
+  fill(form, shown);
+  const reload = async () => {
+    const typed = values(form);
+    form.setAttribute("aria-busy", "true");
+    try {
+      const latest = await load();
+      clearErrors(form);
+      for (const note of form.querySelectorAll(".typed")) note.remove();
+      const clashes = merge(form, shown, latest, typed);
+      shown = latest;
+      const alert = form.querySelector(".form-alert");
+      alert.textContent = clashes
+        ? "Reloaded: this is the latest version. Where it clashes with what you changed, your change is under the field: use it or keep the latest, then save."
+        : "Reloaded: this is the latest version, with your changes kept. Save to apply them.";
+      alert.classList.add("note");
+      alert.hidden = false;
+    } catch (error) {
+      showError(form, error);
+    } finally {
+      form.removeAttribute("aria-busy");
+    }
+  };
+  onSubmit(
+    form,
+    async (data, submitter) => {
+      const saved = await save(data, etagOf(shown), submitter);
+      for (const note of form.querySelectorAll(".typed")) note.remove();
+      if (saved) shown = saved;
+    },
+    { ...options, reload },
+  );
+  return () => shown;
 }

@@ -1,8 +1,8 @@
 // The account page: profile, verification, password, sessions, and deleting the account.
 
-import { currentUser, endSession, reloadUser, request, signOut } from "../api.js";
+import { endSession, etagOf, reloadUser, request, signOut } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
-import { inlineError, onSubmit } from "../forms.js";
+import { editForm, inlineError, onSubmit } from "../forms.js";
 
 /** "Firefox on Windows" from a user agent string; good enough to recognise a device. */
 export function describeDevice(userAgent) {
@@ -45,15 +45,18 @@ function section(title, ...children) {
 
 export async function page(container, ctx) {
   ctx.title("Account");
-  const user = currentUser();
-  const profile = profileForm(user);
+  // Read afresh: the page changes the account as it shows it (its ETag), not as it was at sign-in.
+  const user = await reloadUser();
+  // The version shown, for the profile form to advance and the delete form to name.
+  const account = { user };
+  const profile = profileForm(account);
   const sessions = h("ul", { class: "session-list" });
   const drawSessions = async () => {
     const rows = await request("GET", "/auth/sessions");
     replace(sessions, rows.map((row) => sessionItem(row, ctx, drawSessions)));
   };
   const password = passwordForm(user, drawSessions);
-  const remove = deleteForm(user, ctx);
+  const remove = deleteForm(account, ctx);
   await drawSessions();
   replace(
     container,
@@ -65,24 +68,26 @@ export async function page(container, ctx) {
   );
 }
 
-function profileForm(user) {
+function profileForm(account) {
   const form = h(
     "form",
     { novalidate: true },
     formAlert(),
-    field("Username", "username", { required: true, minlength: 3, maxlength: 30, autocomplete: "username", value: user.username }),
-    field("Full name", "full_name", { maxlength: 100, autocomplete: "name", value: user.full_name || "" }),
+    field("Username", "username", { required: true, minlength: 3, maxlength: 30, autocomplete: "username" }),
+    field("Full name", "full_name", { maxlength: 100, autocomplete: "name" }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save profile")),
   );
-  onSubmit(
-    form,
-    async (data) => {
-      await request("PATCH", "/users/me", { body: { username: data.username.trim(), full_name: data.full_name.trim() || null } });
+  editForm(form, account.user, {
+    load: async () => (account.user = await reloadUser()),
+    save: async (data, etag) => {
+      const body = { username: data.username.trim(), full_name: data.full_name.trim() || null };
+      account.user = await request("PATCH", "/users/me", { body, ifMatch: etag });
       await reloadUser();
       toast("Profile saved.");
+      return account.user;
     },
-    { codeFields: { username_taken: "username" } },
-  );
+    codeFields: { username_taken: "username" },
+  });
   return form;
 }
 
@@ -192,13 +197,13 @@ function signOutEverywhere(ctx) {
   });
 }
 
-function deleteForm(user, ctx) {
+function deleteForm(account, ctx) {
   const form = h(
     "form",
     { novalidate: true },
     formAlert(),
     h("p", {}, "This deletes your account with all its todos and posts. It cannot be undone."),
-    usernameHint(user),
+    usernameHint(account.user),
     field("Your password", "password", { type: "password", autocomplete: "current-password", required: true }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Delete my account")),
   );
@@ -206,12 +211,13 @@ function deleteForm(user, ctx) {
     form,
     async (data) => {
       if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
-      await request("DELETE", "/users/me", { body: data });
+      await request("DELETE", "/users/me", { body: data, ifMatch: etagOf(account.user) });
       endSession();
       ctx.navigate("/", { replace: true });
       toast("Your account is deleted.");
     },
-    { codeFields: { invalid_credentials: "password" } },
+    // The page is drawn again from the account as it is now; the password is asked for again.
+    { codeFields: { invalid_credentials: "password" }, reload: () => ctx.navigate("/account", { replace: true }) },
   );
   return form;
 }

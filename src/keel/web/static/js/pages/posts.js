@@ -1,8 +1,8 @@
 // Posts: the public feed, one post with its votes, the editor, and "my posts" with drafts.
 
-import { ApiError, currentUser, request } from "../api.js";
+import { ApiError, currentUser, etagOf, request } from "../api.js";
 import { button, checkbox, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
-import { inlineError, onSubmit } from "../forms.js";
+import { changedElsewhere, editForm, inlineError, onSubmit, reloadButton } from "../forms.js";
 import { PAGE_SIZE, choiceFrom, drawPager, pageCount, pageQuery, pager, withQuery } from "../list.js";
 
 const EXCERPT = 280;
@@ -103,15 +103,34 @@ function postCard(post) {
   );
 }
 
+/**
+ * `post` after this reader's vote. A vote changes the post's ETag (it counts votes), so the post
+ * is read again; the new version (and ETag, for Delete) is taken only while what the page shows
+ * of it is still current. Otherwise Delete meets 412 and offers a reload.
+ */
+async function afterVote(post) {
+  post.voted = !post.voted;
+  post.votes += post.voted ? 1 : -1;
+  try {
+    const latest = await request("GET", `/posts/${post.id}`);
+    const same = ["title", "content", "published", "author"].every((name) => JSON.stringify(latest[name]) === JSON.stringify(post[name]));
+    if (same && latest.voted === post.voted) return latest;
+  } catch {
+    /* the vote counted; the page keeps the version it shows */
+  }
+  return post;
+}
+
 export async function show(container, ctx) {
-  const post = await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`);
+  let post = await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`);
   ctx.title(post.title);
   const user = currentUser();
   const isAuthor = user && user.id === post.author.id;
   const message = inlineError();
   const fail = (error) => {
     const verify = error.code === "email_not_verified" && [" ", h("a", { href: "/account" }, "Verify your email on your account page.")];
-    message.show(error, verify);
+    const reload = changedElsewhere(error) && [" ", reloadButton(() => ctx.navigate(`/posts/${post.id}`, { replace: true }))];
+    message.show(error, verify, reload);
   };
 
   let voteControl;
@@ -130,8 +149,7 @@ export async function show(container, ctx) {
       vote.disabled = true;
       try {
         await request(post.voted ? "DELETE" : "POST", `/posts/${post.id}/vote`);
-        post.voted = !post.voted;
-        post.votes += post.voted ? 1 : -1;
+        post = await afterVote(post);
         draw();
       } catch (error) {
         fail(error);
@@ -152,7 +170,7 @@ export async function show(container, ctx) {
         onclick: async () => {
           if (!(await confirmDialog(`Delete the post “${post.title}”? Its votes go with it.`))) return;
           try {
-            await request("DELETE", `/posts/${post.id}`);
+            await request("DELETE", `/posts/${post.id}`, { ifMatch: etagOf(post) });
             toast("Post deleted.");
             ctx.navigate(isAuthor ? "/my-posts" : "/", { replace: true });
           } catch (error) {
@@ -199,13 +217,10 @@ export async function editor(container, ctx) {
       h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Save post"),
     ),
   );
-  form.elements.title.value = post ? post.title : "";
-  form.elements.content.value = post ? post.content : "";
-  form.elements.published.checked = post ? post.published : false;
-  onSubmit(form, async (data) => {
+  const publish = async (send) => {
     let saved;
     try {
-      saved = editing ? await request("PATCH", `/posts/${post.id}`, { body: data }) : await request("POST", "/posts", { body: data });
+      saved = await send();
     } catch (error) {
       if (error.code !== "email_not_verified") throw error;
       throw new ApiError(error.status, {
@@ -214,7 +229,16 @@ export async function editor(container, ctx) {
     }
     toast(saved.published ? "Post published." : "Draft saved.");
     ctx.navigate(`/posts/${saved.id}`, { replace: true });
-  });
+    return saved;
+  };
+  if (editing) {
+    editForm(form, post, {
+      load: () => request("GET", `/posts/${post.id}`),
+      save: (data, etag) => publish(() => request("PATCH", `/posts/${post.id}`, { body: data, ifMatch: etag })),
+    });
+  } else {
+    onSubmit(form, (data) => publish(() => request("POST", "/posts", { body: data })));
+  }
   replace(container, h("h1", {}, heading), form);
 }
 

@@ -1,8 +1,8 @@
 // The todo list: add, tick, edit in place, delete, filter, search, sort and page.
 
-import { request } from "../api.js";
+import { etagOf, request } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, toast } from "../dom.js";
-import { blankToNull, inlineError, onSubmit } from "../forms.js";
+import { blankToNull, changedElsewhere, editForm, inlineError, onSubmit, reloadButton } from "../forms.js";
 import { choiceFrom, drawPager, liveList, pageCount, pageFrom, pageQuery, pager, withQuery } from "../list.js";
 
 const PRIORITIES = [
@@ -95,10 +95,21 @@ function todoItem(todo, reload) {
   return li;
 }
 
+/**
+ * A row drawn from the list has no ETag; one drawn from a single todo's answer (after an edit or
+ * a reload) has. Edit and Delete act on a version with an ETag: the row's own, else the todo as
+ * it is now, read when the form or the confirmation opens (which then shows that version).
+ */
+function current(todo) {
+  return etagOf(todo) ? Promise.resolve(todo) : request("GET", `/todos/${todo.id}`);
+}
+
 function drawItem(li, todo, reload) {
   li.className = `todo${todo.completed ? " done" : ""}`;
   const id = `todo-${todo.id}`;
   const error = inlineError();
+  // Ticking sends no If-Match: it sets one field to what the box shows, so it cannot undo a
+  // change made elsewhere (at worst it sets what that change set).
   const tick = h("input", {
     type: "checkbox",
     id,
@@ -113,12 +124,31 @@ function drawItem(li, todo, reload) {
       }
     },
   });
-  const remove = async () => {
-    if (!(await confirmDialog(`Delete “${todo.title}”?`))) return;
+  // After a 412 the row shows the todo as it is now; its Delete then acts on that version.
+  const reloadRow = async () => {
     try {
-      await request("DELETE", `/todos/${todo.id}`);
+      drawItem(li, await request("GET", `/todos/${todo.id}`), reload);
+      li.querySelector(".todo-actions .danger-text").focus();
+    } catch (err) {
+      error.show(err);
+    }
+  };
+  const remove = async () => {
+    error.hide();
+    try {
+      const shown = await current(todo);
+      if (!(await confirmDialog(`Delete “${shown.title}”?`))) return;
+      await request("DELETE", `/todos/${todo.id}`, { ifMatch: etagOf(shown) });
       toast("Todo deleted.");
       await reload({ focusId: todo.id });
+    } catch (err) {
+      error.show(err, ...(changedElsewhere(err) ? [" ", reloadButton(reloadRow)] : []));
+    }
+  };
+  const edit = async () => {
+    error.hide();
+    try {
+      editItem(li, await current(todo), reload);
     } catch (err) {
       error.show(err);
     }
@@ -130,7 +160,7 @@ function drawItem(li, todo, reload) {
     h(
       "div",
       { class: "todo-actions" },
-      button("Edit", { class: "small", "aria-label": `Edit “${todo.title}”`, onclick: () => editItem(li, todo, reload) }),
+      button("Edit", { class: "small", "aria-label": `Edit “${todo.title}”`, onclick: edit }),
       button("Delete", { class: "small danger-text", "aria-label": `Delete “${todo.title}”`, onclick: remove }),
     ),
   );
@@ -150,35 +180,39 @@ function todoDetails(todo) {
   ];
 }
 
+/** Edit `todo` (read with its ETag) in place of its row. */
 function editItem(li, todo, reload) {
+  let shown = () => todo;
   const cancel = () => {
-    drawItem(li, todo, reload);
+    drawItem(li, shown(), reload);
     li.querySelector("button").focus();
   };
   const form = h(
     "form",
     { class: "todo-edit", novalidate: true },
     formAlert(),
-    field("Title", "title", { required: true, maxlength: 200, value: todo.title }),
+    field("Title", "title", { required: true, maxlength: 200 }),
     field("Description", "description", { control: "textarea", rows: 3, maxlength: 5000 }),
     h(
       "div",
       { class: "row" },
       field("Priority", "priority", { control: "select", options: PRIORITIES }),
-      field("Due date", "due_date", { type: "date", value: todo.due_date || "" }),
+      field("Due date", "due_date", { type: "date" }),
     ),
     h("div", { class: "actions" }, button("Cancel", { onclick: cancel }), h("button", { type: "submit", class: "primary" }, "Save")),
   );
-  form.elements.description.value = todo.description || "";
-  form.elements.priority.value = todo.priority;
   form.addEventListener("keydown", (event) => {
     if (event.key === "Escape") cancel();
   });
-  onSubmit(form, async (data) => {
-    const updated = await request("PATCH", `/todos/${todo.id}`, { body: blankToNull(data, "description", "due_date") });
-    drawItem(li, updated, reload);
-    toast("Todo saved.");
-    li.querySelector("button").focus();
+  shown = editForm(form, todo, {
+    load: () => request("GET", `/todos/${todo.id}`),
+    save: async (data, etag) => {
+      const updated = await request("PATCH", `/todos/${todo.id}`, { body: blankToNull(data, "description", "due_date"), ifMatch: etag });
+      drawItem(li, updated, reload);
+      toast("Todo saved.");
+      li.querySelector("button").focus();
+      return updated;
+    },
   });
   li.className = "todo editing";
   replace(li, form);
