@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.client_ip import limit_key, resolve_client_ip
 from keel.core.conditional import IfMatch
@@ -57,12 +55,6 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
-        yield session
-
-
 async def _session_cache(request: Request) -> SessionCache | None:
     cache: SessionCache | None = request.app.state.session_cache
     return cache
@@ -75,7 +67,6 @@ async def _dispatcher(request: Request) -> Dispatcher:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
-SessionDep = Annotated[AsyncSession, Depends(_db_session)]
 
 
 async def _database(request: Request) -> Database:
@@ -83,8 +74,9 @@ async def _database(request: Request) -> Database:
     return database
 
 
-# For routes whose services run prebuilt statements (`database.rows`, `first`): a plain dependency is
-# cheaper to resolve than a generator, and the connection is held only while the statement runs.
+# The one database dependency a route takes. The service it calls decides how to use it: prebuilt
+# statements (`rows`, `first`, `transaction`) or an ORM session of its own (`database.session()`),
+# held only while that service works. A plain dependency, cheaper to resolve than a generator.
 DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.deps import AdminUser, CacheDep, Limit, Offset, SessionDep, UserId
+from keel.deps import AdminUser, CacheDep, DatabaseDep, Limit, Offset, UserId
 from keel.models import Role
 from keel.routes import API_PREFIX
 from keel.schemas.common import NO_NUL, Page, problem_responses
@@ -17,7 +17,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=probl
 @router.get("/users", response_model=Page[UserRead], responses=problem_responses(422))
 async def list_users(
     admin: AdminUser,
-    session: SessionDep,
+    database: DatabaseDep,
     q: Annotated[str | None, Query(max_length=254, pattern=NO_NUL, description="Part of an email or username.")] = None,
     role: Role | None = None,
     is_active: bool | None = None,
@@ -26,22 +26,22 @@ async def list_users(
 ) -> Page[UserRead]:
     """Search all accounts."""
     return await user_service.list_users(
-        session=session, q=q, role=role, is_active=is_active, limit=limit, offset=offset
+        database=database, q=q, role=role, is_active=is_active, limit=limit, offset=offset
     )
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, responses=problem_responses(404, 409, 422))
 async def update_user(
-    user_id: UserId, data: AdminUserUpdate, admin: AdminUser, session: SessionDep, cache: CacheDep
+    user_id: UserId, data: AdminUserUpdate, admin: AdminUser, database: DatabaseDep, cache: CacheDep
 ) -> UserRead:
     """Change a user's role, activation or verification; a role change or deactivation signs them out."""
     user = await user_service.admin_update(
-        session=session, cache=cache, user_id=user_id, data=data, actor_id=admin.user_id
+        database=database, cache=cache, user_id=user_id, data=data, actor_id=admin.user_id
     )
     return UserRead.model_validate(user)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409, 422))
-async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep, cache: CacheDep) -> None:
+async def delete_user(user_id: UserId, admin: AdminUser, database: DatabaseDep, cache: CacheDep) -> None:
     """Delete a user and everything they own."""
-    await user_service.admin_delete(session=session, cache=cache, user_id=user_id, actor_id=admin.user_id)
+    await user_service.admin_delete(database=database, cache=cache, user_id=user_id, actor_id=admin.user_id)

@@ -18,7 +18,6 @@ from keel.deps import (
     RateLimiterDep,
     RefreshRateLimit,
     RegisterRateLimit,
-    SessionDep,
     SessionId,
     SettingsDep,
     VerifyEmailRateLimit,
@@ -65,9 +64,11 @@ def _no_store(response: Response) -> None:
     responses=problem_responses(409, 422, 429),
     dependencies=[RegisterRateLimit],
 )
-async def register(data: UserCreate, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> Message:
+async def register(
+    data: UserCreate, database: DatabaseDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> Message:
     """Create an account. The answer is the same whether or not the email already has one."""
-    await user_service.register(session=session, settings=settings, dispatcher=dispatcher, data=data)
+    await user_service.register(database=database, settings=settings, dispatcher=dispatcher, data=data)
     return Message(detail=REGISTERED)
 
 
@@ -158,7 +159,7 @@ async def refresh(
 async def logout(
     user: CurrentUser,
     response: Response,
-    session: SessionDep,
+    database: DatabaseDep,
     cache: CacheDep,
     web: WebClient,
     data: LogoutRequest | None = None,
@@ -171,7 +172,7 @@ async def logout(
     if web.refresh_cookie is not None:
         web.require_same_origin()
     handed_in = [token for token in (data.refresh_token if data else None, web.refresh_cookie) if token]
-    await auth_service.logout(session=session, cache=cache, principal=user, refresh_tokens=handed_in)
+    await auth_service.logout(database=database, cache=cache, principal=user, refresh_tokens=handed_in)
     if web.refresh_cookie is not None:
         web.clear_cookie(response)
 
@@ -182,19 +183,19 @@ async def logout(
     responses={**problem_responses(401), **_sets_cookie(204, "Deletes the refresh cookie")},
 )
 async def logout_all(
-    user: CurrentUser, response: Response, session: SessionDep, cache: CacheDep, web: WebClient
+    user: CurrentUser, response: Response, database: DatabaseDep, cache: CacheDep, web: WebClient
 ) -> None:
     """End every session of the current user, this one included, and delete the refresh cookie if sent."""
-    await auth_service.logout_all(session=session, cache=cache, principal=user)
+    await auth_service.logout_all(database=database, cache=cache, principal=user)
     if web.refresh_cookie is not None:
         web.clear_cookie(response)
 
 
 @router.get("/sessions", response_model=list[SessionRead], responses=problem_responses(401))
-async def list_sessions(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[SessionRead]:
+async def list_sessions(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> list[SessionRead]:
     """List the current user's active sessions, newest use first."""
     rows = await session_service.list_active(
-        session=session, user_id=user.user_id, idle_seconds=settings.session_idle_ttl_seconds
+        database=database, user_id=user.user_id, idle_seconds=settings.session_idle_ttl_seconds
     )
     return [SessionRead.model_validate({**row.model_dump(), "current": row.id == user.session_id}) for row in rows]
 
@@ -202,9 +203,9 @@ async def list_sessions(user: CurrentUser, session: SessionDep, settings: Settin
 @router.delete(
     "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 404, 422)
 )
-async def revoke_session(session_id: SessionId, user: CurrentUser, session: SessionDep, cache: CacheDep) -> None:
+async def revoke_session(session_id: SessionId, user: CurrentUser, database: DatabaseDep, cache: CacheDep) -> None:
     """End one of the current user's sessions (for example a lost device)."""
-    await session_service.revoke_one(session=session, cache=cache, principal=user, session_id=session_id)
+    await session_service.revoke_one(database=database, cache=cache, principal=user, session_id=session_id)
 
 
 @router.post(
@@ -213,7 +214,7 @@ async def revoke_session(session_id: SessionId, user: CurrentUser, session: Sess
 async def change_password(
     data: PasswordChange,
     user: CurrentUser,
-    session: SessionDep,
+    database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -224,7 +225,7 @@ async def change_password(
     A wrong current password counts against the account's wrong passwords like a sign-in's (429 while locked).
     """
     await auth_service.change_password(
-        session=session,
+        database=database,
         cache=cache,
         settings=settings,
         dispatcher=dispatcher,
@@ -243,21 +244,23 @@ async def change_password(
     dependencies=[VerifyEmailRateLimit],
 )
 async def request_verification(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+    user: CurrentUser, database: DatabaseDep, settings: SettingsDep, dispatcher: DispatcherDep
 ) -> Message:
     """Send a new verification link to the current user's address."""
     await account_service.request_verification(
-        session=session, settings=settings, dispatcher=dispatcher, user_id=user.user_id
+        database=database, settings=settings, dispatcher=dispatcher, user_id=user.user_id
     )
     return Message(detail="A verification link is on its way.")
 
 
 @router.post("/verify-email/confirm", response_model=UserRead, responses=problem_responses(400, 422))
 async def confirm_verification(
-    data: VerifyEmailConfirm, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    data: VerifyEmailConfirm, database: DatabaseDep, cache: CacheDep, settings: SettingsDep
 ) -> UserRead:
     """Confirm an email address with the token from the verification link."""
-    user = await account_service.confirm_verification(session=session, cache=cache, settings=settings, token=data.token)
+    user = await account_service.confirm_verification(
+        database=database, cache=cache, settings=settings, token=data.token
+    )
     return UserRead.model_validate(user)
 
 
@@ -269,17 +272,17 @@ async def confirm_verification(
     dependencies=[PasswordResetRateLimit],
 )
 async def request_password_reset(
-    data: PasswordResetRequest, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep
+    data: PasswordResetRequest, database: DatabaseDep, settings: SettingsDep, dispatcher: DispatcherDep
 ) -> Message:
     """Email a password reset link. The answer is the same whether or not the address has an account."""
-    await account_service.request_reset(session=session, settings=settings, dispatcher=dispatcher, email=data.email)
+    await account_service.request_reset(database=database, settings=settings, dispatcher=dispatcher, email=data.email)
     return Message(detail="If this address has an account, a reset link is on its way to it.")
 
 
 @router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 422))
 async def confirm_password_reset(
     data: PasswordResetConfirm,
-    session: SessionDep,
+    database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -287,7 +290,7 @@ async def confirm_password_reset(
 ) -> None:
     """Set a new password with the token from the reset link; every session ends, and so does a lock."""
     await account_service.confirm_reset(
-        session=session,
+        database=database,
         cache=cache,
         settings=settings,
         dispatcher=dispatcher,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from keel.core import audit, email_tokens
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
+from keel.core.db import Database
 from keel.core.email_tokens import EmailTokenError, Purpose
 from keel.core.errors import AlreadyVerified, ExpiredEmailToken, InvalidEmailToken, PasswordsDoNotMatch
 from keel.core.password_policy import normalize
@@ -27,54 +26,55 @@ def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.Em
         raise (ExpiredEmailToken if exc.expired else InvalidEmailToken)() from None
 
 
-async def request_verification(
-    *, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, user_id: int
-) -> None:
-    user = await user_service.get_own(session=session, user_id=user_id)
-    if user.is_verified:
-        raise AlreadyVerified
-    row = await outbox_service.enqueue(
-        session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user_id
-    )
-    await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [row])
+async def request_verification(*, database: Database, settings: Settings, dispatcher: Dispatcher, user_id: int) -> None:
+    async with database.session() as session:
+        user = await user_service.get_own(session=session, user_id=user_id)
+        if user.is_verified:
+            raise AlreadyVerified
+        row = await outbox_service.enqueue(
+            session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user_id
+        )
+        await session.commit()
+        await outbox_service.dispatch_after_commit(dispatcher, [row])
 
 
 async def confirm_verification(
-    *, session: AsyncSession, cache: SessionCache | None, settings: Settings, token: str
+    *, database: Database, cache: SessionCache | None, settings: Settings, token: str
 ) -> User:
     """Mark the address verified; the token must be for the address the account has now."""
-    claims = _claims(settings, Purpose.VERIFY_EMAIL, token)
-    user = await session.get(User, claims.user_id)
-    if user is None or user.email != claims.value:
-        raise InvalidEmailToken
-    if not user.is_verified:
-        user.is_verified = True
-        user.updated_at = utcnow()
-        session.add(user)
-        await session.commit()
-        # Sessions cached as unverified must see the change on their next request.
-        await session_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
-        audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user.id)
-    await session.refresh(user)
-    return user
+    async with database.session() as session:
+        claims = _claims(settings, Purpose.VERIFY_EMAIL, token)
+        user = await session.get(User, claims.user_id)
+        if user is None or user.email != claims.value:
+            raise InvalidEmailToken
+        if not user.is_verified:
+            user.is_verified = True
+            user.updated_at = utcnow()
+            session.add(user)
+            await session.commit()
+            # Sessions cached as unverified must see the change on their next request.
+            await session_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
+            audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user.id)
+        await session.refresh(user)
+        return user
 
 
-async def request_reset(*, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, email: str) -> None:
+async def request_reset(*, database: Database, settings: Settings, dispatcher: Dispatcher, email: str) -> None:
     """Queue one email either way: the reset link, or a note that this address has no account."""
-    user = await user_service.get_by_email(session=session, email=email)
-    kind = EmailKind.PASSWORD_RESET if user is not None else EmailKind.RESET_NO_ACCOUNT
-    row = await outbox_service.enqueue(
-        session=session, settings=settings, kind=kind, to_address=email.lower(), user_id=user.id if user else None
-    )
-    await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [row])
-    audit.record(SecurityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id if user else None, throttled=row is None)
+    async with database.session() as session:
+        user = await user_service.get_by_email(session=session, email=email)
+        kind = EmailKind.PASSWORD_RESET if user is not None else EmailKind.RESET_NO_ACCOUNT
+        row = await outbox_service.enqueue(
+            session=session, settings=settings, kind=kind, to_address=email.lower(), user_id=user.id if user else None
+        )
+        await session.commit()
+        await outbox_service.dispatch_after_commit(dispatcher, [row])
+        audit.record(SecurityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id if user else None, throttled=row is None)
 
 
 async def confirm_reset(
     *,
-    session: AsyncSession,
+    database: Database,
     cache: SessionCache | None,
     settings: Settings,
     dispatcher: Dispatcher,
@@ -89,31 +89,32 @@ async def confirm_reset(
     claims it from whoever registered it (they may be someone else): the address is confirmed
     by the link, and the display name, which anyone would see beside the owner's posts, is cleared.
     """
-    if normalize(new_password) != normalize(confirm_password):
-        raise PasswordsDoNotMatch
-    claims = _claims(settings, Purpose.PASSWORD_RESET, token)
-    user = await session.get(User, claims.user_id)
-    if user is None or claims.value != email_tokens.reset_binding(
-        settings, hashed_password=user.hashed_password, email=user.email, verified=user.is_verified
-    ):
-        raise InvalidEmailToken
-    assert user.id is not None
-    new_password = user_service.check_new_password(user, new_password)
-    user.hashed_password = await password_hasher(settings).hash(new_password)
-    user.updated_at = utcnow()
-    claimed = not user.is_verified
-    if claimed:
-        user.is_verified = True
-        user.full_name = None
-    session.add(user)
-    await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
-    row = await outbox_service.enqueue(
-        session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
-    )
-    await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [row])
-    # Whoever holds the link owns the address: wrong passwords typed before no longer lock them out.
-    await limiter.clear_account(account_key(user.email))
-    audit.record(SecurityEvent.PASSWORD_RESET, user_id=user.id)
-    if claimed:
-        audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user.id)
+    async with database.session() as session:
+        if normalize(new_password) != normalize(confirm_password):
+            raise PasswordsDoNotMatch
+        claims = _claims(settings, Purpose.PASSWORD_RESET, token)
+        user = await session.get(User, claims.user_id)
+        if user is None or claims.value != email_tokens.reset_binding(
+            settings, hashed_password=user.hashed_password, email=user.email, verified=user.is_verified
+        ):
+            raise InvalidEmailToken
+        assert user.id is not None
+        new_password = user_service.check_new_password(user, new_password)
+        user.hashed_password = await password_hasher(settings).hash(new_password)
+        user.updated_at = utcnow()
+        claimed = not user.is_verified
+        if claimed:
+            user.is_verified = True
+            user.full_name = None
+        session.add(user)
+        await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+        row = await outbox_service.enqueue(
+            session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
+        )
+        await session.commit()
+        await outbox_service.dispatch_after_commit(dispatcher, [row])
+        # Whoever holds the link owns the address: wrong passwords typed before no longer lock them out.
+        await limiter.clear_account(account_key(user.email))
+        audit.record(SecurityEvent.PASSWORD_RESET, user_id=user.id)
+        if claimed:
+            audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user.id)

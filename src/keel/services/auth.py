@@ -338,35 +338,37 @@ async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, to
 
 
 async def logout(
-    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, refresh_tokens: Collection[str] = ()
+    *, database: Database, cache: SessionCache | None, principal: Principal, refresh_tokens: Collection[str] = ()
 ) -> None:
     """End the caller's session (and the sessions of refresh tokens they hand in, those that are theirs)."""
-    ids = [principal.session_id]
-    refresh_tokens = [token for token in refresh_tokens if len(token) <= MAX_REFRESH_TOKEN_CHARS]
-    if refresh_tokens:
-        others = await session.exec(
-            select(RefreshToken.session_id)
-            .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
-            .where(
-                col(RefreshToken.token_hash).in_(sorted({hash_refresh_token(token) for token in refresh_tokens})),
-                UserSession.user_id == principal.user_id,
+    async with database.session() as session:
+        ids = [principal.session_id]
+        refresh_tokens = [token for token in refresh_tokens if len(token) <= MAX_REFRESH_TOKEN_CHARS]
+        if refresh_tokens:
+            others = await session.exec(
+                select(RefreshToken.session_id)
+                .join(UserSession, col(UserSession.id) == col(RefreshToken.session_id))
+                .where(
+                    col(RefreshToken.token_hash).in_(sorted({hash_refresh_token(token) for token in refresh_tokens})),
+                    UserSession.user_id == principal.user_id,
+                )
             )
-        )
-        ids.extend(sorted(set(others) - {principal.session_id}))
-    await session_service.revoke(session=session, cache=cache, session_ids=ids)
-    await session.commit()
-    audit.record(SecurityEvent.LOGOUT, user_id=principal.user_id, session_id=principal.session_id)
+            ids.extend(sorted(set(others) - {principal.session_id}))
+        await session_service.revoke(session=session, cache=cache, session_ids=ids)
+        await session.commit()
+        audit.record(SecurityEvent.LOGOUT, user_id=principal.user_id, session_id=principal.session_id)
 
 
-async def logout_all(*, session: AsyncSession, cache: SessionCache | None, principal: Principal) -> None:
-    await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id)
-    await session.commit()
-    audit.record(SecurityEvent.LOGOUT_ALL, user_id=principal.user_id)
+async def logout_all(*, database: Database, cache: SessionCache | None, principal: Principal) -> None:
+    async with database.session() as session:
+        await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id)
+        await session.commit()
+        audit.record(SecurityEvent.LOGOUT_ALL, user_id=principal.user_id)
 
 
 async def change_password(
     *,
-    session: AsyncSession,
+    database: Database,
     cache: SessionCache | None,
     settings: Settings,
     dispatcher: Dispatcher,
@@ -379,38 +381,45 @@ async def change_password(
 
     The check draws on the account's allowance of wrong passwords, as a sign-in does (429 while locked).
     """
-    user = await user_service.get_own(session=session, user_id=principal.user_id)
-    attempt = await limiter.password_attempt(account_key(user.email))
-    hasher = password_hasher(settings)
-    valid, _ = await hasher.verify(current_password, user.hashed_password)
-    if not valid:
-        audit.record(SecurityEvent.PASSWORD_CHANGE_FAILED, reason="wrong_current_password", user_id=principal.user_id)
-        await lockout_service.wrong_password(
+    async with database.session() as session:
+        user = await user_service.get_own(session=session, user_id=principal.user_id)
+        attempt = await limiter.password_attempt(account_key(user.email))
+        hasher = password_hasher(settings)
+        valid, _ = await hasher.verify(current_password, user.hashed_password)
+        if not valid:
+            audit.record(
+                SecurityEvent.PASSWORD_CHANGE_FAILED, reason="wrong_current_password", user_id=principal.user_id
+            )
+            await lockout_service.wrong_password(
+                session=session,
+                settings=settings,
+                dispatcher=dispatcher,
+                attempt=attempt,
+                user_id=user.id,
+                email=user.email,
+            )
+            raise InvalidCredentialsInput("The current password is incorrect.")
+        await limiter.password_right(attempt)
+        if normalize(new_password) == normalize(current_password):
+            raise InvalidInput(
+                loc=["body", "new_password"],
+                msg="The new password must differ from the current one.",
+                type_="value_error",
+            )
+        new_password = user_service.check_new_password(user, new_password)
+        user.hashed_password = await hasher.hash(new_password)
+        user.updated_at = utcnow()
+        session.add(user)
+        await session_service.revoke_all(
+            session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id
+        )
+        row = await outbox_service.enqueue(
             session=session,
             settings=settings,
-            dispatcher=dispatcher,
-            attempt=attempt,
-            user_id=user.id,
-            email=user.email,
+            kind=EmailKind.PASSWORD_CHANGED,
+            to_address=user.email,
+            user_id=principal.user_id,
         )
-        raise InvalidCredentialsInput("The current password is incorrect.")
-    await limiter.password_right(attempt)
-    if normalize(new_password) == normalize(current_password):
-        raise InvalidInput(
-            loc=["body", "new_password"], msg="The new password must differ from the current one.", type_="value_error"
-        )
-    new_password = user_service.check_new_password(user, new_password)
-    user.hashed_password = await hasher.hash(new_password)
-    user.updated_at = utcnow()
-    session.add(user)
-    await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id)
-    row = await outbox_service.enqueue(
-        session=session,
-        settings=settings,
-        kind=EmailKind.PASSWORD_CHANGED,
-        to_address=user.email,
-        user_id=principal.user_id,
-    )
-    await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [row])
-    audit.record(SecurityEvent.PASSWORD_CHANGED, user_id=principal.user_id, session_id=principal.session_id)
+        await session.commit()
+        await outbox_service.dispatch_after_commit(dispatcher, [row])
+        audit.record(SecurityEvent.PASSWORD_CHANGED, user_id=principal.user_id, session_id=principal.session_id)

@@ -125,14 +125,15 @@ def is_live_at(
     return revoked_at is None and expires_at > now and (now - last_used_at).total_seconds() < idle_seconds
 
 
-async def list_active(*, session: AsyncSession, user_id: int, idle_seconds: int) -> list[UserSession]:
-    now = utcnow()
-    rows = await session.exec(
-        select(UserSession)
-        .where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None), UserSession.expires_at > now)
-        .order_by(col(UserSession.last_used_at).desc())
-    )
-    return [row for row in rows if is_live(row, idle_seconds=idle_seconds, now=now)]
+async def list_active(*, database: Database, user_id: int, idle_seconds: int) -> list[UserSession]:
+    async with database.session() as session:
+        now = utcnow()
+        rows = await session.exec(
+            select(UserSession)
+            .where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None), UserSession.expires_at > now)
+            .order_by(col(UserSession.last_used_at).desc())
+        )
+        return [row for row in rows if is_live(row, idle_seconds=idle_seconds, now=now)]
 
 
 async def unrevoked_ids(*, session: AsyncSession, user_id: int, keep: str | None = None) -> list[str]:
@@ -162,19 +163,18 @@ async def revoke_all(
     await revoke(session=session, cache=cache, session_ids=ids)
 
 
-async def revoke_one(
-    *, session: AsyncSession, cache: SessionCache | None, principal: Principal, session_id: str
-) -> None:
+async def revoke_one(*, database: Database, cache: SessionCache | None, principal: Principal, session_id: str) -> None:
     """End one of the caller's own sessions; another user's session is simply not found."""
-    found = await session.exec(
-        select(UserSession).where(UserSession.id == session_id, UserSession.user_id == principal.user_id)
-    )
-    target = found.one_or_none()
-    if target is None or target.revoked_at is not None:
-        raise SessionNotFound
-    await revoke(session=session, cache=cache, session_ids=[session_id])
-    await session.commit()
-    audit.record(SecurityEvent.SESSION_REVOKED, user_id=principal.user_id, session_id=session_id)
+    async with database.session() as session:
+        found = await session.exec(
+            select(UserSession).where(UserSession.id == session_id, UserSession.user_id == principal.user_id)
+        )
+        target = found.one_or_none()
+        if target is None or target.revoked_at is not None:
+            raise SessionNotFound
+        await revoke(session=session, cache=cache, session_ids=[session_id])
+        await session.commit()
+        audit.record(SecurityEvent.SESSION_REVOKED, user_id=principal.user_id, session_id=session_id)
 
 
 async def forget_cached(*, session: AsyncSession, cache: SessionCache | None, user_id: int) -> None:

@@ -74,9 +74,7 @@ async def _username_taken(session: AsyncSession, username: str, *, other_than: i
     return bool((await session.exec(select(or_(account.exists(), reserved.exists())))).one())
 
 
-async def register(
-    *, session: AsyncSession, settings: Settings, dispatcher: Dispatcher, data: UserCreate
-) -> User | None:
+async def register(*, database: Database, settings: Settings, dispatcher: Dispatcher, data: UserCreate) -> User | None:
     """Create the account, or return ``None`` when the email is already registered.
 
     Nothing a client can see depends on whether the email has an account (see the README's
@@ -85,34 +83,35 @@ async def register(
     the same work in the same order (hash the password, two lookups, one row written, one email
     queued: a verification link, or a notice to the address's owner).
     """
-    hashed = await password_hasher(settings).hash(data.password)
-    if await _username_taken(session, data.username):
-        raise UsernameTaken
-    existing = await get_by_email(session=session, email=data.email)
-    if existing is not None:
-        await _register_existing(session, settings, dispatcher, existing, data.username)
-        return None
-    user = User(email=data.email, username=data.username, full_name=data.full_name, hashed_password=hashed)
-    session.add(user)
-    try:
-        await session.flush()
-        assert user.id is not None
-        row = await outbox_service.enqueue(
-            session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user.id
-        )
-        await session.commit()
-    except IntegrityError:
-        # A concurrent registration won the race for the email or the username.
-        await session.rollback()
+    async with database.session() as session:
+        hashed = await password_hasher(settings).hash(data.password)
         if await _username_taken(session, data.username):
-            raise UsernameTaken from None
+            raise UsernameTaken
         existing = await get_by_email(session=session, email=data.email)
         if existing is not None:
             await _register_existing(session, settings, dispatcher, existing, data.username)
-        return None
-    await outbox_service.dispatch_after_commit(dispatcher, [row])
-    audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id)
-    return user
+            return None
+        user = User(email=data.email, username=data.username, full_name=data.full_name, hashed_password=hashed)
+        session.add(user)
+        try:
+            await session.flush()
+            assert user.id is not None
+            row = await outbox_service.enqueue(
+                session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user.id
+            )
+            await session.commit()
+        except IntegrityError:
+            # A concurrent registration won the race for the email or the username.
+            await session.rollback()
+            if await _username_taken(session, data.username):
+                raise UsernameTaken from None
+            existing = await get_by_email(session=session, email=data.email)
+            if existing is not None:
+                await _register_existing(session, settings, dispatcher, existing, data.username)
+            return None
+        await outbox_service.dispatch_after_commit(dispatcher, [row])
+        audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id)
+        return user
 
 
 async def _register_existing(
@@ -267,75 +266,80 @@ async def _guard_last_admin(session: AsyncSession, user_id: int) -> None:
 
 async def list_users(
     *,
-    session: AsyncSession,
+    database: Database,
     q: str | None,
     role: Role | None,
     is_active: bool | None,
     limit: int,
     offset: int,
 ) -> Page[UserRead]:
-    conditions = []
-    if q:
-        conditions.append(or_(contains(col(User.email), q), contains(col(User.username), q)))
-    if role is not None:
-        conditions.append(col(User.role) == role)
-    if is_active is not None:
-        conditions.append(col(User.is_active) == is_active)
-    total = (await session.exec(select(func.count()).select_from(User).where(*conditions))).one()
-    rows = await session.exec(select(User).where(*conditions).order_by(col(User.id)).limit(limit).offset(offset))
-    return Page[UserRead](items=[UserRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset)
+    async with database.session() as session:
+        conditions = []
+        if q:
+            conditions.append(or_(contains(col(User.email), q), contains(col(User.username), q)))
+        if role is not None:
+            conditions.append(col(User.role) == role)
+        if is_active is not None:
+            conditions.append(col(User.is_active) == is_active)
+        total = (await session.exec(select(func.count()).select_from(User).where(*conditions))).one()
+        rows = await session.exec(select(User).where(*conditions).order_by(col(User.id)).limit(limit).offset(offset))
+        return Page[UserRead](
+            items=[UserRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset
+        )
 
 
 async def admin_update(
-    *, session: AsyncSession, cache: SessionCache | None, user_id: int, data: AdminUserUpdate, actor_id: int
+    *, database: Database, cache: SessionCache | None, user_id: int, data: AdminUserUpdate, actor_id: int
 ) -> User:
     """Change role, activation or verification. A role change or deactivation ends every session."""
-    user = await get(session=session, user_id=user_id)
-    changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
-    if changes.get("role", Role.ADMIN) is not Role.ADMIN or changes.get("is_active") is False:
-        await _guard_last_admin(session, user_id)
-        await session.refresh(user)  # decide on the account as it is now, not as first read
-    role_changed = "role" in changes and changes["role"] != user.role
-    deactivated = changes.get("is_active") is False and user.is_active
-    reactivated = changes.get("is_active") is True and not user.is_active
-    previous_role = user.role
-    verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
-    if role_changed or deactivated:
-        await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
-    user.sqlmodel_update(changes)
-    user.updated_at = utcnow()
-    session.add(user)
-    await session.commit()
-    if verification_changed and not (role_changed or deactivated):
-        await session_service.forget_cached(session=session, cache=cache, user_id=user_id)
-    await session.refresh(user)
-    log.info(
-        "user_admin_update",
-        user_id=user_id,
-        actor_id=actor_id,
-        role_changed=role_changed,
-        deactivated=deactivated,
-        fields=sorted(changes),
-    )
-    if role_changed:
-        audit.record(
-            SecurityEvent.ROLE_CHANGED,
+    async with database.session() as session:
+        user = await get(session=session, user_id=user_id)
+        changes = {key: value for key, value in data.model_dump(exclude_unset=True).items() if value is not None}
+        if changes.get("role", Role.ADMIN) is not Role.ADMIN or changes.get("is_active") is False:
+            await _guard_last_admin(session, user_id)
+            await session.refresh(user)  # decide on the account as it is now, not as first read
+        role_changed = "role" in changes and changes["role"] != user.role
+        deactivated = changes.get("is_active") is False and user.is_active
+        reactivated = changes.get("is_active") is True and not user.is_active
+        previous_role = user.role
+        verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
+        if role_changed or deactivated:
+            await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
+        user.sqlmodel_update(changes)
+        user.updated_at = utcnow()
+        session.add(user)
+        await session.commit()
+        if verification_changed and not (role_changed or deactivated):
+            await session_service.forget_cached(session=session, cache=cache, user_id=user_id)
+        await session.refresh(user)
+        log.info(
+            "user_admin_update",
             user_id=user_id,
             actor_id=actor_id,
-            old_role=str(previous_role),
-            new_role=str(user.role),
+            role_changed=role_changed,
+            deactivated=deactivated,
+            fields=sorted(changes),
         )
-    if deactivated:
-        audit.record(SecurityEvent.USER_DEACTIVATED, user_id=user_id, actor_id=actor_id)
-    if reactivated:
-        audit.record(SecurityEvent.USER_REACTIVATED, user_id=user_id, actor_id=actor_id)
-    return user
+        if role_changed:
+            audit.record(
+                SecurityEvent.ROLE_CHANGED,
+                user_id=user_id,
+                actor_id=actor_id,
+                old_role=str(previous_role),
+                new_role=str(user.role),
+            )
+        if deactivated:
+            audit.record(SecurityEvent.USER_DEACTIVATED, user_id=user_id, actor_id=actor_id)
+        if reactivated:
+            audit.record(SecurityEvent.USER_REACTIVATED, user_id=user_id, actor_id=actor_id)
+        return user
 
 
-async def admin_delete(*, session: AsyncSession, cache: SessionCache | None, user_id: int, actor_id: int) -> None:
-    user = await get(session=session, user_id=user_id)
-    await _delete(session, cache, user)
-    audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=actor_id)
+async def admin_delete(*, database: Database, cache: SessionCache | None, user_id: int, actor_id: int) -> None:
+    async with database.session() as session:
+        user = await get(session=session, user_id=user_id)
+        await _delete(session, cache, user)
+        audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=actor_id)
 
 
 async def create_admin(
