@@ -24,7 +24,6 @@ from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
-from keel.services import idempotency
 from keel.services import post as post_service
 from keel.services.idempotency import REPLAYED_HEADER
 
@@ -66,14 +65,7 @@ async def create_post(
 
     An `Idempotency-Key` makes a retry safe.
     """
-    outcome = await idempotency.once(
-        database=database,
-        user_id=user.user_id,
-        key=idempotency_key,
-        scope="POST /api/v1/posts",
-        request=data,
-        create=lambda claim: post_service.create(database=database, author=user, data=data, claim=claim),
-    )
+    outcome = await post_service.create(database=database, author=user, data=data, idempotency_key=idempotency_key)
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     else:

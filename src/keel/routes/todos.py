@@ -21,7 +21,6 @@ from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
-from keel.services import idempotency
 from keel.services import todo as todo_service
 from keel.services.idempotency import REPLAYED_HEADER
 
@@ -48,13 +47,8 @@ async def create_todo(
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Add a todo to the current user's list. An `Idempotency-Key` makes a retry safe."""
-    outcome = await idempotency.once(
-        database=database,
-        user_id=user.user_id,
-        key=idempotency_key,
-        scope="POST /api/v1/todos",
-        request=data,
-        create=lambda claim: todo_service.create(database=database, owner_id=user.user_id, data=data, claim=claim),
+    outcome = await todo_service.create(
+        database=database, owner_id=user.user_id, data=data, idempotency_key=idempotency_key
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"

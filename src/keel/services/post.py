@@ -13,13 +13,13 @@ from sqlmodel import col, func, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.conditional import IfMatch
-from keel.core.db import Database, Prebuilt
+from keel.core.db import Database, Prebuilt, Transaction
 from keel.core.errors import EmailNotVerified, NotAuthor, PostNotFound
 from keel.models import Post, User, Vote, utcnow
 from keel.schemas.common import Page
 from keel.schemas.post import PostCreate, PostRead, PostUpdate
-from keel.services import versioned
-from keel.services.idempotency import Claim, session_for
+from keel.services import idempotency, versioned
+from keel.services.idempotency import Outcome
 from keel.services.query import PageQuery, contains, insert_ignoring_conflict, like_pattern
 from keel.services.session import Principal
 
@@ -110,14 +110,18 @@ _ONE_COLUMNS = tuple(str(column.key) for column in _read_statement(with_viewer=F
 
 async def get(*, database: Database, post_id: int, viewer: Principal | None) -> PostRead:
     """The post as the viewer sees it; a draft is simply not found for anyone but its author and admins."""
-    row = await database.first(_ONE[viewer is not None], post_id=post_id, **_viewer_params(viewer))
+    post = await _one(database, post_id, viewer)
+    mine = viewer is not None and (viewer.user_id == post.author.id or viewer.is_admin)
+    if not (post.published or mine):
+        raise PostNotFound
+    return post
+
+
+async def _one(db: Database | Transaction, post_id: int, viewer: Principal | None) -> PostRead:
+    row = await db.first(_ONE[viewer is not None], post_id=post_id, **_viewer_params(viewer))
     if row is None:
         raise PostNotFound
-    fields = dict(zip(_ONE_COLUMNS, row, strict=True))
-    mine = viewer is not None and (viewer.user_id == fields["author_id"] or viewer.is_admin)
-    if not (fields["published"] or mine):
-        raise PostNotFound
-    return PostRead.model_validate(_fields(fields))
+    return PostRead.model_validate(_fields(dict(zip(_ONE_COLUMNS, row, strict=True))))
 
 
 async def read(*, session: AsyncSession, post: Post, viewer: Principal | None) -> PostRead:
@@ -186,28 +190,38 @@ async def list_mine(
     return await _page(database, query, params, limit=limit, offset=offset)
 
 
-async def create(*, database: Database, author: Principal, data: PostCreate, claim: Claim | None = None) -> PostRead:
-    """Write a post; with an idempotency claim, its record commits together with the post."""
+# Where an Idempotency-Key was used (kept with its record: the same key elsewhere is another request).
+IDEMPOTENCY_SCOPE = "POST /api/v1/posts"
+_INSERT = Prebuilt(
+    sa.insert(Post).returning(col(Post.id)),
+    tuple,
+    binds=["author_id", "title", "content", "published", "published_at", "created_at", "updated_at", "version"],
+)
+
+
+async def create(*, database: Database, author: Principal, data: PostCreate, idempotency_key: str | None) -> Outcome:
+    """Write a post, once per idempotency key (see keel.services.idempotency), the way a todo is created."""
     if data.published and not author.is_verified:
         raise EmailNotVerified("Verify your email address before publishing.")
     now = utcnow()
-    post = Post(
-        author_id=author.user_id,
-        title=data.title,
-        content=data.content,
-        published=data.published,
-        published_at=now if data.published else None,
-        created_at=now,
-        updated_at=now,
-    )
-    async with session_for(database, claim) as session:
-        session.add(post)
-        await session.flush()
-        answer = await read(session=session, post=post, viewer=author)
-        if claim is not None:
-            claim.record(answer, status_code=201)
-        await session.commit()
-    return answer
+    values = {
+        "author_id": author.user_id,
+        "title": data.title,
+        "content": data.content,
+        "published": data.published,
+        "published_at": now if data.published else None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+    async with idempotency.creating(
+        database, user_id=author.user_id, key=idempotency_key, scope=IDEMPOTENCY_SCOPE, request=data
+    ) as creation:
+        if creation.outcome is None:
+            ((post_id,),) = await creation.db.rows(_INSERT, **values)
+            creation.keep(await _one(creation.db, post_id, author))
+    assert creation.outcome is not None
+    return creation.outcome
 
 
 async def update(

@@ -16,8 +16,8 @@ from keel.core.errors import TodoNotFound
 from keel.models import Todo, utcnow
 from keel.schemas.common import Page
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
-from keel.services import versioned
-from keel.services.idempotency import Claim
+from keel.services import idempotency, versioned
+from keel.services.idempotency import Outcome
 from keel.services.query import PageQuery, contains, like_pattern
 
 # Every column TodoRead shows, so a page is read without building ORM objects.
@@ -42,11 +42,15 @@ _ORDER: dict[TodoSort, tuple[Any, ...]] = {
 }
 
 
-async def create(*, database: Database, owner_id: int, data: TodoCreate, claim: Claim | None = None) -> TodoRead:
-    """Add a todo; with an idempotency claim, its record commits together with the todo.
+# Where an Idempotency-Key was used (kept with its record: the same key elsewhere is another request).
+IDEMPOTENCY_SCOPE = "POST /api/v1/todos"
+
+
+async def create(*, database: Database, owner_id: int, data: TodoCreate, idempotency_key: str | None) -> Outcome:
+    """Add a todo, once per idempotency key (see keel.services.idempotency).
 
     One INSERT ... RETURNING rather than an ORM object: nothing is tracked or loaded again, and the
-    answer is exactly what the database stored. Without a claim that one statement is the whole
+    answer is exactly what the database stored. Without a key that one statement is the whole
     write, so it runs without a transaction around it (two round trips fewer).
     """
     now = utcnow()
@@ -58,15 +62,14 @@ async def create(*, database: Database, owner_id: int, data: TodoCreate, claim: 
         "updated_at": now,
         "version": 1,
     }
-    if claim is None:
-        row = await database.first(_INSERT, **values)
-        assert row is not None  # an INSERT ... RETURNING returns its row
-        return _todo_read(row)
-    connection = await claim.session.connection()
-    answer = _todo_read((await connection.execute(_INSERT.statement, values)).one())
-    claim.record(answer, status_code=201)
-    await claim.session.commit()
-    return answer
+    async with idempotency.creating(
+        database, user_id=owner_id, key=idempotency_key, scope=IDEMPOTENCY_SCOPE, request=data
+    ) as creation:
+        if creation.outcome is None:
+            (row,) = await creation.db.rows(_INSERT, **values)  # an INSERT ... RETURNING returns its row
+            creation.keep(_todo_read(row))
+    assert creation.outcome is not None
+    return creation.outcome
 
 
 def _todo_read(row: Sequence[Any]) -> TodoRead:
