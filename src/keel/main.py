@@ -56,9 +56,8 @@ log = get_logger("keel.app")
 
 
 # Requests free nearly everything they allocate by reference counting. With CPython's default
-# first threshold (700) and 32 requests in flight, a young pass still ran every few dozen
-# requests and walked whatever those requests held (up to 19 ms); 10,000 makes them rare.
-# See bench/NOTES.md.
+# first threshold (700) and many requests in flight, a young pass runs every few dozen requests
+# and walks whatever those requests hold; 10,000 makes them rare (bench/NOTES.md has the figures).
 GC_THRESHOLDS = (10_000, 20, 20)
 
 
@@ -66,7 +65,7 @@ def tune_garbage_collector() -> None:
     """Once the app is built: keep its long-lived objects out of every collection, collect less often.
 
     Everything imported and built at startup lives as long as the worker. Frozen, the full passes
-    no longer walk it again and again under load (one had paused every request for 167 ms).
+    no longer walk it again and again under load, pausing every request while they do.
     """
     gc.collect()
     gc.freeze()

@@ -2,9 +2,8 @@
 
 httptools (llhttp) buffers a header of any size, and uvicorn sets no limit on it: a client could
 make a worker hold a request line or headers of many megabytes. h11 has the limit built in
-(uvicorn's `h11_max_incomplete_event_size`), but parses in pure Python. Measured in-process
-(a 600-byte GET, a trivial app, CPU time per request, best of seven): httptools 92 µs, this
-subclass 95 µs, h11 308 µs; h11 would cost every request more than the rest of its HTTP handling.
+(uvicorn's `h11_max_incomplete_event_size`), but parses in pure Python: about three times the
+CPU of httptools per request, more than the rest of a request's HTTP handling (bench/NOTES.md).
 This subclass keeps httptools and counts what arrives instead, answering 431 and closing the
 connection once the head is larger than the limit, which `keel serve` passes in that same
 `h11_max_incomplete_event_size` setting.
