@@ -2,6 +2,7 @@
 
 from keel.models.base import utcnow
 from keel.models.idempotency import IdempotencyRecord
+from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
@@ -16,14 +17,19 @@ __all__ = [
     "EmailOutbox",
     "IdempotencyRecord",
     "OutboxStatus",
+    "Passkey",
+    "PendingSignIn",
     "Post",
     "Priority",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
     "Todo",
+    "TotpCredential",
     "User",
     "UserSession",
     "UsernameReservation",
     "Vote",
+    "WebauthnChallenge",
     "utcnow",
 ]

@@ -21,3 +21,8 @@ class UserSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     user_agent: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=45)
+    # How the sign-in was made: RFC 8176 values, space-separated ("pwd", "pwd otp mfa", "hwk user").
+    amr: str = Field(default="pwd", max_length=64, sa_column_kwargs={"server_default": "pwd"})
+    # The last time its user proved who they are (the sign-in, or /auth/reauthenticate): sensitive
+    # operations need this to be recent. None for sessions from before it was kept: never recent.
+    authenticated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
