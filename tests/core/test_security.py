@@ -100,7 +100,7 @@ class TestAccessTokenIsChecked:
 
     async def test_alg_none(self, app: FastAPI, client: httpx.AsyncClient, settings: Settings) -> None:
         account, tokens = await signed_in(app, client)
-        token = jwt.encode(valid_claims(settings, account, tokens), None, algorithm="none")
+        token = jwt.encode(valid_claims(settings, account, tokens), "", algorithm="none")
         assert_unauthorized(await get_me(client, token), "invalid_token")
 
     @pytest.mark.parametrize(
