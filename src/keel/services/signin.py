@@ -126,7 +126,7 @@ class SecondFactors(NamedTuple):
         return methods
 
 
-_USER = sa.bindparam("user_id")
+_USER: sa.BindParameter[int] = sa.bindparam("user_id")
 SECOND_FACTORS = Prebuilt(
     sa.select(
         sa.exists()
@@ -151,6 +151,16 @@ _NEW_PENDING = Prebuilt(
     NoRows,
     binds=["token_hash", "user_id", "first_factor", "failures", "created_at", "expires_at", "user_agent", "ip"],
 )
+
+
+async def second_factors(*, database: Database, user_id: int) -> SecondFactors:
+    found = await database.first(SECOND_FACTORS, user_id=user_id)
+    assert found is not None  # a SELECT of aggregates has its one row
+    return found
+
+
+async def has_second_factor(*, database: Database, user_id: int) -> bool:
+    return (await second_factors(database=database, user_id=user_id)).required
 
 
 def hash_mfa_token(token: str) -> str:
@@ -297,6 +307,16 @@ _PENDING_COLUMNS = (
     col(User.is_active),
 )
 _NOW = sa.bindparam("now", type_=UTCDateTime())
+
+
+class _Consumed(NamedTuple):
+    token_hash: str
+
+
+class _Failures(NamedTuple):
+    failures: int
+
+
 _PENDING = Prebuilt(
     sa.select(*_PENDING_COLUMNS)
     .join_from(PendingSignIn, User, col(User.id) == col(PendingSignIn.user_id))
@@ -308,14 +328,14 @@ _CONSUME_PENDING = Prebuilt(
     sa.delete(PendingSignIn)
     .where(col(PendingSignIn.token_hash) == sa.bindparam("token_hash"), col(PendingSignIn.expires_at) > _NOW)
     .returning(col(PendingSignIn.token_hash)),
-    NamedTuple("Consumed", [("token_hash", str)]),
+    _Consumed,
 )
 _COUNT_FAILURE = Prebuilt(
     sa.update(PendingSignIn)
     .where(col(PendingSignIn.token_hash) == sa.bindparam("hash"))
     .values(failures=col(PendingSignIn.failures) + 1)
     .returning(col(PendingSignIn.failures)),
-    NamedTuple("Failures", [("failures", int)]),
+    _Failures,
 )
 _DROP_PENDING = Prebuilt(
     sa.delete(PendingSignIn).where(col(PendingSignIn.token_hash) == sa.bindparam("token_hash")), NoRows
