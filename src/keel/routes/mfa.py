@@ -18,7 +18,19 @@ from keel.routes import API_PREFIX
 from keel.routes.auth import no_store, sets_cookie
 from keel.schemas.auth import TokenPair
 from keel.schemas.common import problem_responses
-from keel.schemas.mfa import MfaStatus, MfaVerify, Reauthenticate, RecoveryCodes, TotpConfirm, TotpSetup
+from keel.schemas.mfa import (
+    CodeProof,
+    MfaCodeVerify,
+    MfaRecoveryCodeVerify,
+    MfaStatus,
+    MfaVerify,
+    PasswordProof,
+    Reauthenticate,
+    RecoveryCodeProof,
+    RecoveryCodes,
+    TotpConfirm,
+    TotpSetup,
+)
 from keel.services import mfa as mfa_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"])
@@ -103,9 +115,9 @@ async def reauthenticate(
         dispatcher=dispatcher,
         limiter=limiter,
         principal=user,
-        password=data.password,
-        code=data.code,
-        recovery_code=data.recovery_code,
+        password=data.password if isinstance(data, PasswordProof) else None,
+        code=data.code if isinstance(data, CodeProof) else None,
+        recovery_code=data.recovery_code if isinstance(data, RecoveryCodeProof) else None,
     )
 
 
@@ -139,8 +151,8 @@ async def mfa_verify(
         dispatcher=dispatcher,
         limiter=limiter,
         mfa_token=data.mfa_token,
-        code=data.code,
-        recovery_code=data.recovery_code,
+        code=data.code if isinstance(data, MfaCodeVerify) else None,
+        recovery_code=data.recovery_code if isinstance(data, MfaRecoveryCodeVerify) else None,
     )
     no_store(response)
     return web.hand_over(response, issued) if web.opted_in else issued.pair

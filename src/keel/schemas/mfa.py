@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from keel.schemas.common import InputModel
 from keel.schemas.user import AnyPassword
@@ -37,33 +37,36 @@ class RecoveryCodes(BaseModel):
     )
 
 
-def _exactly_one(model: BaseModel, *names: str) -> None:
-    given = [name for name in names if getattr(model, name) is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of {', '.join(names)}")
+class PasswordProof(InputModel):
+    password: AnyPassword
 
 
-class Reauthenticate(InputModel):
-    """Exactly one of `password`, `code` (authenticator app) or `recovery_code`."""
-
-    password: AnyPassword | None = None
-    code: TotpCode | None = None
-    recovery_code: RecoveryCodeStr | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> Reauthenticate:
-        _exactly_one(self, "password", "code", "recovery_code")
-        return self
+class CodeProof(InputModel):
+    code: TotpCode
 
 
-class MfaVerify(InputModel):
-    """`mfa_token` and exactly one of `code` (authenticator app) or `recovery_code`."""
+class RecoveryCodeProof(InputModel):
+    recovery_code: RecoveryCodeStr
 
+
+# Exactly one proof: unknown fields are refused, so a body naming two matches neither shape (422).
+Reauthenticate = Annotated[
+    PasswordProof | CodeProof | RecoveryCodeProof,
+    Field(description="Exactly one of `password`, `code` (authenticator app) or `recovery_code`."),
+]
+
+
+class MfaCodeVerify(InputModel):
     mfa_token: MfaToken
-    code: TotpCode | None = None
-    recovery_code: RecoveryCodeStr | None = None
+    code: TotpCode
 
-    @model_validator(mode="after")
-    def _one(self) -> MfaVerify:
-        _exactly_one(self, "code", "recovery_code")
-        return self
+
+class MfaRecoveryCodeVerify(InputModel):
+    mfa_token: MfaToken
+    recovery_code: RecoveryCodeStr
+
+
+MfaVerify = Annotated[
+    MfaCodeVerify | MfaRecoveryCodeVerify,
+    Field(description="`mfa_token` and exactly one of `code` (authenticator app) or `recovery_code`."),
+]
