@@ -118,8 +118,8 @@ async def login(
                     email=address,
                 )
         raise InvalidCredentials
-    await limiter.password_right(attempt)
     if not account.is_active:
+        await limiter.password_right(attempt)
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
     identity = signin.Identity(user_id, account.role, account.is_verified)
@@ -129,7 +129,7 @@ async def login(
             await transaction.rows(_REHASH, user_id=user_id, rehashed=upgraded_hash)
 
     try:
-        return await signin.first_factor_passed(
+        issued = await signin.first_factor_passed(
             database=database,
             cache=cache,
             settings=settings,
@@ -142,6 +142,10 @@ async def login(
         # The account was deleted while its password was being checked.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="account_gone", user_id=user_id, ip=ip)
         raise InvalidCredentials from exc
+    # Only a finished sign-in starts the account's count over: for an account with a second factor
+    # (MfaRequired above), the right password alone must not buy a fresh run of code guesses.
+    await limiter.password_right(attempt)
+    return issued
 
 
 # Refreshing: find a token's session (the rate limit's key), consume the token, or find whose it was.

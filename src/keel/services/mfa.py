@@ -201,7 +201,8 @@ _TOTP = Prebuilt(
 _USE_STEP = Prebuilt(
     sa.update(TotpCredential)
     .where(
-        col(TotpCredential.user_id) == sa.bindparam("user_id"),
+        # Not "user_id": in an UPDATE, a column's own name is reserved for its SET value.
+        col(TotpCredential.user_id) == sa.bindparam("owner"),
         sa.or_(
             col(TotpCredential.last_used_step).is_(None),
             col(TotpCredential.last_used_step) < sa.bindparam("step", type_=sa.BigInteger()),
@@ -214,7 +215,7 @@ _USE_STEP = Prebuilt(
 _USE_RECOVERY_CODE = Prebuilt(
     sa.update(RecoveryCode)
     .where(
-        col(RecoveryCode.user_id) == sa.bindparam("user_id"),
+        col(RecoveryCode.user_id) == sa.bindparam("owner"),
         col(RecoveryCode.code_hash) == sa.bindparam("hash"),
         col(RecoveryCode.used_at).is_(None),
     )
@@ -234,9 +235,9 @@ class Proof(NamedTuple):
     async def spend(self, transaction: Transaction, user_id: int, now: datetime) -> None:
         """Mark the code used; `InvalidCode` (rolling the transaction back) if a racing request did first."""
         if self.step is not None:
-            spent = await transaction.first(_USE_STEP, user_id=user_id, step=self.step) is not None
+            spent = await transaction.first(_USE_STEP, owner=user_id, step=self.step) is not None
         else:
-            used = await transaction.first(_USE_RECOVERY_CODE, user_id=user_id, hash=self.code_hash, now=now)
+            used = await transaction.first(_USE_RECOVERY_CODE, owner=user_id, hash=self.code_hash, now=now)
             spent = used is not None
         if not spent:
             raise InvalidCode
