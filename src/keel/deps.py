@@ -158,11 +158,19 @@ async def _admin_user(user: CurrentUser, database: DatabaseDep, settings: Settin
     return user
 
 
-async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+async def _recent(user: Principal, database: Database, settings: Settings) -> Principal:
     await session_service.require_recent_authentication(
         database=database, principal=user, within_seconds=settings.reauthentication_seconds
     )
     return user
+
+
+async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    return await _recent(user, database, settings)
+
+
+async def _recently_authenticated_writer(user: WritingUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    return await _recent(user, database, settings)
 
 
 VerifiedUser = Annotated[Principal, Depends(_verified_user)]
@@ -170,8 +178,8 @@ AdminUser = Annotated[Principal, Depends(_admin_user)]
 # For sensitive operations: signed in, or confirmed at /auth/reauthenticate, within the last
 # `reauthentication_seconds` (10 minutes); else 403 `reauthentication_required`.
 RecentlyAuthenticatedUser = Annotated[Principal, Depends(_recently_authenticated)]
-# The same check for a route that names its user otherwise (a WritingUser, say).
-RecentAuthentication = Depends(_recently_authenticated)
+# The same, for a write that counts against the caller's write limit (see WritingUser).
+RecentlyAuthenticatedWriter = Annotated[Principal, Depends(_recently_authenticated_writer)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from keel.http.rate_limit_fields import LIMIT_FIELD, POLICY_FIELD, CountsTowardsRateLimits
 from keel.schemas.common import Problem, problem_responses
+from keel.schemas.mfa import MfaRequiredProblem
 
 BEARER_SCHEME = "BearerToken"
 
@@ -158,6 +159,8 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str, routes: Iterable[Ba
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(problem.pop("$defs", {}))
     components["Problem"] = problem
+    components["MfaRequiredProblem"] = MfaRequiredProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["MfaRequiredProblem"].pop("$defs", None)
     pages = {name: f"{name[5:-1]}Page" for name in components if re.fullmatch(r"Page_[A-Za-z]+_", name)}
     _rename_components(schema, {**BODY_NAMES, **pages})  # Page_TodoRead_ -> TodoReadPage
     _describe_bearer_token(schema)
