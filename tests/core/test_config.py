@@ -306,7 +306,7 @@ class TestEnvironmentVariables:
         settings = Settings(data_dir=tmp_path)
 
         assert settings.webauthn_extra_origins == ("https://app.example.com", "http://localhost:5173")
-        assert Settings(data_dir=tmp_path, webauthn_extra_origins=[]).webauthn_extra_origins == ()
+        assert Settings(data_dir=tmp_path, webauthn_extra_origins=()).webauthn_extra_origins == ()
 
     @pytest.mark.parametrize("value", ["https://app.example.com/login", "app.example.com", "*", "null"])
     def test_an_extra_webauthn_origin_must_be_an_origin(
@@ -314,7 +314,7 @@ class TestEnvironmentVariables:
     ) -> None:
         monkeypatch.setenv("KEEL_WEBAUTHN_EXTRA_ORIGINS", f"https://ok.example.com,{value}")
 
-        with pytest.raises(ConfigError, match="KEEL_WEBAUTHN_EXTRA_ORIGINS: .* is not an origin"):
+        with pytest.raises(ConfigError, match=r"KEEL_WEBAUTHN_EXTRA_ORIGINS: .* is not an origin"):
             load_settings(data_dir=tmp_path)
 
 
