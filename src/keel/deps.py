@@ -18,6 +18,7 @@ from keel.core.errors import (
     Forbidden,
     InvalidToken,
     KeelError,
+    MfaEnrollmentRequired,
     RateLimited,
     TokenExpired,
     Unauthorized,
@@ -41,9 +42,11 @@ from keel.schemas.auth import RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
 from keel.services import session as session_service
-from keel.services.auth import IssuedTokens, PresentedToken
+from keel.services import signin
+from keel.services.auth import PresentedToken
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal
+from keel.services.signin import IssuedTokens
 
 LOGIN_PATH = "/api/v1/auth/login"
 
@@ -147,14 +150,26 @@ async def _verified_user(user: CurrentUser) -> Principal:
     return user
 
 
-async def _admin_user(user: CurrentUser) -> Principal:
+async def _admin_user(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
     if not user.is_admin:
         raise Forbidden("This requires the admin role.")
+    if settings.require_mfa_for_admins and not await signin.has_second_factor(database=database, user_id=user.user_id):
+        raise MfaEnrollmentRequired
+    return user
+
+
+async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    await session_service.require_recent_authentication(
+        database=database, principal=user, within_seconds=settings.reauthentication_seconds
+    )
     return user
 
 
 VerifiedUser = Annotated[Principal, Depends(_verified_user)]
 AdminUser = Annotated[Principal, Depends(_admin_user)]
+# For sensitive operations: signed in, or confirmed at /auth/reauthenticate, within the last
+# `reauthentication_seconds` (10 minutes); else 403 `reauthentication_required`.
+RecentlyAuthenticatedUser = Annotated[Principal, Depends(_recently_authenticated)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ def test_an_expired_access_token_is_refreshed_without_the_person_noticing(
         settings,
         user_id=int(str(current["sub"])),
         session_id=str(current["sid"]),
+        amr=["pwd"],
         now=datetime.now(UTC) - timedelta(hours=1),
     )
     swapped: list[str] = []

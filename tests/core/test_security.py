@@ -100,7 +100,7 @@ class TestAccessTokenIsChecked:
 
     async def test_alg_none(self, app: FastAPI, client: httpx.AsyncClient, settings: Settings) -> None:
         account, tokens = await signed_in(app, client)
-        token = jwt.encode(valid_claims(settings, account, tokens), None, algorithm="none")
+        token = jwt.encode(valid_claims(settings, account, tokens), "", algorithm="none")
         assert_unauthorized(await get_me(client, token), "invalid_token")
 
     @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ class TestPasswordHasher:
 class TestAccessTokens:
     def test_decode_round_trips_create(self, unit_settings: Settings) -> None:
         now = datetime.now(UTC)
-        token = create_access_token(unit_settings, user_id=42, session_id="abc_DEF-123", now=now)
+        token = create_access_token(unit_settings, user_id=42, session_id="abc_DEF-123", amr=["pwd"], now=now)
         claims = decode_access_token(unit_settings, token)
         assert claims.user_id == 42
         assert claims.session_id == "abc_DEF-123"
@@ -254,13 +254,13 @@ class TestAccessTokens:
 
     def test_each_token_has_its_own_id(self, unit_settings: Settings) -> None:
         now = datetime.now(UTC)
-        first = create_access_token(unit_settings, user_id=1, session_id="s", now=now)
-        second = create_access_token(unit_settings, user_id=1, session_id="s", now=now)
+        first = create_access_token(unit_settings, user_id=1, session_id="s", amr=["pwd"], now=now)
+        second = create_access_token(unit_settings, user_id=1, session_id="s", amr=["pwd"], now=now)
         assert decode_access_token(unit_settings, first).jti != decode_access_token(unit_settings, second).jti
 
     def test_expired_token_is_reported_as_expired(self, unit_settings: Settings) -> None:
         token = create_access_token(
-            unit_settings, user_id=1, session_id="s", now=datetime.now(UTC) - timedelta(minutes=16)
+            unit_settings, user_id=1, session_id="s", amr=["pwd"], now=datetime.now(UTC) - timedelta(minutes=16)
         )
         with pytest.raises(TokenError) as caught:
             decode_access_token(unit_settings, token)
@@ -268,7 +268,7 @@ class TestAccessTokens:
 
     def test_a_token_verified_before_still_expires_on_time(self, unit_settings: Settings) -> None:
         issued = datetime.now(UTC)
-        token = create_access_token(unit_settings, user_id=1, session_id="s", now=issued)
+        token = create_access_token(unit_settings, user_id=1, session_id="s", amr=["pwd"], now=issued)
         assert decode_access_token(unit_settings, token).user_id == 1  # verified, and remembered
 
         with time_machine.travel(issued + timedelta(seconds=899), tick=False):
@@ -278,7 +278,7 @@ class TestAccessTokens:
         assert caught.value.expired is True
 
     def test_a_token_verified_under_one_key_is_not_accepted_under_another(self, unit_settings: Settings) -> None:
-        token = create_access_token(unit_settings, user_id=1, session_id="s", now=datetime.now(UTC))
+        token = create_access_token(unit_settings, user_id=1, session_id="s", amr=["pwd"], now=datetime.now(UTC))
         assert decode_access_token(unit_settings, token).user_id == 1
         for changed in ({"secret_key": SecretStr("y" * 48)}, {"jwt_audience": "another-api"}, {"jwt_issuer": "other"}):
             with pytest.raises(TokenError):
@@ -286,7 +286,7 @@ class TestAccessTokens:
 
     def test_token_from_another_secret_is_rejected_but_not_as_expired(self, unit_settings: Settings) -> None:
         other = unit_settings.model_copy(update={"secret_key": SecretStr("x" * 48)})
-        token = create_access_token(other, user_id=1, session_id="s", now=datetime.now(UTC))
+        token = create_access_token(other, user_id=1, session_id="s", amr=["pwd"], now=datetime.now(UTC))
         with pytest.raises(TokenError) as caught:
             decode_access_token(unit_settings, token)
         assert caught.value.expired is False

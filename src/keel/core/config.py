@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     session_idle_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300)
     session_absolute_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    # Sensitive operations (password change, every second-factor change...) need a sign-in or a
+    # /auth/reauthenticate this recent.
+    reauthentication_seconds: int = Field(default=600, ge=30, le=86400)
+    # Admin routes answer 403 mfa_enrollment_required to an admin without a second factor.
+    require_mfa_for_admins: bool = False
     jwt_issuer: str = "keel"
     jwt_audience: str = "keel-api"
     auth_cache_ttl_seconds: int = Field(default=300, ge=1, le=3600)

@@ -62,6 +62,14 @@ class PasswordsDoNotMatch(BadRequest):
     default_detail = "The new password and its confirmation differ."
 
 
+class InvalidCode(BadRequest):
+    """A second-factor code (authenticator app or recovery code) that is wrong, used or malformed."""
+
+    code = "invalid_code"
+    title = "Invalid code"
+    default_detail = "The code is incorrect or has already been used."
+
+
 # --- 401 -------------------------------------------------------------------------------------
 class Unauthorized(KeelError):
     status = 401
@@ -107,6 +115,12 @@ class InvalidRefreshToken(Unauthorized):
     default_detail = "The refresh token is invalid, expired or already used."
 
 
+class InvalidMfaToken(Unauthorized):
+    code = "invalid_mfa_token"
+    title = "Invalid sign-in token"
+    default_detail = "This sign-in has expired or was already finished; sign in again."
+
+
 # --- 403 -------------------------------------------------------------------------------------
 class Forbidden(KeelError):
     status = 403
@@ -141,6 +155,35 @@ class CsrfRejected(Forbidden):
     default_detail = "This request must come from the Keel web app."
 
 
+class MfaRequired(Forbidden):
+    """The first factor was right; the sign-in finishes with a second one, named by `mfa_token`."""
+
+    code = "mfa_required"
+    title = "Second sign-in step required"
+    default_detail = "Finish signing in with your authenticator app, a passkey or a recovery code."
+
+    def __init__(self, *, mfa_token: str, methods: list[str], expires_in: int) -> None:
+        super().__init__(headers={"Cache-Control": "no-store"})
+        self.mfa_token = mfa_token
+        self.methods = methods
+        self.expires_in = expires_in
+
+    def extensions(self) -> dict[str, Any]:
+        return {"mfa_token": self.mfa_token, "methods": self.methods, "expires_in": self.expires_in}
+
+
+class ReauthenticationRequired(Forbidden):
+    code = "reauthentication_required"
+    title = "Confirm it is you"
+    default_detail = "This needs a recent sign-in: confirm your password or a code at /api/v1/auth/reauthenticate."
+
+
+class MfaEnrollmentRequired(Forbidden):
+    code = "mfa_enrollment_required"
+    title = "Second sign-in step required for administrators"
+    default_detail = "Set up an authenticator app or a passkey before using administrator functions."
+
+
 # --- 404 -------------------------------------------------------------------------------------
 class NotFound(KeelError):
     status = 404
@@ -167,6 +210,16 @@ class PostNotFound(NotFound):
 class SessionNotFound(NotFound):
     code = "session_not_found"
     default_detail = "No such active session."
+
+
+class TotpNotEnabled(NotFound):
+    code = "totp_not_enabled"
+    default_detail = "No authenticator app is set up for this account."
+
+
+class PasskeyNotFound(NotFound):
+    code = "passkey_not_found"
+    default_detail = "No such passkey."
 
 
 # --- 409 -------------------------------------------------------------------------------------
@@ -201,6 +254,12 @@ class EditConflict(Conflict):
     code = "edit_conflict"
     title = "Edit conflict"
     default_detail = "Someone else changed this at the same moment; nothing was changed. Try again."
+
+
+class TotpAlreadyEnabled(Conflict):
+    code = "totp_already_enabled"
+    title = "Authenticator app already set up"
+    default_detail = "An authenticator app is already set up; remove it first to set up another."
 
 
 # --- 412 -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,7 +172,8 @@ def _jwt_key(secret: bytes) -> bytes:
     return hmac.new(secret, b"keel:jwt", hashlib.sha256).digest()
 
 
-def create_access_token(settings: Settings, *, user_id: int, session_id: str, now: datetime) -> str:
+def create_access_token(settings: Settings, *, user_id: int, session_id: str, amr: Sequence[str], now: datetime) -> str:
+    """`amr`: how the session was signed in (RFC 8176 values: `pwd`, `otp`, `hwk`, `mfa`...)."""
     issued = int(now.timestamp())
     claims: dict[str, Any] = {
         "sub": str(user_id),
@@ -183,6 +184,7 @@ def create_access_token(settings: Settings, *, user_id: int, session_id: str, no
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "type": ACCESS_TOKEN_TYPE,
+        "amr": list(amr),
     }
     return jwt.encode(claims, _jwt_key(settings.secret), algorithm=JWT_ALGORITHM)
 

@@ -16,6 +16,9 @@ class EmailKind(StrEnum):
     RESET_NO_ACCOUNT = "reset_no_account"
     PASSWORD_CHANGED = "password_changed"
     ACCOUNT_LOCKED = "account_locked"
+    SECOND_FACTOR_ADDED = "second_factor_added"
+    SECOND_FACTOR_REMOVED = "second_factor_removed"
+    RECOVERY_CODE_USED = "recovery_code_used"
 
 
 class OutboxStatus(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from keel.core import audit
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
-from keel.core.db import Database, NoRows, Prebuilt
+from keel.core.db import Database, NoRows, Prebuilt, Transaction
 from keel.core.errors import (
     InactiveUser,
     InvalidCredentials,
@@ -29,30 +29,22 @@ from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import (
     MAX_REFRESH_TOKEN_CHARS,
     Abandoned,
-    create_access_token,
     hash_refresh_token,
     new_refresh_token,
-    new_session_id,
     password_hasher,
 )
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, RefreshToken, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
-from keel.schemas.auth import TokenPair
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
+from keel.services import signin
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedTokens:
-    pair: TokenPair
-    # How long the new refresh token stays usable if it is not used: the idle limit, or less when
-    # the session's absolute end comes first. A refresh cookie lives exactly this long.
-    refresh_expires_in: int
+from keel.services.signin import NEW_REFRESH_TOKEN as _NEW_REFRESH_TOKEN
+from keel.services.signin import IssuedTokens
 
 
 class Account(NamedTuple):
@@ -74,12 +66,6 @@ _REHASH = Prebuilt(
     sa.update(User).where(col(User.id) == sa.bindparam("user_id")).values(hashed_password=sa.bindparam("rehashed")),
     NoRows,
 )
-_NEW_SESSION = Prebuilt(
-    sa.insert(UserSession),
-    NoRows,
-    binds=["id", "user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip"],
-)
-_NEW_REFRESH_TOKEN = Prebuilt(sa.insert(RefreshToken), NoRows, binds=["token_hash", "session_id", "created_at"])
 
 
 async def login(
@@ -96,12 +82,13 @@ async def login(
     ip: str | None,
     client_gone: Abandoned | None = None,
 ) -> IssuedTokens:
-    """Check the credentials and open a new session. Unknown email and wrong password look the same.
+    """Check the credentials; then the sign-in policy opens a session or asks for a second factor.
 
-    A few statements, and nothing held through the hash: the account is read outside any
-    transaction (a connection held through a queue of hashes would drain the pool for every other
-    request while sign-ins arrive faster than they can be hashed), then the new session and its
-    first refresh token are written in one short transaction, with the rehash when there is one.
+    Unknown email and wrong password look the same. Nothing is held through the hash: the account
+    is read outside any transaction (a connection held through a queue of hashes would drain the
+    pool for every other request while sign-ins arrive faster than they can be hashed), then
+    keel.services.signin writes the session (or the pending sign-in) in one short transaction,
+    with the rehash when there is one.
     With `client_gone`, a sign-in whose client hung up while it waited for the hash is dropped
     before hashing (`ClientClosedRequest`). With Redis, the new session is cached before anything is
     written: a Redis that cannot be reached is a 503 with no session opened (see `SessionCache.admit`).
@@ -137,57 +124,40 @@ async def login(
     if not account.is_active:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
-    now = utcnow()
-    session_id = new_session_id()
-    expires_at = now + timedelta(seconds=settings.session_absolute_ttl_seconds)
-    refresh_token, token_hash = new_refresh_token()
-    new_session = {
-        "id": session_id,
-        "user_id": user_id,
-        "created_at": now,
-        "last_used_at": now,
-        "expires_at": expires_at,
-        "user_agent": (user_agent or "")[:255] or None,
-        "ip": (ip or "")[:45] or None,
-    }
-    if cache is not None:
-        # Should the writes fail, this entry names a session that never existed and expires unused.
-        await cache.admit(
-            session_id, user_id=user_id, role=account.role, is_verified=account.is_verified, expires_at=expires_at
-        )
+    identity = signin.Identity(user_id, account.role, account.is_verified)
+
+    async def rehash(transaction: Transaction) -> None:
+        if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
+            await transaction.rows(_REHASH, user_id=user_id, rehashed=upgraded_hash)
+
     try:
-        async with database.transaction() as transaction:
-            if upgraded_hash is not None:  # parameters changed, or a legacy bcrypt hash
-                await transaction.rows(_REHASH, user_id=user_id, rehashed=upgraded_hash)
-            await transaction.rows(_NEW_SESSION, **new_session)
-            await transaction.rows(_NEW_REFRESH_TOKEN, token_hash=token_hash, session_id=session_id, created_at=now)
+        return await signin.first_factor_passed(
+            database=database,
+            cache=cache,
+            settings=settings,
+            identity=identity,
+            factor=signin.PASSWORD,
+            client=signin.Client(user_agent=user_agent, ip=ip),
+            also=rehash,
+        )
     except IntegrityError as exc:
         # The account was deleted while its password was being checked.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="account_gone", user_id=user_id, ip=ip)
         raise InvalidCredentials from exc
-    audit.record(
-        SecurityEvent.LOGIN_SUCCEEDED,
-        user_id=user_id,
-        session_id=session_id,
-        ip=ip,
-        rehashed=upgraded_hash is not None,
-    )
-    return _pair(
-        settings, user_id=user_id, session_id=session_id, expires_at=expires_at, refresh_token=refresh_token, now=now
-    )
 
 
 def _pair(
     settings: Settings, *, user_id: int, session_id: str, expires_at: datetime, refresh_token: str, now: datetime
 ) -> IssuedTokens:
-    """The token pair of a session that ends at `expires_at`, issued `now`."""
-    pair = TokenPair(
-        access_token=create_access_token(settings, user_id=user_id, session_id=session_id, now=now),
+    return signin.pair(
+        settings,
+        user_id=user_id,
+        session_id=session_id,
+        expires_at=expires_at,
         refresh_token=refresh_token,
-        expires_in=settings.access_token_ttl_seconds,
+        amr=["pwd"],
+        now=now,
     )
-    remaining = int((expires_at - now).total_seconds())
-    return IssuedTokens(pair=pair, refresh_expires_in=max(min(settings.session_idle_ttl_seconds, remaining), 0))
 
 
 # Refreshing: find a token's session (the rate limit's key), consume the token, check the session.

@@ -189,6 +189,9 @@ SUBJECTS = {
     EmailKind.RESET_NO_ACCOUNT: "Password reset requested",
     EmailKind.PASSWORD_CHANGED: "Your password was changed",
     EmailKind.ACCOUNT_LOCKED: "Signing in to your account is paused after wrong passwords",
+    EmailKind.SECOND_FACTOR_ADDED: "A second sign-in step was added to your account",
+    EmailKind.SECOND_FACTOR_REMOVED: "A second sign-in step was removed from your account",
+    EmailKind.RECOVERY_CODE_USED: "A recovery code was used to sign in to your account",
 }
 
 

@@ -18,13 +18,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
-from keel.core.db import Database, Prebuilt
-from keel.core.errors import SessionNotFound, SessionRevoked
+from keel.core.db import Database, NoRows, Prebuilt
+from keel.core.errors import ReauthenticationRequired, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, WindowResult
 from keel.core.security import AccessClaims
 from keel.core.session_cache import REVOKED, SessionCache, SessionState
 from keel.models import Role, User, UserSession, utcnow
+from keel.models.base import UTCDateTime
 
 log = get_logger("keel.sessions")
 
@@ -182,3 +183,33 @@ async def forget_cached(*, session: AsyncSession, cache: SessionCache | None, us
     if cache is None:
         return
     await cache.forget(await unrevoked_ids(session=session, user_id=user_id))
+
+
+# --- recent authentication ----------------------------------------------------------------------
+class Authenticated(NamedTuple):
+    authenticated_at: datetime | None
+
+
+_AUTHENTICATED_AT = Prebuilt(
+    sa.select(col(UserSession.authenticated_at)).where(col(UserSession.id) == sa.bindparam("session_id")),
+    Authenticated,
+)
+_MARK_AUTHENTICATED = Prebuilt(
+    sa.update(UserSession)
+    .where(col(UserSession.id) == sa.bindparam("session_id"))
+    .values(authenticated_at=sa.bindparam("now", type_=UTCDateTime())),
+    NoRows,
+)
+
+
+async def require_recent_authentication(*, database: Database, principal: Principal, within_seconds: int) -> None:
+    """403 `reauthentication_required` unless the caller's session proved who they are lately."""
+    found = await database.first(_AUTHENTICATED_AT, session_id=principal.session_id)
+    at = found.authenticated_at if found is not None else None
+    if at is None or (utcnow() - at).total_seconds() > within_seconds:
+        raise ReauthenticationRequired
+
+
+async def mark_authenticated(*, database: Database, principal: Principal) -> None:
+    """The caller just proved who they are again (/auth/reauthenticate)."""
+    await database.rows(_MARK_AUTHENTICATED, session_id=principal.session_id, now=utcnow())

@@ -21,7 +21,31 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+KINDS = (
+    "verify_email",
+    "signup_attempt",
+    "password_reset",
+    "reset_no_account",
+    "password_changed",
+    "account_locked",
+)
+NEW_KINDS = ("second_factor_added", "second_factor_removed", "recovery_code_used")
+
+
+def _kind(*values: str) -> sa.Enum:
+    # The kinds live in the column's CHECK constraint; Alembic replaces it when given both types in full.
+    return sa.Enum(*values, name="email_kind", native_enum=False, create_constraint=True, length=24)
+
+
+# SQLite recreates the table: it must keep AUTOINCREMENT, so an outbox id is never handed out twice.
+OUTBOX_KWARGS = {"sqlite_autoincrement": True}
+
+
 def upgrade() -> None:
+    with op.batch_alter_table("email_outbox", table_kwargs=OUTBOX_KWARGS) as batch_op:
+        batch_op.alter_column(
+            "kind", existing_type=_kind(*KINDS), type_=_kind(*KINDS, *NEW_KINDS), existing_nullable=False
+        )
     op.create_table(
         "totp_credential",
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -104,6 +128,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(
+        sa.text("DELETE FROM email_outbox WHERE kind IN :kinds").bindparams(
+            sa.bindparam("kinds", NEW_KINDS, expanding=True)
+        )
+    )
+    with op.batch_alter_table("email_outbox", table_kwargs=OUTBOX_KWARGS) as batch_op:
+        batch_op.alter_column(
+            "kind", existing_type=_kind(*KINDS, *NEW_KINDS), type_=_kind(*KINDS), existing_nullable=False
+        )
     with op.batch_alter_table("user_session") as batch_op:
         batch_op.drop_column("authenticated_at")
         batch_op.drop_column("amr")
