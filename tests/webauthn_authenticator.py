@@ -79,19 +79,23 @@ class SoftAuthenticator:
         rp_id: str | None = None,
         client_type: str = "webauthn.create",
         cross_origin: bool = False,
+        reuse: SoftCredential | None = None,
     ) -> dict[str, Any]:
+        """A new credential for the options' RP and user; `reuse` attests an existing one again
+        (what a relying party must refuse when it is already registered)."""
         excluded = {item["id"] for item in options.get("excludeCredentials", [])}
         target_rp = options["rp"]["id"]
         if any(cred.b64_id in excluded and cred.rp_id == target_rp for cred in self.credentials):
             raise ExcludedCredentialError("this authenticator already holds one of the excluded credentials")
-        credential = SoftCredential(
+        credential = reuse or SoftCredential(
             id=secrets.token_bytes(16),
             rp_id=target_rp,
             user_handle=unb64url(options["user"]["id"]),
             key=ec.generate_private_key(ec.SECP256R1()),
             discoverable=self.resident_keys and options["authenticatorSelection"]["residentKey"] != "discouraged",
         )
-        self.credentials.append(credential)
+        if reuse is None:
+            self.credentials.append(credential)
         client_data = self._client_data(
             client_type, challenge or options["challenge"], origin or self.origin, cross_origin=cross_origin
         )

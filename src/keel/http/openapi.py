@@ -40,6 +40,14 @@ OPERATION_IDS = {
     "confirm_verification": "auth_verify_email_confirm",
     "request_password_reset": "auth_password_reset_request",
     "confirm_password_reset": "auth_password_reset_confirm",
+    # passkeys
+    "passkey_registration_options": "passkeys_register_options",
+    "register_passkey": "passkeys_register",
+    "list_passkeys": "passkeys_list",
+    "rename_passkey": "passkeys_update",
+    "delete_passkey": "passkeys_delete",
+    "passkey_authentication_options": "passkeys_authenticate_options",
+    "authenticate_with_passkey": "passkeys_authenticate",
     # users
     "read_me": "users_me_get",
     "update_me": "users_me_update",
