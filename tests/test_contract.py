@@ -49,10 +49,14 @@ pytestmark = pytest.mark.filterwarnings(
 
 # Schema-valid input the contract still refuses, for what no JSON Schema can express: a wrong
 # password (400 invalid_credentials), a link token that was never issued (400 invalid_token), a
-# confirmation that differs (400 passwords_do_not_match) or a passkey's answer that does not verify
-# (400 invalid_credential). Elsewhere, refusing valid input fails.
+# confirmation that differs (400 passwords_do_not_match), a wrong one-time code (400 invalid_code)
+# or a passkey's answer that does not verify (400 invalid_credential). Elsewhere, refusing valid
+# input fails.
 WRONG_SECRET = [
     "POST /api/v1/auth/password-change",
+    "POST /api/v1/auth/mfa/totp/confirm",
+    "POST /api/v1/auth/mfa/verify",
+    "POST /api/v1/auth/reauthenticate",
     "POST /api/v1/auth/verify-email/confirm",
     "POST /api/v1/auth/password-reset/confirm",
     "DELETE /api/v1/users/me",

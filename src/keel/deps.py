@@ -180,6 +180,8 @@ AdminUser = Annotated[Principal, Depends(_admin_user)]
 # For sensitive operations: signed in, or confirmed at /auth/reauthenticate, within the last
 # `reauthentication_seconds` (10 minutes); else 403 `reauthentication_required`.
 RecentlyAuthenticatedUser = Annotated[Principal, Depends(_recently_authenticated)]
+# The same check for a route that names its user otherwise (a WritingUser, say).
+RecentAuthentication = Depends(_recently_authenticated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm.exc import StaleDataError
 
 from keel.main import create_app
 from tests.conftest import base_settings
@@ -35,6 +36,11 @@ def crashing_app(tmp_path: Path) -> FastAPI:
     @application.get("/test/integrity", include_in_schema=False)
     async def integrity() -> None:
         raise IntegrityError("INSERT INTO secret_table", {}, Exception("duplicate key secret_value"))
+
+    # A versioned row's conditioned UPDATE matched nothing: another request changed it meanwhile.
+    @application.get("/test/stale", include_in_schema=False)
+    async def stale() -> None:
+        raise StaleDataError("UPDATE secret_table matched 0 rows; expected 1")
 
     @application.get("/test/operational", include_in_schema=False)
     async def operational() -> None:
@@ -284,6 +290,13 @@ class TestUnexpectedErrors:
         body = assert_problem(response, 409, "conflict")
         assert body["instance"] == "/test/integrity"
         assert_no_leak(response, "secret_table", "secret_value", "INSERT")
+
+    async def test_a_write_that_lost_its_race_is_409_edit_conflict(self, crashing_client: httpx.AsyncClient) -> None:
+        response = await crashing_client.get("/test/stale")
+
+        body = assert_problem(response, 409, "edit_conflict")
+        assert body["instance"] == "/test/stale"
+        assert_no_leak(response, "secret_table", "matched 0 rows", "StaleDataError")
 
     @pytest.mark.parametrize(
         "path", ["/test/operational", "/test/invalidated", "/test/starting-up", "/test/lock-timeout"]

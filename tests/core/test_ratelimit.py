@@ -223,16 +223,6 @@ class TestSettings:
 
 
 # --- the scripted write limit (WINDOW_SCRIPT) against a real Redis --------------------------------
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    await reset_redis(redis_url)
-    client = create_redis(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 def scripted(redis: Redis, writes: str) -> RateLimiter:
     parsed: dict[Rule, list[limits.RateLimitItem]] = {rule: limits.parse_many("1000/minute") for rule in RULES}
     parsed["writes"] = limits.parse_many(writes)

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import limits
-import pytest
 import time_machine
 from redis.asyncio import Redis
 
 from keel.core.ratelimit import KEY_PREFIX, RULES, RateLimiter, Rule
-from keel.core.redis import create_redis
 from keel.core.session_cache import SessionCache, SessionState
-from tests.conftest import reset_redis
 
 NOW = 1_900_000_000
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    await reset_redis(redis_url)
-    client = create_redis(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_the_write_script_counts_only_for_the_live_session_of_the_user_the_encoder_wrote(

@@ -83,6 +83,13 @@ async def _role_change(app: FastAPI, client: httpx.AsyncClient, victim: Account,
     assert response.status_code == 200
 
 
+async def _refresh_token_reuse(app: FastAPI, client: httpx.AsyncClient, victim: Account, tokens: Tokens) -> None:
+    rotated = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert rotated.status_code == 200, rotated.text
+    replayed = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert_problem(replayed, 401, "invalid_refresh_token")
+
+
 ACTIONS: dict[str, Action] = {
     "logout": _logout,
     "logout-all": _logout_all_elsewhere,
@@ -91,6 +98,7 @@ ACTIONS: dict[str, Action] = {
     "account-deletion": _delete_account,
     "deactivation": _deactivate,
     "role-change": _role_change,
+    "refresh-token-reuse": _refresh_token_reuse,
 }
 
 

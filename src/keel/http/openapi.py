@@ -40,6 +40,15 @@ OPERATION_IDS = {
     "confirm_verification": "auth_verify_email_confirm",
     "request_password_reset": "auth_password_reset_request",
     "confirm_password_reset": "auth_password_reset_confirm",
+    # mfa
+    "mfa_status": "mfa_status",
+    "totp_setup": "mfa_totp_setup",
+    "totp_confirm": "mfa_totp_confirm",
+    "totp_disable": "mfa_totp_disable",
+    "recovery_codes_regenerate": "mfa_recovery_codes_regenerate",
+    "reauthenticate": "mfa_reauthenticate",
+    "mfa_verify": "mfa_verify",
+    "reset_user_mfa": "admin_users_mfa_reset",
     # passkeys
     "passkey_registration_options": "passkeys_register_options",
     "register_passkey": "passkeys_register",

@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.deps import AdminUser, CacheDep, DatabaseDep, Limit, Offset, UserId
+from keel.deps import AdminUser, CacheDep, DatabaseDep, DispatcherDep, Limit, Offset, SettingsDep, UserId
 from keel.models import Role
 from keel.routes import API_PREFIX
 from keel.schemas.common import NO_NUL, Page, problem_responses
 from keel.schemas.user import AdminUserUpdate, UserRead
+from keel.services import mfa as mfa_service
 from keel.services import user as user_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=problem_responses(401, 403))
@@ -45,3 +46,22 @@ async def update_user(
 async def delete_user(user_id: UserId, admin: AdminUser, database: DatabaseDep, cache: CacheDep) -> None:
     """Delete a user and everything they own."""
     await user_service.admin_delete(database=database, cache=cache, user_id=user_id, actor_id=admin.user_id)
+
+
+@router.post(
+    "/users/{user_id}/mfa/reset", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 422)
+)
+async def reset_user_mfa(
+    user_id: UserId,
+    admin: AdminUser,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> None:
+    """Remove a user's authenticator app, passkeys and recovery codes (they lost them all) and sign
+    them out everywhere; they are emailed, and sign in with their password alone until they set up
+    a second factor again."""
+    await mfa_service.reset(
+        database=database, cache=cache, settings=settings, dispatcher=dispatcher, admin=admin, user_id=user_id
+    )

@@ -16,6 +16,7 @@ from keel.deps import (
     PasswordResetRateLimit,
     PresentedRefreshToken,
     RateLimiterDep,
+    RecentlyAuthenticatedUser,
     RefreshRateLimit,
     RegisterRateLimit,
     SessionId,
@@ -45,13 +46,13 @@ router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 REGISTERED = "If this address can be registered, an email is on its way to it with the next step."
 
 
-def _sets_cookie(status_code: int, what: str) -> dict[int | str, dict[str, Any]]:
+def sets_cookie(status_code: int, what: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI: the success response may carry a `Set-Cookie` for the refresh cookie."""
     header = {"description": f"{what} (web client mode only).", "schema": {"type": "string"}}
     return {status_code: {"headers": {"Set-Cookie": header}}}
 
 
-def _no_store(response: Response) -> None:
+def no_store(response: Response) -> None:
     # Token responses must never be kept by a browser or proxy cache.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -75,7 +76,7 @@ async def register(
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses={**problem_responses(401, 403, 422, 429), **_sets_cookie(200, "The refresh cookie")},
+    responses={**problem_responses(401, 403, 422, 429), **sets_cookie(200, "The refresh cookie")},
 )
 async def login(
     attempt: LoginAttempt,
@@ -115,14 +116,14 @@ async def login(
         ip=ip,
         client_gone=request.is_disconnected,
     )
-    _no_store(response)
+    no_store(response)
     return web.hand_over(response, issued) if web.opted_in else issued.pair
 
 
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses={**problem_responses(401, 403, 422, 429), **_sets_cookie(200, "The new refresh cookie")},
+    responses={**problem_responses(401, 403, 422, 429), **sets_cookie(200, "The new refresh cookie")},
     dependencies=[RefreshRateLimit],
 )
 async def refresh(
@@ -147,14 +148,14 @@ async def refresh(
         if presented.from_cookie:
             web.clear_cookie_on(exc)
         raise
-    _no_store(response)
+    no_store(response)
     return web.hand_over(response, issued) if presented.from_cookie else issued.pair
 
 
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**problem_responses(401, 403, 422), **_sets_cookie(204, "Deletes the refresh cookie")},
+    responses={**problem_responses(401, 403, 422), **sets_cookie(204, "Deletes the refresh cookie")},
 )
 async def logout(
     user: CurrentUser,
@@ -180,7 +181,7 @@ async def logout(
 @router.post(
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**problem_responses(401), **_sets_cookie(204, "Deletes the refresh cookie")},
+    responses={**problem_responses(401), **sets_cookie(204, "Deletes the refresh cookie")},
 )
 async def logout_all(
     user: CurrentUser, response: Response, database: DatabaseDep, cache: CacheDep, web: WebClient
@@ -209,11 +210,11 @@ async def revoke_session(session_id: SessionId, user: CurrentUser, database: Dat
 
 
 @router.post(
-    "/password-change", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 422, 429)
+    "/password-change", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400, 401, 403, 422, 429)
 )
 async def change_password(
     data: PasswordChange,
-    user: CurrentUser,
+    user: RecentlyAuthenticatedUser,
     database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
@@ -221,6 +222,9 @@ async def change_password(
     limiter: RateLimiterDep,
 ) -> None:
     """Change the password (the current one is required); every other session ends.
+
+    Needs a recent authentication: a sign-in or `/auth/reauthenticate` in the last 10 minutes (else
+    403 `reauthentication_required`).
 
     A wrong current password counts against the account's wrong passwords like a sign-in's (429 while locked).
     """

@@ -12,6 +12,7 @@ from keel.deps import (
     IfMatchDep,
     IfNoneMatch,
     RateLimiterDep,
+    RecentAuthentication,
     SettingsDep,
     UserId,
     WritingUser,
@@ -46,7 +47,8 @@ async def update_me(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400, 401, 409, 422, 429),
+    responses=problem_responses(400, 401, 403, 409, 422, 429),
+    dependencies=[RecentAuthentication],
 )
 async def delete_me(
     data: UserDelete,
@@ -59,6 +61,9 @@ async def delete_me(
     limiter: RateLimiterDep,
 ) -> None:
     """Delete the current user's account and everything it owns (the password is required).
+
+    Needs a recent authentication: a sign-in or `/auth/reauthenticate` in the last 10 minutes (else
+    403 `reauthentication_required`).
 
     A wrong password counts against the account's wrong passwords like a sign-in's (429 while locked).
     Honours `If-Match`.

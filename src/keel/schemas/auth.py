@@ -66,6 +66,15 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip: str | None
     current: bool
+    amr: list[str] = Field(
+        description="How the session was signed in (RFC 8176): `pwd` password, `otp` authenticator app or "
+        "recovery code, `hwk` passkey, `mfa` with a second factor."
+    )
+
+    @field_validator("amr", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return value.split() if isinstance(value, str) else value
 
 
 EmailToken = Annotated[str, Field(min_length=1, max_length=512)]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
@@ -120,8 +118,8 @@ async def login(
                     email=address,
                 )
         raise InvalidCredentials
-    await limiter.password_right(attempt)
     if not account.is_active:
+        await limiter.password_right(attempt)
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=user_id, ip=ip)
         raise InactiveUser
     identity = signin.Identity(user_id, account.role, account.is_verified)
@@ -131,7 +129,7 @@ async def login(
             await transaction.rows(_REHASH, user_id=user_id, rehashed=upgraded_hash)
 
     try:
-        return await signin.first_factor_passed(
+        issued = await signin.first_factor_passed(
             database=database,
             cache=cache,
             settings=settings,
@@ -144,38 +142,20 @@ async def login(
         # The account was deleted while its password was being checked.
         audit.record(SecurityEvent.LOGIN_FAILED, reason="account_gone", user_id=user_id, ip=ip)
         raise InvalidCredentials from exc
+    # Only a finished sign-in starts the account's count over: for an account with a second factor
+    # (MfaRequired above), the right password alone must not buy a fresh run of code guesses.
+    await limiter.password_right(attempt)
+    return issued
 
 
-def _pair(
-    settings: Settings, *, user_id: int, session_id: str, expires_at: datetime, refresh_token: str, now: datetime
-) -> IssuedTokens:
-    return signin.pair(
-        settings,
-        user_id=user_id,
-        session_id=session_id,
-        expires_at=expires_at,
-        refresh_token=refresh_token,
-        amr=["pwd"],
-        now=now,
-    )
-
-
-# Refreshing: find a token's session (the rate limit's key), consume the token, check the session.
-_NOW = sa.bindparam("now", type_=UTCDateTime())
-
-
+# Refreshing: find a token's session (the rate limit's key), consume the token, or find whose it was.
 class TokenSession(NamedTuple):
     session_id: str
 
 
-class SessionState(NamedTuple):
+class TokenOwner(NamedTuple):
+    session_id: str
     user_id: int
-    expires_at: datetime
-    last_used_at: datetime
-    revoked_at: datetime | None
-    is_active: bool
-    role: Role
-    is_verified: bool
 
 
 _TOKEN_SESSION = Prebuilt(
@@ -186,27 +166,15 @@ _CONSUME = Prebuilt(
     sa.update(RefreshToken)
     # Not "token_hash": in an UPDATE, a column's own name is reserved for its SET value.
     .where(col(RefreshToken.token_hash) == sa.bindparam("hash"), col(RefreshToken.used_at).is_(None))
-    .values(used_at=_NOW)
+    .values(used_at=sa.bindparam("now", type_=UTCDateTime()))
     .returning(col(RefreshToken.session_id)),
     TokenSession,
 )
-_SESSION_STATE = Prebuilt(
-    sa.select(
-        col(UserSession.user_id),
-        col(UserSession.expires_at),
-        col(UserSession.last_used_at),
-        col(UserSession.revoked_at),
-        col(User.is_active),
-        col(User.role),
-        col(User.is_verified),
-    )
-    .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
-    .where(col(UserSession.id) == sa.bindparam("session_id")),
-    SessionState,
-)
-_TOUCH_SESSION = Prebuilt(
-    sa.update(UserSession).where(col(UserSession.id) == sa.bindparam("session")).values(last_used_at=_NOW),
-    NoRows,
+_TOKEN_OWNER = Prebuilt(
+    sa.select(col(RefreshToken.session_id), col(UserSession.user_id))
+    .join_from(RefreshToken, UserSession, col(UserSession.id) == col(RefreshToken.session_id))
+    .where(col(RefreshToken.token_hash) == sa.bindparam("token_hash")),
+    TokenOwner,
 )
 
 
@@ -239,8 +207,9 @@ async def refresh(
 
     The consume is one conditional UPDATE, so of two concurrent refreshes only one can win.
     A token that was already consumed revokes its whole session: either a thief or the
-    rightful client is replaying it, and the session cannot tell which. The consume, the
-    session check and the new token are one short transaction of prebuilt statements.
+    rightful client is replaying it, and the session cannot tell which. The consume, then
+    either the session check and the new token or the reuse check and the revocation, are
+    one short transaction of prebuilt statements; Redis is told once, before it commits.
     """
     if token.hash is None:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
@@ -248,15 +217,22 @@ async def refresh(
     now = utcnow()
     token_hash = token.hash
     new_token, new_hash = new_refresh_token()
-    state: SessionState | None = None
+    state: session_service.RefreshState | None = None
+    owner: TokenOwner | None = None
     usable = False
     async with database.transaction() as transaction:
         consumed = await transaction.first(_CONSUME, hash=token_hash, now=now)
-        if consumed is not None:
+        if consumed is None:
+            # Never issued, or consumed before: a replay ends the session it belongs to.
+            owner = await transaction.first(_TOKEN_OWNER, token_hash=token_hash)
+            if owner is not None:
+                await session_service.revoke_in(
+                    transaction=transaction, cache=cache, session_id=owner.session_id, now=now
+                )
+        else:
             session_id = consumed.session_id
-            state = await transaction.first(_SESSION_STATE, session_id=session_id)
-            assert state is not None, "a refresh token's session is kept while the token is (foreign key)"
-            usable = _usable(state, settings=settings, now=now)
+            state = await session_service.refresh_state(transaction=transaction, session_id=session_id)
+            usable = session_service.usable(state, idle_seconds=settings.session_idle_ttl_seconds, now=now)
             if usable:
                 if cache is not None:  # a 503 here rolls back the consume: the token stays usable
                     await cache.admit(
@@ -266,45 +242,31 @@ async def refresh(
                         is_verified=state.is_verified,
                         expires_at=state.expires_at,
                     )
-                await transaction.rows(_TOUCH_SESSION, session=session_id, now=now)
+                await session_service.touch(transaction=transaction, session_id=session_id, now=now)
                 await transaction.rows(_NEW_REFRESH_TOKEN, token_hash=new_hash, session_id=session_id, created_at=now)
         # A session that has ended keeps the token consumed: this commits either way.
     if state is None:
-        async with database.session() as session:
-            await _handle_unusable(session, cache, token_hash)
+        if owner is None:
+            audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
+        else:
+            audit.record(
+                SecurityEvent.REFRESH_TOKEN_REUSE, level="warning", session_id=owner.session_id, user_id=owner.user_id
+            )
         raise InvalidRefreshToken
     user_id, expires_at = state.user_id, state.expires_at
     if not usable:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user_id, session_id=session_id)
         raise InvalidRefreshToken
     audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user_id, session_id=session_id)
-    return _pair(
-        settings, user_id=user_id, session_id=session_id, expires_at=expires_at, refresh_token=new_token, now=now
-    )
-
-
-def _usable(state: SessionState, *, settings: Settings, now: datetime) -> bool:
-    """Whether a session may still be refreshed: live, and its user active."""
-    return bool(state.is_active) and session_service.is_live_at(
-        revoked_at=state.revoked_at,
-        expires_at=state.expires_at,
-        last_used_at=state.last_used_at,
-        idle_seconds=settings.session_idle_ttl_seconds,
+    return signin.pair(
+        settings,
+        user_id=user_id,
+        session_id=session_id,
+        expires_at=expires_at,
+        refresh_token=new_token,
+        amr=state.amr.split(),
         now=now,
     )
-
-
-async def _handle_unusable(session: AsyncSession, cache: SessionCache | None, token_hash: str) -> None:
-    known = (
-        await session.exec(select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash))
-    ).one_or_none()
-    if known is None:
-        audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
-        return
-    owner = (await session.exec(select(UserSession.user_id).where(UserSession.id == known))).one()
-    await session_service.revoke(session=session, cache=cache, session_ids=[known])
-    await session.commit()
-    audit.record(SecurityEvent.REFRESH_TOKEN_REUSE, level="warning", session_id=known, user_id=owner)
 
 
 async def logout(

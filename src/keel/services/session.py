@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit
 from keel.core.audit import SecurityEvent
-from keel.core.db import Database, NoRows, Prebuilt
+from keel.core.db import Database, NoRows, Prebuilt, Transaction
 from keel.core.errors import ReauthenticationRequired, SessionNotFound, SessionRevoked
 from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, WindowResult
@@ -109,20 +109,10 @@ async def _load_state(database: Database, session_id: str) -> SessionState | str
     )
 
 
-def is_live(user_session: UserSession, *, idle_seconds: int, now: datetime) -> bool:
-    return is_live_at(
-        revoked_at=user_session.revoked_at,
-        expires_at=user_session.expires_at,
-        last_used_at=user_session.last_used_at,
-        idle_seconds=idle_seconds,
-        now=now,
-    )
-
-
 def is_live_at(
     *, revoked_at: datetime | None, expires_at: datetime, last_used_at: datetime, idle_seconds: int, now: datetime
 ) -> bool:
-    """Not revoked, not past its absolute end, and used within the idle limit."""
+    """Not revoked, not past its absolute end, and used within the idle limit: the one rule for a live session."""
     return revoked_at is None and expires_at > now and (now - last_used_at).total_seconds() < idle_seconds
 
 
@@ -134,7 +124,87 @@ async def list_active(*, database: Database, user_id: int, idle_seconds: int) ->
             .where(UserSession.user_id == user_id, col(UserSession.revoked_at).is_(None), UserSession.expires_at > now)
             .order_by(col(UserSession.last_used_at).desc())
         )
-        return [row for row in rows if is_live(row, idle_seconds=idle_seconds, now=now)]
+        return [
+            row
+            for row in rows
+            if is_live_at(
+                revoked_at=row.revoked_at,
+                expires_at=row.expires_at,
+                last_used_at=row.last_used_at,
+                idle_seconds=idle_seconds,
+                now=now,
+            )
+        ]
+
+
+# A token refresh's view of its session, in the refresh's own transaction (keel.services.auth).
+class RefreshState(NamedTuple):
+    user_id: int
+    expires_at: datetime
+    last_used_at: datetime
+    revoked_at: datetime | None
+    is_active: bool
+    role: Role
+    is_verified: bool
+    amr: str  # how the session was signed in, space-separated: each refreshed access token carries it
+
+
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+_REFRESH_STATE = Prebuilt(
+    sa.select(
+        col(UserSession.user_id),
+        col(UserSession.expires_at),
+        col(UserSession.last_used_at),
+        col(UserSession.revoked_at),
+        col(User.is_active),
+        col(User.role),
+        col(User.is_verified),
+        col(UserSession.amr),
+    )
+    .join_from(UserSession, User, col(User.id) == col(UserSession.user_id))
+    .where(col(UserSession.id) == sa.bindparam("session_id")),
+    RefreshState,
+)
+# Not "id": in an UPDATE, a column's own name is reserved for its SET value.
+_TOUCH = Prebuilt(
+    sa.update(UserSession).where(col(UserSession.id) == sa.bindparam("session")).values(last_used_at=_NOW),
+    NoRows,
+)
+_REVOKE_ONE = Prebuilt(
+    sa.update(UserSession)
+    .where(col(UserSession.id) == sa.bindparam("session"), col(UserSession.revoked_at).is_(None))
+    .values(revoked_at=_NOW),
+    NoRows,
+)
+
+
+async def refresh_state(*, transaction: Transaction, session_id: str) -> RefreshState:
+    state = await transaction.first(_REFRESH_STATE, session_id=session_id)
+    assert state is not None, "a refresh token's session is kept while the token is (foreign key)"
+    return state
+
+
+def usable(state: RefreshState, *, idle_seconds: int, now: datetime) -> bool:
+    """Whether a session may still be refreshed: live, and its user active."""
+    return bool(state.is_active) and is_live_at(
+        revoked_at=state.revoked_at,
+        expires_at=state.expires_at,
+        last_used_at=state.last_used_at,
+        idle_seconds=idle_seconds,
+        now=now,
+    )
+
+
+async def touch(*, transaction: Transaction, session_id: str, now: datetime) -> None:
+    """Note the session used `now` (the idle limit counts from here)."""
+    await transaction.rows(_TOUCH, session=session_id, now=now)
+
+
+async def revoke_in(*, transaction: Transaction, cache: SessionCache | None, session_id: str, now: datetime) -> None:
+    """`revoke` for one session inside `transaction`; the cache is told first, as there."""
+    if cache is not None:
+        await cache.tombstone([session_id])
+    await transaction.rows(_REVOKE_ONE, session=session_id, now=now)
 
 
 async def unrevoked_ids(*, session: AsyncSession, user_id: int, keep: str | None = None) -> list[str]:
