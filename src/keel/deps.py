@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from redis.asyncio import Redis
 
 from keel.core.client_ip import limit_key, resolve_client_ip
 from keel.core.conditional import IfMatch
@@ -82,6 +83,15 @@ async def _database(request: Request) -> Database:
 # held only while that service works. A plain dependency, cheaper to resolve than a generator.
 DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
+
+
+async def _redis(request: Request) -> Redis | None:
+    redis: Redis | None = request.app.state.redis
+    return redis
+
+
+# The shared Redis client, or None where KEEL_REDIS_URL is not set.
+RedisDep = Annotated[Redis | None, Depends(_redis)]
 
 
 class _BearerAuth(OAuth2PasswordBearer):
@@ -343,6 +353,8 @@ LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
+# A passkey sign-in names no account before it is verified: it counts against the address's sign-ins.
+PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
 RefreshRateLimit = Depends(_PerRefreshSession())
 
 
@@ -408,6 +420,7 @@ UserId = Annotated[int, _id_param("A user id.")]
 SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
+PasskeyId = Annotated[int, _id_param("A passkey id.")]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -50,6 +50,14 @@ OPERATION_IDS = {
     "reauthenticate": "mfa_reauthenticate",
     "mfa_verify": "mfa_verify",
     "reset_user_mfa": "admin_users_mfa_reset",
+    # passkeys
+    "passkey_registration_options": "passkeys_register_options",
+    "register_passkey": "passkeys_register",
+    "list_passkeys": "passkeys_list",
+    "rename_passkey": "passkeys_update",
+    "delete_passkey": "passkeys_delete",
+    "passkey_authentication_options": "passkeys_authenticate_options",
+    "authenticate_with_passkey": "passkeys_authenticate",
     # users
     "read_me": "users_me_get",
     "update_me": "users_me_update",
