@@ -147,3 +147,27 @@ class TestRefresh:
 
         assert len(statements) == 2, statements  # consume, session state
         assert cache_calls == []
+
+
+async def test_a_refresh_through_http_makes_two_redis_round_trips(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Redis: one script call counts the refresh and reports its RateLimit numbers, one SET caches
+    the session. (Counting refresh through `limits` took a third, for the numbers alone.)"""
+    if app.state.session_cache is None:
+        pytest.skip("no Redis on this backend: the refresh makes no Redis calls at all")
+    from redis.asyncio import Redis
+
+    _, tokens = await signed_in(app, client)
+    commands: list[str] = []
+    original = Redis.execute_command
+
+    async def recording(self: Redis, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]).upper())
+        return await original(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", recording)
+    response = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens.refresh})
+    assert response.status_code == 200, response.text
+    assert response.headers["ratelimit"].startswith('"refresh";r=29;')
+    assert sorted(commands) == ["EVALSHA", "SET"], commands

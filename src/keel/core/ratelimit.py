@@ -29,7 +29,7 @@ Each count also finds what is left of the rule's limits (``RuleUsage``: the rema
 its tightest limit, and the seconds until its oldest counted request leaves the window), for the
 ``RateLimit`` fields of the answer (keel.http.rate_limit_fields). The script finds it in the same
 call; through `limits` it costs one more storage call, which only the rules counted there
-(register, email requests, refresh) pay, as the writes and sign-ins are scripted.
+(register, email requests) pay, as the writes, sign-ins and refreshes are scripted.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ log = get_logger("keel.ratelimit")
 
 Rule = Literal["login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes"]
 RULES: tuple[Rule, ...] = get_args(Rule)
-# Counted in Redis by WINDOW_SCRIPT: the session check counts a write in its own round trip, and a
-# sign-in is counted against both of its rules in one.
-SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes", "login", "login_ip"})
+# Counted in Redis by WINDOW_SCRIPT: the session check counts a write in its own round trip, a
+# sign-in is counted against both of its rules in one, and a refresh's count brings its RateLimit
+# numbers with it.
+SCRIPTED_RULES: frozenset[Rule] = frozenset({"writes", "login", "login_ip", "refresh"})
 
 
 @dataclass(frozen=True, slots=True)
