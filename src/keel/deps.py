@@ -179,6 +179,10 @@ async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, sett
     return await _recent(user, database, settings)
 
 
+async def _recently_authenticated_admin(user: AdminUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    return await _recent(user, database, settings)
+
+
 async def _recently_authenticated_writer(user: WritingUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
     return await _recent(user, database, settings)
 
@@ -188,6 +192,8 @@ AdminUser = Annotated[Principal, Depends(_admin_user)]
 # For sensitive operations: signed in, or confirmed at /auth/reauthenticate, within the last
 # `reauthentication_seconds` (10 minutes); else 403 `reauthentication_required`.
 RecentlyAuthenticatedUser = Annotated[Principal, Depends(_recently_authenticated)]
+# The same, for an admin's sensitive operation (removing someone's second factors).
+RecentlyAuthenticatedAdmin = Annotated[Principal, Depends(_recently_authenticated_admin)]
 # The same, for a write that counts against the caller's write limit (see WritingUser).
 RecentlyAuthenticatedWriter = Annotated[Principal, Depends(_recently_authenticated_writer)]
 

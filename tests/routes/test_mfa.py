@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -293,6 +294,21 @@ class TestSecondStep:
         async with app.state.database.session() as session:
             assert list(await session.exec(select(PendingSignIn))) == []
 
+    async def test_wrong_codes_sent_at_once_get_five_tries_in_all(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        """A try is taken before its code is checked, so a burst cannot outrun the limit."""
+        enrolled = await enroll(app, client, clock)
+        token = await mfa_token_for(client, enrolled.account)
+        right = code_at(enrolled.secret, datetime.now(UTC))
+        wrong = [f"{(int(right) + 100_000 * n) % 1_000_000:06d}" for n in range(1, 10)]
+        answers = await asyncio.gather(
+            *(client.post(f"{MFA}/verify", json={"mfa_token": token, "code": code}) for code in wrong)
+        )
+        codes = sorted(answer.json()["code"] for answer in answers)
+        assert codes.count("invalid_code") == 5, codes
+        assert codes.count("invalid_mfa_token") == 4, codes
+
     async def test_four_wrong_codes_still_leave_the_fifth_try(
         self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
     ) -> None:
@@ -443,6 +459,11 @@ class TestRecoveryCodes:
         )
         assert new.status_code == 200, new.text
 
+    async def test_no_codes_without_a_second_factor(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        tokens = await login(client, await create_user(app))
+        response = await client.post(f"{MFA}/recovery-codes", headers=bearer(tokens))
+        assert_problem(response, 409, "mfa_not_enabled")
+
 
 # --- turning it off, re-authentication --------------------------------------------------------------
 class TestTurningOff:
@@ -551,6 +572,22 @@ class TestAdmin:
             "recovery_codes_left": 0,
         }
         assert EmailKind.SECOND_FACTOR_REMOVED in await mails(app, enrolled.account.email)
+
+    async def test_a_reset_needs_the_admins_recent_authentication(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        enrolled = await enroll(app, client, clock)
+        admin_account = await create_user(app, role=Role.ADMIN)
+        admin = await login(client, admin_account)
+        clock.shift(timedelta(minutes=11))
+        path = f"/api/v1/admin/users/{enrolled.account.id}/mfa/reset"
+        assert_problem(await client.post(path, headers=bearer(admin)), 403, "reauthentication_required")
+        assert (await client.get(MFA, headers=bearer(enrolled.tokens))).json()["totp"] is True
+        confirm = await client.post(
+            f"{AUTH}/reauthenticate", json={"password": admin_account.password}, headers=bearer(admin)
+        )
+        assert confirm.status_code == 204, confirm.text
+        assert (await client.post(path, headers=bearer(admin))).status_code == 204
 
     async def test_reset_of_an_unknown_user_is_404_and_needs_the_admin_role(
         self, app: FastAPI, client: httpx.AsyncClient

@@ -357,7 +357,7 @@ class TestPasskeySignIn:
         assert response.status_code == 200, response.text
         assert response.headers["cache-control"] == "no-store"
         tokens = response.json()
-        assert amr_of(tokens["access_token"]) == ["hwk", "user"]
+        assert amr_of(tokens["access_token"]) == ["hwk", "user", "mfa"]
         me = await client.get(ME, headers={"Authorization": f"Bearer {tokens['access_token']}"})
         assert me.json()["id"] == account.id
         (listed,) = (await client.get(PASSKEYS, headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
@@ -365,7 +365,7 @@ class TestPasskeySignIn:
         (row,) = await stored_passkeys(app, account.id)
         assert row.sign_count == 1
         amrs = {row.amr for row in await session_rows(app, account.id)}
-        assert "hwk user" in amrs
+        assert "hwk user mfa" in amrs
 
     async def test_it_is_complete_on_its_own_for_an_account_with_another_second_factor(
         self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator
@@ -506,6 +506,33 @@ class TestSecondFactor:
             401,
             "invalid_mfa_token",
         )
+
+    async def test_many_password_and_passkey_sign_ins_never_lock_the_account(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        authenticator: SoftAuthenticator,
+        clock: time_machine.Traveller,
+    ) -> None:
+        """The password check is counted until the second step finishes; finishing starts the count over."""
+        account, _, _ = await with_passkey(app, client, authenticator)
+        for _ in range(12):  # more than the ten checks an account may run without finishing
+            clock.shift(timedelta(seconds=61))  # past the per-minute sign-in windows: only the lock is left
+            mfa_token = (await password_sign_in(client, account))["mfa_token"]
+            options = await sign_in_options(client, mfa_token)
+            response = await authenticate(client, authenticator.get(options, user_handle=None), mfa_token)
+            assert response.status_code == 200, response.text
+
+    async def test_removing_the_last_passkey_drops_the_recovery_codes(
+        self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator
+    ) -> None:
+        _, tokens, passkey = await with_passkey(app, client, authenticator)
+        headers = {"Authorization": f"Bearer {tokens.access}"}
+        codes = await client.post("/api/v1/auth/mfa/recovery-codes", headers=headers)
+        assert codes.status_code == 200, codes.text
+        assert (await client.delete(f"{PASSKEYS}/{passkey['id']}", headers=headers)).status_code == 204
+        status = (await client.get("/api/v1/auth/mfa", headers=headers)).json()
+        assert status == {"totp": False, "passkeys": 0, "recovery_codes_left": 0}
 
     async def test_another_accounts_passkey_does_not_finish_it_and_counts_as_a_failure(
         self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator, settings: Settings

@@ -160,7 +160,7 @@ async def test_a_refresh_through_http_makes_two_redis_round_trips(
 
     _, tokens = await signed_in(app, client)
     commands: list[str] = []
-    original = Redis.execute_command
+    original: Any = Redis.execute_command
 
     async def recording(self: Redis, *args: Any, **options: Any) -> Any:
         commands.append(str(args[0]).upper())

@@ -262,6 +262,12 @@ class TotpAlreadyEnabled(Conflict):
     default_detail = "An authenticator app is already set up; remove it first to set up another."
 
 
+class MfaNotEnabled(Conflict):
+    code = "mfa_not_enabled"
+    title = "No second factor"
+    default_detail = "Recovery codes stand in for a second factor; set up an authenticator app or a passkey first."
+
+
 # --- 412 -------------------------------------------------------------------------------------
 class PreconditionFailed(KeelError):
     """An `If-Match` that names no current representation: the item changed since the client read it."""

@@ -41,6 +41,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from keel.core import audit
+from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.errors import InvalidCredential
 from keel.core.logging import get_logger
@@ -271,6 +273,8 @@ def verify_authentication(
     new_count = verified.new_sign_count
     if (new_count > 0 or sign_count > 0) and new_count <= sign_count:
         log.warning("webauthn_counter_regressed", stored=sign_count, presented=new_count)
+        # A security event too: a counter that goes back is the mark of a cloned authenticator.
+        audit.record(SecurityEvent.PASSKEY_SIGN_IN_FAILED, level="warning", reason="counter_regressed", user_id=user_id)
         raise InvalidCredential
     return VerifiedAssertion(
         credential_id=assertion.credential_id, sign_count=new_count, backed_up=verified.credential_backed_up

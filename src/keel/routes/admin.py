@@ -4,7 +4,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.deps import AdminUser, CacheDep, DatabaseDep, DispatcherDep, Limit, Offset, SettingsDep, UserId
+from keel.deps import (
+    AdminUser,
+    CacheDep,
+    DatabaseDep,
+    DispatcherDep,
+    Limit,
+    Offset,
+    RecentlyAuthenticatedAdmin,
+    SettingsDep,
+    UserId,
+)
 from keel.models import Role
 from keel.routes import API_PREFIX
 from keel.schemas.common import NO_NUL, Page, problem_responses
@@ -53,7 +63,7 @@ async def delete_user(user_id: UserId, admin: AdminUser, database: DatabaseDep, 
 )
 async def reset_user_mfa(
     user_id: UserId,
-    admin: AdminUser,
+    admin: RecentlyAuthenticatedAdmin,
     database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
@@ -61,7 +71,7 @@ async def reset_user_mfa(
 ) -> None:
     """Remove a user's authenticator app, passkeys and recovery codes (they lost them all) and sign
     them out everywhere; they are emailed, and sign in with their password alone until they set up
-    a second factor again."""
+    a second factor again. Needs the admin's recent authentication (403 `reauthentication_required`)."""
     await mfa_service.reset(
         database=database, cache=cache, settings=settings, dispatcher=dispatcher, admin=admin, user_id=user_id
     )

@@ -89,11 +89,14 @@ async def totp_disable(
     )
 
 
-@router.post("/mfa/recovery-codes", response_model=RecoveryCodes, responses=problem_responses(401, 403))
+@router.post("/mfa/recovery-codes", response_model=RecoveryCodes, responses=problem_responses(401, 403, 409))
 async def recovery_codes_regenerate(
     user: RecentlyAuthenticatedUser, response: Response, database: DatabaseDep, settings: SettingsDep
 ) -> RecoveryCodes:
-    """A new set of ten recovery codes, shown this once; the old set stops working."""
+    """A new set of ten recovery codes, shown this once; the old set stops working.
+
+    409 `mfa_not_enabled` without an authenticator app or a passkey: the codes stand in for one.
+    """
     no_store(response)
     return await mfa_service.regenerate_recovery_codes(database=database, settings=settings, principal=user)
 

@@ -10,12 +10,14 @@ from keel.deps import (
     DispatcherDep,
     PasskeyId,
     PasskeySignInRateLimit,
+    RateLimiterDep,
     RecentlyAuthenticatedUser,
     RedisDep,
     SettingsDep,
     WebClient,
 )
 from keel.routes import API_PREFIX
+from keel.routes.auth import no_store, sets_cookie
 from keel.schemas.auth import TokenPair
 from keel.schemas.common import problem_responses
 from keel.schemas.passkey import (
@@ -34,11 +36,6 @@ router = APIRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"])
 # PATCH there would be answered (401, 422) instead of 405.
 
 
-def _no_store(response: Response) -> None:
-    # Challenges and tokens must never be kept by a browser or proxy cache.
-    response.headers["Cache-Control"] = "no-store"
-
-
 @router.post("/register/options", response_model=CredentialOptions, responses=problem_responses(401, 403))
 async def passkey_registration_options(
     user: RecentlyAuthenticatedUser, response: Response, database: DatabaseDep, redis: RedisDep, settings: SettingsDep
@@ -48,7 +45,7 @@ async def passkey_registration_options(
     Needs a recent sign-in (else 403 `reauthentication_required`). The challenge is good for one
     answer, from this session, within 5 minutes.
     """
-    _no_store(response)
+    no_store(response)
     return await passkey_service.registration_options(database=database, redis=redis, settings=settings, principal=user)
 
 
@@ -131,7 +128,7 @@ async def passkey_authentication_options(
     finish that sign-in (401 `invalid_mfa_token` if it is unknown, used or expired). The challenge is
     good for one answer within 5 minutes.
     """
-    _no_store(response)
+    no_store(response)
     return await passkey_service.authentication_options(
         database=database, redis=redis, settings=settings, mfa_token=data.mfa_token if data else None
     )
@@ -142,14 +139,7 @@ async def passkey_authentication_options(
     response_model=TokenPair,
     responses={
         **problem_responses(400, 401, 403, 422, 429),
-        200: {
-            "headers": {
-                "Set-Cookie": {
-                    "description": "The refresh cookie (web client mode only).",
-                    "schema": {"type": "string"},
-                }
-            }
-        },
+        **sets_cookie(200, "The refresh cookie"),
     },
     dependencies=[PasskeySignInRateLimit],
 )
@@ -163,11 +153,12 @@ async def authenticate_with_passkey(
     settings: SettingsDep,
     ip: ClientIP,
     web: WebClient,
+    limiter: RateLimiterDep,
 ) -> TokenPair:
     """Sign in with the browser's answer to the request options; returns the session's tokens.
 
     Without `mfa_token`: a passkey sign-in, complete on its own since the passkey verified its user
-    (the session's `amr` is `hwk user`). With it: the second step of that pending sign-in (`amr`
+    (the session's `amr` is `hwk user mfa`). With it: the second step of that pending sign-in (`amr`
     e.g. `pwd hwk user mfa`); a wrong answer counts against the `mfa_token` as a wrong code does.
     Anything that does not verify is 400 `invalid_credential`. With `X-Keel-Client: web`, as for
     /auth/login: same origin only, and the refresh token is set as the `keel_refresh` cookie.
@@ -189,9 +180,9 @@ async def authenticate_with_passkey(
             redis=redis,
             cache=cache,
             settings=settings,
+            limiter=limiter,
             mfa_token=data.mfa_token,
             credential=data.credential,
         )
-    _no_store(response)
-    response.headers["Pragma"] = "no-cache"
+    no_store(response)
     return web.hand_over(response, issued) if web.opted_in else issued.pair

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from keel.schemas.common import NOT_BLANK, InputModel, not_blank
+from keel.schemas.mfa import MfaToken
 
 PasskeyName = Annotated[
     str,
@@ -31,9 +32,6 @@ Credential = Annotated[
         ),
         json_schema_extra={"maxProperties": 16},
     ),
-]
-MfaToken = Annotated[
-    str, Field(min_length=1, max_length=128, description="The `mfa_token` of a 403 `mfa_required` sign-in.")
 ]
 # The WebAuthn options, as JSON (binary members in base64url), for `navigator.credentials.create()`
 # or `.get()` after `PublicKeyCredential.parseCreationOptionsFromJSON()` / `parseRequestOptionsFromJSON()`.

@@ -41,7 +41,6 @@ from keel.services import signin
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal
-from keel.services.signin import NEW_REFRESH_TOKEN as _NEW_REFRESH_TOKEN
 from keel.services.signin import IssuedTokens
 
 
@@ -243,7 +242,9 @@ async def refresh(
                         expires_at=state.expires_at,
                     )
                 await session_service.touch(transaction=transaction, session_id=session_id, now=now)
-                await transaction.rows(_NEW_REFRESH_TOKEN, token_hash=new_hash, session_id=session_id, created_at=now)
+                await transaction.rows(
+                    signin.NEW_REFRESH_TOKEN, token_hash=new_hash, session_id=session_id, created_at=now
+                )
         # A session that has ended keeps the token consumed: this commits either way.
     if state is None:
         if owner is None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,13 +21,16 @@ from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.db import Database, Prebuilt, Transaction
 from keel.core.errors import (
+    EditConflict,
     InvalidCode,
     InvalidCredentialsInput,
+    MfaNotEnabled,
     TotpAlreadyEnabled,
     TotpNotEnabled,
     UserNotFound,
 )
 from keel.core.lockout import PasswordAttempt
+from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.core.session_cache import SessionCache
@@ -44,6 +48,7 @@ from keel.services.session import Principal
 from keel.services.signin import IssuedTokens
 
 TOTP_PURPOSE = "totp"
+log = get_logger("keel.mfa")
 
 
 async def status(*, database: Database, principal: Principal) -> MfaStatus:
@@ -66,7 +71,10 @@ async def totp_setup(*, database: Database, settings: Settings, principal: Princ
         else:
             credential.secret, credential.last_used_step, credential.created_at = sealed, None, utcnow()
         session.add(credential)
-        await session.commit()
+        try:
+            await session.commit()
+        except IntegrityError as exc:  # two setups at once, both inserting: the other one's secret stands
+            raise EditConflict("Another setup of an authenticator app started at the same moment.") from exc
     uri = totp.provisioning_uri(secret, user.email)
     return TotpSetup(secret=secret, otpauth_uri=uri, qr_svg=totp.qr_svg(uri))
 
@@ -85,8 +93,8 @@ async def totp_confirm(
         credential = await session.get(TotpCredential, principal.user_id, with_for_update=True)
         if credential is None or credential.confirmed_at is not None:
             raise InvalidCode("There is no authenticator app setup waiting to be confirmed; start the setup again.")
-        secret = _secret(settings, credential)
-        step = totp.matching_step(secret, code, now=utcnow(), last_used_step=credential.last_used_step)
+        secret = _unseal(settings, credential.secret, principal.user_id)
+        step = None if secret is None else totp.matching_step(secret, code, now=utcnow(), last_used_step=None)
         if step is None:
             raise InvalidCode
         credential.confirmed_at, credential.last_used_step = utcnow(), step
@@ -106,16 +114,16 @@ async def totp_disable(
             raise TotpNotEnabled
         await session.delete(credential)
         await session.flush()
-        if not await _passkeys(session, principal.user_id):
-            # Recovery codes stand in for a lost factor: with none left they would only be a way in.
-            await session.exec(delete(RecoveryCode).where(col(RecoveryCode.user_id) == principal.user_id))
         await _factor_changed(session, cache, settings, dispatcher, principal, EmailKind.SECOND_FACTOR_REMOVED)
     audit.record(SecurityEvent.TOTP_DISABLED, user_id=principal.user_id, session_id=principal.session_id)
 
 
 async def regenerate_recovery_codes(*, database: Database, settings: Settings, principal: Principal) -> RecoveryCodes:
+    """A new set of codes, replacing the old; 409 `mfa_not_enabled` without a second factor to stand in for."""
     async with database.session() as session:
         await user_service.get_own(session=session, user_id=principal.user_id)
+        if not await _has_second_factor(session, principal.user_id):
+            raise MfaNotEnabled
         codes = await _replace_recovery_codes(session, settings, principal.user_id)
         await session.commit()
     audit.record(SecurityEvent.RECOVERY_CODES_GENERATED, user_id=principal.user_id, session_id=principal.session_id)
@@ -133,8 +141,11 @@ async def _replace_recovery_codes(session: AsyncSession, settings: Settings, use
     return codes
 
 
-async def _passkeys(session: AsyncSession, user_id: int) -> int:
-    return (await session.exec(select(sa.func.count()).where(col(Passkey.user_id) == user_id))).one()
+async def _has_second_factor(session: AsyncSession, user_id: int) -> bool:
+    totp = await session.get(TotpCredential, user_id)
+    if totp is not None and totp.confirmed_at is not None:
+        return True
+    return (await session.exec(select(sa.func.count()).where(col(Passkey.user_id) == user_id))).one() > 0
 
 
 async def _factor_changed(
@@ -161,10 +172,14 @@ async def factor_changed(
     keep: str | None,
     kind: EmailKind,
 ) -> None:
-    """A second factor was added or removed: end the user's sessions but `keep`, mail them, commit."""
+    """A second factor was added or removed (already flushed): end the user's sessions but `keep`,
+    mail them, commit. When the last factor went, the recovery codes go too: they stand in for a
+    lost factor, and with none left they would only be one more way in."""
     user = await session.get(User, user_id)
     if user is None:
         raise UserNotFound
+    if kind is EmailKind.SECOND_FACTOR_REMOVED and not await _has_second_factor(session, user_id):
+        await session.exec(delete(RecoveryCode).where(col(RecoveryCode.user_id) == user_id))
     await session_service.revoke_all(session=session, cache=cache, user_id=user_id, keep=keep)
     row = await outbox_service.enqueue(
         session=session, settings=settings, kind=kind, to_address=user.email, user_id=user_id
@@ -173,8 +188,14 @@ async def factor_changed(
     await outbox_service.dispatch_after_commit(dispatcher, [row])
 
 
-def _secret(settings: Settings, credential: TotpCredential) -> str:
-    return secret_box.unseal(settings.secret, credential.secret, purpose=TOTP_PURPOSE, user_id=credential.user_id)
+def _unseal(settings: Settings, sealed: str, user_id: int) -> str | None:
+    """The app's secret, or None when it cannot be opened (the secret key changed since it was
+    sealed): no code can match it then, and the owner signs in with a recovery code or a passkey."""
+    try:
+        return secret_box.unseal(settings.secret, sealed, purpose=TOTP_PURPOSE, user_id=user_id)
+    except secret_box.SecretBoxError:
+        log.error("totp_secret_unreadable", user_id=user_id)
+        return None
 
 
 # --- proving a code ------------------------------------------------------------------------------
@@ -251,7 +272,9 @@ async def check_code(
         state = await database.first(_TOTP, user_id=user_id)
         if state is None:
             return None
-        secret = secret_box.unseal(settings.secret, state.secret, purpose=TOTP_PURPOSE, user_id=user_id)
+        secret = _unseal(settings, state.secret, user_id)
+        if secret is None:
+            return None
         step = totp.matching_step(secret, code, now=utcnow(), last_used_step=state.last_used_step)
         return Proof(signin.ONE_TIME_CODE, step=step) if step is not None else None
     if recovery_code is None or recovery_codes.normalize(recovery_code) is None:
@@ -295,6 +318,7 @@ async def verify(
     the fifth wrong code ends the pending sign-in."""
     sign_in = await signin.pending(database=database, mfa_token=mfa_token)
     attempt = await limiter.password_attempt(account_key(sign_in.email))
+    await signin.take_try(database=database, sign_in=sign_in)
     proof = await check_code(
         database=database, settings=settings, user_id=sign_in.user_id, code=code, recovery_code=recovery_code
     )
@@ -302,13 +326,18 @@ async def verify(
         await signin.second_factor_failed(database=database, sign_in=sign_in)
         await _wrong(database, settings, dispatcher, attempt, user_id=sign_in.user_id, email=sign_in.email)
         raise InvalidCode
-    await limiter.password_right(attempt)
 
     async def spend(transaction: Transaction) -> None:
         await proof.spend(transaction, sign_in.user_id, utcnow())
 
     issued = await signin.finish_pending(
-        database=database, cache=cache, settings=settings, sign_in=sign_in, second=[proof.method], also=spend
+        database=database,
+        cache=cache,
+        settings=settings,
+        limiter=limiter,
+        sign_in=sign_in,
+        second=[proof.method],
+        also=spend,
     )
     if proof.code_hash is not None:
         await _recovery_code_used(database, settings, dispatcher, user_id=sign_in.user_id, email=sign_in.email)

@@ -24,12 +24,12 @@ from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.db import Database, Prebuilt, Transaction
 from keel.core.errors import InactiveUser, InvalidCredential, InvalidInput, PasskeyNotFound
+from keel.core.ratelimit import RateLimiter
 from keel.core.session_cache import SessionCache
 from keel.core.webauthn import KnownCredential, RelyingParty
 from keel.models import EmailKind, Passkey, Role, User, utcnow
 from keel.models.base import UTCDateTime
-from keel.services import outbox as outbox_service
-from keel.services import session as session_service
+from keel.services import mfa as mfa_service
 from keel.services import signin
 from keel.services import user as user_service
 from keel.services import webauthn_challenge as challenge_service
@@ -41,6 +41,8 @@ from keel.services.webauthn_challenge import Binding
 # A generous number for one person's devices; it also bounds the options' exclude list.
 MAX_PASSKEYS = 25
 AMR = (signin.HARDWARE_KEY, signin.USER_VERIFIED)
+# On its own, a passkey with user verification is two factors in one: the key and what unlocks it.
+ALONE_AMR = (*AMR, signin.MULTI_FACTOR)
 
 
 # --- registering ---------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ async def register(
         RelyingParty.from_settings(settings), credential=credential, challenge=challenge
     )
     async with database.session() as session:
-        user = await user_service.get_own(session=session, user_id=principal.user_id)
+        await user_service.get_own(session=session, user_id=principal.user_id)
         if len(await _owned(session, principal.user_id)) >= MAX_PASSKEYS:
             raise InvalidInput(
                 loc=["body", "credential"],
@@ -107,18 +109,15 @@ async def register(
             # Already registered, to this account or another: refused like any other bad answer.
             await session.rollback()
             raise InvalidCredential("This passkey is already registered.") from None
-        await session_service.revoke_all(
-            session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id
-        )
-        mail = await outbox_service.enqueue(
-            session=session,
-            settings=settings,
+        await mfa_service.factor_changed(
+            session,
+            cache,
+            settings,
+            dispatcher,
+            user_id=principal.user_id,
+            keep=principal.session_id,
             kind=EmailKind.SECOND_FACTOR_ADDED,
-            to_address=user.email,
-            user_id=user.id,
         )
-        await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [mail])
     audit.record(SecurityEvent.PASSKEY_ADDED, user_id=principal.user_id, passkey_id=passkey.id, backed_up=new.backed_up)
     return passkey
 
@@ -151,21 +150,17 @@ async def delete(
     """Remove one of the caller's passkeys; the account's other sessions end."""
     async with database.session() as session:
         passkey = await _get_owned(session, principal.user_id, passkey_id)
-        user = await user_service.get_own(session=session, user_id=principal.user_id)
         await session.delete(passkey)
         await session.flush()
-        await session_service.revoke_all(
-            session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id
-        )
-        mail = await outbox_service.enqueue(
-            session=session,
-            settings=settings,
+        await mfa_service.factor_changed(
+            session,
+            cache,
+            settings,
+            dispatcher,
+            user_id=principal.user_id,
+            keep=principal.session_id,
             kind=EmailKind.SECOND_FACTOR_REMOVED,
-            to_address=user.email,
-            user_id=user.id,
         )
-        await session.commit()
-    await outbox_service.dispatch_after_commit(dispatcher, [mail])
     audit.record(SecurityEvent.PASSKEY_REMOVED, user_id=principal.user_id, passkey_id=passkey_id)
 
 
@@ -302,7 +297,7 @@ async def authenticate(
             cache=cache,
             settings=settings,
             identity=signin.Identity(stored.user_id, stored.role, stored.is_verified),
-            amr=AMR,
+            amr=ALONE_AMR,
             client=client,
             also=_touch(stored, verified),
         )
@@ -316,12 +311,14 @@ async def finish_pending(
     redis: Redis | None,
     cache: SessionCache | None,
     settings: Settings,
+    limiter: RateLimiter,
     mfa_token: str,
     credential: object,
 ) -> IssuedTokens:
     """The second step of a pending sign-in, with one of its account's passkeys; a wrong answer
     counts against the `mfa_token` like a wrong code."""
     pending = await signin.pending(database=database, mfa_token=mfa_token)
+    await signin.take_try(database=database, sign_in=pending)
     try:
         challenge = rp_ceremony.claimed_challenge(credential)
         binding = Binding.second_factor(pending_hash=pending.token_hash, user_id=pending.user_id)
@@ -346,6 +343,7 @@ async def finish_pending(
         database=database,
         cache=cache,
         settings=settings,
+        limiter=limiter,
         sign_in=pending,
         second=AMR,
         also=_touch(stored, verified),

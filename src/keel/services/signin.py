@@ -28,6 +28,7 @@ from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
 from keel.core.db import Database, NoRows, Prebuilt, Transaction
 from keel.core.errors import InactiveUser, InvalidMfaToken, MfaRequired
+from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import create_access_token, new_refresh_token, new_session_id
 from keel.core.session_cache import SessionCache
 from keel.models import PendingSignIn, RefreshToken, Role, User, UserSession, utcnow
@@ -330,12 +331,24 @@ _CONSUME_PENDING = Prebuilt(
     .returning(col(PendingSignIn.token_hash)),
     _Consumed,
 )
-_COUNT_FAILURE = Prebuilt(
+# A try is taken before its answer is checked, so concurrent wrong answers cannot outrun the limit.
+_TAKE_TRY = Prebuilt(
     sa.update(PendingSignIn)
-    .where(col(PendingSignIn.token_hash) == sa.bindparam("hash"))
+    .where(
+        col(PendingSignIn.token_hash) == sa.bindparam("hash"),
+        col(PendingSignIn.failures) < PENDING_MAX_FAILURES,
+        col(PendingSignIn.expires_at) > _NOW,
+    )
     .values(failures=col(PendingSignIn.failures) + 1)
     .returning(col(PendingSignIn.failures)),
     _Failures,
+)
+_DROP_SPENT = Prebuilt(
+    sa.delete(PendingSignIn).where(
+        col(PendingSignIn.token_hash) == sa.bindparam("token_hash"),
+        col(PendingSignIn.failures) >= PENDING_MAX_FAILURES,
+    ),
+    NoRows,
 )
 _DROP_PENDING = Prebuilt(
     sa.delete(PendingSignIn).where(col(PendingSignIn.token_hash) == sa.bindparam("token_hash")), NoRows
@@ -353,18 +366,24 @@ async def pending(*, database: Database, mfa_token: str) -> Pending:
     return found
 
 
+async def take_try(*, database: Database, sign_in: Pending) -> None:
+    """Take one of the pending sign-in's five tries, before its answer is checked (401 when none is left).
+
+    Taken first, so that many answers sent at once cannot all be checked: the sixth is refused
+    whatever it holds. The try that finishes the sign-in is spent with the whole row.
+    """
+    taken = await database.first(_TAKE_TRY, hash=sign_in.token_hash, now=utcnow())
+    if taken is None:
+        raise InvalidMfaToken
+
+
 async def second_factor_failed(*, database: Database, sign_in: Pending) -> None:
-    """Count a wrong second factor; the fifth ends the pending sign-in."""
+    """A wrong second factor (its try already taken): the last try's failure ends the pending sign-in."""
     async with database.transaction() as transaction:
-        counted = await transaction.first(_COUNT_FAILURE, hash=sign_in.token_hash)
-        exhausted = counted is not None and counted.failures >= PENDING_MAX_FAILURES
-        if exhausted:
-            await transaction.rows(_DROP_PENDING, token_hash=sign_in.token_hash)
-        # Expired rows of anyone go with a failure: cheap, indexed by nothing but rare.
+        await transaction.rows(_DROP_SPENT, token_hash=sign_in.token_hash)
+        # Expired rows of anyone go with a failure: cheap, and rare.
         await transaction.rows(_DROP_EXPIRED, now=utcnow())
     audit.record(SecurityEvent.MFA_FAILED, level="warning", user_id=sign_in.user_id, ip=sign_in.ip)
-    if exhausted:
-        audit.record(SecurityEvent.MFA_TOKEN_EXHAUSTED, level="warning", user_id=sign_in.user_id, ip=sign_in.ip)
 
 
 async def finish_pending(
@@ -372,6 +391,7 @@ async def finish_pending(
     database: Database,
     cache: SessionCache | None,
     settings: Settings,
+    limiter: RateLimiter,
     sign_in: Pending,
     second: Sequence[str],
     also: Also | None = None,
@@ -379,7 +399,8 @@ async def finish_pending(
     """Finish a pending sign-in whose second factor was just checked: consume it, open the session.
 
     `also` runs in the same transaction after the consume (marking a recovery code used, say), so
-    a second factor is spent only by the sign-in that it finishes.
+    a second factor is spent only by the sign-in that it finishes. Once it is committed, the
+    account's count of sign-in checks starts over: the first factor left it counted (keel.core.lockout).
     """
     if not sign_in.is_active:
         raise InactiveUser
@@ -400,6 +421,7 @@ async def finish_pending(
             client=Client(user_agent=sign_in.user_agent, ip=sign_in.ip),
             now=now,
         )
+    await limiter.clear_account(account_key(sign_in.email))
     audit.record(
         SecurityEvent.LOGIN_SUCCEEDED,
         user_id=sign_in.user_id,
