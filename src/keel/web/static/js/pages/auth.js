@@ -4,6 +4,7 @@ import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSig
 import { field, formAlert, h, replace } from "../dom.js";
 import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
+import { secondStep } from "./second-step.js";
 
 const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
 
@@ -33,20 +34,26 @@ function notice(text, kind = "info") {
 
 export async function signIn(container, ctx) {
   ctx.title("Sign in");
-  const form = h(
-    "form",
-    { class: "card narrow", novalidate: true },
-    formAlert(),
-    field("Email", "email", { type: "email", autocomplete: "username", required: true, maxlength: 254 }),
-    field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
-    h("button", { type: "submit", class: "primary wide" }, "Sign in"),
-    h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
-  );
+  const signedIn = () => ctx.navigate(safeNext(ctx.query.get("next")), { replace: true });
+  // Back to the password, on this same address (it keeps `next`), with a message or none.
+  const restart = (message) => ctx.navigate(location.pathname + location.search, { replace: true, state: { notice: message } });
+  const cleanups = [];
+  ctx.onLeave(() => cleanups.forEach((cleanup) => cleanup()));
+  const showSecondStep = (problem) => {
+    ctx.title("Confirm it's you");
+    cleanups.push(secondStep(container, problem, { finish: signedIn, restart }));
+  };
+  const form = signInForm();
   onSubmit(
     form,
     async ({ email, password }) => {
-      await apiSignIn(email.trim(), password);
-      ctx.navigate(safeNext(ctx.query.get("next")), { replace: true });
+      try {
+        await apiSignIn(email.trim(), password);
+      } catch (error) {
+        if (error instanceof ApiError && error.code === "mfa_required") return showSecondStep(error.problem);
+        throw error;
+      }
+      signedIn();
     },
     { fieldNames: { username: "email" } },
   );
@@ -56,6 +63,18 @@ export async function signIn(container, ctx) {
     notice(ctx.state.notice),
     form,
     h("p", { class: "center" }, "New to Keel? ", h("a", { href: "/signup" }, "Create an account")),
+  );
+}
+
+function signInForm() {
+  return h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    field("Email", "email", { type: "email", autocomplete: "username", required: true, maxlength: 254 }),
+    field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
+    h("button", { type: "submit", class: "primary wide" }, "Sign in"),
+    h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
   );
 }
 
