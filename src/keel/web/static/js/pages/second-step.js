@@ -79,9 +79,9 @@ function codeForm(challenge, { finish, expired }) {
   return form;
 }
 
-function passkeyButton(challenge, { finish, expired }) {
+function passkeyButton(challenge, { finish, expired, first }) {
   const error = inlineError();
-  const use = button("Use a passkey", { class: "wide" });
+  const use = button("Use a passkey", { class: first ? "primary wide" : "wide" });
   use.addEventListener("click", async () => {
     if (use.getAttribute("aria-disabled") === "true") return;
     use.setAttribute("aria-disabled", "true");
@@ -100,7 +100,8 @@ function passkeyButton(challenge, { finish, expired }) {
       use.removeAttribute("aria-disabled");
     }
   });
-  return h("div", { class: "card narrow passkey-step" }, h("p", { class: "muted" }, "Or use a passkey saved on this device or your phone."), use, error.element);
+  const text = first ? "Use the passkey saved on this device or your phone." : "Or use a passkey saved on this device or your phone.";
+  return h("div", { class: "card narrow passkey-step" }, h("p", { class: "muted" }, text), use, error.element);
 }
 
 /**
@@ -114,13 +115,17 @@ export function secondStep(container, challenge, { finish, restart }) {
   const state = { ...challenge, methods };
   const withCode = methods.includes("totp") || methods.includes("recovery_code");
   const withPasskey = methods.includes("passkey") && passkeysSupported();
+  // Without an authenticator app, the passkey is the usual way and a recovery code the fallback.
+  const passkeyFirst = withPasskey && !methods.includes("totp");
+  const passkey = withPasskey ? passkeyButton(state, { finish, expired, first: passkeyFirst }) : null;
+  const code = withCode ? codeForm(state, { finish, expired }) : null;
   const heading = h("h1", { tabindex: -1 }, "Confirm it's you");
+  const lead = methods.includes("totp") ? "a code from your authenticator app" : passkeyFirst ? "your passkey" : "a recovery code";
   replace(
     container,
     heading,
-    h("p", { class: "lead" }, withCode && methods.includes("totp") ? "Your password was right. One more step: a code from your authenticator app." : "Your password was right. One more step."),
-    withCode ? codeForm(state, { finish, expired }) : null,
-    withPasskey ? passkeyButton(state, { finish, expired }) : null,
+    h("p", { class: "lead" }, `Your password was right. One more step: ${lead}.`),
+    passkeyFirst ? [passkey, code] : [code, passkey],
     h("p", { class: "center" }, button("Cancel and start again", { class: "link", onclick: () => restart(null) })),
   );
   heading.focus();
