@@ -49,8 +49,9 @@ pytestmark = pytest.mark.filterwarnings(
 
 # Schema-valid input the contract still refuses, for what no JSON Schema can express: a wrong
 # password (400 invalid_credentials), a link token that was never issued (400 invalid_token), a
-# confirmation that differs (400 passwords_do_not_match) or a wrong one-time code (400 invalid_code).
-# Elsewhere, refusing valid input fails.
+# confirmation that differs (400 passwords_do_not_match), a wrong one-time code (400 invalid_code)
+# or a passkey's answer that does not verify (400 invalid_credential). Elsewhere, refusing valid
+# input fails.
 WRONG_SECRET = [
     "POST /api/v1/auth/password-change",
     "POST /api/v1/auth/mfa/totp/confirm",
@@ -59,6 +60,9 @@ WRONG_SECRET = [
     "POST /api/v1/auth/verify-email/confirm",
     "POST /api/v1/auth/password-reset/confirm",
     "DELETE /api/v1/users/me",
+    # A WebAuthn credential is checked by its verification, not its schema: 400 invalid_credential.
+    "POST /api/v1/auth/passkeys/register",
+    "POST /api/v1/auth/passkeys/authenticate",
 ]
 # The password policy is the other such rule (422: among the 30,000 most common, the email or
 # username, or easy to guess by zxcvbn's estimate). Rather than excuse 422 on these operations,

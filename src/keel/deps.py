@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Form, Header, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from redis.asyncio import Redis
 
 from keel.core.client_ip import limit_key, resolve_client_ip
 from keel.core.conditional import IfMatch
@@ -84,6 +85,15 @@ DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[SessionCache | None, Depends(_session_cache)]
 
 
+async def _redis(request: Request) -> Redis | None:
+    redis: Redis | None = request.app.state.redis
+    return redis
+
+
+# The shared Redis client, or None where KEEL_REDIS_URL is not set.
+RedisDep = Annotated[Redis | None, Depends(_redis)]
+
+
 class _BearerAuth(OAuth2PasswordBearer):
     """The OAuth2 password flow's bearer token, authenticated: yields the principal it belongs to.
 
@@ -158,11 +168,19 @@ async def _admin_user(user: CurrentUser, database: DatabaseDep, settings: Settin
     return user
 
 
-async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+async def _recent(user: Principal, database: Database, settings: Settings) -> Principal:
     await session_service.require_recent_authentication(
         database=database, principal=user, within_seconds=settings.reauthentication_seconds
     )
     return user
+
+
+async def _recently_authenticated(user: CurrentUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    return await _recent(user, database, settings)
+
+
+async def _recently_authenticated_writer(user: WritingUser, database: DatabaseDep, settings: SettingsDep) -> Principal:
+    return await _recent(user, database, settings)
 
 
 VerifiedUser = Annotated[Principal, Depends(_verified_user)]
@@ -170,8 +188,8 @@ AdminUser = Annotated[Principal, Depends(_admin_user)]
 # For sensitive operations: signed in, or confirmed at /auth/reauthenticate, within the last
 # `reauthentication_seconds` (10 minutes); else 403 `reauthentication_required`.
 RecentlyAuthenticatedUser = Annotated[Principal, Depends(_recently_authenticated)]
-# The same check for a route that names its user otherwise (a WritingUser, say).
-RecentAuthentication = Depends(_recently_authenticated)
+# The same, for a write that counts against the caller's write limit (see WritingUser).
+RecentlyAuthenticatedWriter = Annotated[Principal, Depends(_recently_authenticated_writer)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +353,8 @@ LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
+# A passkey sign-in names no account before it is verified: it counts against the address's sign-ins.
+PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
 RefreshRateLimit = Depends(_PerRefreshSession())
 
 
@@ -400,6 +420,7 @@ UserId = Annotated[int, _id_param("A user id.")]
 SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
+PasskeyId = Annotated[int, _id_param("A passkey id.")]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -298,6 +298,25 @@ class TestEnvironmentVariables:
 
         assert Settings().access_token_ttl_seconds == 600
 
+    def test_extra_webauthn_origins_are_a_comma_separated_list(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("KEEL_WEBAUTHN_EXTRA_ORIGINS", " https://App.example.com:443, http://localhost:5173,")
+
+        settings = Settings(data_dir=tmp_path)
+
+        assert settings.webauthn_extra_origins == ("https://app.example.com", "http://localhost:5173")
+        assert Settings(data_dir=tmp_path, webauthn_extra_origins=()).webauthn_extra_origins == ()
+
+    @pytest.mark.parametrize("value", ["https://app.example.com/login", "app.example.com", "*", "null"])
+    def test_an_extra_webauthn_origin_must_be_an_origin(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+    ) -> None:
+        monkeypatch.setenv("KEEL_WEBAUTHN_EXTRA_ORIGINS", f"https://ok.example.com,{value}")
+
+        with pytest.raises(ConfigError, match=r"KEEL_WEBAUTHN_EXTRA_ORIGINS: .* is not an origin"):
+            load_settings(data_dir=tmp_path)
+
 
 class TestDefaults:
     def test_the_default_database_is_a_sqlite_file_in_the_data_dir(self, tmp_path: Path) -> None:

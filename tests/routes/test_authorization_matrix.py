@@ -18,6 +18,7 @@ from keel.main import create_app
 from keel.models import Role
 from tests.conftest import base_settings
 from tests.factories import create_user, login
+from tests.webauthn_authenticator import SoftAuthenticator
 
 ACTORS = ("anonymous", "owner", "other", "admin")
 
@@ -37,9 +38,12 @@ def _row(anonymous: int, owner: int, other: int, admin: int) -> dict[str, int]:
 # (method, path template, state of the target) -> rule. "owner" owns the target resource.
 MATRIX: dict[tuple[str, str, str], Rule] = {
     ("DELETE", "/api/v1/auth/sessions/{session_id}", "-"): Rule(_row(401, 204, 404, 404)),
+    ("PATCH", "/api/v1/auth/passkeys/{passkey_id}", "-"): Rule(_row(401, 200, 404, 404), {"name": "changed"}),
+    ("DELETE", "/api/v1/auth/passkeys/{passkey_id}", "-"): Rule(_row(401, 204, 404, 404)),
     ("GET", "/api/v1/users/{user_id}", "-"): Rule(_row(200, 200, 200, 200)),
     ("PATCH", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 200), {"is_verified": True}),
     ("DELETE", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 204)),
+    ("POST", "/api/v1/admin/users/{user_id}/mfa/reset", "-"): Rule(_row(401, 403, 403, 204)),
     ("GET", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404)),
     ("PATCH", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404), {"title": "changed"}),
     ("DELETE", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 204, 404, 404)),
@@ -81,6 +85,12 @@ async def _fixture_ids(
     app: FastAPI, client: httpx.AsyncClient, owner_headers: dict[str, str], state: str
 ) -> dict[str, str]:
     """Create the owner's resources and return the value of each path parameter."""
+    # First: adding a passkey ends the owner's other sessions (it has none yet).
+    options = await client.post("/api/v1/auth/passkeys/register/options", headers=owner_headers)
+    credential = SoftAuthenticator(origin=app.state.settings.public_url).create(options.json())
+    passkey = await client.post(
+        "/api/v1/auth/passkeys/register", json={"credential": credential, "name": "mine"}, headers=owner_headers
+    )
     todo = await client.post("/api/v1/todos", json={"title": "mine"}, headers=owner_headers)
     post = await client.post(
         "/api/v1/posts",
@@ -89,8 +99,9 @@ async def _fixture_ids(
     )
     sessions = await client.get("/api/v1/auth/sessions", headers=owner_headers)
     me = await client.get("/api/v1/users/me", headers=owner_headers)
-    assert todo.status_code == post.status_code == 201
+    assert todo.status_code == post.status_code == passkey.status_code == 201
     return {
+        "passkey_id": str(passkey.json()["id"]),
         "todo_id": str(todo.json()["id"]),
         "post_id": str(post.json()["id"]),
         "session_id": sessions.json()[0]["id"],

@@ -841,6 +841,8 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", f"{AUTH}/verify-email/request"),
         ("post", f"{AUTH}/password-reset/request"),
         ("post", f"{AUTH}/password-change"),
+        ("post", f"{AUTH}/reauthenticate"),
+        ("post", f"{AUTH}/mfa/verify"),
         ("post", "/api/v1/todos"),
         ("patch", "/api/v1/todos/{todo_id}"),
         ("delete", "/api/v1/todos/{todo_id}"),

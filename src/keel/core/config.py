@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Outside production, `keel serve` replaces this default with the address it listens on.
     public_url: str = "http://127.0.0.1:8000"
+    # Origins besides KEEL_PUBLIC_URL's that may use this service's passkeys, comma-separated: a
+    # subdomain of its host, or another site that serves /.well-known/webauthn (related origins).
+    webauthn_extra_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Email: SMTP when KEEL_SMTP_HOST is set, else one .eml file per message in the data folder.
     mail_from: str = "Keel <no-reply@keel.localhost>"
@@ -158,6 +161,21 @@ class Settings(BaseSettings):
         if isinstance(value, str) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
             return parse_networks(value)
         return value
+
+    @field_validator("webauthn_extra_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple) or not all(isinstance(entry, str) for entry in entries):
+            return value  # the field's own type check refuses it
+        origins = []
+        for entry in (entry.strip() for entry in entries):
+            origin = origin_of(entry, bare=True)
+            if origin is None and entry:
+                raise ValueError(f"{entry!r} is not an origin like https://app.example.com")
+            if origin is not None:
+                origins.append(origin)
+        return tuple(origins)
 
     @field_validator("public_url")
     @classmethod

@@ -36,6 +36,14 @@ class InvalidCredentialsInput(BadRequest):
     default_detail = "The password is incorrect."
 
 
+class InvalidCredential(BadRequest):
+    """A passkey's answer (registration or sign-in) that cannot be verified, whatever is wrong with it."""
+
+    code = "invalid_credential"
+    title = "Invalid passkey"
+    default_detail = "The passkey's response could not be verified; try again."
+
+
 class InvalidEmailToken(BadRequest):
     code = "invalid_token"
     title = "Invalid link"

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from keel.http.rate_limit_fields import LIMIT_FIELD, POLICY_FIELD, CountsTowardsRateLimits
 from keel.schemas.common import Problem, problem_responses
+from keel.schemas.mfa import MfaRequiredProblem
 
 BEARER_SCHEME = "BearerToken"
 
@@ -49,6 +50,14 @@ OPERATION_IDS = {
     "reauthenticate": "mfa_reauthenticate",
     "mfa_verify": "mfa_verify",
     "reset_user_mfa": "admin_users_mfa_reset",
+    # passkeys
+    "passkey_registration_options": "passkeys_register_options",
+    "register_passkey": "passkeys_register",
+    "list_passkeys": "passkeys_list",
+    "rename_passkey": "passkeys_update",
+    "delete_passkey": "passkeys_delete",
+    "passkey_authentication_options": "passkeys_authenticate_options",
+    "authenticate_with_passkey": "passkeys_authenticate",
     # users
     "read_me": "users_me_get",
     "update_me": "users_me_update",
@@ -158,6 +167,8 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str, routes: Iterable[Ba
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(problem.pop("$defs", {}))
     components["Problem"] = problem
+    components["MfaRequiredProblem"] = MfaRequiredProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["MfaRequiredProblem"].pop("$defs", None)
     pages = {name: f"{name[5:-1]}Page" for name in components if re.fullmatch(r"Page_[A-Za-z]+_", name)}
     _rename_components(schema, {**BODY_NAMES, **pages})  # Page_TodoRead_ -> TodoReadPage
     _describe_bearer_token(schema)

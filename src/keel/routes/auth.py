@@ -35,6 +35,7 @@ from keel.schemas.auth import (
     VerifyEmailConfirm,
 )
 from keel.schemas.common import Message, problem_responses
+from keel.schemas.mfa import first_factor_responses
 from keel.schemas.user import UserCreate, UserRead
 from keel.services import account as account_service
 from keel.services import auth as auth_service
@@ -76,7 +77,11 @@ async def register(
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses={**problem_responses(401, 403, 422, 429), **sets_cookie(200, "The refresh cookie")},
+    responses={
+        **problem_responses(401, 403, 422, 429),
+        **first_factor_responses(),
+        **sets_cookie(200, "The refresh cookie"),
+    },
 )
 async def login(
     attempt: LoginAttempt,
@@ -92,6 +97,9 @@ async def login(
     limiter: RateLimiterDep,
 ) -> TokenPair:
     """Sign in with email (as `username`) and password; opens a session and returns its tokens.
+
+    An account with a second factor (authenticator app or passkey) gets 403 `mfa_required` instead,
+    with `mfa_token` and `methods`: finish at `/auth/mfa/verify` or `/auth/passkeys/authenticate`.
 
     Ten wrong passwords in a row for one account, from any address, lock it for a minute (429 with
     `Retry-After`), and each further one doubles the lock, up to 15 minutes; the owner is emailed

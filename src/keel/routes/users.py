@@ -12,7 +12,7 @@ from keel.deps import (
     IfMatchDep,
     IfNoneMatch,
     RateLimiterDep,
-    RecentAuthentication,
+    RecentlyAuthenticatedWriter,
     SettingsDep,
     UserId,
     WritingUser,
@@ -48,11 +48,10 @@ async def update_me(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400, 401, 403, 409, 422, 429),
-    dependencies=[RecentAuthentication],
 )
 async def delete_me(
     data: UserDelete,
-    user: WritingUser,
+    user: RecentlyAuthenticatedWriter,
     database: DatabaseDep,
     if_match: IfMatchDep,
     cache: CacheDep,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from keel.schemas.common import InputModel
+from keel.schemas.common import InputModel, Problem
 from keel.schemas.user import AnyPassword
 
 # A code as typed: spaces are allowed ("123 456"); the service decides whether it is right.
@@ -70,3 +70,25 @@ MfaVerify = Annotated[
     MfaCodeVerify | MfaRecoveryCodeVerify,
     Field(description="`mfa_token` and exactly one of `code` (authenticator app) or `recovery_code`."),
 ]
+
+
+class MfaRequiredProblem(Problem):
+    """403 `mfa_required`: the first factor was right; finish with `/mfa/verify` or `/passkeys/authenticate`."""
+
+    mfa_token: str = Field(description="Names this half-finished sign-in: single use, for `expires_in` seconds.")
+    methods: list[Literal["totp", "passkey", "recovery_code"]] = Field(
+        description="The second factors the account can finish with."
+    )
+    expires_in: int = Field(description="Seconds until `mfa_token` expires.")
+
+
+def first_factor_responses() -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: a first-factor sign-in's 403 is `mfa_required` (with its members) or another problem."""
+    refs = [{"$ref": "#/components/schemas/MfaRequiredProblem"}, {"$ref": "#/components/schemas/Problem"}]
+    return {
+        403: {
+            "description": "`mfa_required` (the account has a second factor: finish with the `mfa_token`), "
+            "or another refusal such as `inactive_user`",
+            "content": {"application/problem+json": {"schema": {"anyOf": refs}}},
+        }
+    }

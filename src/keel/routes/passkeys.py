@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from keel.deps import (
+    CacheDep,
+    ClientIP,
+    CurrentUser,
+    DatabaseDep,
+    DispatcherDep,
+    PasskeyId,
+    PasskeySignInRateLimit,
+    RecentlyAuthenticatedUser,
+    RedisDep,
+    SettingsDep,
+    WebClient,
+)
+from keel.routes import API_PREFIX
+from keel.schemas.auth import TokenPair
+from keel.schemas.common import problem_responses
+from keel.schemas.passkey import (
+    CredentialOptions,
+    PasskeyAuthenticate,
+    PasskeyAuthenticationOptionsRequest,
+    PasskeyRead,
+    PasskeyRegister,
+    PasskeyUpdate,
+)
+from keel.services import passkey as passkey_service
+from keel.services.signin import Client
+
+router = APIRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"])
+# The ids are `:int` in the paths: else `/register` and `/authenticate` would also match them, and a
+# PATCH there would be answered (401, 422) instead of 405.
+
+
+def _no_store(response: Response) -> None:
+    # Challenges and tokens must never be kept by a browser or proxy cache.
+    response.headers["Cache-Control"] = "no-store"
+
+
+@router.post("/register/options", response_model=CredentialOptions, responses=problem_responses(401, 403))
+async def passkey_registration_options(
+    user: RecentlyAuthenticatedUser, response: Response, database: DatabaseDep, redis: RedisDep, settings: SettingsDep
+) -> CredentialOptions:
+    """Start adding a passkey: `PublicKeyCredentialCreationOptions` for `navigator.credentials.create()`.
+
+    Needs a recent sign-in (else 403 `reauthentication_required`). The challenge is good for one
+    answer, from this session, within 5 minutes.
+    """
+    _no_store(response)
+    return await passkey_service.registration_options(database=database, redis=redis, settings=settings, principal=user)
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PasskeyRead,
+    responses=problem_responses(400, 401, 422),
+)
+async def register_passkey(
+    data: PasskeyRegister,
+    user: CurrentUser,
+    database: DatabaseDep,
+    redis: RedisDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> PasskeyRead:
+    """Finish adding a passkey with the browser's answer to the creation options; every other session ends
+    and the owner is emailed. Anything that does not verify is 400 `invalid_credential`."""
+    passkey = await passkey_service.register(
+        database=database,
+        redis=redis,
+        cache=cache,
+        settings=settings,
+        dispatcher=dispatcher,
+        principal=user,
+        credential=data.credential,
+        name=data.name,
+    )
+    return PasskeyRead.model_validate(passkey)
+
+
+@router.get("", response_model=list[PasskeyRead], responses=problem_responses(401))
+async def list_passkeys(user: CurrentUser, database: DatabaseDep) -> list[PasskeyRead]:
+    """List the current user's passkeys, oldest first."""
+    passkeys = await passkey_service.list_for_owner(database=database, user_id=user.user_id)
+    return [PasskeyRead.model_validate(passkey) for passkey in passkeys]
+
+
+@router.patch("/{passkey_id:int}", response_model=PasskeyRead, responses=problem_responses(401, 404, 422))
+async def rename_passkey(
+    passkey_id: PasskeyId, data: PasskeyUpdate, user: CurrentUser, database: DatabaseDep
+) -> PasskeyRead:
+    """Rename one of the current user's passkeys."""
+    passkey = await passkey_service.rename(database=database, principal=user, passkey_id=passkey_id, name=data.name)
+    return PasskeyRead.model_validate(passkey)
+
+
+@router.delete(
+    "/{passkey_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404, 422)
+)
+async def delete_passkey(
+    passkey_id: PasskeyId,
+    user: RecentlyAuthenticatedUser,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> None:
+    """Remove one of the current user's passkeys; needs a recent sign-in. Every other session ends and
+    the owner is emailed."""
+    await passkey_service.delete(
+        database=database, cache=cache, settings=settings, dispatcher=dispatcher, principal=user, passkey_id=passkey_id
+    )
+
+
+@router.post("/authenticate/options", response_model=CredentialOptions, responses=problem_responses(400, 401, 422))
+async def passkey_authentication_options(
+    response: Response,
+    database: DatabaseDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    data: PasskeyAuthenticationOptionsRequest | None = None,
+) -> CredentialOptions:
+    """Start signing in with a passkey: `PublicKeyCredentialRequestOptions` for `navigator.credentials.get()`.
+
+    Without `mfa_token`, for any passkey of this site (the browser lists the discoverable ones; no
+    email is typed). With the `mfa_token` of a 403 `mfa_required`, for that account's passkeys, to
+    finish that sign-in (401 `invalid_mfa_token` if it is unknown, used or expired). The challenge is
+    good for one answer within 5 minutes.
+    """
+    _no_store(response)
+    return await passkey_service.authentication_options(
+        database=database, redis=redis, settings=settings, mfa_token=data.mfa_token if data else None
+    )
+
+
+@router.post(
+    "/authenticate",
+    response_model=TokenPair,
+    responses={
+        **problem_responses(400, 401, 403, 422, 429),
+        200: {
+            "headers": {
+                "Set-Cookie": {
+                    "description": "The refresh cookie (web client mode only).",
+                    "schema": {"type": "string"},
+                }
+            }
+        },
+    },
+    dependencies=[PasskeySignInRateLimit],
+)
+async def authenticate_with_passkey(
+    data: PasskeyAuthenticate,
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    redis: RedisDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+    web: WebClient,
+) -> TokenPair:
+    """Sign in with the browser's answer to the request options; returns the session's tokens.
+
+    Without `mfa_token`: a passkey sign-in, complete on its own since the passkey verified its user
+    (the session's `amr` is `hwk user`). With it: the second step of that pending sign-in (`amr`
+    e.g. `pwd hwk user mfa`); a wrong answer counts against the `mfa_token` as a wrong code does.
+    Anything that does not verify is 400 `invalid_credential`. With `X-Keel-Client: web`, as for
+    /auth/login: same origin only, and the refresh token is set as the `keel_refresh` cookie.
+    """
+    if web.opted_in:
+        web.require_same_origin()
+    if data.mfa_token is None:
+        issued = await passkey_service.authenticate(
+            database=database,
+            redis=redis,
+            cache=cache,
+            settings=settings,
+            credential=data.credential,
+            client=Client(user_agent=request.headers.get("user-agent"), ip=ip),
+        )
+    else:
+        issued = await passkey_service.finish_pending(
+            database=database,
+            redis=redis,
+            cache=cache,
+            settings=settings,
+            mfa_token=data.mfa_token,
+            credential=data.credential,
+        )
+    _no_store(response)
+    response.headers["Pragma"] = "no-cache"
+    return web.hand_over(response, issued) if web.opted_in else issued.pair
