@@ -14,9 +14,12 @@ function toBase64url(buffer) {
   return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** Whether this browser can use passkeys at all. */
+// A passkey belongs to a domain: browsers refuse them on an address such as 127.0.0.1 or [::1].
+const ON_IP_ADDRESS = /^(\d{1,3}\.){3}\d{1,3}$|^\[/.test(location.hostname);
+
+/** Whether passkeys can work here: a browser that has them, on a domain name. */
 export function passkeysSupported() {
-  return typeof window.PublicKeyCredential === "function" && Boolean(navigator.credentials);
+  return !ON_IP_ADDRESS && typeof window.PublicKeyCredential === "function" && Boolean(navigator.credentials);
 }
 
 /** Whether the browser offers passkeys in the email field's autofill (conditional mediation). */

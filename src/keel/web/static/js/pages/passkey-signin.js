@@ -18,10 +18,11 @@ export function passkeyError(error) {
  * One passkey sign-in: options for a discoverable credential, the browser's ceremony, the token
  * pair. Resolves false when the browser gave no credential.
  */
-async function signInWithPasskey({ signal, mediation } = {}) {
+async function signInWithPasskey({ signal, mediation, progress = {} } = {}) {
   const options = await request("POST", "/auth/passkeys/authenticate/options", { body: {} });
   const credential = await getPasskey(options, { signal, mediation });
   if (!credential) return false;
+  progress.picked = true;
   await signInWith("/auth/passkeys/authenticate", { credential });
   return true;
 }
@@ -36,14 +37,18 @@ export function passkeySignIn({ signedIn, secondFactor }) {
   const error = inlineError();
   let autofill = null; // the AbortController of the pending autofill request
   let stopped = false;
-  // Resolves the error the attempt ended with, if any (after showing it).
-  const settle = async (attempt) => {
+  // Resolves the error the attempt ended with, if any, after showing it unless `quiet()`.
+  const settle = async (attempt, quiet = () => false) => {
     try {
       if (await attempt()) signedIn();
       return null;
     } catch (err) {
-      if (err instanceof ApiError && err.code === "mfa_required") secondFactor(err.problem);
-      else if (passkeyError(err)) error.show(passkeyError(err));
+      if (err instanceof ApiError && err.code === "mfa_required") {
+        secondFactor(err.problem);
+        return err;
+      }
+      const shown = quiet() ? null : passkeyError(err);
+      if (shown) error.show(shown);
       return err;
     }
   };
@@ -51,7 +56,9 @@ export function passkeySignIn({ signedIn, secondFactor }) {
     if (stopped || !(await autofillSupported())) return;
     autofill = new AbortController();
     const { signal } = autofill;
-    const failed = await settle(() => signInWithPasskey({ signal, mediation: "conditional" }));
+    // Autofill runs unasked: what goes wrong before the person picks a passkey is not theirs to hear.
+    const progress = {};
+    const failed = await settle(() => signInWithPasskey({ signal, mediation: "conditional", progress }), () => !progress.picked);
     // A passkey the server refused: the person may pick another, so autofill listens again.
     if (failed?.code === "invalid_credential" && !signal.aborted && !stopped) listen();
   };

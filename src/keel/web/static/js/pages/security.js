@@ -1,10 +1,11 @@
 // The account page's "Sign-in & security": the authenticator app (set up, confirm, turn off),
-// recovery codes (shown once, downloadable) and passkeys.
+// recovery codes (shown once, downloadable) and passkeys (pages/passkeys.js).
 
 import { request } from "../api.js";
 import { button, confirmDialog, field, formAlert, h, replace, toast } from "../dom.js";
 import { inlineError, onSubmit } from "../forms.js";
 import { CANCELLED, withReauth } from "../reauth.js";
+import { passkeysRow } from "./passkeys.js";
 
 const CODES_FILE = "keel-recovery-codes.txt";
 
@@ -170,8 +171,10 @@ function codesRow(status, { show, overview }) {
     if (answer !== CANCELLED) show(codesView(answer.recovery_codes, overview));
   };
   const left = status.recovery_codes_left;
-  const text = `${left} of 10 left. Each signs you in once if you lose your second factor.`;
-  const warn = left <= 3 ? h("span", { class: "badge draft" }, left ? "Running low" : "None left") : null;
+  const text = left
+    ? `${left} of 10 left. Each signs you in once if you lose your second factor.`
+    : "None to use. Make a set, for the day you cannot use your second factor.";
+  const warn = left <= 3 ? h("span", { class: "badge draft" }, left ? "Running low" : "None") : null;
   return [factorRow("Recovery codes", warn, text, button("New recovery codes", { class: "small", onclick: renew })), error.element];
 }
 
@@ -183,10 +186,12 @@ export async function security({ changed }) {
   const root = h("div", { class: "security" });
   const show = (view) => replace(root, view);
   const draw = async () => {
-    const status = await request("GET", "/auth/mfa");
-    const parts = { show, overview, changed };
+    const [status, passkeys] = await Promise.all([request("GET", "/auth/mfa"), request("GET", "/auth/passkeys")]);
+    const parts = { show, overview, changed, factorRow };
     const hasFactor = status.totp || status.passkeys > 0;
-    show(h("div", { class: "factors" }, appRow(status, parts), hasFactor ? codesRow(status, parts) : null));
+    show(
+      h("div", { class: "factors" }, appRow(status, parts), passkeysRow(status, passkeys, parts), hasFactor ? codesRow(status, parts) : null),
+    );
   };
   function overview() {
     draw().catch((error) => {
