@@ -179,7 +179,9 @@ def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         services = {"KEEL_DATABASE_URL": postgres_url, "KEEL_REDIS_URL": redis_url}
     folder = tmp_path_factory.mktemp("keel-serve")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    # A module may need a host name rather than an address: browsers refuse passkeys for an IP
+    # address (the relying party id must be a domain), and allow them on http only for localhost.
+    url = f"http://{getattr(request.module, 'SERVE_HOST', '127.0.0.1')}:{port}"
     env = keel_env(
         folder / "data",
         **services,  # none: SQLite in the data folder, which `keel serve` migrates

@@ -4,6 +4,7 @@ second step (app code, recovery code), and the "Confirm it's you" dialog of sens
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from pathlib import Path
 import pyotp
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import CDPSession, Locator, Page, Route, ViewportSize, expect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col, select
 
@@ -20,10 +21,10 @@ from keel.models import User, UserSession
 from tests.browser.conftest import Account, Keel, Visit
 
 pytestmark = pytest.mark.slow  # a real server and a real browser
+# Passkeys need a domain for their relying party: localhost, the one that http may use.
+SERVE_HOST = "localhost"
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
-SIZES = {"phone": PHONE, "desktop": DESKTOP}
+SIZES: dict[str, ViewportSize] = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 
 
 def code_after(secret: str, seconds: int = 30) -> str:
@@ -189,17 +190,19 @@ def test_too_many_wrong_codes_ask_the_person_to_wait(visit: Visit, keel: Keel) -
     page = sign_in_to_second_step(visit, member)
 
     def locked(route: Route) -> None:
+        problem = {"title": "Too many requests", "status": 429, "code": "rate_limited", "detail": "Try again later."}
         route.fulfill(
             status=429,
             headers={"Retry-After": "42", "Content-Type": "application/problem+json"},
-            body='{"type":"about:blank","title":"Too many requests","status":429,"code":"rate_limited","detail":"Too many requests; try again later."}',
+            body=json.dumps(problem),
         )
 
     page.route("**/api/v1/auth/mfa/verify", locked)
     page.get_by_label("Authentication code").fill("123456")
     page.get_by_role("button", name="Verify").click()
 
-    expect(page.get_by_role("alert").filter(has_text="Too many tries. Wait 42 seconds, then try again.")).to_be_visible()
+    wait = page.get_by_role("alert").filter(has_text="Too many tries. Wait 42 seconds, then try again.")
+    expect(wait).to_be_visible()
     expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
 
 
@@ -276,3 +279,174 @@ def test_each_session_says_how_it_signed_in(visit: Visit, keel: Keel) -> None:
     page.reload()
     expect(sessions.filter(has_text="This device")).to_be_visible()
     expect(page.get_by_text("Signed in with:")).to_have_count(0)
+
+
+# --- passkeys ------------------------------------------------------------------------------------
+class Authenticator:
+    """A platform authenticator (like a phone's or a laptop's) that keeps discoverable credentials
+    and verifies its user, in this page's Chromium, through the DevTools WebAuthn domain."""
+
+    def __init__(self, page: Page) -> None:
+        self.cdp: CDPSession = page.context.new_cdp_session(page)
+        self.cdp.send("WebAuthn.enable")
+        options = {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        self.id = str(self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"])
+
+    def credentials(self) -> list[dict[str, object]]:
+        return list(self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.id})["credentials"])
+
+    def answers(self, enabled: bool) -> None:
+        """Whether a request is answered at once, as by a person touching the sensor or picking the
+        passkey in autofill. While not, an autofill (conditional) request just waits, as it would for a
+        person who types a password instead; it is not answered later either."""
+        self.cdp.send("WebAuthn.setAutomaticPresenceSimulation", {"authenticatorId": self.id, "enabled": enabled})
+
+
+def add_passkey(visit: Visit, name: str) -> None:
+    page = visit.page
+    visit.goto("/account")
+    security = page.get_by_role("region", name="Sign-in & security")
+    security.get_by_role("button", name="Add a passkey").click()
+    name_field = security.get_by_label("Name")
+    expect(name_field).to_have_value("Chrome on Linux")  # named after the device, to start with
+    name_field.fill(name)
+    security.get_by_role("button", name="Create passkey").click()
+    expect(security.get_by_role("list", name="Passkeys").get_by_role("listitem").filter(has_text=name)).to_be_visible()
+
+
+def sign_out(page: Page) -> None:
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+
+
+# Counts the page's autofill (conditional) passkey requests, so a test knows one is pending.
+COUNT_AUTOFILL_REQUESTS = """
+const get = navigator.credentials.get.bind(navigator.credentials);
+window.autofillRequests = 0;
+navigator.credentials.get = (options) => {
+  if (options && options.mediation === "conditional") window.autofillRequests += 1;
+  return get(options);
+};
+"""
+
+
+def open_sign_in_with_autofill_waiting(visit: Visit, authenticator: Authenticator) -> None:
+    """The sign-in page, its autofill passkey request pending (the person has not picked one)."""
+    authenticator.answers(False)
+    visit.page.add_init_script(COUNT_AUTOFILL_REQUESTS)
+    visit.goto("/signin")
+    visit.page.wait_for_function("() => window.autofillRequests === 1")
+    # The request has reached the authenticator, which leaves it waiting, before it may answer others.
+    visit.page.wait_for_timeout(300)
+    authenticator.answers(True)
+
+
+def this_device(page: Page) -> Locator:
+    return page.get_by_role("region", name="Sessions").get_by_role("listitem").filter(has_text="This device")
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_a_passkey_is_added_then_signs_in_without_an_email(visit: Visit, keel: Keel, size: str) -> None:
+    page = visit.page
+    page.set_viewport_size(SIZES[size])
+    authenticator = Authenticator(page)
+    member = keel.register(f"passkey_{size}")
+    visit.sign_in(member)
+
+    add_passkey(visit, "My laptop")
+
+    security = page.get_by_role("region", name="Sign-in & security")
+    passkeys = security.get_by_role("list", name="Passkeys").get_by_role("listitem")
+    expect(passkeys).to_have_count(1)
+    expect(passkeys.first).to_contain_text("never used yet")
+    assert [credential["isResidentCredential"] for credential in authenticator.credentials()] == [True]
+    security.get_by_role("button", name="Rename My laptop").click()
+    security.get_by_label("New name").fill("Work laptop")
+    security.get_by_role("button", name="Save").click()
+    expect(passkeys.first).to_contain_text("Work laptop")
+    visit.screenshot(f"mfa-passkey-list-{size}")
+
+    authenticator.answers(False)
+    sign_out(page)
+    open_sign_in_with_autofill_waiting(visit, authenticator)
+    expect(page.get_by_label("Email")).to_have_attribute("autocomplete", "username webauthn")
+    visit.screenshot(f"mfa-passkey-sign-in-{size}")
+    # The autofill request is aborted first: a browser runs one WebAuthn request at a time.
+    page.get_by_role("button", name="Sign in with a passkey").click()
+
+    expect(page.get_by_role("heading", name="Todos")).to_be_visible()
+    visit.goto("/account")
+    expect(this_device(page)).to_contain_text("Signed in with: Passkey")
+    expect(page.get_by_role("list", name="Passkeys").get_by_role("listitem").first).to_contain_text("last used")
+    visit.watch.assert_no_token_in_storage(page)
+    visit.watch.assert_clean()
+
+
+def test_a_passkey_picked_in_the_email_autofill_signs_in(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    authenticator = Authenticator(page)
+    member = keel.register("autofilled")
+    visit.sign_in(member)
+    add_passkey(visit, "Phone")
+    authenticator.answers(False)
+    sign_out(page)
+
+    authenticator.answers(True)  # from now on the passkey is picked as soon as autofill offers it
+    visit.goto("/signin")
+
+    expect(page.get_by_role("heading", name="Todos")).to_be_visible()
+    assert page.get_by_label("Email").count() == 0
+    visit.goto("/account")
+    expect(this_device(page)).to_contain_text("Signed in with: Passkey")
+    visit.watch.assert_clean()
+
+
+def test_a_passkey_finishes_a_password_sign_in(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    authenticator = Authenticator(page)
+    member = keel.register("belt_and_braces")
+    visit.sign_in(member)
+    add_passkey(visit, "Phone")
+    authenticator.answers(False)
+    sign_out(page)
+
+    open_sign_in_with_autofill_waiting(visit, authenticator)
+    page.get_by_label("Email").fill(member.email)
+    page.get_by_label("Password").fill(member.password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_text("One more step: your passkey.")).to_be_visible()
+    visit.screenshot("mfa-second-step-passkey-desktop")
+    page.get_by_role("button", name="Use a passkey").click()
+
+    expect(page.get_by_role("heading", name="Todos")).to_be_visible()
+    visit.goto("/account")
+    expect(this_device(page)).to_contain_text("Signed in with: Password + passkey")
+    visit.watch.assert_clean(expected_http={403})
+
+
+def test_removing_a_passkey_asks_to_confirm_it_is_you(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    Authenticator(page)
+    member = keel.register("tidy")
+    visit.sign_in(member)
+    add_passkey(visit, "Old phone")
+    age_sign_ins(keel, member)
+    security = page.get_by_role("region", name="Sign-in & security")
+
+    security.get_by_role("button", name="Remove Old phone").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    dialog.get_by_label("Password").fill(member.password)
+    dialog.get_by_role("button", name="Confirm").click()
+
+    expect(dialog).to_be_hidden()
+    expect(security.get_by_role("list", name="Passkeys")).to_have_count(0)
+    expect(security.get_by_role("button", name="Add a passkey")).to_be_visible()
+    visit.watch.assert_clean(expected_http={403})
