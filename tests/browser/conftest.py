@@ -46,6 +46,8 @@ WITH_SERVICES = REQUIRE_SERVICES or bool(
 )
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+# Every endpoint that answers a token pair: the web client must never get a refresh token in one.
+TOKEN_ENDPOINTS = tuple(f"/api/v1/auth/{path}" for path in ("login", "refresh", "mfa/verify", "passkeys/authenticate"))
 # Chromium logs every failed fetch; a status, or 0 for a request that never got an answer.
 FAILED_LOAD = re.compile(r"^Failed to load resource: (?:the server responded with a status of (\d{3})|net::ERR_)")
 
@@ -177,7 +179,9 @@ def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         services = {"KEEL_DATABASE_URL": postgres_url, "KEEL_REDIS_URL": redis_url}
     folder = tmp_path_factory.mktemp("keel-serve")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    # A module may need a host name rather than an address: browsers refuse passkeys for an IP
+    # address (the relying party id must be a domain), and allow them on http only for localhost.
+    url = f"http://{getattr(request.module, 'SERVE_HOST', '127.0.0.1')}:{port}"
     env = keel_env(
         folder / "data",
         **services,  # none: SQLite in the data folder, which `keel serve` migrates
@@ -220,7 +224,7 @@ class Watch:
         return page
 
     def _response(self, response: Response) -> None:
-        if response.ok and response.url.endswith(("/api/v1/auth/login", "/api/v1/auth/refresh")):
+        if response.ok and response.url.endswith(TOKEN_ENDPOINTS):
             try:
                 body = response.json()
             except PlaywrightError:
@@ -284,7 +288,7 @@ class Visit:
         self.goto("/signin")
         self.page.get_by_label("Email").fill(account.email)
         self.page.get_by_label("Password").fill(password or account.password)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
         self.page.get_by_role("button", name="Sign out", exact=True).wait_for()
 
     def screenshot(self, name: str) -> None:

@@ -132,7 +132,7 @@ def test_signed_out_visitors_are_sent_to_sign_in_and_back(visit: Visit, keel: Ke
     expect(visit.page).to_have_url(re.compile(r"/signin\?next=%2Ftodos%3Ffilter%3Dopen$"))
     visit.page.get_by_label("Email").fill(member.email)
     visit.page.get_by_label("Password").fill(member.password)
-    visit.page.get_by_role("button", name="Sign in").click()
+    visit.page.get_by_role("button", name="Sign in", exact=True).click()
     expect(visit.page).to_have_url(f"{keel.url}/todos?filter=open")
     expect(visit.page.get_by_role("radio", name="Open")).to_be_checked()
     visit.watch.assert_clean()

@@ -224,7 +224,7 @@ def test_a_member_signs_up_keeps_todos_writes_posts_and_recovers_the_account(
     # The old password no longer works; the new one does.
     page.get_by_label("Email").fill(account.email)
     page.get_by_label("Password").fill(account.password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("Incorrect email or password")
     visit.sign_in(account, password=NEW_PASSWORD)
     # The reset ended the second browser's session too.

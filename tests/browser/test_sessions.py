@@ -182,7 +182,7 @@ def test_sign_in_goes_only_to_pages_of_the_app(visit: Visit, keel: Keel, target:
     visit.goto(f"/signin?next={target}")
     visit.page.get_by_label("Email").fill(member.email)
     visit.page.get_by_label("Password").fill(member.password)
-    visit.page.get_by_role("button", name="Sign in").click()
+    visit.page.get_by_role("button", name="Sign in", exact=True).click()
 
     expect(visit.page).to_have_url(f"{keel.url}/todos")
     visit.watch.assert_clean()

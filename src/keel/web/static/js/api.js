@@ -13,13 +13,17 @@ const REFRESH_LEASE = "keel.refresh-lease";
 const EARLY_REFRESH_MS = 30_000;
 
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, { retryAfter = null } = {}) {
     const detail = (problem && problem.detail) || (problem && problem.title) || `Request failed (${status}).`;
     super(detail);
     this.status = status;
     this.code = (problem && problem.code) || null;
     this.detail = detail;
     this.errors = (problem && Array.isArray(problem.errors) && problem.errors) || [];
+    // The whole problem document: some carry members of their own (mfa_required's `mfa_token`).
+    this.problem = problem && typeof problem === "object" ? problem : {};
+    // Seconds to wait before trying again (a 429's Retry-After), when the server said.
+    this.retryAfter = retryAfter;
   }
 
   /** Validation messages keyed by the input field they belong to ("" for the form as a whole). */
@@ -203,10 +207,15 @@ export async function request(method, path, { body, form, query, ifMatch, retry 
   }
   const data = await parse(response);
   if (response.status === 401 && sentToken) forget("expired");
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) throw new ApiError(response.status, data, { retryAfter: retryAfter(response) });
   const etag = response.headers.get("ETag");
   if (etag && data && typeof data === "object") etags.set(data, etag);
   return data;
+}
+
+function retryAfter(response) {
+  const seconds = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
 }
 
 function queryString(query) {
@@ -243,8 +252,18 @@ export async function resume() {
   }
 }
 
+/**
+ * Sign in with a password. An account with a second factor answers 403 `mfa_required`
+ * (an ApiError whose `problem` holds `mfa_token`, `methods` and `expires_in`): finish with `signInWith`.
+ */
 export async function signIn(email, password) {
   accept(await request("POST", "/auth/login", { form: { username: email, password } }));
+  return loadUser("signed-in");
+}
+
+/** Sign in through another endpoint that answers a token pair (/auth/mfa/verify, a passkey). */
+export async function signInWith(path, body) {
+  accept(await request("POST", path, { body }));
   return loadUser("signed-in");
 }
 

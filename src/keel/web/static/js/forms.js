@@ -63,18 +63,29 @@ export function clearErrors(form) {
   }
 }
 
+/** "Too many tries. Wait 2 minutes, then try again.", from a 429's Retry-After when it has one. */
+export function waitMessage(error) {
+  const seconds = error.retryAfter;
+  if (!seconds) return "Too many tries. Wait a little, then try again.";
+  const wait = seconds < 90 ? `${seconds} second${seconds === 1 ? "" : "s"}` : `${Math.ceil(seconds / 60)} minutes`;
+  return `Too many tries. Wait ${wait}, then try again.`;
+}
+
 /**
  * Show `error` on `form`: validation messages next to their fields, anything else in the
  * form's alert. `codeFields` names the field a problem code is about ({username_taken: "username"});
- * `reload()`, when given, is what the alert's Reload button does after a 412.
+ * `messages` says what a problem code means to a person, in place of the API's detail (a text,
+ * or a function of the error); `reload()`, when given, is what the alert's Reload button does after a 412.
  */
-export function showError(form, error, { codeFields = {}, fieldNames = {}, reload } = {}) {
+export function showError(form, error, { codeFields = {}, fieldNames = {}, messages = {}, reload } = {}) {
   const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: SOMETHING_WRONG });
   const leftovers = [];
   let first = null;
   const byField = apiError.fieldErrors();
+  const said = messages[apiError.code];
+  const detail = typeof said === "function" ? said(apiError) : said || null;
   if (apiError.code && codeFields[apiError.code] && !apiError.errors.length) {
-    byField[codeFields[apiError.code]] = [apiError.detail];
+    byField[codeFields[apiError.code]] = [detail || apiError.detail];
   }
   for (const [name, messages] of Object.entries(byField)) {
     const slot = name && form.querySelector(`[data-field="${CSS.escape(fieldNames[name] || name)}"]`);
@@ -89,7 +100,7 @@ export function showError(form, error, { codeFields = {}, fieldNames = {}, reloa
     input.setAttribute("aria-invalid", "true");
     first ||= input;
   }
-  if (!Object.keys(byField).length) leftovers.push(messageOf(apiError));
+  if (!Object.keys(byField).length) leftovers.push(detail || messageOf(apiError));
   const alert = form.querySelector(".form-alert");
   if (leftovers.length && alert) {
     const more = reload && changedElsewhere(apiError) ? [" ", reloadButton(reload)] : [];

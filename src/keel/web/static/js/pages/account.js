@@ -1,34 +1,11 @@
 // The account page: profile, verification, password, sessions, and deleting the account.
 
 import { endSession, etagOf, reloadUser, request, signOut } from "../api.js";
+import { describeDevice, describeSignIn } from "../devices.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
 import { editForm, inlineError, onSubmit } from "../forms.js";
-
-/** "Firefox on Windows" from a user agent string; good enough to recognise a device. */
-export function describeDevice(userAgent) {
-  if (!userAgent) return "Unknown device";
-  const browsers = [
-    [/Edg\//, "Edge"],
-    [/OPR\//, "Opera"],
-    [/Firefox\//, "Firefox"],
-    [/Chrom(e|ium)\//, "Chrome"],
-    [/Safari\//, "Safari"],
-    [/^curl\//, "curl"],
-    [/python-httpx|python-requests/, "Python script"],
-  ];
-  const systems = [
-    [/Android/, "Android"],
-    [/iPhone|iPad/, "iOS"],
-    [/Windows/, "Windows"],
-    [/Mac OS X|Macintosh/, "macOS"],
-    [/CrOS/, "ChromeOS"],
-    [/Linux/, "Linux"],
-  ];
-  const browser = browsers.find(([pattern]) => pattern.test(userAgent));
-  const system = systems.find(([pattern]) => pattern.test(userAgent));
-  if (!browser && !system) return userAgent.slice(0, 60);
-  return [browser ? browser[1] : "A browser", system ? `on ${system[1]}` : null].filter(Boolean).join(" ");
-}
+import { CANCELLED, withReauth } from "../reauth.js";
+import { security } from "./security.js";
 
 /**
  * Password managers file a password under the account it belongs to; this hidden, unnamed
@@ -57,12 +34,13 @@ export async function page(container, ctx) {
   };
   const password = passwordForm(user, drawSessions);
   const remove = deleteForm(account, ctx);
-  await drawSessions();
+  const [signInSettings] = await Promise.all([security({ changed: () => drawSessions().catch(() => {}) }), drawSessions()]);
   replace(
     container,
     h("h1", {}, "Account"),
     section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification(user), profile),
     section("Password", password),
+    section("Sign-in & security", signInSettings),
     section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, signOutEverywhere(ctx))),
     section("Delete account", remove),
   );
@@ -138,7 +116,7 @@ function passwordForm(user, changed) {
   onSubmit(
     form,
     async (data) => {
-      await request("POST", "/auth/password-change", { body: data });
+      if ((await withReauth(() => request("POST", "/auth/password-change", { body: data }))) === CANCELLED) return;
       form.reset();
       toast("Password changed. Your other sessions were signed out.");
       await changed();
@@ -159,6 +137,7 @@ function sessionItem(row, ctx, redraw) {
       {},
       h("p", { class: "device" }, describeDevice(row.user_agent), row.current ? h("span", { class: "badge published" }, "This device") : null),
       h("p", { class: "muted" }, row.ip ? `${row.ip} · ` : "", "last used ", time(row.last_used_at), " · signed in ", time(row.created_at)),
+      describeSignIn(row.amr) ? h("p", { class: "muted sign-in-method" }, "Signed in with: ", describeSignIn(row.amr)) : null,
       error.element,
     ),
     button(row.current ? "Sign out" : "Revoke", {
@@ -211,7 +190,8 @@ function deleteForm(account, ctx) {
     form,
     async (data) => {
       if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
-      await request("DELETE", "/users/me", { body: data, ifMatch: etagOf(account.user) });
+      const deleted = await withReauth(() => request("DELETE", "/users/me", { body: data, ifMatch: etagOf(account.user) }));
+      if (deleted === CANCELLED) return;
       endSession();
       ctx.navigate("/", { replace: true });
       toast("Your account is deleted.");

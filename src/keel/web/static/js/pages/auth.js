@@ -4,6 +4,8 @@ import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSig
 import { field, formAlert, h, replace } from "../dom.js";
 import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
+import { passkeySignIn } from "./passkey-signin.js";
+import { secondStep } from "./second-step.js";
 
 const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
 
@@ -33,20 +35,29 @@ function notice(text, kind = "info") {
 
 export async function signIn(container, ctx) {
   ctx.title("Sign in");
-  const form = h(
-    "form",
-    { class: "card narrow", novalidate: true },
-    formAlert(),
-    field("Email", "email", { type: "email", autocomplete: "username", required: true, maxlength: 254 }),
-    field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
-    h("button", { type: "submit", class: "primary wide" }, "Sign in"),
-    h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
-  );
+  const signedIn = () => ctx.navigate(safeNext(ctx.query.get("next")), { replace: true });
+  // Back to the password, on this same address (it keeps `next`), with a message or none.
+  const restart = (message) => ctx.navigate(location.pathname + location.search, { replace: true, state: { notice: message } });
+  const cleanups = [];
+  ctx.onLeave(() => cleanups.forEach((cleanup) => cleanup()));
+  const passkeys = passkeySignIn({ signedIn, secondFactor: (problem) => showSecondStep(problem) });
+  cleanups.push(passkeys.stop);
+  const showSecondStep = (problem) => {
+    passkeys.stop();
+    ctx.title("Confirm it's you");
+    cleanups.push(secondStep(container, problem, { finish: signedIn, restart }));
+  };
+  const form = signInForm();
   onSubmit(
     form,
     async ({ email, password }) => {
-      await apiSignIn(email.trim(), password);
-      ctx.navigate(safeNext(ctx.query.get("next")), { replace: true });
+      try {
+        await apiSignIn(email.trim(), password);
+      } catch (error) {
+        if (error instanceof ApiError && error.code === "mfa_required") return showSecondStep(error.problem);
+        throw error;
+      }
+      signedIn();
     },
     { fieldNames: { username: "email" } },
   );
@@ -55,7 +66,21 @@ export async function signIn(container, ctx) {
     h("h1", {}, "Sign in"),
     notice(ctx.state.notice),
     form,
+    passkeys.element,
     h("p", { class: "center" }, "New to Keel? ", h("a", { href: "/signup" }, "Create an account")),
+  );
+}
+
+function signInForm() {
+  return h(
+    "form",
+    { class: "card narrow", novalidate: true },
+    formAlert(),
+    // "webauthn": the browser may offer the passkeys it holds for Keel in this field's autofill.
+    field("Email", "email", { type: "email", autocomplete: "username webauthn", required: true, maxlength: 254 }),
+    field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
+    h("button", { type: "submit", class: "primary wide" }, "Sign in"),
+    h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
   );
 }
 

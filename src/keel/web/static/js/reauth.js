@@ -1,0 +1,106 @@
+// Sensitive changes (second factors, passkeys, the password) need a recent sign-in. When one
+// answers 403 `reauthentication_required`, ask the person to confirm it is them, then try again once.
+
+import { ApiError, currentUser, request } from "./api.js";
+import { button, field, formAlert, h } from "./dom.js";
+import { onSubmit, waitMessage } from "./forms.js";
+
+/** What `withReauth` resolves to when the person closed the dialog instead of confirming. */
+export const CANCELLED = Symbol("cancelled");
+
+/**
+ * Run `action()`; if it needs a recent sign-in, ask for the password (or, with `totp`, an app
+ * code), then run it once more. Resolves with what the action resolved, or CANCELLED.
+ */
+export async function withReauth(action, { totp = false } = {}) {
+  try {
+    return await action();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== "reauthentication_required") throw error;
+    if (!(await confirmIdentity({ totp }))) return CANCELLED;
+    return action();
+  }
+}
+
+function proofFields(totp) {
+  const user = currentUser();
+  const password = field("Password", "password", { type: "password", autocomplete: "current-password", required: true });
+  const code = field("Code from your authenticator app", "code", {
+    autocomplete: "one-time-code",
+    inputmode: "numeric",
+    maxlength: 7,
+    required: true,
+  });
+  const fields = [
+    // Tells a password manager which account the password is for; unnamed, so never sent.
+    user ? h("input", { type: "text", autocomplete: "username", value: user.email, hidden: true, readonly: true, tabindex: -1 }) : null,
+    password,
+  ];
+  if (!totp) return { fields, password, code: null };
+  code.hidden = true;
+  code.querySelector("input").disabled = true;
+  return { fields: [...fields, code], password, code };
+}
+
+/** Show one of the two proofs; the other is disabled, so it is neither checked nor sent. */
+function toggleProof(parts, toggle) {
+  const showCode = parts.code.hidden;
+  for (const [slot, visible] of [
+    [parts.password, !showCode],
+    [parts.code, showCode],
+  ]) {
+    slot.hidden = !visible;
+    slot.querySelector("input").disabled = !visible;
+  }
+  toggle.textContent = showCode ? "Use your password instead" : "Use a code from your app instead";
+  (showCode ? parts.code : parts.password).querySelector("input").focus();
+}
+
+/** The "Confirm it's you" dialog; resolves true once /auth/reauthenticate accepted a proof. */
+export function confirmIdentity({ totp = false } = {}) {
+  return new Promise((resolve) => {
+    const parts = proofFields(totp);
+    const cancel = button("Cancel");
+    const toggle = totp ? button("Use a code from your app instead", { class: "link" }) : null;
+    const form = h(
+      "form",
+      { novalidate: true },
+      formAlert(),
+      ...parts.fields,
+      toggle ? h("p", { class: "form-links" }, toggle) : null,
+      h("div", { class: "actions" }, cancel, h("button", { type: "submit", class: "primary" }, "Confirm")),
+    );
+    const dialog = h(
+      "dialog",
+      { class: "confirm reauth", "aria-labelledby": "reauth-title" },
+      h("h2", { id: "reauth-title" }, "Confirm it's you"),
+      h("p", { class: "muted" }, "This change needs a recent sign-in. Confirm it is you to go on."),
+      form,
+    );
+    const close = (answer) => {
+      dialog.close();
+      dialog.remove();
+      resolve(answer);
+    };
+    toggle?.addEventListener("click", () => toggleProof(parts, toggle));
+    cancel.addEventListener("click", () => close(false));
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      close(false);
+    });
+    onSubmit(
+      form,
+      async (data) => {
+        await request("POST", "/auth/reauthenticate", { body: "code" in data ? { code: data.code } : { password: data.password } });
+        close(true);
+      },
+      {
+        codeFields: { invalid_credentials: "password", invalid_code: "code" },
+        messages: { invalid_code: "That code is not right.", rate_limited: waitMessage },
+      },
+    );
+    document.body.append(dialog);
+    dialog.showModal();
+    parts.password.querySelector("input").focus();
+  });
+}
