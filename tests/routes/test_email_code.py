@@ -6,7 +6,7 @@ import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -289,6 +289,26 @@ class TestVerify:
         # The earlier session sees it on its next request.
         created = await client.post("/api/v1/posts", json=post, headers=headers)
         assert created.status_code == 201, created.text
+
+    async def test_an_account_with_a_second_factor_must_finish_with_it(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        from tests.routes.test_mfa import code_at, enroll
+
+        enrolled = await enroll(app, client, clock)
+        code = await requested_code(app, client, enrolled.account)
+        response = await verify(client, enrolled.account.email, code)
+        problem = assert_problem(response, 403, "mfa_required")
+        assert "access_token" not in response.text
+        # The code is spent, and the pending sign-in finishes with the app, as after a password.
+        assert_problem(await verify(client, enrolled.account.email, code), 400, "invalid_code")
+        finished = await client.post(
+            f"{AUTH}/mfa/verify",
+            json={"mfa_token": problem["mfa_token"], "code": code_at(enrolled.secret, datetime.now(UTC))},
+        )
+        assert finished.status_code == 200, finished.text
+        claims = jwt.decode(finished.json()["access_token"], options={"verify_signature": False})
+        assert claims["amr"] == ["otp", "mfa"]
 
     async def test_a_deactivated_account_is_told_only_after_the_right_code(
         self, app: FastAPI, client: httpx.AsyncClient
