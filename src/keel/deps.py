@@ -39,7 +39,7 @@ from keel.http.web_session import (
     needs_secure,
     refresh_cookie,
 )
-from keel.schemas.auth import RefreshRequest, TokenPair
+from keel.schemas.auth import EmailCodeVerify, RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
 from keel.services import session as session_service
@@ -318,6 +318,27 @@ class _LoginAttempt(CountsTowardsRateLimits):
 
 
 @dataclass(frozen=True, slots=True)
+class EmailCodeTry:
+    """A try of an emailed sign-in code, already counted like a password sign-in."""
+
+    email: str
+    code: str
+    attempt: PasswordAttempt
+
+
+class _EmailCodeTry(CountsTowardsRateLimits):
+    async def __call__(self, data: EmailCodeVerify, limiter: RateLimiterDep, client: ClientLimitKey) -> EmailCodeTry:
+        # A code is a secret like a password: tried against the same windows and the same account
+        # count, before any lookup, keyed by the address as typed (an address with no account alike).
+        windows: list[tuple[Rule, list[str]]] = [
+            ("login_ip", [client]),
+            ("login", [digest(data.email.strip().lower()), client]),
+        ]
+        attempt = await limiter.password_attempt(account_key(data.email), windows)
+        return EmailCodeTry(email=data.email, code=data.code.replace(" ", ""), attempt=attempt)
+
+
+@dataclass(frozen=True, slots=True)
 class PresentedRefresh:
     """The refresh token a request presents, decided once: the body's, else the web cookie's."""
 
@@ -359,6 +380,10 @@ LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
+# Requests for a sign-in code are email requests like a reset's: counted in the same rule.
+EmailCodeRateLimit = Depends(_PerClientIP("password_reset"))
+# A try of an emailed code, counted against the client's and the account's sign-ins.
+EmailCodeAttempt = Annotated[EmailCodeTry, Depends(_EmailCodeTry())]
 # A passkey sign-in names no account before it is verified: it counts against the address's sign-ins.
 PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
 RefreshRateLimit = Depends(_PerRefreshSession())

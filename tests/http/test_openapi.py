@@ -114,6 +114,8 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
         ("POST", "/api/v1/auth/refresh"),
         ("POST", "/api/v1/auth/verify-email/request"),
         ("POST", "/api/v1/auth/password-reset/request"),
+        ("POST", "/api/v1/auth/email-code/request"),
+        ("POST", "/api/v1/auth/email-code/verify"),
         ("POST", "/api/v1/todos"),
         ("PATCH", "/api/v1/todos/{todo_id}"),
         ("DELETE", "/api/v1/todos/{todo_id}"),

@@ -677,6 +677,21 @@ async def _passkey_refuses(client: httpx.AsyncClient, enrolled: Enrolled) -> Non
         assert "access_token" not in response.text
 
 
+async def _email_code_refuses(client: httpx.AsyncClient, enrolled: Enrolled) -> None:
+    from tests.routes.test_email_code import code_mails, code_of
+
+    app = client._transport.app  # type: ignore[attr-defined]  # the app behind the test client
+    requested = await client.post(f"{AUTH}/email-code/request", json={"email": enrolled.account.email})
+    assert requested.status_code == 202, requested.text
+    (mail,) = await code_mails(app, enrolled.account.email)
+    response = await client.post(
+        f"{AUTH}/email-code/verify", json={"email": enrolled.account.email, "code": code_of(mail)}
+    )
+    problem = assert_problem(response, 403, "mfa_required")
+    assert "access_token" not in response.text
+    assert problem["methods"] == ["totp", "recovery_code"]
+
+
 # Each way to tokens, with the proof that an account with a second factor gets none without it.
 # A new sign-in route fails this suite until it is listed here with its proof.
 REFUSALS: dict[str, Callable[[httpx.AsyncClient, Enrolled], Awaitable[None]]] = {
@@ -684,6 +699,7 @@ REFUSALS: dict[str, Callable[[httpx.AsyncClient, Enrolled], Awaitable[None]]] = 
     f"POST {AUTH}/refresh": _refresh_refuses,
     f"POST {MFA}/verify": _verify_refuses,
     f"POST {AUTH}/passkeys/authenticate": _passkey_refuses,
+    f"POST {AUTH}/email-code/verify": _email_code_refuses,
 }
 
 

@@ -844,6 +844,8 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", f"{AUTH}/reauthenticate"),
         ("post", f"{AUTH}/mfa/verify"),
         ("post", f"{AUTH}/passkeys/authenticate"),
+        ("post", f"{AUTH}/email-code/request"),
+        ("post", f"{AUTH}/email-code/verify"),
         ("post", "/api/v1/todos"),
         ("patch", "/api/v1/todos/{todo_id}"),
         ("delete", "/api/v1/todos/{todo_id}"),

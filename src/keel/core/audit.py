@@ -35,6 +35,7 @@ class SecurityEvent(StrEnum):
     # Too many password checks in a row without the right password: the account is locked a while.
     ACCOUNT_LOCKED = "account_locked"
     PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    SIGN_IN_CODE_REQUESTED = "sign_in_code_requested"
     PASSWORD_RESET = "password_reset"
     ROLE_CHANGED = "role_changed"
     MFA_REQUIRED = "mfa_required"

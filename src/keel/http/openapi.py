@@ -41,6 +41,8 @@ OPERATION_IDS = {
     "confirm_verification": "auth_verify_email_confirm",
     "request_password_reset": "auth_password_reset_request",
     "confirm_password_reset": "auth_password_reset_confirm",
+    "request_email_code": "auth_email_code_request",
+    "verify_email_code": "auth_email_code_verify",
     # mfa
     "mfa_status": "mfa_status",
     "totp_setup": "mfa_totp_setup",

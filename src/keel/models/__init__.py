@@ -7,6 +7,7 @@ from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
+from keel.models.sign_in_code import EmailSignInCode
 from keel.models.todo import Priority, Todo
 from keel.models.user import Role, User
 from keel.models.username_reservation import UsernameReservation
@@ -15,6 +16,7 @@ from keel.models.vote import Vote
 __all__ = [
     "EmailKind",
     "EmailOutbox",
+    "EmailSignInCode",
     "IdempotencyRecord",
     "OutboxStatus",
     "Passkey",

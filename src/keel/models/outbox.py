@@ -19,6 +19,7 @@ class EmailKind(StrEnum):
     SECOND_FACTOR_ADDED = "second_factor_added"
     SECOND_FACTOR_REMOVED = "second_factor_removed"
     RECOVERY_CODE_USED = "recovery_code_used"
+    SIGN_IN_CODE = "sign_in_code"
 
 
 class OutboxStatus(StrEnum):

@@ -11,6 +11,8 @@ from keel.deps import (
     CurrentUser,
     DatabaseDep,
     DispatcherDep,
+    EmailCodeAttempt,
+    EmailCodeRateLimit,
     LoginAttempt,
     LoginFormDep,
     PasswordResetRateLimit,
@@ -26,6 +28,7 @@ from keel.deps import (
 )
 from keel.routes import API_PREFIX
 from keel.schemas.auth import (
+    EmailCodeRequest,
     LogoutRequest,
     PasswordChange,
     PasswordResetConfirm,
@@ -39,6 +42,7 @@ from keel.schemas.mfa import first_factor_responses
 from keel.schemas.user import UserCreate, UserRead
 from keel.services import account as account_service
 from keel.services import auth as auth_service
+from keel.services import email_code as email_code_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 
@@ -311,3 +315,75 @@ async def confirm_password_reset(
         new_password=data.new_password,
         confirm_password=data.confirm_password,
     )
+
+
+CODE_SENT = "If this address has an account, a sign-in code is on its way to it."
+
+
+@router.post(
+    "/email-code/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Message,
+    responses=problem_responses(422, 429),
+    dependencies=[EmailCodeRateLimit],
+)
+async def request_email_code(
+    data: EmailCodeRequest, database: DatabaseDep, settings: SettingsDep, dispatcher: DispatcherDep
+) -> Message:
+    """Email a sign-in code (8 digits, and a link to the web app that carries it).
+
+    The answer is the same whether or not the address has an account. The code works once, for 10
+    minutes and at most 5 tries; a new request replaces the unused ones. Counted like the other
+    email requests: per client, and per address (3 emails an hour, shared with the other emails).
+    """
+    await email_code_service.request(database=database, settings=settings, dispatcher=dispatcher, email=data.email)
+    return Message(detail=CODE_SENT)
+
+
+@router.post(
+    "/email-code/verify",
+    response_model=TokenPair,
+    responses={
+        **problem_responses(400, 422, 429),
+        **first_factor_responses(),
+        **sets_cookie(200, "The refresh cookie"),
+    },
+)
+async def verify_email_code(
+    tried: EmailCodeAttempt,
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+    web: WebClient,
+    dispatcher: DispatcherDep,
+    limiter: RateLimiterDep,
+) -> TokenPair:
+    """Sign in with an emailed code (`{email, code}`); opens a session and returns its tokens.
+
+    400 `invalid_code` alike for an address with no account and for a wrong, expired or used code
+    (the sixth try of a code is refused even when right). Each try counts against the sign-in
+    limits of the client and of the account, as a password does (429). A right code also confirms
+    the address. An account with a second factor gets 403 `mfa_required`, as after a password.
+
+    With `X-Keel-Client: web` and this service's own `Origin`, the refresh token is set as the
+    `keel_refresh` cookie instead of being returned, as at `/auth/login`.
+    """
+    if web.opted_in:
+        web.require_same_origin()
+    issued = await email_code_service.verify(
+        database=database,
+        cache=cache,
+        settings=settings,
+        dispatcher=dispatcher,
+        limiter=limiter,
+        attempt=tried.attempt,
+        email=tried.email,
+        code=tried.code,
+        user_agent=request.headers.get("user-agent"),
+        ip=ip,
+    )
+    no_store(response)
+    return web.hand_over(response, issued) if web.opted_in else issued.pair

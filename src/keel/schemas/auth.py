@@ -98,3 +98,13 @@ class PasswordResetConfirm(InputModel):
     def _password_policy(cls, value: str) -> str:
         # The rest of the policy needs the account (its email and username): the service checks it.
         return check_form(value)
+
+
+class EmailCodeRequest(InputModel):
+    email: Email
+
+
+class EmailCodeVerify(InputModel):
+    email: Email
+    # 8 digits as mailed; spaces a mail client added are dropped. Anything else is a wrong code.
+    code: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9 ]+$", examples=["12345678"])]

@@ -16,14 +16,14 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, func, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from keel.core import email_tokens
+from keel.core import email_codes, email_tokens
 from keel.core.config import Settings
 from keel.core.email_tokens import Purpose
 from keel.core.logging import get_logger
@@ -37,6 +37,7 @@ THROTTLED_KINDS = (
     EmailKind.PASSWORD_RESET,
     EmailKind.RESET_NO_ACCOUNT,
     EmailKind.SIGNUP_ATTEMPT,
+    EmailKind.SIGN_IN_CODE,
 )
 
 
@@ -56,6 +57,11 @@ async def enqueue(
     row = EmailOutbox(kind=kind, to_address=to_address, user_id=user_id)
     session.add(row)
     return row
+
+
+async def throttled(*, session: AsyncSession, settings: Settings, to_address: str) -> bool:
+    """Whether the address has had its share of throttled emails this hour (what `enqueue` checks)."""
+    return await _recently_sent(session, to_address) >= settings.email_throttle_per_hour
 
 
 async def _recently_sent(session: AsyncSession, to_address: str) -> int:
@@ -192,6 +198,7 @@ SUBJECTS = {
     EmailKind.SECOND_FACTOR_ADDED: "A second sign-in step was added to your account",
     EmailKind.SECOND_FACTOR_REMOVED: "A second sign-in step was removed from your account",
     EmailKind.RECOVERY_CODE_USED: "A recovery code was used to sign in to your account",
+    EmailKind.SIGN_IN_CODE: "Your sign-in code",
 }
 
 
@@ -218,6 +225,11 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         return render(row.kind.value, link=f"{base}/verify-email?token={token}", **common)
     if row.kind is EmailKind.PASSWORD_RESET:
         return render(row.kind.value, link=_reset_link(settings, user, row), **common)
+    if row.kind is EmailKind.SIGN_IN_CODE:
+        assert row.id is not None
+        code = email_codes.derive(settings, outbox_id=row.id, created_at=row.created_at, to_address=row.to_address)
+        query = urlencode({"email": row.to_address, "code": code})
+        return render(row.kind.value, code=code, link=f"{base}/signin/code?{query}", **common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         # An address never confirmed may have been registered by someone else: its owner gets a
         # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
