@@ -30,6 +30,8 @@ from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: s
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
 TABLES = (
+    "oidc_flow",
+    "identity",
     "webauthn_challenge",
     "pending_sign_in",
     "passkey",

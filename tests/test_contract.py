@@ -59,6 +59,7 @@ WRONG_SECRET = [
     "POST /api/v1/auth/reauthenticate",
     "POST /api/v1/auth/verify-email/confirm",
     "POST /api/v1/auth/password-reset/confirm",
+    "POST /api/v1/auth/identities/confirm",
     "DELETE /api/v1/users/me",
     # A WebAuthn credential is checked by its verification, not its schema: 400 invalid_credential.
     "POST /api/v1/auth/passkeys/register",

@@ -2,6 +2,7 @@
 
 from keel.models.base import utcnow
 from keel.models.idempotency import IdempotencyRecord
+from keel.models.identity import Identity, OidcFlow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
@@ -16,6 +17,8 @@ __all__ = [
     "EmailKind",
     "EmailOutbox",
     "IdempotencyRecord",
+    "Identity",
+    "OidcFlow",
     "OutboxStatus",
     "Passkey",
     "PendingSignIn",
