@@ -246,7 +246,7 @@ async def confirm_identity_link(
 
 
 @router.delete(
-    "/identities/{identity_id}",
+    "/identities/{identity_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
