@@ -551,6 +551,24 @@ async def test_an_account_with_a_second_factor_stops_at_mfa_required(
     assert amr == ["fed", "otp", "mfa"]
 
 
+async def test_the_callback_hands_out_only_the_http_only_cookie(
+    app: FastAPI, client: httpx.AsyncClient, provider_url: str
+) -> None:
+    """No token in the redirect and no token-bearing answer in the schema: the policy test's premise."""
+    set_provider_user(provider_url, "cookie-1", email="cookie@example.com", email_verified=True)
+    response = await sign_in(client, provider_url, "cookie-1")
+    assert response.status_code == 302
+    assert response.headers["location"] == "/"
+    assert response.headers["cache-control"] == "no-store"
+    [cookie] = [h for h in response.headers.get_list("set-cookie") if h.startswith("keel_refresh=")]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Path=/api/v1/auth" in cookie
+    assert response.content == b""
+    callback = app.openapi()["paths"][f"{AUTH}/oidc/{{provider}}/callback"]["get"]["responses"]
+    assert not [status for status in callback if status.startswith("2")]
+
+
 # --- linking from the account page, and unlinking ----------------------------------------------------
 class TestIdentities:
     async def test_link_needs_a_recent_authentication(
@@ -579,6 +597,22 @@ class TestIdentities:
         # And it signs in to this account from now on.
         assert (await sign_in(client, provider_url, "link-1")).status_code == 302
         assert await sessions_of(app, account.id) == 2
+
+    async def test_a_link_whose_session_stopped_being_recent_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+        set_provider_user(provider_url, "late-1", email="late@example.com", email_verified=True)
+        response = await client.post(f"{AUTH}/identities/{ISSUER_KEY}/link", headers=tokens.headers)
+        callback = at_provider(response.json()["authorize_url"], sub="late-1")
+        async with app.state.database.session() as session:  # the sign-in was longer ago than allowed
+            for row in await session.exec(select(UserSession).where(UserSession.user_id == account.id)):
+                row.authenticated_at = datetime.now(UTC) - timedelta(hours=1)
+                session.add(row)
+            await session.commit()
+        assert redirected_error(await client.get(callback), "/account") == "reauthentication_required"
+        assert await identities(app) == []
 
     async def test_an_identity_linked_elsewhere_is_not_moved(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
