@@ -31,6 +31,8 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
 TABLES = (
     "email_sign_in_code",
+    "oidc_flow",
+    "identity",
     "webauthn_challenge",
     "pending_sign_in",
     "passkey",

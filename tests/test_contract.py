@@ -61,6 +61,7 @@ WRONG_SECRET = [
     "POST /api/v1/auth/password-reset/confirm",
     # Any well-formed code that was not mailed: 400 invalid_code.
     "POST /api/v1/auth/email-code/verify",
+    "POST /api/v1/auth/identities/confirm",
     "DELETE /api/v1/users/me",
     # A WebAuthn credential is checked by its verification, not its schema: 400 invalid_credential.
     "POST /api/v1/auth/passkeys/register",

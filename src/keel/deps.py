@@ -386,6 +386,8 @@ EmailCodeRateLimit = Depends(_PerClientIP("password_reset"))
 EmailCodeAttempt = Annotated[EmailCodeTry, Depends(_EmailCodeTry())]
 # A passkey sign-in names no account before it is verified: it counts against the address's sign-ins.
 PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
+# A provider's callback opens a session: it counts against the address's sign-ins too.
+ProviderSignInRateLimit = Depends(_PerClientIP("login_ip"))
 RefreshRateLimit = Depends(_PerRefreshSession())
 
 
@@ -452,6 +454,7 @@ SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$",
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
 PasskeyId = Annotated[int, _id_param("A passkey id.")]
+IdentityId = Annotated[int, _id_param("A linked identity's id.")]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -20,6 +20,7 @@ from keel.core.config import Settings, get_settings
 from keel.core.db import Database
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
+from keel.core.oidc import OidcClient
 from keel.core.ratelimit import create_rate_limiter
 from keel.core.redis import create_redis
 from keel.core.session_cache import SessionCache
@@ -29,7 +30,7 @@ from keel.http.metrics import Metrics
 from keel.http.problems import http_error, install_error_handlers, route_method_index
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
-from keel.routes import API_PREFIX, admin, auth, docs, mfa, ops, passkeys, posts, todos, users
+from keel.routes import API_PREFIX, admin, auth, docs, identities, mfa, ops, passkeys, posts, todos, users
 from keel.tasks.inprocess import InProcessDispatcher
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.oidc = OidcClient(settings)
     # Outermost last: security headers cover every answer, the request id and access line
     # cover CORS preflights too. A HEAD is a GET whose body is dropped after compression, so
     # its headers are the GET's; compression starts at 1 KB, below which it saves too little.
@@ -167,7 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The busiest first: a request is matched against the routers in this order, and no two of
     # them share a path, so the order changes nothing but how soon the list and feed are found.
     routers = [
-        *(todos.router, posts.router, auth.router, mfa.router, passkeys.router, users.router, admin.router, ops.router),
+        *(todos.router, posts.router, auth.router, mfa.router, passkeys.router, identities.router),
+        *(users.router, admin.router, ops.router),
         docs.router_for(settings.docs_access),
     ]
     for router in routers:

@@ -110,6 +110,7 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
     assert declared == {
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
+        ("GET", "/api/v1/auth/oidc/{provider}/callback"),
         ("POST", "/api/v1/auth/passkeys/authenticate"),
         ("POST", "/api/v1/auth/refresh"),
         ("POST", "/api/v1/auth/verify-email/request"),

@@ -7,6 +7,7 @@ fails `test_every_route_with_an_id_is_in_the_matrix` until its expectations are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from keel.main import create_app
+from keel.models import Identity as IdentityRow
 from keel.models import Role
 from tests.conftest import base_settings
 from tests.factories import create_user, login
@@ -40,6 +42,12 @@ MATRIX: dict[tuple[str, str, str], Rule] = {
     ("DELETE", "/api/v1/auth/sessions/{session_id}", "-"): Rule(_row(401, 204, 404, 404)),
     ("PATCH", "/api/v1/auth/passkeys/{passkey_id}", "-"): Rule(_row(401, 200, 404, 404), {"name": "changed"}),
     ("DELETE", "/api/v1/auth/passkeys/{passkey_id}", "-"): Rule(_row(401, 204, 404, 404)),
+    ("DELETE", "/api/v1/auth/identities/{identity_id}", "-"): Rule(_row(401, 204, 404, 404)),
+    # No provider is configured here: every provider path is a 404 (or, for the callback, the
+    # browser is sent to the sign-in page with an error), whoever asks.
+    ("POST", "/api/v1/auth/identities/{provider}/link", "-"): Rule(_row(401, 404, 404, 404)),
+    ("GET", "/api/v1/auth/oidc/{provider}/authorize", "-"): Rule(_row(404, 404, 404, 404)),
+    ("GET", "/api/v1/auth/oidc/{provider}/callback", "-"): Rule(_row(303, 303, 303, 303)),
     ("GET", "/api/v1/users/{user_id}", "-"): Rule(_row(200, 200, 200, 200)),
     ("PATCH", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 200), {"is_verified": True}),
     ("DELETE", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 204)),
@@ -99,6 +107,13 @@ async def _fixture_ids(
     )
     sessions = await client.get("/api/v1/auth/sessions", headers=owner_headers)
     me = await client.get("/api/v1/users/me", headers=owner_headers)
+    async with app.state.database.session() as session:
+        identity = IdentityRow(
+            user_id=me.json()["id"], provider="example", subject="owner-1", confirmed_at=datetime.now(UTC)
+        )
+        session.add(identity)
+        await session.commit()
+        await session.refresh(identity)
     assert todo.status_code == post.status_code == passkey.status_code == 201
     return {
         "passkey_id": str(passkey.json()["id"]),
@@ -106,6 +121,8 @@ async def _fixture_ids(
         "post_id": str(post.json()["id"]),
         "session_id": sessions.json()[0]["id"],
         "user_id": str(me.json()["id"]),
+        "identity_id": str(identity.id),
+        "provider": "example",
     }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keel.core.client_ip import IPNetwork, parse_networks
@@ -34,6 +34,26 @@ GENERATE_SECRET = 'generate one: python -c "import secrets; print(secrets.token_
 # Values people paste from examples; refusing them outside development stops a
 # deployment from signing tokens with a key printed in a tutorial.
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "change_me", "secret", "secret-key", "your-secret-key"}
+
+
+class OidcProviderSettings(BaseModel):
+    """One generic OpenID Connect provider (KEEL_OIDC_PROVIDERS is a JSON list of these)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(min_length=1, max_length=64)
+    issuer: str = Field(min_length=1, max_length=512)
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: SecretStr
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+
+    @field_validator("issuer")
+    @classmethod
+    def _bare_issuer(cls, value: str) -> str:
+        if not value.lower().startswith(("https://", "http://")):
+            raise ValueError("an issuer is an http(s) URL")
+        return value.rstrip("/")
 
 
 class ConfigError(Exception):
@@ -151,6 +171,21 @@ class Settings(BaseSettings):
     # anyone elsewhere; empty: no network, the token only.
     metrics_allow: Annotated[tuple[IPNetwork, ...] | None, NoDecode] = None
     metrics_token: SecretStr | None = None
+
+    # Sign-in with other providers (keel.core.oidc): nothing is offered unless configured. Generic
+    # OpenID Connect providers as a JSON list of {id, name, issuer, client_id, client_secret, scopes};
+    # Google and GitHub by their client credentials alone.
+    oidc_providers: tuple[OidcProviderSettings, ...] = ()
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    # Where GitHub's OAuth pages and its API live (a GitHub Enterprise server, or a test's stub).
+    github_oauth_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    # How long a provider sign-in may take between leaving and coming back, and a link confirmation mailed.
+    oidc_flow_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    identity_link_ttl_seconds: int = Field(default=24 * 3600, ge=300)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -27,6 +27,7 @@ from keel.core.config import Settings
 class Purpose(StrEnum):
     VERIFY_EMAIL = "keel.verify-email"
     PASSWORD_RESET = "keel.password-reset"
+    IDENTITY_LINK = "keel.identity-link"
 
 
 class EmailTokenError(Exception):
@@ -88,7 +89,11 @@ def make(settings: Settings, purpose: Purpose, *, user_id: int, value: str, issu
 
 
 def read(settings: Settings, purpose: Purpose, token: str) -> EmailTokenClaims:
-    max_age = settings.verify_token_ttl_seconds if purpose is Purpose.VERIFY_EMAIL else settings.reset_token_ttl_seconds
+    max_age = {
+        Purpose.VERIFY_EMAIL: settings.verify_token_ttl_seconds,
+        Purpose.PASSWORD_RESET: settings.reset_token_ttl_seconds,
+        Purpose.IDENTITY_LINK: settings.identity_link_ttl_seconds,
+    }[purpose]
     try:
         data: Any = _serializer(settings, purpose).loads(token, max_age=max_age)
     except SignatureExpired as exc:

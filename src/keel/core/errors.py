@@ -222,12 +222,27 @@ class PasskeyNotFound(NotFound):
     default_detail = "No such passkey."
 
 
+class ProviderNotFound(NotFound):
+    code = "provider_not_found"
+    default_detail = "No such sign-in provider is configured."
+
+
+class IdentityNotFound(NotFound):
+    code = "identity_not_found"
+    default_detail = "No such linked account."
+
+
 # --- 409 -------------------------------------------------------------------------------------
 class Conflict(KeelError):
     status = 409
     code = "conflict"
     title = "Conflict"
     default_detail = "The request conflicts with the current state of the resource."
+
+
+class LastSignInMethod(Conflict):
+    code = "last_sign_in_method"
+    default_detail = "This is the account's last way to sign in: set a password or add a passkey first."
 
 
 class UsernameTaken(Conflict):
@@ -342,6 +357,11 @@ class ServiceUnavailable(KeelError):
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    code = "provider_unavailable"
+    default_detail = "The sign-in provider could not be reached; try again shortly."
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -105,6 +105,8 @@ class PasswordHasher:
         return valid, (self._hash.hash(normal) if valid else None)
 
     def _verify_one(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        if not has_usable_password(hashed):
+            return False, None
         if self._bcrypt.identify(hashed):
             # bcrypt only ever used the first 72 bytes; bcrypt 5 raises on longer input instead of
             # truncating, so truncate as the system that made the hash did.
@@ -140,6 +142,19 @@ def _hasher(memory_cost: int, time_cost: int, parallelism: int, concurrency: int
     return PasswordHasher(
         memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism, concurrency=concurrency
     )
+
+
+# An account made by a provider sign-in has no password until its owner sets one through a reset:
+# its stored "hash" is this prefix and random text, which no password verifies against.
+UNUSABLE_PASSWORD_PREFIX = "!unusable$"
+
+
+def unusable_password() -> str:
+    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
+
+
+def has_usable_password(hashed: str) -> bool:
+    return not hashed.startswith(UNUSABLE_PASSWORD_PREFIX)
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:

@@ -52,6 +52,14 @@ OPERATION_IDS = {
     "reauthenticate": "mfa_reauthenticate",
     "mfa_verify": "mfa_verify",
     "reset_user_mfa": "admin_users_mfa_reset",
+    # provider sign-in and linked identities
+    "list_providers": "auth_providers_list",
+    "oidc_authorize": "auth_oidc_authorize",
+    "oidc_callback": "auth_oidc_callback",
+    "list_identities": "auth_identities_list",
+    "link_identity": "auth_identities_link",
+    "confirm_identity_link": "auth_identities_confirm",
+    "unlink_identity": "auth_identities_unlink",
     # passkeys
     "passkey_registration_options": "passkeys_register_options",
     "register_passkey": "passkeys_register",

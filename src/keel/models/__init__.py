@@ -2,6 +2,7 @@
 
 from keel.models.base import utcnow
 from keel.models.idempotency import IdempotencyRecord
+from keel.models.identity import Identity, OidcFlow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
 from keel.models.post import Post
@@ -18,6 +19,8 @@ __all__ = [
     "EmailOutbox",
     "EmailSignInCode",
     "IdempotencyRecord",
+    "Identity",
+    "OidcFlow",
     "OutboxStatus",
     "Passkey",
     "PendingSignIn",

@@ -20,6 +20,8 @@ class EmailKind(StrEnum):
     SECOND_FACTOR_REMOVED = "second_factor_removed"
     RECOVERY_CODE_USED = "recovery_code_used"
     SIGN_IN_CODE = "sign_in_code"
+    IDENTITY_LINK = "identity_link"
+    IDENTITY_LINKED = "identity_linked"
 
 
 class OutboxStatus(StrEnum):
@@ -60,6 +62,8 @@ class EmailOutbox(SQLModel, table=True):
     kind: EmailKind = Field(sa_type=_enum(EmailKind, "email_kind"))
     to_address: str = Field(max_length=254)
     user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="CASCADE")
+    # The identity a link confirmation is about (its mail's link names it); gone with it.
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="CASCADE")
     status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=_enum(OutboxStatus, "outbox_status"))
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=1000)

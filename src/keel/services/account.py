@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlmodel import col, delete
+
 from keel.core import audit, email_tokens
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
@@ -13,6 +15,7 @@ from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, User, utcnow
+from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
@@ -106,6 +109,8 @@ async def confirm_reset(
         if claimed:
             user.is_verified = True
             user.full_name = None
+            # Whoever made the account may have linked a provider account to it: it goes with them.
+            await session.exec(delete(IdentityRow).where(col(IdentityRow.user_id) == user.id))
         session.add(user)
         await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
         row = await outbox_service.enqueue(

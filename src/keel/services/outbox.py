@@ -38,6 +38,7 @@ THROTTLED_KINDS = (
     EmailKind.RESET_NO_ACCOUNT,
     EmailKind.SIGNUP_ATTEMPT,
     EmailKind.SIGN_IN_CODE,
+    EmailKind.IDENTITY_LINK,
 )
 
 
@@ -199,6 +200,8 @@ SUBJECTS = {
     EmailKind.SECOND_FACTOR_REMOVED: "A second sign-in step was removed from your account",
     EmailKind.RECOVERY_CODE_USED: "A recovery code was used to sign in to your account",
     EmailKind.SIGN_IN_CODE: "Your sign-in code",
+    EmailKind.IDENTITY_LINK: "Confirm signing in to your account with another provider",
+    EmailKind.IDENTITY_LINKED: "Another provider can now sign in to your account",
 }
 
 
@@ -230,6 +233,8 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         code = email_codes.derive(settings, outbox_id=row.id, created_at=row.created_at, to_address=row.to_address)
         query = urlencode({"email": row.to_address, "code": code})
         return render(row.kind.value, code=code, link=f"{base}/signin/code?{query}", **common)
+    if row.kind in (EmailKind.IDENTITY_LINK, EmailKind.IDENTITY_LINKED):
+        return await _identity_mail(session, settings, row, user, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         # An address never confirmed may have been registered by someone else: its owner gets a
         # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
@@ -242,6 +247,35 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
             **common,
         )
     return render(row.kind.value, reset_link=f"{base}/forgot-password", **common)
+
+
+async def _identity_mail(
+    session: AsyncSession, settings: Settings, row: EmailOutbox, user: User, common: dict[str, str]
+) -> Mail | None:
+    from keel.core.oidc import configured_providers
+    from keel.models import Identity
+
+    identity = await session.get(Identity, row.identity_id) if row.identity_id is not None else None
+    if identity is None or identity.id is None or user.id is None:
+        return None
+    known = configured_providers(settings).get(identity.provider)
+    provider = known.name if known is not None else identity.provider
+    if row.kind is EmailKind.IDENTITY_LINKED:
+        return render(row.kind.value, provider=provider, account_link=f"{settings.public_url}/account", **common)
+    token = email_tokens.make(
+        settings,
+        Purpose.IDENTITY_LINK,
+        user_id=user.id,
+        value=f"{identity.id}:{user.email}",
+        issued_at=row.created_at,
+    )
+    return render(
+        row.kind.value,
+        provider=provider,
+        provider_email=identity.email or row.to_address,
+        link=f"{settings.public_url}/link-identity?token={token}",
+        **common,
+    )
 
 
 def _reset_link(settings: Settings, user: User, row: EmailOutbox) -> str:
