@@ -166,7 +166,9 @@ def test_too_many_tries_ask_the_person_to_wait(visit: Visit, keel: Keel) -> None
     def locked(route: Route) -> None:
         problem = {"title": "Too many requests", "status": 429, "code": "rate_limited", "detail": "Try again later."}
         route.fulfill(
-            status=429, headers={"Retry-After": "42", "Content-Type": "application/problem+json"}, body=json.dumps(problem)
+            status=429,
+            headers={"Retry-After": "42", "Content-Type": "application/problem+json"},
+            body=json.dumps(problem),
         )
 
     page.route("**/api/v1/auth/email-code/verify", locked)
