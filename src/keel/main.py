@@ -194,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 WEB_PAGES = (
     "/",
     "/signin",
+    "/signin/code",
     "/signup",
     "/forgot-password",
     "/reset-password",

@@ -47,7 +47,9 @@ WITH_SERVICES = REQUIRE_SERVICES or bool(
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 # Every endpoint that answers a token pair: the web client must never get a refresh token in one.
-TOKEN_ENDPOINTS = tuple(f"/api/v1/auth/{path}" for path in ("login", "refresh", "mfa/verify", "passkeys/authenticate"))
+TOKEN_ENDPOINTS = tuple(
+    f"/api/v1/auth/{path}" for path in ("login", "refresh", "mfa/verify", "passkeys/authenticate", "email-code/verify")
+)
 # Chromium logs every failed fetch; a status, or 0 for a request that never got an answer.
 FAILED_LOAD = re.compile(r"^Failed to load resource: (?:the server responded with a status of (\d{3})|net::ERR_)")
 

@@ -6,6 +6,7 @@ import { match, navigate, replaceLocation, route, start } from "./router.js";
 import * as account from "./pages/account.js";
 import * as admin from "./pages/admin.js";
 import * as auth from "./pages/auth.js";
+import * as emailCode from "./pages/email-code.js";
 import * as posts from "./pages/posts.js";
 import * as todos from "./pages/todos.js";
 
@@ -18,6 +19,7 @@ route("/todos", todos.list, { signedIn: true });
 route("/account", account.page, { signedIn: true });
 route("/admin/users", admin.users, { signedIn: true, admin: true });
 route("/signin", auth.signIn, { guestOnly: true });
+route("/signin/code", emailCode.fromLink, { guestOnly: true });
 route("/signup", auth.signUp, { guestOnly: true });
 route("/forgot-password", auth.forgotPassword);
 route("/reset-password", auth.resetPassword);

@@ -1,9 +1,10 @@
 // Signing in and up, and the pages that email links open (verify, reset).
 
 import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSignIn } from "../api.js";
-import { field, formAlert, h, replace } from "../dom.js";
+import { button, field, formAlert, h, replace } from "../dom.js";
 import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
+import { emailCodeSignIn } from "./email-code.js";
 import { passkeySignIn } from "./passkey-signin.js";
 import { secondStep } from "./second-step.js";
 
@@ -48,6 +49,13 @@ export async function signIn(container, ctx) {
     cleanups.push(secondStep(container, problem, { finish: signedIn, restart }));
   };
   const form = signInForm();
+  const withCode = () => {
+    passkeys.stop();
+    ctx.title("Sign in with a code");
+    const email = form.querySelector("input[name=email]").value.trim();
+    emailCodeSignIn(container, { email, signedIn, secondFactor: showSecondStep, back: () => restart(null) });
+  };
+  form.querySelector(".email-code").addEventListener("click", withCode);
   onSubmit(
     form,
     async ({ email, password }) => {
@@ -81,6 +89,7 @@ function signInForm() {
     field("Password", "password", { type: "password", autocomplete: "current-password", required: true }),
     h("button", { type: "submit", class: "primary wide" }, "Sign in"),
     h("p", { class: "form-links" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
+    h("p", { class: "form-links" }, button("Email me a code", { class: "link email-code" })),
   );
 }
 
