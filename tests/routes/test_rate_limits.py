@@ -844,6 +844,7 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", f"{AUTH}/reauthenticate"),
         ("post", f"{AUTH}/mfa/verify"),
         ("post", f"{AUTH}/passkeys/authenticate"),
+        ("get", f"{AUTH}/oidc/{{provider}}/callback"),
         ("post", f"{AUTH}/email-code/request"),
         ("post", f"{AUTH}/email-code/verify"),
         ("post", "/api/v1/todos"),
