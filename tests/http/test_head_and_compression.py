@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from keel.models import Role
 from tests.factories import create_user, login
 
-# Headers that differ between any two answers, whatever the method: the request id, the time, the CSP nonce, and what is left of a
-# rate limit (the provider callback counts against the client's sign-ins, GET and HEAD alike).
+# Headers that differ between any two answers, whatever the method: the request id, the time, the
+# CSP nonce, and what is left of a rate limit (the provider callback counts against the client's
+# sign-ins, GET and HEAD alike).
 VOLATILE = {"x-request-id", "date", "content-security-policy", "ratelimit"}
 
 
