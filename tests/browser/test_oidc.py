@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 
 SIZES: dict[str, ViewportSize] = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 NOTES = Path("/work/notes/shots")
+# Passkeys need a domain (localhost): the sign-in page then shows its passkey button with the providers.
+SERVE_HOST = "localhost"
 PROVIDER_PORT = free_port()
 PROVIDER_URL = f"http://127.0.0.1:{PROVIDER_PORT}"
 SERVE_ENV = {
@@ -191,7 +193,7 @@ def test_every_provider_error_has_its_own_message(visit: Visit, keel: Keel) -> N
     expect(page.locator(".notice.error")).to_contain_text("Signing in with the provider did not work.")
 
 
-def test_a_mailed_link_connects_the_provider_and_its_sign_in_asks_for_the_second_factor(visit: Visit, keel: Keel) -> None:
+def test_a_mailed_link_connects_the_provider_then_its_sign_in_asks_for_the_app_code(visit: Visit, keel: Keel) -> None:
     page = visit.page
     page.set_viewport_size(SIZES["phone"])
     offline_styles(page)

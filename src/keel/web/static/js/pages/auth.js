@@ -6,7 +6,7 @@ import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
 import { emailCodeSignIn } from "./email-code.js";
 import { passkeySignIn } from "./passkey-signin.js";
-import { providerButtons, providerError } from "./providers.js";
+import { providerCard, providerError, providerLinks } from "./providers.js";
 import { secondStep } from "./second-step.js";
 
 const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
@@ -73,7 +73,10 @@ export async function signIn(container, ctx) {
   // The provider's way back when it did not sign in: said once, then off the address bar.
   const error = ctx.query.get("error");
   if (error) ctx.replaceLocation(withoutError());
-  const providers = await providerButtons(safeNext(ctx.query.get("next")));
+  const links = await providerLinks(safeNext(ctx.query.get("next")));
+  // Beside the passkey button when there is one: one "or", not two.
+  passkeys.element?.append(...links);
+  const providers = passkeys.element ? null : providerCard(links);
   replace(
     container,
     h("h1", {}, "Sign in"),
@@ -152,7 +155,7 @@ export async function signUp(container, ctx) {
     container,
     h("h1", {}, "Create an account"),
     form,
-    await providerButtons("/todos"),
+    providerCard(await providerLinks("/todos")),
     h("p", { class: "center" }, "Already have one? ", h("a", { href: "/signin" }, "Sign in")),
   );
 }

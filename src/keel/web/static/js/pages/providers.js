@@ -38,16 +38,19 @@ export async function listProviders() {
   }
 }
 
-/** "Continue with …" links for the sign-in and sign-up pages; null when no provider is configured. */
-export async function providerButtons(next) {
+/** "Continue with …" links for the sign-in and sign-up pages, to land on `next`; none when no provider is configured. */
+export async function providerLinks(next) {
   const providers = await listProviders();
-  if (!providers.length) return null;
-  const links = providers.map((provider) => {
+  return providers.map((provider) => {
     const href = `/api/v1/auth/oidc/${encodeURIComponent(provider.id)}/authorize?next=${encodeURIComponent(next)}`;
     // The server sets the refresh cookie on the way back; the app looks for it on load.
     return h("a", { href, class: "button wide provider", dataset: { provider: provider.id }, onclick: expectSession }, `Continue with ${provider.name}`);
   });
-  return h("div", { class: "card narrow providers" }, h("p", { class: "or" }, "or"), links);
+}
+
+/** The links in a card of their own, after the password form; null without any. */
+export function providerCard(links) {
+  return links.length ? h("div", { class: "card narrow providers" }, h("p", { class: "or" }, "or"), links) : null;
 }
 
 /** The provider's way back for an account with a second factor: `/signin/mfa#mfa_token=…&methods=…`. */
@@ -92,7 +95,7 @@ export async function confirmLink(container, ctx) {
   const confirm = button("Link it to my account", { class: "primary wide" });
   const card = h(
     "div",
-    { class: "card narrow" },
+    { class: "card narrow link-confirm" },
     h("p", {}, "Someone signed in with another provider using your email address. If that was you, link it: it will then sign you in to your Keel account."),
     h("p", { class: "muted" }, "If it was not you, ignore this: nothing changes."),
     confirm,
