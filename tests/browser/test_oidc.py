@@ -17,7 +17,7 @@ import werkzeug.serving
 from playwright.sync_api import Page, Route, ViewportSize, expect
 
 from tests.browser.conftest import Keel, Visit
-from tests.browser.test_mfa import api_totp, code_after
+from tests.browser.test_mfa import age_sign_ins, api_totp, code_after
 from tests.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -245,3 +245,26 @@ def test_a_mfa_page_without_its_token_sends_back_to_sign_in(visit: Visit, keel: 
     )
     visit.page.get_by_role("link", name="Sign in", exact=True).last.click()
     expect(visit.page).to_have_url(f"{keel.url}/signin")
+
+
+def test_connecting_after_a_while_asks_to_confirm_it_is_you_first(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    offline_styles(page)
+    member = keel.register("stale_linker")
+    provider_user("stale-linker", member.email)
+    visit.sign_in(member)
+    visit.goto("/account")
+    section = page.get_by_role("region", name="Connected accounts")
+    expect(section.get_by_role("button", name="Connect Mock ID", exact=True)).to_be_visible()
+    age_sign_ins(keel, member)
+
+    section.get_by_role("button", name="Connect Mock ID", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    dialog.get_by_label("Password").fill(member.password)
+    dialog.get_by_role("button", name="Confirm").click()
+    at_provider(page, "stale-linker")
+
+    expect(page).to_have_url(f"{keel.url}/account")
+    section = page.get_by_role("region", name="Connected accounts")
+    expect(section.get_by_role("button", name="Disconnect Mock ID")).to_be_visible()
+    visit.watch.assert_clean(expected_http={403})
