@@ -195,6 +195,8 @@ WEB_PAGES = (
     "/",
     "/signin",
     "/signin/code",
+    "/signin/mfa",
+    "/link-identity",
     "/signup",
     "/forgot-password",
     "/reset-password",

@@ -267,6 +267,14 @@ export async function signInWith(path, body) {
   return loadUser("signed-in");
 }
 
+/**
+ * About to leave for another provider's sign-in page: if it signs in, the server sets the refresh
+ * cookie and sends the browser back here, and the app should look for it on load.
+ */
+export function expectSession() {
+  storage.set(SIGNED_IN_HINT, "1");
+}
+
 /** Reload the signed-in user after a change to their profile. */
 export function reloadUser() {
   return loadUser("updated");

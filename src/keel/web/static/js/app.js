@@ -8,6 +8,7 @@ import * as admin from "./pages/admin.js";
 import * as auth from "./pages/auth.js";
 import * as emailCode from "./pages/email-code.js";
 import * as posts from "./pages/posts.js";
+import * as providers from "./pages/providers.js";
 import * as todos from "./pages/todos.js";
 
 route("/", posts.feed);
@@ -20,10 +21,12 @@ route("/account", account.page, { signedIn: true });
 route("/admin/users", admin.users, { signedIn: true, admin: true });
 route("/signin", auth.signIn, { guestOnly: true });
 route("/signin/code", emailCode.fromLink, { guestOnly: true });
+route("/signin/mfa", providers.mfaFromProvider, { guestOnly: true });
 route("/signup", auth.signUp, { guestOnly: true });
 route("/forgot-password", auth.forgotPassword);
 route("/reset-password", auth.resetPassword);
 route("/verify-email", auth.verifyEmail);
+route("/link-identity", providers.confirmLink);
 
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");

@@ -5,6 +5,7 @@ import { describeDevice, describeSignIn } from "../devices.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
 import { editForm, inlineError, onSubmit } from "../forms.js";
 import { CANCELLED, withReauth } from "../reauth.js";
+import { connectedAccounts, providerError } from "./providers.js";
 import { security } from "./security.js";
 
 /**
@@ -34,13 +35,22 @@ export async function page(container, ctx) {
   };
   const password = passwordForm(user, drawSessions);
   const remove = deleteForm(account, ctx);
-  const [signInSettings] = await Promise.all([security({ changed: () => drawSessions().catch(() => {}) }), drawSessions()]);
+  const [signInSettings, connected] = await Promise.all([
+    security({ changed: () => drawSessions().catch(() => {}) }),
+    connectedAccounts(),
+    drawSessions(),
+  ]);
+  // Connecting a provider that did not work comes back as /account?error=<code>: said once.
+  const error = ctx.query.get("error");
+  if (error) ctx.replaceLocation("/account");
   replace(
     container,
     h("h1", {}, "Account"),
+    error ? h("p", { class: "notice error", role: "alert" }, providerError(error)) : null,
     section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification(user), profile),
     section("Password", password),
     section("Sign-in & security", signInSettings),
+    connected ? section("Connected accounts", connected) : null,
     section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, signOutEverywhere(ctx))),
     section("Delete account", remove),
   );

@@ -6,6 +6,7 @@ import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
 import { emailCodeSignIn } from "./email-code.js";
 import { passkeySignIn } from "./passkey-signin.js";
+import { providerCard, providerError, providerLinks } from "./providers.js";
 import { secondStep } from "./second-step.js";
 
 const PASSWORD_HINT = "At least 8 characters. Common or easily guessed passwords are refused.";
@@ -69,14 +70,30 @@ export async function signIn(container, ctx) {
     },
     { fieldNames: { username: "email" } },
   );
+  // The provider's way back when it did not sign in: said once, then off the address bar.
+  const error = ctx.query.get("error");
+  if (error) ctx.replaceLocation(withoutError());
+  const links = await providerLinks(safeNext(ctx.query.get("next")));
+  // Beside the passkey button when there is one: one "or", not two.
+  passkeys.element?.append(...links);
+  const providers = passkeys.element ? null : providerCard(links);
   replace(
     container,
     h("h1", {}, "Sign in"),
     notice(ctx.state.notice),
+    error ? h("p", { class: "notice error narrow", role: "alert" }, providerError(error)) : null,
     form,
     passkeys.element,
+    providers,
     h("p", { class: "center" }, "New to Keel? ", h("a", { href: "/signup" }, "Create an account")),
   );
+}
+
+function withoutError() {
+  const params = new URLSearchParams(location.search);
+  params.delete("error");
+  const rest = params.toString();
+  return location.pathname + (rest ? `?${rest}` : "");
 }
 
 function signInForm() {
@@ -138,6 +155,7 @@ export async function signUp(container, ctx) {
     container,
     h("h1", {}, "Create an account"),
     form,
+    providerCard(await providerLinks("/todos")),
     h("p", { class: "center" }, "Already have one? ", h("a", { href: "/signin" }, "Sign in")),
   );
 }

@@ -107,9 +107,9 @@ function passkeyButton(challenge, { finish, expired, first }) {
 /**
  * Draw the second step into `container`. `challenge` is the 403's problem (`mfa_token`,
  * `methods`, `expires_in`); `finish()` runs once signed in, `restart(notice)` goes back to
- * the password with a message. Returns a function that stops the expiry timer.
+ * the password with a message; `intro` says what the first step was. Returns a function that stops the expiry timer.
  */
-export function secondStep(container, challenge, { finish, restart }) {
+export function secondStep(container, challenge, { finish, restart, intro = "Your password was right." }) {
   const expired = () => restart(EXPIRED);
   const methods = Array.isArray(challenge.methods) ? challenge.methods : ["totp", "recovery_code"];
   const state = { ...challenge, methods };
@@ -124,7 +124,7 @@ export function secondStep(container, challenge, { finish, restart }) {
   replace(
     container,
     heading,
-    h("p", { class: "lead" }, `Your password was right. One more step: ${lead}.`),
+    h("p", { class: "lead" }, `${intro} One more step: ${lead}.`),
     passkeyFirst ? [passkey, code] : [code, passkey],
     h("p", { class: "center" }, button("Cancel and start again", { class: "link", onclick: () => restart(null) })),
   );
