@@ -364,24 +364,22 @@ class TestResolution:
         assert await sessions_of(app, account.id) == 0
         assert await mail_kinds(app, account.email) == []
 
-    async def test_an_unverified_address_no_one_holds_makes_an_unverified_account(
+    async def test_an_unverified_address_no_one_holds_creates_nothing(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
     ) -> None:
         set_provider_user(provider_url, "fresh-2", email="unproven@example.com", email_verified=False)
-        response = await sign_in(client, provider_url, "fresh-2")
-        assert response.status_code == 302
-        user = await user_by_email(app, "unproven@example.com")
-        assert user is not None
-        assert not user.is_verified
-        assert EmailKind.VERIFY_EMAIL in await mail_kinds(app, "unproven@example.com")
+        assert redirected_error(await sign_in(client, provider_url, "fresh-2")) == "email_not_verified"
+        assert await user_by_email(app, "unproven@example.com") is None
+        assert await identities(app) == []
+        assert await mail_kinds(app, "unproven@example.com") == []
 
     async def test_a_claim_by_password_reset_takes_the_identity_from_whoever_made_the_account(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
     ) -> None:
         from keel.core import email_tokens
 
-        set_provider_user(provider_url, "pre-hijack", email="rightful@example.com", email_verified=False)
-        assert (await sign_in(client, provider_url, "pre-hijack")).status_code == 302
+        squatter = await create_user(app, email="rightful@example.com", is_verified=False)
+        await link_directly(app, squatter.id, "pre-hijack")
         user = await user_by_email(app, "rightful@example.com")
         assert user is not None
         assert user.id is not None
@@ -398,6 +396,7 @@ class TestResolution:
         )
         assert reset.status_code == 204, reset.text
         assert await identities(app) == []
+        set_provider_user(provider_url, "pre-hijack", email="rightful@example.com", email_verified=False)
         assert redirected_error(await sign_in(client, provider_url, "pre-hijack")) == "email_not_verified"
 
     async def test_a_deactivated_account_stays_out(
@@ -412,6 +411,9 @@ class TestResolution:
         assert redirected_error(await sign_in(client, provider_url, "dormant-1")) == "account_inactive"
         assert await sessions_of(app, linked.id) == await sessions_of(app, by_email.id) == 0
         assert await mail_kinds(app, by_email.email) == []
+        # An address the provider did not verify learns nothing of the deactivated account.
+        set_provider_user(provider_url, "dormant-2", email="dormant@example.com", email_verified=False)
+        assert redirected_error(await sign_in(client, provider_url, "dormant-2")) == "email_not_verified"
 
     async def test_a_provider_account_without_an_address_creates_nothing(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
