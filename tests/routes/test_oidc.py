@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from sqlmodel import col, select
 
 from keel.core.config import OidcProviderSettings, Settings
-from keel.core.oidc import ProviderError, verify_id_token
+from keel.core.oidc import OidcClient, ProviderError, verify_id_token
 from keel.models import EmailKind, EmailOutbox, OidcFlow, User, UserSession
 from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
@@ -784,3 +784,56 @@ class TestIdTokenVerifier:
             self.verify(key, hmac_token)
         with pytest.raises(ProviderError):
             self.verify(key, "not-a-token")
+
+
+# --- an issuer that ends with "/" (Auth0) ----------------------------------------------------------------
+class TestTrailingSlashIssuer:
+    ISSUER = "https://tenant.example/"
+
+    def entry(self) -> OidcProviderSettings:
+        return OidcProviderSettings(
+            id="auth0", name="Auth0", issuer=self.ISSUER, client_id="keel-client", client_secret=SecretStr("s")
+        )
+
+    def test_the_issuer_is_kept_as_configured(self) -> None:
+        assert self.entry().issuer == self.ISSUER
+
+    async def test_discovery_and_the_iss_check_use_it(self, settings: Settings) -> None:
+        asked: list[str] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            asked.append(str(request.url))
+            base = "https://tenant.example"
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.ISSUER,
+                    "authorization_endpoint": f"{base}/authorize",
+                    "token_endpoint": f"{base}/oauth/token",
+                    "jwks_uri": f"{base}/.well-known/jwks.json",
+                },
+            )
+
+        client = OidcClient(settings.model_copy(update={"oidc_providers": (self.entry(),)}))
+        client.transport = httpx.MockTransport(answer)
+        provider = client.providers["auth0"]
+        assert provider.issuer == self.ISSUER
+        document = await client.discovery(provider)
+        assert asked == ["https://tenant.example/.well-known/openid-configuration"]
+        assert document["issuer"] == self.ISSUER
+        key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        keys = KeySet([RSAKey.import_key(key.as_dict(private=False))])
+        now = int(time.time())
+
+        def token(iss: str) -> str:
+            claims = {"iss": iss, "aud": "keel-client", "sub": "auth0|1", "iat": now, "exp": now + 300, "nonce": "n"}
+            return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+
+        claims = verify_id_token(
+            token(self.ISSUER), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
+        )
+        assert claims["sub"] == "auth0|1"
+        with pytest.raises(ProviderError):
+            verify_id_token(
+                token("https://tenant.example"), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
+            )

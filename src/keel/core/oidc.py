@@ -186,7 +186,8 @@ class OidcClient:
         if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
             document: dict[str, Any] = cached.value
             return document
-        document = await self._get_json(f"{provider.issuer}/.well-known/openid-configuration")
+        # OpenID Connect Discovery 1.0 section 4: the issuer without its trailing "/", then the path.
+        document = await self._get_json(f"{provider.issuer.rstrip('/')}/.well-known/openid-configuration")
         if not isinstance(document, dict) or document.get("issuer") != provider.issuer:
             raise ProviderError("provider_error", "the discovery document names another issuer")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
