@@ -424,6 +424,23 @@ class TestResolution:
             assert list(await session.exec(select(User))) == []
 
 
+    @pytest.mark.parametrize(
+        "address",
+        [
+            pytest.param("not-an-email", id="not an address"),
+            pytest.param("x" * 250 + "@example.com", id="longer than 254"),
+            pytest.param("someone@intranet.local", id="special-use domain"),
+        ],
+    )
+    async def test_an_address_registration_would_refuse_creates_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str, address: str
+    ) -> None:
+        set_provider_user(provider_url, "odd-1", email=address, email_verified=True)
+        assert redirected_error(await sign_in(client, provider_url, "odd-1")) == "email_missing"
+        async with app.state.database.session() as session:
+            assert list(await session.exec(select(User))) == []
+        assert await identities(app) == []
+
 # --- the flow's protections --------------------------------------------------------------------------
 class TestFlow:
     async def test_the_authorization_request_uses_pkce_state_and_nonce(self, client: httpx.AsyncClient) -> None:

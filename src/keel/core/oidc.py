@@ -23,9 +23,11 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from pydantic import TypeAdapter, ValidationError
 
 from keel.core.config import Settings
 from keel.core.logging import get_logger
+from keel.schemas.user import Email
 
 log = get_logger("keel.oidc")
 
@@ -146,6 +148,19 @@ def _key_id(id_token: str) -> str | None:
     except (JoseError, ValueError, TypeError):
         return None
     return kid if isinstance(kid, str) else None
+
+
+_EMAIL: TypeAdapter[str] = TypeAdapter(Email)
+
+
+def _address(value: object) -> str | None:
+    """The provider's address if registration would accept it (lower-cased), else None: no address."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return _EMAIL.validate_python(value.strip())
+    except ValidationError:
+        return None
 
 
 @dataclass
@@ -279,7 +294,7 @@ class OidcClient:
         hint = claims.get("preferred_username") or claims.get("nickname")
         return ProviderAccount(
             subject=claims["sub"],
-            email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
+            email=_address(email),
             # Some providers send "true" as a string.
             email_verified=verified is True or verified == "true",
             username_hint=hint if isinstance(hint, str) else None,
@@ -302,7 +317,7 @@ class OidcClient:
         login = user.get("login")
         return ProviderAccount(
             subject=str(user["id"]),
-            email=address.strip().lower() if isinstance(address, str) and address.strip() else None,
+            email=_address(address),
             email_verified=primary is not None and primary.get("verified") is True,
             username_hint=login if isinstance(login, str) else None,
         )
