@@ -423,7 +423,6 @@ class TestResolution:
         async with app.state.database.session() as session:
             assert list(await session.exec(select(User))) == []
 
-
     @pytest.mark.parametrize(
         "address",
         [
@@ -440,6 +439,7 @@ class TestResolution:
         async with app.state.database.session() as session:
             assert list(await session.exec(select(User))) == []
         assert await identities(app) == []
+
 
 # --- the flow's protections --------------------------------------------------------------------------
 class TestFlow:
