@@ -520,6 +520,33 @@ class TestFlow:
         assert redirected_error(await client.get(callback)) == "state_mismatch"
 
     @pytest.mark.parametrize(
+        "query",
+        [
+            pytest.param({"state": "s" * 257, "code": "c"}, id="state"),
+            pytest.param({"state": "s", "code": "c" * 2049}, id="code"),
+            pytest.param({"error": "e" * 257}, id="error"),
+        ],
+    )
+    async def test_an_oversize_query_value_is_a_state_mismatch_not_a_422(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str, query: dict[str, str]
+    ) -> None:
+        set_provider_user(provider_url, "big-1", email="big@example.com", email_verified=True)
+        callback = urlsplit(at_provider(await start(client), sub="big-1"))
+        response = await client.get(callback.path, params=query)
+        assert redirected_error(response) == "state_mismatch"
+        async with app.state.database.session() as session:
+            assert list(await session.exec(select(User))) == []
+
+    async def test_an_unreachable_provider_redirects_the_browser(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        def down(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("unreachable", request=request)
+
+        app.state.oidc.transport = httpx.MockTransport(down)
+        response = await client.get(f"{AUTH}/oidc/{ISSUER_KEY}/authorize")
+        assert redirected_error(response) == "provider_unavailable"
+        assert "keel_oidc=" not in response.headers.get("set-cookie", "")
+
+    @pytest.mark.parametrize(
         "target",
         [
             "//evil.example/",

@@ -61,6 +61,10 @@ _NEXT = re.compile(NEXT_PATTERN)
 DEFAULT_NEXT = "/"
 DEFAULT_LINK_NEXT = "/account"
 CALLBACK_PATH = "/api/v1/auth/oidc/{provider}/callback"
+# The longest `code`, `state` and `error` a callback takes; a longer one is no flow of ours.
+MAX_CODE_LENGTH = 2048
+MAX_STATE_LENGTH = 256
+MAX_ERROR_LENGTH = 256
 
 
 def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
@@ -171,6 +175,9 @@ async def complete(
     client: signin.Client,
 ) -> Outcome:
     """Finish a flow the provider sent back. Raises `MfaRequired` for an account with a second factor."""
+    if len(state or "") > MAX_STATE_LENGTH or len(code or "") > MAX_CODE_LENGTH or len(error or "") > MAX_ERROR_LENGTH:
+        # Not what a provider sends back for a flow of ours; the flow, if any, is left to expire.
+        return _refused("state_mismatch", provider_id, False, "an oversize query value")
     flow = await _consume(database, state) if state else None
     link = flow is not None and flow.user_id is not None
     if error is not None:
