@@ -20,6 +20,8 @@ from keel.core.config import Settings
 from keel.core.mail import Mail
 from keel.main import create_app
 from keel.models import EmailKind, EmailOutbox, EmailSignInCode, User
+from keel.models import Identity as IdentityRow
+from keel.models.mfa import TotpCredential
 from keel.services import outbox as outbox_service
 from tests.factories import Account, assert_problem, create_user, login
 from tests.routes.transports import WEB, assert_cookie_set, jarless_client
@@ -280,18 +282,56 @@ class TestVerify:
             k: v for k, v in unknown.json().items() if k not in different
         }
 
-    async def test_signing_in_by_code_confirms_the_address(self, app: FastAPI, client: httpx.AsyncClient) -> None:
-        account = await create_user(app, is_verified=False)
-        earlier = await login(client, account)  # a session cached as unverified
+    async def test_signing_in_by_code_claims_an_unverified_account(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        # A squatter registered the victim's address with a password, signed in, set a display
+        # name, linked a provider account and enabled an authenticator app; none of it survives.
+        squatter = await create_user(app, is_verified=False)
+        earlier = await login(client, squatter)
         headers = {"Authorization": f"Bearer {earlier.access}"}
+        now = datetime.now(UTC)
+        async with app.state.database.session() as session:
+            user = await session.get(User, squatter.id)
+            assert user is not None
+            user.full_name = "Squatter"
+            session.add(user)
+            session.add(
+                IdentityRow(user_id=squatter.id, provider="google", subject="squat", created_at=now, confirmed_at=now)
+            )
+            session.add(TotpCredential(user_id=squatter.id, secret="unused", confirmed_at=now))
+            await session.commit()
+        code = await requested_code(app, client, squatter)
+        # The owner of the address is not asked for the squatter's second factor.
+        response = await verify(client, squatter.email, code)
+        assert response.status_code == 200, response.text
+        claimed = await user_row(app, squatter.id)
+        assert claimed.is_verified
+        assert claimed.full_name is None
+        # The squatter's session ended and their password no longer signs in.
+        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+        refused = await client.post(AUTH + "/login", data={"username": squatter.email, "password": squatter.password})
+        assert refused.status_code == 401, refused.text
+        async with app.state.database.session() as session:
+            assert (await session.exec(select(IdentityRow).where(IdentityRow.user_id == squatter.id))).all() == []
+            assert await session.get(TotpCredential, squatter.id) is None
+        # The new session works, as a verified one.
+        mine = {"Authorization": f"Bearer {response.json()['access_token']}"}
         post = {"title": "Hello", "content": "Verified by code.", "published": True}
-        assert_problem(await client.post("/api/v1/posts", json=post, headers=headers), 403, "email_not_verified")
+        created = await client.post("/api/v1/posts", json=post, headers=mine)
+        assert created.status_code == 201, created.text
+
+    async def test_signing_in_by_code_keeps_a_verified_accounts_password(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        earlier = await login(client, account)
         code = await requested_code(app, client, account)
         assert (await verify(client, account.email, code)).status_code == 200
-        assert (await user_row(app, account.id)).is_verified
-        # The earlier session sees it on its next request.
-        created = await client.post("/api/v1/posts", json=post, headers=headers)
-        assert created.status_code == 201, created.text
+        assert (
+            await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {earlier.access}"})
+        ).status_code == 200
+        await login(client, account)
 
     async def test_an_account_with_a_second_factor_must_finish_with_it(
         self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from sqlmodel import col, select
 
 from keel.core.config import OidcProviderSettings, Settings
-from keel.core.oidc import ProviderError, verify_id_token
+from keel.core.oidc import OidcClient, ProviderError, verify_id_token
 from keel.models import EmailKind, EmailOutbox, OidcFlow, User, UserSession
 from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
@@ -364,24 +364,22 @@ class TestResolution:
         assert await sessions_of(app, account.id) == 0
         assert await mail_kinds(app, account.email) == []
 
-    async def test_an_unverified_address_no_one_holds_makes_an_unverified_account(
+    async def test_an_unverified_address_no_one_holds_creates_nothing(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
     ) -> None:
         set_provider_user(provider_url, "fresh-2", email="unproven@example.com", email_verified=False)
-        response = await sign_in(client, provider_url, "fresh-2")
-        assert response.status_code == 302
-        user = await user_by_email(app, "unproven@example.com")
-        assert user is not None
-        assert not user.is_verified
-        assert EmailKind.VERIFY_EMAIL in await mail_kinds(app, "unproven@example.com")
+        assert redirected_error(await sign_in(client, provider_url, "fresh-2")) == "email_not_verified"
+        assert await user_by_email(app, "unproven@example.com") is None
+        assert await identities(app) == []
+        assert await mail_kinds(app, "unproven@example.com") == []
 
     async def test_a_claim_by_password_reset_takes_the_identity_from_whoever_made_the_account(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
     ) -> None:
         from keel.core import email_tokens
 
-        set_provider_user(provider_url, "pre-hijack", email="rightful@example.com", email_verified=False)
-        assert (await sign_in(client, provider_url, "pre-hijack")).status_code == 302
+        squatter = await create_user(app, email="rightful@example.com", is_verified=False)
+        await link_directly(app, squatter.id, "pre-hijack")
         user = await user_by_email(app, "rightful@example.com")
         assert user is not None
         assert user.id is not None
@@ -398,6 +396,7 @@ class TestResolution:
         )
         assert reset.status_code == 204, reset.text
         assert await identities(app) == []
+        set_provider_user(provider_url, "pre-hijack", email="rightful@example.com", email_verified=False)
         assert redirected_error(await sign_in(client, provider_url, "pre-hijack")) == "email_not_verified"
 
     async def test_a_deactivated_account_stays_out(
@@ -412,6 +411,9 @@ class TestResolution:
         assert redirected_error(await sign_in(client, provider_url, "dormant-1")) == "account_inactive"
         assert await sessions_of(app, linked.id) == await sessions_of(app, by_email.id) == 0
         assert await mail_kinds(app, by_email.email) == []
+        # An address the provider did not verify learns nothing of the deactivated account.
+        set_provider_user(provider_url, "dormant-2", email="dormant@example.com", email_verified=False)
+        assert redirected_error(await sign_in(client, provider_url, "dormant-2")) == "email_not_verified"
 
     async def test_a_provider_account_without_an_address_creates_nothing(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
@@ -420,6 +422,23 @@ class TestResolution:
         assert redirected_error(await sign_in(client, provider_url, "anonymous-1")) == "email_missing"
         async with app.state.database.session() as session:
             assert list(await session.exec(select(User))) == []
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            pytest.param("not-an-email", id="not an address"),
+            pytest.param("x" * 250 + "@example.com", id="longer than 254"),
+            pytest.param("someone@intranet.local", id="special-use domain"),
+        ],
+    )
+    async def test_an_address_registration_would_refuse_creates_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str, address: str
+    ) -> None:
+        set_provider_user(provider_url, "odd-1", email=address, email_verified=True)
+        assert redirected_error(await sign_in(client, provider_url, "odd-1")) == "email_missing"
+        async with app.state.database.session() as session:
+            assert list(await session.exec(select(User))) == []
+        assert await identities(app) == []
 
 
 # --- the flow's protections --------------------------------------------------------------------------
@@ -499,6 +518,33 @@ class TestFlow:
         callback = at_provider(start_url, sub="slow-1")
         clock.shift(timedelta(seconds=app.state.settings.oidc_flow_ttl_seconds + 1))
         assert redirected_error(await client.get(callback)) == "state_mismatch"
+
+    @pytest.mark.parametrize(
+        "query",
+        [
+            pytest.param({"state": "s" * 257, "code": "c"}, id="state"),
+            pytest.param({"state": "s", "code": "c" * 2049}, id="code"),
+            pytest.param({"error": "e" * 257}, id="error"),
+        ],
+    )
+    async def test_an_oversize_query_value_is_a_state_mismatch_not_a_422(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str, query: dict[str, str]
+    ) -> None:
+        set_provider_user(provider_url, "big-1", email="big@example.com", email_verified=True)
+        callback = urlsplit(at_provider(await start(client), sub="big-1"))
+        response = await client.get(callback.path, params=query)
+        assert redirected_error(response) == "state_mismatch"
+        async with app.state.database.session() as session:
+            assert list(await session.exec(select(User))) == []
+
+    async def test_an_unreachable_provider_redirects_the_browser(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        def down(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("unreachable", request=request)
+
+        app.state.oidc.transport = httpx.MockTransport(down)
+        response = await client.get(f"{AUTH}/oidc/{ISSUER_KEY}/authorize")
+        assert redirected_error(response) == "provider_unavailable"
+        assert "keel_oidc=" not in response.headers.get("set-cookie", "")
 
     @pytest.mark.parametrize(
         "target",
@@ -782,3 +828,56 @@ class TestIdTokenVerifier:
             self.verify(key, hmac_token)
         with pytest.raises(ProviderError):
             self.verify(key, "not-a-token")
+
+
+# --- an issuer that ends with "/" (Auth0) ----------------------------------------------------------------
+class TestTrailingSlashIssuer:
+    ISSUER = "https://tenant.example/"
+
+    def entry(self) -> OidcProviderSettings:
+        return OidcProviderSettings(
+            id="auth0", name="Auth0", issuer=self.ISSUER, client_id="keel-client", client_secret=SecretStr("s")
+        )
+
+    def test_the_issuer_is_kept_as_configured(self) -> None:
+        assert self.entry().issuer == self.ISSUER
+
+    async def test_discovery_and_the_iss_check_use_it(self, settings: Settings) -> None:
+        asked: list[str] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            asked.append(str(request.url))
+            base = "https://tenant.example"
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.ISSUER,
+                    "authorization_endpoint": f"{base}/authorize",
+                    "token_endpoint": f"{base}/oauth/token",
+                    "jwks_uri": f"{base}/.well-known/jwks.json",
+                },
+            )
+
+        client = OidcClient(settings.model_copy(update={"oidc_providers": (self.entry(),)}))
+        client.transport = httpx.MockTransport(answer)
+        provider = client.providers["auth0"]
+        assert provider.issuer == self.ISSUER
+        document = await client.discovery(provider)
+        assert asked == ["https://tenant.example/.well-known/openid-configuration"]
+        assert document["issuer"] == self.ISSUER
+        key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        keys = KeySet([RSAKey.import_key(key.as_dict(private=False))])
+        now = int(time.time())
+
+        def token(iss: str) -> str:
+            claims = {"iss": iss, "aud": "keel-client", "sub": "auth0|1", "iat": now, "exp": now + 300, "nonce": "n"}
+            return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+
+        claims = verify_id_token(
+            token(self.ISSUER), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
+        )
+        assert claims["sub"] == "auth0|1"
+        with pytest.raises(ProviderError):
+            verify_id_token(
+                token("https://tenant.example"), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
+            )

@@ -53,7 +53,9 @@ class OidcProviderSettings(BaseModel):
     def _bare_issuer(cls, value: str) -> str:
         if not value.lower().startswith(("https://", "http://")):
             raise ValueError("an issuer is an http(s) URL")
-        return value.rstrip("/")
+        # Kept exactly as configured: the discovery document's `issuer` and the ID token's `iss`
+        # must equal it, and some providers (Auth0) end theirs with "/".
+        return value
 
 
 class ConfigError(Exception):

@@ -23,9 +23,11 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from pydantic import TypeAdapter, ValidationError
 
 from keel.core.config import Settings
 from keel.core.logging import get_logger
+from keel.schemas.user import Email
 
 log = get_logger("keel.oidc")
 
@@ -148,6 +150,19 @@ def _key_id(id_token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+_EMAIL: TypeAdapter[str] = TypeAdapter(Email)
+
+
+def _address(value: object) -> str | None:
+    """The provider's address if registration would accept it (lower-cased), else None: no address."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return _EMAIL.validate_python(value.strip())
+    except ValidationError:
+        return None
+
+
 @dataclass
 class _Cached:
     value: Any
@@ -186,7 +201,8 @@ class OidcClient:
         if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
             document: dict[str, Any] = cached.value
             return document
-        document = await self._get_json(f"{provider.issuer}/.well-known/openid-configuration")
+        # OpenID Connect Discovery 1.0 section 4: the issuer without its trailing "/", then the path.
+        document = await self._get_json(f"{provider.issuer.rstrip('/')}/.well-known/openid-configuration")
         if not isinstance(document, dict) or document.get("issuer") != provider.issuer:
             raise ProviderError("provider_error", "the discovery document names another issuer")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
@@ -278,7 +294,7 @@ class OidcClient:
         hint = claims.get("preferred_username") or claims.get("nickname")
         return ProviderAccount(
             subject=claims["sub"],
-            email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
+            email=_address(email),
             # Some providers send "true" as a string.
             email_verified=verified is True or verified == "true",
             username_hint=hint if isinstance(hint, str) else None,
@@ -301,7 +317,7 @@ class OidcClient:
         login = user.get("login")
         return ProviderAccount(
             subject=str(user["id"]),
-            email=address.strip().lower() if isinstance(address, str) and address.strip() else None,
+            email=_address(address),
             email_verified=primary is not None and primary.get("verified") is True,
             username_hint=login if isinstance(login, str) else None,
         )

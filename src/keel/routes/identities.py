@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from keel.core.errors import MfaRequired
+from keel.core.errors import MfaRequired, ProviderUnavailable
 from keel.core.oidc import OidcClient
 from keel.deps import (
     CacheDep,
@@ -90,7 +90,11 @@ async def list_providers(oidc: OidcDep) -> list[ProviderRead]:
             "description": "To the provider's sign-in page; sets the flow's short-lived `keel_oidc` cookie.",
             "headers": {**REDIRECT_HEADERS, "Set-Cookie": {"schema": {"type": "string"}}},
         },
-        **problem_responses(404, 422, 503),
+        303: {
+            "description": "The provider could not be reached: to `/signin?error=provider_unavailable`.",
+            "headers": REDIRECT_HEADERS,
+        },
+        **problem_responses(404, 422),
     },
 )
 async def oidc_authorize(
@@ -101,10 +105,22 @@ async def oidc_authorize(
     oidc: OidcDep,
     next: NextPath = None,
 ) -> RedirectResponse:
-    """Start signing in with a provider (authorization code with PKCE): a browser navigates here."""
-    started = await identity_service.begin(
-        database=database, settings=settings, oidc=oidc, provider_id=provider, next_path=next
-    )
+    """Start signing in with a provider (authorization code with PKCE): a browser navigates here.
+
+    A browser gets a page, not JSON: a provider that cannot be reached (its discovery document)
+    sends it to `/signin?error=provider_unavailable` (303). An unknown provider is a 404 and an
+    unsafe `next` a 422: no link of the web UI leads there.
+    """
+    try:
+        started = await identity_service.begin(
+            database=database, settings=settings, oidc=oidc, provider_id=provider, next_path=next
+        )
+    except ProviderUnavailable:
+        response = RedirectResponse(
+            f"{SIGNIN_ERROR_PAGE}?error={ProviderUnavailable.code}", status_code=status.HTTP_303_SEE_OTHER
+        )
+        _no_store(response)
+        return response
     response = RedirectResponse(started.authorize_url, status_code=status.HTTP_302_FOUND)
     secure = needs_secure(request_scheme=request.scope["scheme"], public_url=settings.public_url)
     response.headers.append(
@@ -131,7 +147,7 @@ async def oidc_authorize(
             ),
             "headers": {**REDIRECT_HEADERS, "Set-Cookie": {"schema": {"type": "string"}}},
         },
-        **problem_responses(422, 429),
+        **problem_responses(429),
     },
     dependencies=[ProviderSignInRateLimit],
 )
@@ -145,16 +161,21 @@ async def oidc_callback(
     dispatcher: DispatcherDep,
     web: WebClient,
     ip: ClientIP,
-    code: Annotated[str | None, Query(max_length=2048)] = None,
-    state: Annotated[str | None, Query(max_length=256)] = None,
-    error: Annotated[str | None, Query(max_length=256)] = None,
+    code: Annotated[str | None, Query(description=f"At most {identity_service.MAX_CODE_LENGTH} characters.")] = None,
+    state: Annotated[str | None, Query(description=f"At most {identity_service.MAX_STATE_LENGTH} characters.")] = None,
+    error: Annotated[str | None, Query(description=f"At most {identity_service.MAX_ERROR_LENGTH} characters.")] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back. Never answers with tokens: only the refresh cookie.
 
-    Error codes: `access_denied`, `state_mismatch`, `provider_error`, `invalid_id_token`,
-    `email_missing`, `email_not_verified`, `email_taken`, `account_inactive`,
-    `link_confirmation_sent` (the owner of the address was mailed a link to confirm), and for a
-    link flow `identity_in_use`, `reauthentication_required`.
+    Answers only with redirects (a browser is here): an oversize `code`, `state` or `error` is
+    a `state_mismatch`, not a 422.
+
+    Error codes (`/signin?error=<code>`; these names are stable, the web UI maps them to messages):
+    `access_denied`, `state_mismatch`, `provider_error`, `invalid_id_token`, `email_missing`
+    (no address, or one registration would refuse), `email_not_verified`, `email_taken`,
+    `account_inactive`, `link_confirmation_sent` (the owner of the address was mailed a link to
+    confirm), and for a link flow `identity_in_use`, `reauthentication_required`. The authorize
+    endpoint adds `provider_unavailable` (the provider could not be reached).
     """
     try:
         outcome = await identity_service.complete(

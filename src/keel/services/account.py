@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlmodel import col, delete
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core import audit, email_tokens
 from keel.core.audit import SecurityEvent
@@ -16,10 +17,30 @@ from keel.core.security import password_hasher
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, User, utcnow
 from keel.models import Identity as IdentityRow
+from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
+
+
+async def claim(*, session: AsyncSession, cache: SessionCache | None, user: User) -> None:
+    """Hand a never-confirmed account to whoever just proved they own its address.
+
+    Whoever registered it may be someone else (a squatter): nothing they set up survives. The
+    address becomes verified, the display name (which anyone would see beside the owner's posts)
+    is cleared, and the account's provider identities, second factors, pending sign-ins and
+    sessions go. The caller sets the password (a reset's new one, or none usable) and commits.
+    """
+    assert user.id is not None
+    assert not user.is_verified
+    user.is_verified = True
+    user.full_name = None
+    user.updated_at = utcnow()
+    session.add(user)
+    for model in (IdentityRow, TotpCredential, RecoveryCode, Passkey, PendingSignIn, WebauthnChallenge):
+        await session.exec(delete(model).where(col(model.user_id) == user.id))
+    await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
 
 
 def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.EmailTokenClaims:
@@ -89,8 +110,7 @@ async def confirm_reset(
     """Set the new password; the link stops working (see `email_tokens.reset_binding`) and every session ends.
 
     On an account whose address was never confirmed, the link is also how the address's owner
-    claims it from whoever registered it (they may be someone else): the address is confirmed
-    by the link, and the display name, which anyone would see beside the owner's posts, is cleared.
+    claims it from whoever registered it (they may be someone else): see `claim`.
     """
     async with database.session() as session:
         if normalize(new_password) != normalize(confirm_password):
@@ -107,12 +127,10 @@ async def confirm_reset(
         user.updated_at = utcnow()
         claimed = not user.is_verified
         if claimed:
-            user.is_verified = True
-            user.full_name = None
-            # Whoever made the account may have linked a provider account to it: it goes with them.
-            await session.exec(delete(IdentityRow).where(col(IdentityRow.user_id) == user.id))
-        session.add(user)
-        await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+            await claim(session=session, cache=cache, user=user)
+        else:
+            session.add(user)
+            await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
         row = await outbox_service.enqueue(
             session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
         )

@@ -16,7 +16,9 @@ like a wrong, expired or used one. A code is single use, lives 10 minutes and su
 the 6th is refused even when right; a new request replaces the account's unused codes. Each try
 counts against the sign-in limits of the client and of the account, as a password does, and the
 request against the per-client limit of the email requests and the per-address email throttle
-(keel.services.outbox). A right code also proves the address: it is marked verified.
+(keel.services.outbox). A right code also proves the address: on an account not yet verified it
+is a claim (keel.services.account.claim, as a password reset's link): whoever registered the
+address may be someone else, so their sessions, identities, second factors and password go.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ from sqlmodel import col
 from keel.core import audit, email_codes
 from keel.core.audit import SecurityEvent
 from keel.core.config import Settings
-from keel.core.db import Database, NoRows, Prebuilt, Transaction
+from keel.core.db import Database, Prebuilt
 from keel.core.errors import InactiveUser, InvalidCode
 from keel.core.lockout import PasswordAttempt
 from keel.core.ratelimit import RateLimiter
+from keel.core.security import unusable_password
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, EmailSignInCode, Role, User, utcnow
 from keel.models.base import UTCDateTime
+from keel.services import account as account_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
-from keel.services import session as session_service
 from keel.services import signin
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
@@ -101,12 +104,6 @@ _ACCOUNT = Prebuilt(
         col(User.id) == sa.bindparam("user_id")
     ),
     _Account,
-)
-_MARK_VERIFIED = Prebuilt(
-    sa.update(User)
-    .where(col(User.id) == sa.bindparam("user_id"), col(User.is_verified).is_(False))
-    .values(is_verified=True, updated_at=_NOW),
-    NoRows,
 )
 
 
@@ -188,29 +185,35 @@ async def verify(
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=account.id, ip=ip)
         raise InactiveUser
 
-    async def mark_verified(transaction: Transaction) -> None:
-        if not account.is_verified:
-            await transaction.rows(_MARK_VERIFIED, user_id=account.id, now=now)
-
-    try:
-        issued = await signin.first_factor_passed(
-            database=database,
-            cache=cache,
-            settings=settings,
-            identity=signin.Identity(account.id, account.role, True),
-            factor=signin.ONE_TIME_CODE,
-            client=signin.Client(user_agent=user_agent, ip=ip),
-            also=mark_verified,
-        )
-    finally:
-        # `mark_verified` commits either way (an account with a second factor too): sessions
-        # cached as unverified must see it on their next request.
-        if not account.is_verified:
-            async with database.session() as session:
-                await session_service.forget_cached(session=session, cache=cache, user_id=account.id)
-            audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=account.id)
+    if not account.is_verified:
+        await _claim(database, cache, account.id)
+    issued = await signin.first_factor_passed(
+        database=database,
+        cache=cache,
+        settings=settings,
+        identity=signin.Identity(account.id, account.role, True),
+        factor=signin.ONE_TIME_CODE,
+        client=signin.Client(user_agent=user_agent, ip=ip),
+    )
     await limiter.password_right(attempt)
     return issued
+
+
+async def _claim(database: Database, cache: SessionCache | None, user_id: int) -> None:
+    """The code proved the address of a never-confirmed account: its owner claims it (`account.claim`).
+
+    Committed before the sign-in policy runs, so a second factor the registrant set up cannot
+    stand between the owner and the account; the registrant's password stops working too.
+    """
+    async with database.session() as session:
+        user = await session.get(User, user_id)
+        if user is None or user.is_verified:  # deleted, or claimed by a concurrent right code
+            return
+        await account_service.claim(session=session, cache=cache, user=user)
+        user.hashed_password = unusable_password()
+        await session.commit()
+    audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user_id)
+    audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user_id)
 
 
 async def _wrong(

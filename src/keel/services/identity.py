@@ -61,6 +61,10 @@ _NEXT = re.compile(NEXT_PATTERN)
 DEFAULT_NEXT = "/"
 DEFAULT_LINK_NEXT = "/account"
 CALLBACK_PATH = "/api/v1/auth/oidc/{provider}/callback"
+# The longest `code`, `state` and `error` a callback takes; a longer one is no flow of ours.
+MAX_CODE_LENGTH = 2048
+MAX_STATE_LENGTH = 256
+MAX_ERROR_LENGTH = 256
 
 
 def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
@@ -171,6 +175,9 @@ async def complete(
     client: signin.Client,
 ) -> Outcome:
     """Finish a flow the provider sent back. Raises `MfaRequired` for an account with a second factor."""
+    if len(state or "") > MAX_STATE_LENGTH or len(code or "") > MAX_CODE_LENGTH or len(error or "") > MAX_ERROR_LENGTH:
+        # Not what a provider sends back for a flow of ours; the flow, if any, is left to expire.
+        return _refused("state_mismatch", provider_id, False, "an oversize query value")
     flow = await _consume(database, state) if state else None
     link = flow is not None and flow.user_id is not None
     if error is not None:
@@ -306,19 +313,21 @@ async def resolve_account(
     2. A confirmed identity (provider, subject) → its account (refused, `account_inactive`, if
        that account is deactivated). An identity waiting for confirmation → the mail is sent again
        (throttled per address) and nothing else (`link_confirmation_sent`).
-    3. No address from the provider → refused (`email_missing`).
-    4. A local account holds the address:
+    3. No address from the provider (or none that registration would accept) → refused
+       (`email_missing`).
+    4. The provider did not assert `email_verified` → refused (`email_not_verified`), whether or
+       not an account holds the address: an unproven address neither reaches an account nor
+       creates one (a provider account that squatted an address would otherwise pre-hijack the
+       account its owner signs up for later), and the answer tells nothing about the address.
+    5. A local account holds the address:
        - deactivated → refused (`account_inactive`);
-       - the provider did not assert `email_verified` → refused (`email_not_verified`);
        - the local address is not verified (a possible squatter) → refused (`email_taken`): the
          squatter never gains the identity, and the owner can still claim the account by reset;
        - else → NOT linked silently: a pending identity is recorded and its owner mailed a
          confirmation link (`link_confirmation_sent`); only that link confirms it.
-    5. No account holds the address → a new one, verified iff the provider verified the address,
-       with a username derived from the provider's and made unique, and no usable password (its
-       owner sets one through the reset flow). An unverified one is mailed a verification link,
-       and a password reset that claims it (keel.services.account.confirm_reset) removes its
-       identities, so a provider account that squatted an address loses it to its owner.
+    6. No account holds the address → a new, verified one, with a username derived from the
+       provider's and made unique, and no usable password (its owner sets one through the reset
+       flow).
     """
     for attempt in range(2):
         try:
@@ -379,12 +388,12 @@ async def _resolve(
 
         if account.email is None:
             return Resolution("email_missing")
+        if not account.email_verified:
+            return Resolution("email_not_verified")
         holder = (await session.exec(select(User).where(User.email == account.email))).first()
         if holder is not None:
             if not holder.is_active:
                 return Resolution("account_inactive")
-            if not account.email_verified:
-                return Resolution("email_not_verified")
             if not holder.is_verified:
                 return Resolution("email_taken")
             assert holder.id is not None
@@ -403,7 +412,7 @@ async def _resolve(
             email=account.email,
             username=await _new_username(session, account),
             hashed_password=unusable_password(),
-            is_verified=account.email_verified,
+            is_verified=True,
             created_at=now,
             updated_at=now,
         )
@@ -420,14 +429,8 @@ async def _resolve(
                 confirmed_at=now,
             )
         )
-        verify = None
-        if not user.is_verified:
-            verify = await outbox_service.enqueue(
-                session=session, settings=settings, kind=EmailKind.VERIFY_EMAIL, to_address=user.email, user_id=user.id
-            )
         await session.commit()
         await session.refresh(user)
-        await outbox_service.dispatch_after_commit(dispatcher, [verify])
         audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id, provider=provider.id)
         audit.record(SecurityEvent.IDENTITY_LINKED, user_id=user.id, provider=provider.id, how="new_account")
         return Resolution("sign_in", user)
