@@ -161,9 +161,33 @@ async def oidc_callback(
     dispatcher: DispatcherDep,
     web: WebClient,
     ip: ClientIP,
-    code: Annotated[str | None, Query(description=f"At most {identity_service.MAX_CODE_LENGTH} characters.")] = None,
-    state: Annotated[str | None, Query(description=f"At most {identity_service.MAX_STATE_LENGTH} characters.")] = None,
-    error: Annotated[str | None, Query(description=f"At most {identity_service.MAX_ERROR_LENGTH} characters.")] = None,
+    code: Annotated[
+        str | None,
+        # Declared, not enforced as a 422: a longer value is a browser sent back with a broken
+        # flow, and gets the same redirect as any other failed one (`state_mismatch`).
+        Query(
+            description=f"At most {identity_service.MAX_CODE_LENGTH} characters.",
+            json_schema_extra={"maxLength": identity_service.MAX_CODE_LENGTH},
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        # Declared, not enforced as a 422: a longer value is a browser sent back with a broken
+        # flow, and gets the same redirect as any other failed one (`state_mismatch`).
+        Query(
+            description=f"At most {identity_service.MAX_STATE_LENGTH} characters.",
+            json_schema_extra={"maxLength": identity_service.MAX_STATE_LENGTH},
+        ),
+    ] = None,
+    error: Annotated[
+        str | None,
+        # Declared, not enforced as a 422: a longer value is a browser sent back with a broken
+        # flow, and gets the same redirect as any other failed one (`state_mismatch`).
+        Query(
+            description=f"At most {identity_service.MAX_ERROR_LENGTH} characters.",
+            json_schema_extra={"maxLength": identity_service.MAX_ERROR_LENGTH},
+        ),
+    ] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back. Never answers with tokens: only the refresh cookie.
 
