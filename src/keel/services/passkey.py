@@ -1,8 +1,8 @@
 """Passkeys: registering them, managing them, and signing in with one.
 
 A passkey sign-in requires user verification (a PIN or biometric on the authenticator), so a
-passkey alone is a complete sign-in: its session's `amr` is `hwk user` (RFC 8176: proof of a
-hardware-held key, and the user verified by it). As the second step of a pending sign-in it adds
+passkey alone is a complete sign-in: its session's `amr` is `hwk user mfa` (RFC 8176: proof of a
+hardware-held key, the user verified by it, and so two factors in one). As the second step of a pending sign-in it adds
 the same to the first factor's, with `mfa`: `pwd hwk user mfa`.
 
 Adding or removing a passkey ends the account's other sessions, mails the owner and is audited.
