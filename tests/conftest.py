@@ -8,12 +8,14 @@ those tests skip, saying why; with `KEEL_TEST_REQUIRE_SERVICES=1` (CI) they fail
 from __future__ import annotations
 
 import asyncio
+import graphlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import time_machine
@@ -25,28 +27,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from keel.core.config import Settings
 from keel.main import create_app
 from keel.migrations import upgrade
+from tests.parallel import Plugin
 from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: skips counted by reason)
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 REQUIRE_SERVICES = os.environ.get("KEEL_TEST_REQUIRE_SERVICES") == "1"
-TABLES = (
-    "email_sign_in_code",
-    "oidc_flow",
-    "identity",
-    "webauthn_challenge",
-    "pending_sign_in",
-    "passkey",
-    "recovery_code",
-    "totp_credential",
-    "username_reservation",
-    "idempotency_record",
-    "vote",
-    "post",
-    "todo",
-    "refresh_token",
-    "user_session",
-    '"user"',
-)
 
 
 def unavailable(reason: str) -> None:
@@ -74,6 +59,16 @@ def base_settings(data_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite runs on several processes; this keeps the shared PostgreSQL and Redis to one.
+    config.pluginmanager.register(Plugin(browser_on_services=browser_on_services), "keel-parallel")
+
+
+def browser_on_services() -> bool:
+    """Whether the browser tests' server runs on the configured PostgreSQL and Redis (as in CI)."""
+    return REQUIRE_SERVICES or bool(os.environ.get("KEEL_TEST_DATABASE_URL") and os.environ.get("KEEL_TEST_REDIS_URL"))
 
 
 # --- the databases, prepared once per run ------------------------------------------------------
@@ -130,13 +125,53 @@ def redis_url() -> str:
     return url
 
 
+# Every table but Alembic's, children before parents, and the sequences; read once per process.
+EMPTYING_QUERIES = {
+    "tables": """
+        SELECT c.relname FROM pg_class c
+        WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+          AND c.relname <> 'alembic_version'
+    """,
+    "references": """
+        SELECT child.relname, parent.relname FROM pg_constraint k
+        JOIN pg_class child ON child.oid = k.conrelid JOIN pg_class parent ON parent.oid = k.confrelid
+        WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace
+    """,
+    "sequences": "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()",
+}
+_emptying: dict[str, str] = {}
+
+
+async def _emptying_script(connection: asyncpg.Connection) -> str:
+    tables = [row[0] for row in await connection.fetch(EMPTYING_QUERIES["tables"])]
+    # A table is emptied after every table that refers to it.
+    referrers: dict[str, set[str]] = {table: set() for table in tables}
+    for child, parent in await connection.fetch(EMPTYING_QUERIES["references"]):
+        if child != parent and parent in referrers:
+            referrers[parent].add(child)
+    order = graphlib.TopologicalSorter(referrers).static_order()
+    sequences = [row[0] for row in await connection.fetch(EMPTYING_QUERIES["sequences"])]
+    return "".join(
+        [*(f'DELETE FROM "{table}";' for table in order), *(f'ALTER SEQUENCE "{name}" RESTART;' for name in sequences)]
+    )
+
+
 async def reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
+    """Empty the test database: every row gone, every id counting from 1 again, the schema kept.
+
+    One DELETE a table (the tables are a few rows each) and one restart a sequence, sent as one
+    script on one plain connection: about 6 ms, where TRUNCATE ... CASCADE through an engine took
+    90, on each of the suite's PostgreSQL tests.
+    """
+    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        script = _emptying.get(url)
+        if script is None:
+            script = _emptying[url] = await _emptying_script(connection)
+        # Several statements without parameters: one simple query, one implicit transaction.
+        await connection.execute(script)
     finally:
-        await engine.dispose()
+        await connection.close()
 
 
 async def reset_redis(url: str) -> None:

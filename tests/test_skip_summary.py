@@ -57,10 +57,11 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 def run_like_the_project(pytester: pytest.Pytester, **files: str) -> pytest.RunResult:
     """Run a small suite with the project's options and the plugin as its conftest, in a subprocess
-    (apart from the plugins of this run)."""
+    (apart from the plugins of this run). The project runs on several processes (pytest-xdist), whose
+    workers send their reports to the one process that prints the summary; so do these."""
     pytester.makeconftest(Path(skip_summary.__file__).read_text())
     pytester.makepyfile(**files)
-    return pytester.runpytest_subprocess(*ADDOPTS)
+    return pytester.runpytest_subprocess("-p", "xdist.plugin", *ADDOPTS)
 
 
 def test_the_skips_are_counted_by_reason_most_frequent_first(pytester: pytest.Pytester) -> None:

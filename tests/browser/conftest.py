@@ -36,14 +36,12 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.conftest import REQUIRE_SERVICES, reset_postgres, reset_redis, unavailable
+from tests.conftest import browser_on_services, reset_postgres, reset_redis, unavailable
 from tests.processes import free_port, keel_env, serve_command, serving
 
 CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
 # PostgreSQL + Redis when the run is configured for them (and where they are required); else SQLite.
-WITH_SERVICES = REQUIRE_SERVICES or bool(
-    os.environ.get("KEEL_TEST_DATABASE_URL") and os.environ.get("KEEL_TEST_REDIS_URL")
-)
+WITH_SERVICES = browser_on_services()
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 # Every endpoint that answers a token pair: the web client must never get a refresh token in one.
