@@ -62,13 +62,8 @@ def base_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The suite runs on several processes; this keeps the shared PostgreSQL and Redis to one.
-    config.pluginmanager.register(Plugin(browser_on_services=browser_on_services), "keel-parallel")
-
-
-def browser_on_services() -> bool:
-    """Whether the browser tests' server runs on the configured PostgreSQL and Redis (as in CI)."""
-    return REQUIRE_SERVICES or bool(os.environ.get("KEEL_TEST_DATABASE_URL") and os.environ.get("KEEL_TEST_REDIS_URL"))
+    # The suite runs on several processes; this keeps the tests on the shared PostgreSQL and Redis to one.
+    config.pluginmanager.register(Plugin(), "keel-parallel")
 
 
 # --- the databases, prepared once per run ------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +32,22 @@ SHARED_FIXTURES = frozenset({"postgres_url", "redis_url", "redis"})
 FOLDER = "keel_shared_services_folder"
 
 
-def uses_shared_services(item: pytest.Item, *, browser_on_services: bool) -> bool:
+# Modules whose tests share one costly server (`keel serve` and a browser, a module each): a
+# module is one unit of work, so its server starts once.
+ONE_UNIT_MODULES = "tests/browser/"
+
+
+def uses_shared_services(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and any(
         isinstance(value, str) and value in SHARED_PARAMS for value in callspec.params.values()
     ):
         return True
-    if SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-        return True
-    # The browser tests' server runs on the services when the run has them (tests/browser/conftest.py
-    # asks for them inside its fixture, where no fixture list shows it).
-    return browser_on_services and "browser" in item.path.parts
+    return bool(SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ())))
 
 
 class Plugin:
-    def __init__(self, browser_on_services: Callable[[], bool]) -> None:
-        self.browser_on_services = browser_on_services
+    def __init__(self) -> None:
         self.folder: Path | None = None
 
     # --- on the controller -------------------------------------------------------------------
@@ -65,14 +64,19 @@ class Plugin:
         plugin = self
 
         class SharedServicesScheduling(LoadScopeScheduling):  # type: ignore[misc]
-            """Each test a unit of its own, except the shared-services tests: one unit, one worker."""
+            """Each test a unit of its own, except the shared-services tests (one unit) and the
+            tests of a module that shares a server (a unit a module)."""
 
             shared: frozenset[str] | None = None
 
             def _split_scope(self, nodeid: str) -> str:
                 if self.shared is None:
                     self.shared = plugin.shared_node_ids()
-                return SHARED_SERVICES if nodeid in self.shared else nodeid
+                if nodeid in self.shared:
+                    return SHARED_SERVICES
+                if nodeid.startswith(ONE_UNIT_MODULES):
+                    return nodeid.split("::", 1)[0]
+                return nodeid
 
         return SharedServicesScheduling(config, log)
 
@@ -97,8 +101,7 @@ class Plugin:
         workerinput = getattr(config, "workerinput", None)
         if workerinput is None or FOLDER not in workerinput:
             return
-        browser_on_services = self.browser_on_services()
-        shared = [item.nodeid for item in items if uses_shared_services(item, browser_on_services=browser_on_services)]
+        shared = [item.nodeid for item in items if uses_shared_services(item)]
         path = Path(workerinput[FOLDER]) / f"{workerinput['workerid']}.txt"
         temporary = path.with_suffix(".part")
         temporary.write_text("\n".join(shared))

@@ -8,11 +8,15 @@ keeps the timeouts generous for a loaded two-core CI machine and the cleanup ide
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, unavailable
 
 START_TIMEOUT = 60  # seconds for a process to answer; a cold start on a busy CI box takes a while
 STOP_TIMEOUT = 30  # seconds between SIGTERM and SIGKILL
@@ -194,3 +198,57 @@ class PrivateRedis:
                 self.process.wait()
         self.process = None
         assert not self._answers()
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb into a temporary folder) to stop and start at will.
+
+    Never the shared server: other tests and people use it. As root, the cluster is run by the
+    `postgres` account, since PostgreSQL refuses to run as root.
+    """
+
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @classmethod
+    def create(cls) -> PrivatePostgres:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(path.split("/")[4]))
+        initdb = shutil.which("initdb") or (found[-1] if found else None)
+        if initdb is None:
+            unavailable("a private PostgreSQL cluster needs initdb and pg_ctl (the PostgreSQL server package)")
+        assert initdb is not None
+        root = Path(tempfile.mkdtemp(prefix="keel-pg-"))
+        if os.geteuid() == 0:
+            os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
+        server = cls(bin_dir=Path(initdb).parent, root=root, port=free_port())
+        server._run("initdb", "-D", str(root / "data"), "--auth=trust", "--username=postgres", "--no-sync")
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{program} failed: {done.stdout.decode()[-1500:]}{done.stderr.decode()[-1500:]}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-o", options, "-w", "start"
+        )
+
+    def stop(self) -> None:
+        # Fast shutdown, as a restart or failover does: clients are disconnected, transactions rolled back.
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -4,21 +4,15 @@ exhausted, and SIGTERM in the middle of a request."""
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
 import logging
-import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +25,9 @@ from sqlalchemy import make_url, text
 from keel.core.config import Settings
 from keel.main import create_app
 from keel.migrations import upgrade
-from tests.conftest import base_settings, reset_postgres, reset_redis, unavailable
+from tests.conftest import base_settings, reset_postgres, reset_redis
 from tests.factories import assert_problem, create_user, login
-from tests.processes import PrivateRedis, free_port, keel_env, serve_command
+from tests.processes import PrivatePostgres, PrivateRedis, free_port, keel_env, serve_command
 from tests.processes import serving as serving_process
 
 pytestmark = pytest.mark.slow  # real servers started and stopped
@@ -224,60 +218,6 @@ async def _terminate_other_backends(url: str) -> int:
 
 
 # --- PostgreSQL stopped and started again ----------------------------------------------------------
-@dataclass
-class PrivatePostgres:
-    """A PostgreSQL cluster of this test's own (initdb into a temporary folder) to stop and start at will.
-
-    Never the shared server: other tests and people use it. As root, the cluster is run by the
-    `postgres` account, since PostgreSQL refuses to run as root.
-    """
-
-    bin_dir: Path
-    root: Path
-    port: int
-
-    @classmethod
-    def create(cls) -> PrivatePostgres:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(path.split("/")[4]))
-        initdb = shutil.which("initdb") or (found[-1] if found else None)
-        if initdb is None:
-            unavailable("a private PostgreSQL cluster needs initdb and pg_ctl (the PostgreSQL server package)")
-        assert initdb is not None
-        root = Path(tempfile.mkdtemp(prefix="keel-pg-"))
-        if os.geteuid() == 0:
-            os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
-        server = cls(bin_dir=Path(initdb).parent, root=root, port=free_port())
-        server._run("initdb", "-D", str(root / "data"), "--auth=trust", "--username=postgres", "--no-sync")
-        return server
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, program: str, *args: str) -> None:
-        command = [str(self.bin_dir / program), *args]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, timeout=120, check=False)
-        if done.returncode != 0:
-            pytest.fail(f"{program} failed: {done.stdout.decode()[-1500:]}{done.stderr.decode()[-1500:]}")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
-        self._run(
-            "pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-o", options, "-w", "start"
-        )
-
-    def stop(self) -> None:
-        # Fast shutdown, as a restart or failover does: clients are disconnected, transactions rolled back.
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
-
-    def destroy(self) -> None:
-        if (self.root / "data" / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture
 def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
     server = PrivatePostgres.create()

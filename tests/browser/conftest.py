@@ -1,8 +1,9 @@
 """Browser tests: Debian's Chromium, driven by pytest-playwright, against a real `keel serve`.
 
 The server runs on PostgreSQL and Redis (as in production) when the run has them
-(KEEL_TEST_DATABASE_URL and KEEL_TEST_REDIS_URL, or KEEL_TEST_REQUIRE_SERVICES=1, as in CI), else
-on SQLite alone: once per run either way, on the most production-like backend there is. Email is
+(KEEL_TEST_DATABASE_URL and KEEL_TEST_REDIS_URL, or KEEL_TEST_REQUIRE_SERVICES=1, as in CI): a
+cluster and a redis-server of the browser tests' own, started once per test process; else on
+SQLite alone. One server a module, on the most production-like backend there is. Email is
 delivered in-process to the file transport, so each test reads its emailed links from the .eml
 files. Every test opens its own browser context: a fresh browser with no cookies and no storage.
 """
@@ -13,6 +14,7 @@ import asyncio
 import email
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,12 +38,15 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.conftest import browser_on_services, reset_postgres, reset_redis, unavailable
-from tests.processes import free_port, keel_env, serve_command, serving
+from keel.migrations import upgrade
+from tests.conftest import REQUIRE_SERVICES, base_settings, reset_postgres, reset_redis, unavailable
+from tests.processes import PrivatePostgres, PrivateRedis, free_port, keel_env, serve_command, serving
 
 CHROMIUM = Path(os.environ.get("KEEL_TEST_CHROMIUM", "/usr/bin/chromium"))
 # PostgreSQL + Redis when the run is configured for them (and where they are required); else SQLite.
-WITH_SERVICES = browser_on_services()
+WITH_SERVICES = REQUIRE_SERVICES or bool(
+    os.environ.get("KEEL_TEST_DATABASE_URL") and os.environ.get("KEEL_TEST_REDIS_URL")
+)
 PASSWORD = "a sturdy keel holds 42 knots"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 # Every endpoint that answers a token pair: the web client must never get a refresh token in one.
@@ -167,16 +172,48 @@ class Account:
     password: str = PASSWORD
 
 
+@dataclass
+class Services:
+    postgres_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def browser_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services | None]:
+    """A PostgreSQL cluster and a redis-server of the browser tests' own, when the run has the services.
+
+    Their own, not the run's `keel_test` and Redis db 15: the browser tests then need not wait for
+    the tests on those (tests/parallel.py runs them one at a time on one process), and the servers
+    are the same PostgreSQL and Redis, from the same packages. One pair per test process.
+    """
+    if not WITH_SERVICES:
+        yield None
+        return
+    if shutil.which("redis-server") is None:
+        unavailable("the browser tests' own Redis needs redis-server")
+    folder = tmp_path_factory.mktemp("browser-services")
+    postgres = PrivatePostgres.create()
+    redis_server = PrivateRedis(port=free_port(), tmp_path=folder)
+    try:
+        postgres.start()
+        redis_server.start()
+        # Migrated here (as `keel serve` would) so that emptying it between modules finds the tables.
+        upgrade(base_settings(folder, database_url=postgres.url))
+        yield Services(postgres_url=postgres.url, redis_url=redis_server.url)
+    finally:
+        redis_server.stop()
+        postgres.destroy()
+
+
 @pytest.fixture(scope="module")
-def keel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keel]:
+def keel(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, browser_services: Services | None
+) -> Iterator[Keel]:
     services: dict[str, str] = {}
-    if WITH_SERVICES:
-        # Resolved here, not as parameters: on SQLite they would skip the module for want of them.
-        postgres_url = request.getfixturevalue("postgres_url")
-        redis_url = request.getfixturevalue("redis_url")
-        asyncio.run(reset_postgres(postgres_url))
-        asyncio.run(reset_redis(redis_url))
-        services = {"KEEL_DATABASE_URL": postgres_url, "KEEL_REDIS_URL": redis_url}
+    if browser_services is not None:
+        asyncio.run(reset_postgres(browser_services.postgres_url))
+        asyncio.run(reset_redis(browser_services.redis_url))
+        services = {"KEEL_DATABASE_URL": browser_services.postgres_url, "KEEL_REDIS_URL": browser_services.redis_url}
     folder = tmp_path_factory.mktemp("keel-serve")
     port = free_port()
     # A module may need a host name rather than an address: browsers refuse passkeys for an IP
