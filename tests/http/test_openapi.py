@@ -127,6 +127,8 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
         ("DELETE", "/api/v1/posts/{post_id}/vote"),
         ("PATCH", "/api/v1/users/me"),
         ("DELETE", "/api/v1/users/me"),
+        ("POST", "/api/v1/tokens"),
+        ("DELETE", "/api/v1/tokens/{token_id}"),
     }
 
 

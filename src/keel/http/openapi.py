@@ -73,6 +73,10 @@ OPERATION_IDS = {
     "update_me": "users_me_update",
     "delete_me": "users_me_delete",
     "read_user": "users_get",
+    # personal access tokens
+    "create_personal_token": "tokens_create",
+    "list_personal_tokens": "tokens_list",
+    "revoke_personal_token": "tokens_revoke",
     # todos
     "create_todo": "todos_create",
     "list_todos": "todos_list",
@@ -233,8 +237,12 @@ def _describe_bearer_token(schema: dict[str, Any]) -> None:
     schemes[BEARER_SCHEME] = {
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "The `access_token` from /api/v1/auth/login or /api/v1/auth/refresh.",
+        "description": (
+            "The `access_token` (a JWT) from /api/v1/auth/login or /api/v1/auth/refresh, or a personal "
+            "access token (`keel_pat_...`, from POST /api/v1/tokens), told apart by its prefix. A personal "
+            "access token acts only within its scopes (else 403 `insufficient_scope`) and never on /auth, "
+            "/tokens, /admin or account changes (403 `personal_token_not_allowed`)."
+        ),
     }
     for item in schema["paths"].values():
         for operation in item.values():
