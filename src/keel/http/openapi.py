@@ -135,6 +135,12 @@ RATE_LIMIT_HEADER = {
     "schema": {"type": "string"},
     "example": '"writes";r=117;t=58',
 }
+WWW_AUTHENTICATE_HEADER = {
+    "description": 'RFC 6750\'s challenge: `Bearer` when no token was sent, `Bearer error="invalid_token"` when '
+    "the one sent was refused (401); on a 403 only for a personal access token without the scope the operation "
+    'needs: `Bearer error="insufficient_scope", scope="todos:write"`.',
+    "schema": {"type": "string"},
+}
 REPLAYED_HEADER = {
     "description": "`true` when this is the stored answer to an earlier request with the same "
     "`Idempotency-Key`, not a new creation.",
@@ -268,7 +274,8 @@ def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: 
     if operation.get("parameters"):
         statuses.append(422)
     if operation.get("security"):
-        statuses.append(401)
+        # 403 too: a personal access token may lack the scope, or be refused here whatever its scopes.
+        statuses += [401, 403]
     if path.startswith(api_prefix):
         statuses.append(503)
     responses = operation.setdefault("responses", {})
@@ -331,6 +338,8 @@ def _document_headers(operation: dict[str, Any], *, rate_limited: bool) -> None:
         headers.setdefault("X-Request-ID", REQUEST_ID_HEADER)
         if status in ("429", "503"):
             headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
+        if status in ("401", "403") and operation.get("security"):
+            headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE_HEADER)
         if rate_limited:
             headers.setdefault(POLICY_FIELD, RATE_LIMIT_POLICY_HEADER)
             headers.setdefault(LIMIT_FIELD, RATE_LIMIT_HEADER)
