@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
 
 from keel.core.personal_token import Scope, format_scopes, new_token, token_hash
+from keel.deps import CurrentUser
 from keel.models import PersonalAccessToken, Role, utcnow
 from tests.factories import create_user
 
@@ -229,3 +230,22 @@ async def test_what_each_route_needs_of_a_token(app: FastAPI, client: httpx.Asyn
         elif need != PUBLIC:
             just_that = await _token(app, admin.id, {need})
             assert _what_it_needs(await _ask(client, method, path, just_that)) == PUBLIC, (method, path)
+
+
+async def undeclared(user: CurrentUser) -> dict[str, int]:
+    """A route added without its family's declaration."""
+    return {"user_id": user.user_id}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_route_whose_family_declares_nothing_refuses_every_token(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    app.add_api_route("/api/v1/undeclared", undeclared, methods=["GET"], include_in_schema=False)
+    owner = await create_user(app)
+    every_scope = await _token(app, owner.id, {scope.value for scope in Scope})
+
+    response = await client.get("/api/v1/undeclared", headers=every_scope)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "personal_token_not_allowed"

@@ -19,6 +19,7 @@ from keel.core.personal_token import PREFIX, token_hash
 from keel.main import create_app
 from keel.models import PersonalAccessToken, Role
 from tests.factories import Account, Tokens, assert_problem, create_user, login, utc_timestamp
+from tests.routes.test_rate_limits import client_from, serving, with_limits
 
 TOKENS = "/api/v1/tokens"
 TODOS = "/api/v1/todos"
@@ -262,6 +263,26 @@ class TestScopes:
 async def _everything(client: httpx.AsyncClient, account: Account) -> tuple[Tokens, str]:
     session = await login(client, account)
     return session, (await make_token(client, session, ["profile:read", "todos:read", "todos:write"]))["token"]
+
+
+class TestWriteLimit:
+    async def test_a_token_writes_within_its_owners_write_limit(self, settings: Settings) -> None:
+        async with (
+            serving(with_limits(settings, rate_limit_writes="3/minute")) as limited,
+            client_from(limited, "203.0.113.7") as http,
+        ):
+            session = await login(http, await create_user(limited))
+            token = (await make_token(http, session, ["todos:read", "todos:write"]))["token"]  # write 1
+            statuses = [
+                (await http.post(TODOS, json={"title": f"t{n}"}, headers=bearer(token))).status_code for n in range(3)
+            ]
+            by_session = await http.post(TODOS, json={"title": "mine"}, headers=session.headers)
+            read = await http.get(TODOS, headers=bearer(token))
+
+        assert statuses == [201, 201, 429]
+        assert by_session.status_code == 429  # one limit for the user, whatever the credential
+        assert read.status_code == 200
+        assert read.json()["total"] == 2
 
 
 class TestRevocationOnAccountChanges:
