@@ -17,15 +17,18 @@ from keel.core.errors import (
     CsrfRejected,
     EmailNotVerified,
     Forbidden,
+    InsufficientScope,
     InvalidToken,
     KeelError,
     MfaEnrollmentRequired,
+    PersonalTokenNotAllowed,
     RateLimited,
     TokenExpired,
     Unauthorized,
 )
 from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
+from keel.core.personal_token import Scope, is_personal_token
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
 from keel.core.session_cache import SessionCache
@@ -42,6 +45,7 @@ from keel.http.web_session import (
 from keel.schemas.auth import EmailCodeVerify, RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
+from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
 from keel.services import signin
 from keel.services.auth import PresentedToken
@@ -94,6 +98,58 @@ async def _redis(request: Request) -> Redis | None:
 RedisDep = Annotated[Redis | None, Depends(_redis)]
 
 
+# --- personal access tokens: what each route family lets one do -----------------------------------
+# Where a family's TokenScopes puts the scope this request needs, for the bearer scheme to check.
+_REQUIRED_SCOPE = "keel_required_scope"
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class TokenScopes:
+    """A route family's one declaration of what a personal access token needs there.
+
+    Given to the family's router as `dependencies=[...]`, so it runs before the route's own
+    dependencies. A request that sends no personal access token passes untouched. One that does is
+    refused (403 `personal_token_not_allowed`) where the family admits none, before the token is even
+    looked up; elsewhere the bearer scheme checks, once it has the token's scopes, that they hold the
+    one named here for the method (`read` for GET and HEAD, `write` for the rest), else 403
+    `insufficient_scope`. A route of a family that declares nothing refuses every such token.
+    """
+
+    def __init__(self, *, read: Scope | None = None, write: Scope | None = None) -> None:
+        self.read = read
+        self.write = write
+
+    def scope_for(self, method: str) -> Scope | None:
+        return self.read if method in _READ_METHODS else self.write
+
+    async def __call__(self, request: Request) -> None:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not is_personal_token(credential.strip()):
+            return
+        scope = self.scope_for(request.method)
+        if scope is None:
+            raise PersonalTokenNotAllowed
+        setattr(request.state, _REQUIRED_SCOPE, scope)
+
+
+# The families' declarations; each router takes one of them (see keel.routes).
+TODOS_SCOPES = Depends(TokenScopes(read=Scope.TODOS_READ, write=Scope.TODOS_WRITE))
+POSTS_SCOPES = Depends(TokenScopes(read=Scope.POSTS_READ, write=Scope.POSTS_WRITE))
+# The profile can be read; every account change (PATCH and DELETE /users/me) refuses tokens.
+USERS_SCOPES = Depends(TokenScopes(read=Scope.PROFILE_READ))
+# /auth/* (sessions, passwords, second factors, passkeys, identities), /tokens and /admin/*.
+NO_PERSONAL_TOKENS = Depends(TokenScopes())
+
+
+def _check_scope(request: Request, principal: Principal) -> None:
+    scope: Scope | None = getattr(request.state, _REQUIRED_SCOPE, None)
+    if scope is None:  # deny by default: this route's family declared no scope
+        raise PersonalTokenNotAllowed
+    assert principal.scopes is not None
+    if scope not in principal.scopes:
+        raise InsufficientScope(scope)
+
+
 class _BearerAuth(OAuth2PasswordBearer):
     """The OAuth2 password flow's bearer token, authenticated: yields the principal it belongs to.
 
@@ -120,6 +176,15 @@ class _BearerAuth(OAuth2PasswordBearer):
             raise Unauthorized
         # Reads the app's state directly rather than through dependencies: this runs on every request.
         state = request.app.state
+        if is_personal_token(token):
+            principal = await personal_token_service.authenticate(
+                database=state.database, cache=state.session_cache, token=token
+            )
+            request.state.user_id = principal.user_id
+            _check_scope(request, principal)
+            if self.counts_writes:  # the same write limit as the user's sessions
+                await state.rate_limiter.hit("writes", str(principal.user_id))
+            return principal
         try:
             claims = decode_access_token(state.settings, token)
         except TokenError as exc:
@@ -455,6 +520,7 @@ TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
 PasskeyId = Annotated[int, _id_param("A passkey id.")]
 IdentityId = Annotated[int, _id_param("A linked identity's id.")]
+AccessTokenId = Annotated[int, _id_param("A personal access token's id.")]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

@@ -127,6 +127,8 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
         ("DELETE", "/api/v1/posts/{post_id}/vote"),
         ("PATCH", "/api/v1/users/me"),
         ("DELETE", "/api/v1/users/me"),
+        ("POST", "/api/v1/tokens"),
+        ("DELETE", "/api/v1/tokens/{token_id}"),
     }
 
 
@@ -143,3 +145,41 @@ def test_a_create_links_to_what_can_be_done_with_what_it_made(schema: dict[str, 
                 linked.setdefault(operation["operationId"], set()).add(link["operationId"])
     assert linked["todos_create"] == {"todos_get", "todos_update", "todos_delete"}
     assert linked["posts_create"] >= {"posts_get", "posts_update", "posts_delete"}
+
+
+def test_every_operation_that_takes_a_token_declares_the_403_and_the_challenge(schema: dict[str, Any]) -> None:
+    # Any bearer token may be a personal access token, refused here or short of a scope (403).
+    secured = [(method, path, op) for method, path, op in operations(schema) if op.get("security")]
+    assert secured
+    for method, path, operation in secured:
+        for status in ("401", "403"):
+            assert "WWW-Authenticate" in operation["responses"][status]["headers"], (method, path, status)
+    unsecured = [op for _, _, op in operations(schema) if not op.get("security")]
+    assert all(
+        "WWW-Authenticate" not in response.get("headers", {})
+        for op in unsecured
+        for response in op["responses"].values()
+    )
+
+
+def test_the_token_operations_and_their_shapes(schema: dict[str, Any]) -> None:
+    paths = schema["paths"]
+    components = schema["components"]["schemas"]
+    created = paths["/api/v1/tokens"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    listed = paths["/api/v1/tokens"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+
+    assert created == {"$ref": "#/components/schemas/AccessTokenCreated"}
+    assert listed["items"] == {"$ref": "#/components/schemas/AccessTokenRead"}
+    assert set(components["AccessTokenCreated"]["required"]) >= {"id", "name", "scopes", "token", "created_at"}
+    assert "token" not in components["AccessTokenRead"]["properties"]
+    assert set(components["Scope"]["enum"]) == {
+        "profile:read",
+        "todos:read",
+        "todos:write",
+        "posts:read",
+        "posts:write",
+        "lists:read",
+        "lists:write",
+    }
+    assert "404" in paths["/api/v1/tokens/{token_id}"]["delete"]["responses"]
+    assert "422" in paths["/api/v1/tokens"]["post"]["responses"]

@@ -49,6 +49,7 @@ MATRIX: dict[tuple[str, str, str], Rule] = {
     ("GET", "/api/v1/auth/oidc/{provider}/authorize", "-"): Rule(_row(404, 404, 404, 404)),
     ("GET", "/api/v1/auth/oidc/{provider}/callback", "-"): Rule(_row(303, 303, 303, 303)),
     ("GET", "/api/v1/users/{user_id}", "-"): Rule(_row(200, 200, 200, 200)),
+    ("DELETE", "/api/v1/tokens/{token_id}", "-"): Rule(_row(401, 204, 404, 404)),
     ("PATCH", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 200), {"is_verified": True}),
     ("DELETE", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 204)),
     ("POST", "/api/v1/admin/users/{user_id}/mfa/reset", "-"): Rule(_row(401, 403, 403, 204)),
@@ -106,6 +107,7 @@ async def _fixture_ids(
         headers=owner_headers,
     )
     sessions = await client.get("/api/v1/auth/sessions", headers=owner_headers)
+    token = await client.post("/api/v1/tokens", json={"name": "mine", "scopes": ["todos:read"]}, headers=owner_headers)
     me = await client.get("/api/v1/users/me", headers=owner_headers)
     async with app.state.database.session() as session:
         identity = IdentityRow(
@@ -114,9 +116,10 @@ async def _fixture_ids(
         session.add(identity)
         await session.commit()
         await session.refresh(identity)
-    assert todo.status_code == post.status_code == passkey.status_code == 201
+    assert todo.status_code == post.status_code == passkey.status_code == token.status_code == 201
     return {
         "passkey_id": str(passkey.json()["id"]),
+        "token_id": str(token.json()["id"]),
         "todo_id": str(todo.json()["id"]),
         "post_id": str(post.json()["id"]),
         "session_id": sessions.json()[0]["id"],

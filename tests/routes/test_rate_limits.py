@@ -24,7 +24,7 @@ from keel.core.db import Database
 from keel.core.ratelimit import KEY_PREFIX
 from keel.main import create_app
 from keel.models import EmailOutbox
-from keel.routes import admin, auth, ops, posts, todos, users
+from keel.routes import admin, auth, ops, posts, todos, tokens, users
 from keel.services import auth as auth_service
 from tests.conftest import base_settings
 from tests.factories import DEFAULT_PASSWORD, Account, Tokens, assert_problem, create_user, login, signed_in
@@ -857,6 +857,8 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("delete", "/api/v1/posts/{post_id}/vote"),
         ("patch", "/api/v1/users/me"),
         ("delete", "/api/v1/users/me"),
+        ("post", "/api/v1/tokens"),
+        ("delete", "/api/v1/tokens/{token_id}"),
     }
 
     documented = {
@@ -877,7 +879,9 @@ def calls(dependant: Dependant) -> list[Any]:
 def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count() -> None:
     """Each bearer dependency is solved once per request: a route that named two would authenticate twice."""
     counted = set()
-    for route in (route for module in (admin, auth, ops, posts, todos, users) for route in module.router.routes):
+    for route in (
+        route for module in (admin, auth, ops, posts, todos, tokens, users) for route in module.router.routes
+    ):
         assert isinstance(route, APIRoute)
         schemes = {id(call): call for call in calls(route.dependant) if isinstance(call, OAuth2PasswordBearer)}
         assert len(schemes) <= 1, route.path
@@ -897,4 +901,6 @@ def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count()
         ("delete", "/api/v1/posts/{post_id:not_mine}/vote"),
         ("patch", "/api/v1/users/me"),
         ("delete", "/api/v1/users/me"),
+        ("post", "/api/v1/tokens"),
+        ("delete", "/api/v1/tokens/{token_id}"),
     }

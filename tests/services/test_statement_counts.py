@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from keel.models import Post, Vote
-from tests.factories import Account, Tokens, create_user, login
+from tests.factories import Account, Tokens, assert_problem, create_user, login
 
 
 @contextmanager
@@ -116,3 +116,35 @@ async def test_a_page_past_the_end_still_reports_the_total(app: FastAPI, client:
 
     assert (len(inside["items"]), inside["total"]) == (1, 3)
     assert (past["items"], past["total"], past["offset"]) == ([], 3, 50)
+
+
+class TestPersonalTokens:
+    async def test_a_mistyped_token_is_refused_without_a_statement_or_a_cache_read(
+        self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        tokens = await login(client, await create_user(app))
+        created = await client.post(
+            "/api/v1/tokens", json={"name": "ci", "scopes": ["todos:read"]}, headers=tokens.headers
+        )
+        token = created.json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await client.get("/api/v1/todos", headers=headers)).status_code == 200  # warm up, and last used
+
+        # The count is real on this backend: a good token's page is counted like a session's.
+        with count_statements(app) as statements:
+            assert (await client.get("/api/v1/todos", headers=headers)).status_code == 200
+        assert len(statements) == _page_statements(app)
+
+        cache = app.state.session_cache
+        if cache is not None:
+
+            async def no_cache_read(*_args: object) -> None:
+                raise AssertionError("the cache was read for a token whose checksum is wrong")
+
+            monkeypatch.setattr(cache, "get_token", no_cache_read)
+        last = token[-1]
+        mistyped = token[:-1] + ("a" if last != "a" else "b")
+        with count_statements(app) as statements:
+            refused = await client.get("/api/v1/todos", headers={"Authorization": f"Bearer {mistyped}"})
+        assert_problem(refused, 401, "invalid_token")
+        assert statements == []

@@ -57,6 +57,8 @@ class SecurityEvent(StrEnum):
     IDENTITY_LINK_REQUESTED = "identity_link_requested"
     PROVIDER_SIGN_IN = "provider_sign_in"
     PROVIDER_SIGN_IN_REFUSED = "provider_sign_in_refused"
+    TOKEN_CREATED = "token_created"
+    TOKEN_REVOKED = "token_revoked"
     USER_DEACTIVATED = "user_deactivated"
     USER_REACTIVATED = "user_reactivated"
     USER_DELETED = "user_deleted"

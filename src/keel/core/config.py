@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     jwt_issuer: str = "keel"
     jwt_audience: str = "keel-api"
     auth_cache_ttl_seconds: int = Field(default=300, ge=1, le=3600)
+    # Personal access tokens expire after at most a year; with this, a user may also make one that never does.
+    personal_tokens_allow_no_expiry: bool = False
 
     argon2_memory_cost: int = Field(default=19456, ge=8)
     argon2_time_cost: int = Field(default=2, ge=1)

@@ -184,6 +184,34 @@ class MfaEnrollmentRequired(Forbidden):
     default_detail = "Set up an authenticator app or a passkey before using administrator functions."
 
 
+class PersonalTokenNotAllowed(Forbidden):
+    """A personal access token was sent where only a signed-in session may act (API.md's security center)."""
+
+    code = "personal_token_not_allowed"
+    title = "Not with a personal access token"
+    default_detail = (
+        "Personal access tokens cannot be used for signing in, tokens, administration or account changes; "
+        "sign in instead."
+    )
+
+
+class InsufficientScope(Forbidden):
+    """A personal access token without the scope this route family needs (RFC 6750 section 3.1)."""
+
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            f"This personal access token lacks the {scope} scope.",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )
+        self.scope = scope
+
+    def extensions(self) -> dict[str, Any]:
+        return {"scope": self.scope}
+
+
 # --- 404 -------------------------------------------------------------------------------------
 class NotFound(KeelError):
     status = 404
@@ -225,6 +253,11 @@ class PasskeyNotFound(NotFound):
 class ProviderNotFound(NotFound):
     code = "provider_not_found"
     default_detail = "No such sign-in provider is configured."
+
+
+class AccessTokenNotFound(NotFound):
+    code = "access_token_not_found"
+    default_detail = "No such personal access token."
 
 
 class IdentityNotFound(NotFound):

@@ -72,10 +72,44 @@ end
 """
 
 
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What the access check needs of a live personal access token: "id|user|role|verified|expires|scopes"."""
+
+    token_id: int
+    user_id: int
+    role: str
+    is_verified: bool
+    expires_at: int  # Unix seconds; 0: never
+    scopes: str  # space-separated
+
+    def encode(self) -> str:
+        return _SEPARATOR.join(
+            (
+                str(self.token_id),
+                str(self.user_id),
+                self.role,
+                str(int(self.is_verified)),
+                str(self.expires_at),
+                self.scopes,
+            )
+        )
+
+    @classmethod
+    def decode(cls, raw: str) -> TokenState:
+        token_id, user_id, role, verified, expires, scopes = raw.split(_SEPARATOR)
+        return cls(int(token_id), int(user_id), role, verified == "1", int(expires), scopes)
+
+
 class SessionCache:
     """The Redis side of the access check. Every Redis failure becomes a 503: fail closed."""
 
     prefix = "keel:session:"
+    # Personal access tokens, by the SHA-256 of the secret; and the marks that keep their
+    # `last_used_at` to one write a minute.
+    token_prefix = "keel:pat:"
+    token_used_prefix = "keel:pat-used:"
+    token_used_seconds = 60
 
     def __init__(self, redis: Redis, *, ttl_seconds: int, tombstone_ttl_seconds: int) -> None:
         self.redis = redis
@@ -136,6 +170,54 @@ class SessionCache:
             return
         try:
             await self.redis.delete(*(self.prefix + session_id for session_id in session_ids))
+        except RedisError as exc:
+            log.warning("session_cache_unavailable", error=type(exc).__name__)
+            raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc
+
+    # --- personal access tokens: the same fill-on-miss and tombstone-before-commit as sessions ---
+    async def get_token(self, digest: str) -> tuple[TokenState | str | None, bool]:
+        """The token's entry, and whether this is its first use this minute (then `last_used_at` is written)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.token_prefix + digest)
+                pipe.set(self.token_used_prefix + digest, "1", ex=self.token_used_seconds, nx=True)
+                raw, first_use = await pipe.execute()
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        if raw is None or raw == REVOKED:
+            return raw, bool(first_use)
+        return TokenState.decode(raw), bool(first_use)
+
+    async def fill_token(self, digest: str, state: TokenState | str) -> None:
+        value = state.encode() if isinstance(state, TokenState) else state
+        try:
+            await self.redis.set(self.token_prefix + digest, value, ex=self.ttl_seconds, nx=True)
+        except RedisError as exc:
+            log.warning("session_cache_fill_failed", error=type(exc).__name__)
+
+    async def tombstone_tokens(self, digests: Sequence[str]) -> None:
+        """Before the revocation commits: from now on every worker refuses these tokens.
+
+        The tombstone outlives any cache entry a request could still be filling from a read made
+        before the commit; after it, a miss reads the database, which has the revocation.
+        """
+        if not digests:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.set(self.token_prefix + digest, REVOKED, ex=self.ttl_seconds + 60)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("session_cache_unavailable", error=type(exc).__name__)
+            raise ServiceUnavailable("Tokens cannot be changed right now; try again shortly.") from exc
+
+    async def forget_tokens(self, digests: Sequence[str]) -> None:
+        """Drop entries that hold stale account state (a verification change); the next use reads the database."""
+        if not digests:
+            return
+        try:
+            await self.redis.delete(*(self.token_prefix + digest for digest in digests))
         except RedisError as exc:
             log.warning("session_cache_unavailable", error=type(exc).__name__)
             raise ServiceUnavailable("Sessions cannot be changed right now; try again shortly.") from exc

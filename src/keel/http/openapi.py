@@ -73,6 +73,10 @@ OPERATION_IDS = {
     "update_me": "users_me_update",
     "delete_me": "users_me_delete",
     "read_user": "users_get",
+    # personal access tokens
+    "create_personal_token": "tokens_create",
+    "list_personal_tokens": "tokens_list",
+    "revoke_personal_token": "tokens_revoke",
     # todos
     "create_todo": "todos_create",
     "list_todos": "todos_list",
@@ -130,6 +134,12 @@ RATE_LIMIT_HEADER = {
     "limit that refused has `r=0`, and `Retry-After` is its `t`.",
     "schema": {"type": "string"},
     "example": '"writes";r=117;t=58',
+}
+WWW_AUTHENTICATE_HEADER = {
+    "description": 'RFC 6750\'s challenge: `Bearer` when no token was sent, `Bearer error="invalid_token"` when '
+    "the one sent was refused (401); on a 403 only for a personal access token without the scope the operation "
+    'needs: `Bearer error="insufficient_scope", scope="todos:write"`.',
+    "schema": {"type": "string"},
 }
 REPLAYED_HEADER = {
     "description": "`true` when this is the stored answer to an earlier request with the same "
@@ -233,8 +243,12 @@ def _describe_bearer_token(schema: dict[str, Any]) -> None:
     schemes[BEARER_SCHEME] = {
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "The `access_token` from /api/v1/auth/login or /api/v1/auth/refresh.",
+        "description": (
+            "The `access_token` (a JWT) from /api/v1/auth/login or /api/v1/auth/refresh, or a personal "
+            "access token (`keel_pat_...`, from POST /api/v1/tokens), told apart by its prefix. A personal "
+            "access token acts only within its scopes (else 403 `insufficient_scope`) and never on /auth, "
+            "/tokens, /admin or account changes (403 `personal_token_not_allowed`)."
+        ),
     }
     for item in schema["paths"].values():
         for operation in item.values():
@@ -260,7 +274,8 @@ def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: 
     if operation.get("parameters"):
         statuses.append(422)
     if operation.get("security"):
-        statuses.append(401)
+        # 403 too: a personal access token may lack the scope, or be refused here whatever its scopes.
+        statuses += [401, 403]
     if path.startswith(api_prefix):
         statuses.append(503)
     responses = operation.setdefault("responses", {})
@@ -323,6 +338,8 @@ def _document_headers(operation: dict[str, Any], *, rate_limited: bool) -> None:
         headers.setdefault("X-Request-ID", REQUEST_ID_HEADER)
         if status in ("429", "503"):
             headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
+        if status in ("401", "403") and operation.get("security"):
+            headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE_HEADER)
         if rate_limited:
             headers.setdefault(POLICY_FIELD, RATE_LIMIT_POLICY_HEADER)
             headers.setdefault(LIMIT_FIELD, RATE_LIMIT_HEADER)

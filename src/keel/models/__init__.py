@@ -5,6 +5,7 @@ from keel.models.idempotency import IdempotencyRecord
 from keel.models.identity import Identity, OidcFlow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.models.outbox import EmailKind, EmailOutbox, OutboxStatus
+from keel.models.personal_token import PersonalAccessToken
 from keel.models.post import Post
 from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
@@ -24,6 +25,7 @@ __all__ = [
     "OutboxStatus",
     "Passkey",
     "PendingSignIn",
+    "PersonalAccessToken",
     "Post",
     "Priority",
     "RecoveryCode",

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from keel.deps import (
+    NO_PERSONAL_TOKENS,
     AdminUser,
     CacheDep,
     DatabaseDep,
@@ -22,7 +23,12 @@ from keel.schemas.user import AdminUserUpdate, UserRead
 from keel.services import mfa as mfa_service
 from keel.services import user as user_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix=f"{API_PREFIX}/admin",
+    tags=["admin"],
+    responses=problem_responses(401, 403),
+    dependencies=[NO_PERSONAL_TOKENS],
+)
 
 
 @router.get("/users", response_model=Page[UserRead], responses=problem_responses(422))

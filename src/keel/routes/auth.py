@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from keel.core.errors import InvalidRefreshToken
 from keel.deps import (
+    NO_PERSONAL_TOKENS,
     CacheDep,
     ClientIP,
     CurrentUser,
@@ -46,7 +47,7 @@ from keel.services import email_code as email_code_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
 
 REGISTERED = "If this address can be registered, an email is on its way to it with the next step."
 

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 from keel.core.errors import MfaRequired, ProviderUnavailable
 from keel.core.oidc import OidcClient
 from keel.deps import (
+    NO_PERSONAL_TOKENS,
     CacheDep,
     ClientIP,
     CurrentUser,
@@ -29,7 +30,7 @@ from keel.schemas.identity import AuthorizeUrl, IdentityLinkConfirm, IdentityRea
 from keel.services import identity as identity_service
 from keel.services.signin import Client
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
 
 # The browser's half of a provider flow: SameSite=Lax, so the provider's redirect back (a
 # top-level GET from another site) carries it; only the callbacks receive it.

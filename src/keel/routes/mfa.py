@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from keel.deps import (
+    NO_PERSONAL_TOKENS,
     CacheDep,
     CurrentUser,
     DatabaseDep,
@@ -33,7 +34,7 @@ from keel.schemas.mfa import (
 )
 from keel.services import mfa as mfa_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"], dependencies=[NO_PERSONAL_TOKENS])
 
 
 @router.get("/mfa", response_model=MfaStatus, responses=problem_responses(401))

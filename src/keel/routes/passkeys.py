@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from keel.deps import (
+    NO_PERSONAL_TOKENS,
     CacheDep,
     ClientIP,
     CurrentUser,
@@ -31,7 +32,7 @@ from keel.schemas.passkey import (
 from keel.services import passkey as passkey_service
 from keel.services.signin import Client
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"], dependencies=[NO_PERSONAL_TOKENS])
 # The ids are `:int` in the paths: else `/register` and `/authenticate` would also match them, and a
 # PATCH there would be answered (401, 422) instead of 405.
 

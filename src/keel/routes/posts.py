@@ -8,6 +8,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from keel.core.conditional import etag_of
 from keel.deps import (
     ANONYMOUS_ALLOWED,
+    POSTS_SCOPES,
     CurrentUser,
     DatabaseDep,
     IdempotencyKey,
@@ -38,7 +39,9 @@ class _NotMine(StringConvertor):
 register_url_convertor("not_mine", _NotMine())
 
 # Parameter order matters: authentication (401) is checked before visibility (404).
-router = APIRouter(prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422))
+router = APIRouter(
+    prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422), dependencies=[POSTS_SCOPES]
+)
 
 
 @router.post(

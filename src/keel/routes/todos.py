@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from keel.core.conditional import etag_of
 from keel.deps import (
+    TODOS_SCOPES,
     CurrentUser,
     DatabaseDep,
     IdempotencyKey,
@@ -24,7 +25,9 @@ from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
 from keel.services import todo as todo_service
 from keel.services.idempotency import REPLAYED_HEADER
 
-router = APIRouter(prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=problem_responses(401, 422))
+router = APIRouter(
+    prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=problem_responses(401, 422), dependencies=[TODOS_SCOPES]
+)
 
 
 @router.post(

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from keel.deps import (
+    USERS_SCOPES,
     CacheDep,
     CurrentUser,
     DatabaseDep,
@@ -23,7 +24,7 @@ from keel.schemas.common import problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
 from keel.services import user as user_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], dependencies=[USERS_SCOPES])
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))

@@ -19,6 +19,7 @@ from keel.models import EmailKind, User, utcnow
 from keel.models import Identity as IdentityRow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.services import outbox as outbox_service
+from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.outbox import Dispatcher
@@ -41,6 +42,7 @@ async def claim(*, session: AsyncSession, cache: SessionCache | None, user: User
     for model in (IdentityRow, TotpCredential, RecoveryCode, Passkey, PendingSignIn, WebauthnChallenge):
         await session.exec(delete(model).where(col(model.user_id) == user.id))
     await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+    await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
 
 
 def _claims(settings: Settings, purpose: Purpose, token: str) -> email_tokens.EmailTokenClaims:
@@ -78,6 +80,7 @@ async def confirm_verification(
             await session.commit()
             # Sessions cached as unverified must see the change on their next request.
             await session_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
+            await personal_token_service.forget_cached(session=session, cache=cache, user_id=claims.user_id)
             audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user.id)
         await session.refresh(user)
         return user
@@ -131,6 +134,7 @@ async def confirm_reset(
         else:
             session.add(user)
             await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+            await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
         row = await outbox_service.enqueue(
             session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
         )

@@ -32,12 +32,18 @@ log = get_logger("keel.sessions")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller, as the access check established it."""
+    """The authenticated caller, as the access check established it.
+
+    A personal access token's caller has no session (`session_id` is empty, so nothing that needs a
+    recent sign-in accepts it), its `token_id`, and the `scopes` it may use; a session's has None.
+    """
 
     user_id: int
     session_id: str
     role: Role
     is_verified: bool
+    token_id: int | None = None
+    scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

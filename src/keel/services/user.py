@@ -30,6 +30,7 @@ from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
+from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
 from keel.services import versioned
 from keel.services.outbox import Dispatcher
@@ -220,7 +221,9 @@ async def _delete(session: AsyncSession, cache: SessionCache | None, user: User)
     assert user.id is not None
     await _guard_last_admin(session, user.id)
     await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
-    # Sessions, refresh tokens (and later todos, posts, votes) go by ON DELETE CASCADE.
+    # The cascade takes the rows; the tombstones make every worker refuse the tokens at once.
+    await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
+    # Sessions, refresh tokens, personal access tokens, todos, posts and votes go by ON DELETE CASCADE.
     await session.exec(delete(User).where(col(User.id) == user.id))
     await session.commit()
 
@@ -305,12 +308,14 @@ async def admin_update(
         verification_changed = "is_verified" in changes and changes["is_verified"] != user.is_verified
         if role_changed or deactivated:
             await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
+            await personal_token_service.revoke_all(session=session, cache=cache, user_id=user_id)
         user.sqlmodel_update(changes)
         user.updated_at = utcnow()
         session.add(user)
         await session.commit()
         if verification_changed and not (role_changed or deactivated):
             await session_service.forget_cached(session=session, cache=cache, user_id=user_id)
+            await personal_token_service.forget_cached(session=session, cache=cache, user_id=user_id)
         await session.refresh(user)
         log.info(
             "user_admin_update",
@@ -360,6 +365,7 @@ async def create_admin(
         assert user.id is not None
         previous_role = user.role
         await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
+        await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
     user.role = Role.ADMIN
     user.is_verified = True
     user.is_active = True

@@ -1,4 +1,4 @@
-// The account page: profile, verification, password, sessions, and deleting the account.
+// The account page: profile, verification, password, sessions, access tokens, and deleting the account.
 
 import { endSession, etagOf, reloadUser, request, signOut } from "../api.js";
 import { describeDevice, describeSignIn } from "../devices.js";
@@ -7,6 +7,7 @@ import { editForm, inlineError, onSubmit } from "../forms.js";
 import { CANCELLED, withReauth } from "../reauth.js";
 import { connectedAccounts, providerError } from "./providers.js";
 import { security } from "./security.js";
+import { accessTokens } from "./tokens.js";
 
 /**
  * Password managers file a password under the account it belongs to; this hidden, unnamed
@@ -35,9 +36,10 @@ export async function page(container, ctx) {
   };
   const password = passwordForm(user, drawSessions);
   const remove = deleteForm(account, ctx);
-  const [signInSettings, connected] = await Promise.all([
+  const [signInSettings, connected, tokens] = await Promise.all([
     security({ changed: () => drawSessions().catch(() => {}) }),
     connectedAccounts(),
+    accessTokens(),
     drawSessions(),
   ]);
   // Connecting a provider that did not work comes back as /account?error=<code>: said once.
@@ -52,6 +54,7 @@ export async function page(container, ctx) {
     section("Sign-in & security", signInSettings),
     connected ? section("Connected accounts", connected) : null,
     section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, signOutEverywhere(ctx))),
+    section("Access tokens", tokens),
     section("Delete account", remove),
   );
 }
