@@ -30,7 +30,7 @@ AUTH = "/api/v1/auth"
 REQUEST = f"{AUTH}/email-code/request"
 VERIFY = f"{AUTH}/email-code/verify"
 CODE = re.compile(r"\b([0-9]{8})\b")
-LINK = re.compile(r"https?://[^\s\"'<>]+/signin/code\?[^\s\"'<>]+")
+LINK = re.compile(r"https?://[^\s\"'<>]+/signin/code#[^\s\"'<>]+")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -128,8 +128,10 @@ class TestRequest:
         links = set(LINK.findall(mail.text))
         assert len(links) == 1, mail.text
         (link,) = links
-        assert link.startswith(f"{settings.public_url}/signin/code?")
-        assert parse_qs(urlsplit(link).query) == {"email": [account.email], "code": [code]}
+        # In the fragment, never the query: a browser sends no fragment to a server (logs, Referer).
+        assert link.startswith(f"{settings.public_url}/signin/code#")
+        assert urlsplit(link).query == ""
+        assert parse_qs(urlsplit(link).fragment) == {"email": [account.email], "code": [code]}
         assert link.replace("&", "&amp;") in mail.html
         # Rendered again (a copy sent after a worker died), it is the same code.
         (again,) = await code_mails(app, account.email)

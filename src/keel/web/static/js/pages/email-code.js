@@ -1,5 +1,6 @@
 // Signing in with a code sent by email: asked for on the sign-in page ("Email me a code"), or
-// brought by the link in that email (/signin/code?email=…&code=…).
+// brought by the link in that email (/signin/code#email=…&code=…: in the fragment, which a browser
+// never sends to a server, so the code reaches no access log and no Referer).
 
 import { ApiError, request, signInWith } from "../api.js";
 import { button, field, formAlert, h, replace } from "../dom.js";
@@ -115,10 +116,12 @@ export function emailCodeSignIn(container, { email, signedIn, secondFactor, back
 /** The page the email's link opens: one click signs in (a link scanner's visit sends nothing). */
 export async function fromLink(container, ctx) {
   ctx.title("Sign in");
-  const email = (ctx.query.get("email") || "").trim();
-  const code = (ctx.query.get("code") || "").trim();
+  // The fragment; an older mail's link had them in the query.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const email = (fragment.get("email") || ctx.query.get("email") || "").trim();
+  const code = (fragment.get("code") || ctx.query.get("code") || "").trim();
   // The code must not stay in the address bar or the history.
-  if (ctx.query.has("email") || ctx.query.has("code")) ctx.replaceLocation(location.pathname);
+  if (location.hash || ctx.query.has("email") || ctx.query.has("code")) ctx.replaceLocation(location.pathname);
   if (!email || !code) return noCode(container);
   const signedIn = () => ctx.navigate("/todos", { replace: true });
   const restart = (notice) => ctx.navigate("/signin", { replace: true, state: { notice } });
