@@ -32,6 +32,7 @@ from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
 from keel.services.identity import safe_next
 from tests.factories import Account, assert_problem, create_user, login
+from tests.routes.test_email_code import code_mails, code_of, other_code
 from tests.routes.test_mfa import MFA, bearer, code_at, enroll
 
 AUTH = "/api/v1/auth"
@@ -707,6 +708,92 @@ class TestIdentities:
         )
         assert (await client.delete(f"{AUTH}/identities/{identity_id}", headers=tokens.headers)).status_code == 204
         assert await identities(app) == []
+
+
+# --- an account without a password: never stuck at reauthentication_required ----------------------
+async def stale(app: FastAPI, user_id: int) -> None:
+    """The account's sessions signed in longer ago than a sensitive change allows."""
+    async with app.state.database.session() as session:
+        for row in await session.exec(select(UserSession).where(UserSession.user_id == user_id)):
+            row.authenticated_at = datetime.now(UTC) - timedelta(hours=1)
+            session.add(row)
+        await session.commit()
+
+
+async def emailed_code(app: FastAPI, client: httpx.AsyncClient, address: str) -> str:
+    response = await client.post(f"{AUTH}/email-code/request", json={"email": address})
+    assert response.status_code == 202, response.text
+    return code_of((await code_mails(app, address))[-1])
+
+
+class TestPasswordlessAccount:
+    async def test_an_emailed_code_reauthenticates_it_to_link_unlink_and_delete(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
+    ) -> None:
+        set_provider_user(provider_url, "nopw-1", email="nopw@example.com", email_verified=True)
+        assert (await sign_in(client, provider_url, "nopw-1")).status_code == 302
+        user = await user_by_email(app, "nopw@example.com")
+        assert user is not None
+        assert user.id is not None
+        web = {"X-Keel-Client": "web", "Origin": "http://testserver"}
+        headers = bearer((await client.post(f"{AUTH}/refresh", headers=web)).json()["access_token"])
+        await stale(app, user.id)
+        link = f"{AUTH}/identities/{ISSUER_KEY}/link"
+        assert_problem(await client.post(link, headers=headers), 403, "reauthentication_required")
+        me = "/api/v1/users/me"
+        assert_problem(await client.request("DELETE", me, json={}, headers=headers), 403, "reauthentication_required")
+        # No password proves anything for it.
+        refused = await client.post(f"{AUTH}/reauthenticate", json={"password": "!unusable$"}, headers=headers)
+        assert_problem(refused, 400, "invalid_credentials")
+
+        code = await emailed_code(app, client, user.email)
+        wrong = await client.post(f"{AUTH}/reauthenticate", json={"email_code": other_code(code)}, headers=headers)
+        assert_problem(wrong, 400, "invalid_code")
+        right = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=headers)
+        assert right.status_code == 204, right.text
+        again = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=headers)
+        assert_problem(again, 400, "invalid_code")  # single use
+
+        # Now recently authenticated: it links a second provider account and unlinks the first.
+        set_provider_user(provider_url, "nopw-2", email="nopw@example.com", email_verified=True)
+        started = await client.post(link, headers=headers)
+        assert started.status_code == 200, started.text
+        back = await client.get(at_provider(started.json()["authorize_url"], sub="nopw-2"))
+        assert back.headers["location"] == "/account"
+        first, second = (await client.get(f"{AUTH}/identities", headers=headers)).json()
+        assert (first["subject"], second["subject"]) == ("nopw-1", "nopw-2")
+        assert (await client.delete(f"{AUTH}/identities/{first['id']}", headers=headers)).status_code == 204
+        # And it deletes the account without a password to give.
+        deleted = await client.request("DELETE", me, json={}, headers=headers)
+        assert deleted.status_code == 204, deleted.text
+        assert await user_by_email(app, "nopw@example.com") is None
+
+    async def test_a_code_of_another_account_does_not_reauthenticate(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        mine = await create_user(app)
+        theirs = await create_user(app)
+        tokens = await login(client, mine)
+        code = await emailed_code(app, client, theirs.email)
+        refused = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=tokens.headers)
+        assert_problem(refused, 400, "invalid_code")
+        # Still theirs to sign in with.
+        signed_in = await client.post(f"{AUTH}/email-code/verify", json={"email": theirs.email, "code": code})
+        assert signed_in.status_code == 200, signed_in.text
+
+    async def test_an_account_with_a_password_still_deletes_only_with_it(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+        me = "/api/v1/users/me"
+        missing = assert_problem(
+            await client.request("DELETE", me, json={}, headers=tokens.headers), 400, "invalid_credentials"
+        )
+        assert missing["detail"] == "This account's password is required."
+        assert (await user_by_email(app, account.email)) is not None
+        deleted = await client.request("DELETE", me, json={"password": account.password}, headers=tokens.headers)
+        assert deleted.status_code == 204, deleted.text
 
 
 # --- GitHub: OAuth 2.0 without an ID token -----------------------------------------------------------

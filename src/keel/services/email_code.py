@@ -199,6 +199,22 @@ async def verify(
     return issued
 
 
+async def spend_own(*, database: Database, settings: Settings, user_id: int, email: str, code: str) -> bool:
+    """Use a live code of the account `user_id` (address `email`); False if it is not one.
+
+    How a signed-in account proves it is still its owner without a password (/auth/reauthenticate):
+    the same count of tries and the same single use as a sign-in by code.
+    """
+    now = utcnow()
+    async with database.transaction() as transaction:
+        for candidate in await transaction.rows(_TRY, email=email, now=now):
+            if candidate.user_id == user_id and email_codes.matches(
+                settings, user_id=user_id, code=code, code_hash=candidate.code_hash
+            ):
+                return await transaction.first(_USE, code_id=candidate.id, now=now) is not None
+    return False
+
+
 async def _claim(database: Database, cache: SessionCache | None, user_id: int) -> None:
     """The code proved the address of a never-confirmed account: its owner claims it (`account.claim`).
 
