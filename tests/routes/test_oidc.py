@@ -3,6 +3,7 @@ a local stub of GitHub's OAuth and API endpoints, and the ID token verifier with
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -968,3 +969,65 @@ class TestTrailingSlashIssuer:
             verify_id_token(
                 token("https://tenant.example"), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
             )
+
+
+# --- client authentication at the token endpoint, as the discovery document allows -----------------
+class TestTokenEndpointAuthentication:
+    ISSUER = "https://idp.example"
+
+    async def exchange(self, settings: Settings, document_extra: dict[str, object]) -> list[httpx.Request]:
+        """Run a code exchange against a provider answering with `document_extra`; the token requests made."""
+        token_requests: list[httpx.Request] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/token":
+                token_requests.append(request)
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.ISSUER,
+                    "authorization_endpoint": f"{self.ISSUER}/authorize",
+                    "token_endpoint": f"{self.ISSUER}/token",
+                    "jwks_uri": f"{self.ISSUER}/jwks",
+                    **document_extra,
+                },
+            )
+
+        entry = OidcProviderSettings(
+            id="idp", name="IdP", issuer=self.ISSUER, client_id="keel client", client_secret=SecretStr("s3cr:et")
+        )
+        client = OidcClient(settings.model_copy(update={"oidc_providers": (entry,)}))
+        client.transport = httpx.MockTransport(answer)
+        with pytest.raises(ProviderError) as refused:
+            await client.finish(
+                client.providers["idp"], code="c", code_verifier="v" * 43, redirect_uri="http://x/cb", nonce="n"
+            )
+        assert refused.value.code == "provider_error"
+        return token_requests
+
+    @pytest.mark.parametrize(
+        "document_extra",
+        [
+            pytest.param({}, id="none named: the default, basic"),
+            pytest.param({"token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}),
+        ],
+    )
+    async def test_client_secret_basic_is_preferred(
+        self, settings: Settings, document_extra: dict[str, object]
+    ) -> None:
+        [request] = await self.exchange(settings, document_extra)
+        # Each part form-encoded before Basic (RFC 6749 section 2.3.1); no secret in the body.
+        assert request.headers["authorization"] == "Basic " + base64.b64encode(b"keel%20client:s3cr%3Aet").decode()
+        form = parse_qs(request.content.decode())
+        assert "client_secret" not in form
+        assert form["client_id"] == ["keel client"]
+
+    async def test_client_secret_post_when_it_is_the_only_one(self, settings: Settings) -> None:
+        methods = {"token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"]}
+        [request] = await self.exchange(settings, methods)
+        assert "authorization" not in request.headers
+        assert parse_qs(request.content.decode())["client_secret"] == ["s3cr:et"]
+
+    async def test_a_provider_that_takes_no_client_secret_gets_no_request(self, settings: Settings) -> None:
+        assert await self.exchange(settings, {"token_endpoint_auth_methods_supported": ["private_key_jwt"]}) == []
