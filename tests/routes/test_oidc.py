@@ -1024,7 +1024,9 @@ class TestTokenEndpointAuthentication:
         assert form["client_id"] == ["keel client"]
 
     async def test_client_secret_post_when_it_is_the_only_one(self, settings: Settings) -> None:
-        methods = {"token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"]}
+        methods: dict[str, object] = {
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"]
+        }
         [request] = await self.exchange(settings, methods)
         assert "authorization" not in request.headers
         assert parse_qs(request.content.decode())["client_secret"] == ["s3cr:et"]
