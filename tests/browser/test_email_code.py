@@ -184,3 +184,23 @@ def test_too_many_tries_ask_the_person_to_wait(visit: Visit, keel: Keel) -> None
 
     expect(page.get_by_text("Too many tries. Wait 42 seconds, then try again.")).to_be_visible()
     assert visit.watch.problems == []
+
+
+def test_a_code_that_claims_an_unconfirmed_account_says_its_password_was_removed(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    # Someone registered the address with a password and never confirmed it.
+    member = keel.register("claimed_by_code", verified=False)
+    _, link = request_code(keel, member)
+
+    page.goto(link)
+    page.get_by_role("button", name=f"Sign in as {member.email}").click()
+
+    expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible()
+    expect(page).to_have_url(f"{keel.url}/account")
+    expect(page.get_by_role("status").filter(has_text="that password was removed")).to_be_visible()
+    shot(visit, "email-code-password-removed")
+    # And it was: the registrant's password no longer signs in.
+    with keel.api() as http:
+        refused = http.post("/api/v1/auth/login", data={"username": member.email, "password": member.password})
+        assert refused.status_code == 401
+    visit.watch.assert_clean()

@@ -307,6 +307,7 @@ class TestVerify:
         # The owner of the address is not asked for the squatter's second factor.
         response = await verify(client, squatter.email, code)
         assert response.status_code == 200, response.text
+        assert response.json()["password_removed"] is True  # the owner is told the password went
         claimed = await user_row(app, squatter.id)
         assert claimed.is_verified
         assert claimed.full_name is None
@@ -329,7 +330,9 @@ class TestVerify:
         account = await create_user(app)
         earlier = await login(client, account)
         code = await requested_code(app, client, account)
-        assert (await verify(client, account.email, code)).status_code == 200
+        response = await verify(client, account.email, code)
+        assert response.status_code == 200
+        assert response.json()["password_removed"] is False
         assert (
             await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {earlier.access}"})
         ).status_code == 200

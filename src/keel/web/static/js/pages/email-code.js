@@ -5,6 +5,7 @@
 import { ApiError, request, signInWith } from "../api.js";
 import { button, field, formAlert, h, replace } from "../dom.js";
 import { clearErrors, onSubmit, showError, waitMessage } from "../forms.js";
+import { navigate } from "../router.js";
 import { secondStep } from "./second-step.js";
 
 const SENT = "If an account uses this address, a code is on its way. It works for 10 minutes.";
@@ -16,15 +17,26 @@ function sendCode(email) {
   return request("POST", "/auth/email-code/request", { body: { email } });
 }
 
-/** Try the code: `signedIn()` after it worked, `secondFactor(problem)` on 403 `mfa_required`. */
+// The code claimed an account whose address was never confirmed (`password_removed`).
+const PASSWORD_REMOVED =
+  "This code confirmed your email address, so this account is now yours. It had a password set before the " +
+  "address was confirmed, possibly by someone else: that password was removed, with its sessions, second " +
+  "steps and connected accounts. To sign in with a password, set a new one with \u201cForgot your password?\u201d.";
+
+/**
+ * Try the code: `signedIn()` after it worked, `secondFactor(problem)` on 403 `mfa_required`. A code
+ * that removed a password goes to the account page, which says so.
+ */
 async function verify(email, code, { signedIn, secondFactor }) {
+  let answer;
   try {
     // Spaces or dashes a mail client or a person put between the digits are not part of the code.
-    await signInWith("/auth/email-code/verify", { email, code: code.replace(/[\s-]/g, "") });
+    answer = await signInWith("/auth/email-code/verify", { email, code: code.replace(/[\s-]/g, "") });
   } catch (error) {
     if (error instanceof ApiError && error.code === "mfa_required") return secondFactor(error.problem);
     throw error;
   }
+  if (answer.password_removed) return navigate("/account", { replace: true, state: { notice: PASSWORD_REMOVED } });
   signedIn();
 }
 
