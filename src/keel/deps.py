@@ -454,6 +454,23 @@ PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
 # A provider's callback opens a session: it counts against the address's sign-ins too.
 ProviderSignInRateLimit = Depends(_PerClientIP("login_ip"))
 RefreshRateLimit = Depends(_PerRefreshSession())
+# What starts a sign-in (a provider's authorize redirect, linking an identity, a passkey challenge).
+SignInStartRateLimit = Depends(_PerClientIP("sign_in_start"))
+
+
+class _SignInStartWait(CountsTowardsRateLimits):
+    """The `sign_in_start` count for a route a browser navigates to, which answers a refusal with a
+    page, not a 429: None when counted, else the refusal's headers (`Retry-After`)."""
+
+    async def __call__(self, limiter: RateLimiterDep, client: ClientLimitKey) -> dict[str, str] | None:
+        try:
+            await limiter.hit("sign_in_start", client)
+        except RateLimited as refused:
+            return dict(refused.headers or {})
+        return None
+
+
+SignInStartRefusal = Annotated[dict[str, str] | None, Depends(_SignInStartWait())]
 
 
 # --- Idempotency-Key on creates (see keel.services.idempotency) -------------------------------------

@@ -28,7 +28,7 @@ NOTES = Path("/work/notes/shots")
 
 def mailed(keel: Keel, to: str, *, after: int, timeout: float = 10) -> tuple[str, str]:
     """The code and the sign-in link of the newest sign-in code email to `to` after the first `after`."""
-    pattern = re.compile(re.escape(f"{keel.url}/signin/code?") + r"[^\s\"'<>]+")
+    pattern = re.compile(re.escape(f"{keel.url}/signin/code#") + r"[^\s\"'<>]+")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in reversed(keel.mails(to)[after:]):
@@ -36,7 +36,7 @@ def mailed(keel: Keel, to: str, *, after: int, timeout: float = 10) -> tuple[str
             assert body is not None
             found = pattern.search(body.get_content())
             if found:
-                query = parse_qs(urlsplit(found.group(0)).query)
+                query = parse_qs(urlsplit(found.group(0)).fragment)
                 assert query["email"] == [to]
                 return query["code"][0], found.group(0)
         time.sleep(0.1)
@@ -117,6 +117,9 @@ def test_the_emailed_link_signs_in_on_one_click_and_leaves_no_code_behind(visit:
     expect(button).to_be_visible()
     assert page.url == f"{keel.url}/signin/code"
     assert "code=" not in page.evaluate("() => location.href + JSON.stringify(history.state)")
+    # The code rode in the fragment: no request the browser made carried it to a server.
+    code = parse_qs(urlsplit(link).fragment)["code"][0]
+    assert not [url for url in visit.watch.urls if code in url]
     # Opening the link sends nothing: a mail scanner that fetches it does not use the code up.
     assert not [url for url in visit.watch.urls if "/email-code/verify" in url]
     assert button.evaluate("b => b.scrollWidth <= b.clientWidth")  # the address wraps on a phone, never overflows
@@ -181,3 +184,23 @@ def test_too_many_tries_ask_the_person_to_wait(visit: Visit, keel: Keel) -> None
 
     expect(page.get_by_text("Too many tries. Wait 42 seconds, then try again.")).to_be_visible()
     assert visit.watch.problems == []
+
+
+def test_a_code_that_claims_an_unconfirmed_account_says_its_password_was_removed(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    # Someone registered the address with a password and never confirmed it.
+    member = keel.register("claimed_by_code", verified=False)
+    _, link = request_code(keel, member)
+
+    page.goto(link)
+    page.get_by_role("button", name=f"Sign in as {member.email}").click()
+
+    expect(page.get_by_role("heading", name="Account", exact=True)).to_be_visible()
+    expect(page).to_have_url(f"{keel.url}/account")
+    expect(page.get_by_role("status").filter(has_text="that password was removed")).to_be_visible()
+    shot(visit, "email-code-password-removed")
+    # And it was: the registrant's password no longer signs in.
+    with keel.api() as http:
+        refused = http.post("/api/v1/auth/login", data={"username": member.email, "password": member.password})
+        assert refused.status_code == 401
+    visit.watch.assert_clean()

@@ -181,14 +181,16 @@ def test_a_denied_consent_says_so_on_the_sign_in_page(visit: Visit, keel: Keel) 
 def test_every_provider_error_has_its_own_message(visit: Visit, keel: Keel) -> None:
     page = visit.page
     seen = set()
-    for code in ("state_mismatch", "email_not_verified", "link_confirmation_sent", "account_inactive", "email_taken"):
+    codes = ("state_mismatch", "email_not_verified", "link_confirmation_sent", "account_inactive", "email_taken")
+    for code in (*codes, "rate_limited"):
         visit.goto(f"/signin?error={code}&next=/todos")
         alert = page.locator(".notice.error")
         expect(alert).to_be_visible()
         expect(alert).not_to_contain_text("did not work")  # not the fallback
         seen.add(alert.inner_text())
         expect(page).to_have_url(f"{keel.url}/signin?next=%2Ftodos")
-    assert len(seen) == 5
+    assert len(seen) == 6
+    assert any("Wait a minute" in message for message in seen)  # rate_limited: a clear message
     visit.goto("/signin?error=something_new")
     expect(page.locator(".notice.error")).to_contain_text("Signing in with the provider did not work.")
 

@@ -190,6 +190,7 @@ class TestSettings:
             "password_reset": "10/hour",
             "refresh": "30/minute",
             "writes": "120/minute",
+            "sign_in_start": "30/minute",
         }
 
     def test_reads_the_limits_notation(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,7 @@ AUTH = "/api/v1/auth"
 REQUEST = f"{AUTH}/email-code/request"
 VERIFY = f"{AUTH}/email-code/verify"
 CODE = re.compile(r"\b([0-9]{8})\b")
-LINK = re.compile(r"https?://[^\s\"'<>]+/signin/code\?[^\s\"'<>]+")
+LINK = re.compile(r"https?://[^\s\"'<>]+/signin/code#[^\s\"'<>]+")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -128,8 +128,10 @@ class TestRequest:
         links = set(LINK.findall(mail.text))
         assert len(links) == 1, mail.text
         (link,) = links
-        assert link.startswith(f"{settings.public_url}/signin/code?")
-        assert parse_qs(urlsplit(link).query) == {"email": [account.email], "code": [code]}
+        # In the fragment, never the query: a browser sends no fragment to a server (logs, Referer).
+        assert link.startswith(f"{settings.public_url}/signin/code#")
+        assert urlsplit(link).query == ""
+        assert parse_qs(urlsplit(link).fragment) == {"email": [account.email], "code": [code]}
         assert link.replace("&", "&amp;") in mail.html
         # Rendered again (a copy sent after a worker died), it is the same code.
         (again,) = await code_mails(app, account.email)
@@ -305,6 +307,7 @@ class TestVerify:
         # The owner of the address is not asked for the squatter's second factor.
         response = await verify(client, squatter.email, code)
         assert response.status_code == 200, response.text
+        assert response.json()["password_removed"] is True  # the owner is told the password went
         claimed = await user_row(app, squatter.id)
         assert claimed.is_verified
         assert claimed.full_name is None
@@ -327,7 +330,9 @@ class TestVerify:
         account = await create_user(app)
         earlier = await login(client, account)
         code = await requested_code(app, client, account)
-        assert (await verify(client, account.email, code)).status_code == 200
+        response = await verify(client, account.email, code)
+        assert response.status_code == 200
+        assert response.json()["password_removed"] is False
         assert (
             await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {earlier.access}"})
         ).status_code == 200

@@ -3,6 +3,7 @@ a local stub of GitHub's OAuth and API endpoints, and the ID token verifier with
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -32,6 +33,7 @@ from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
 from keel.services.identity import safe_next
 from tests.factories import Account, assert_problem, create_user, login
+from tests.routes.test_email_code import code_mails, code_of, other_code
 from tests.routes.test_mfa import MFA, bearer, code_at, enroll
 
 AUTH = "/api/v1/auth"
@@ -709,6 +711,92 @@ class TestIdentities:
         assert await identities(app) == []
 
 
+# --- an account without a password: never stuck at reauthentication_required ----------------------
+async def stale(app: FastAPI, user_id: int) -> None:
+    """The account's sessions signed in longer ago than a sensitive change allows."""
+    async with app.state.database.session() as session:
+        for row in await session.exec(select(UserSession).where(UserSession.user_id == user_id)):
+            row.authenticated_at = datetime.now(UTC) - timedelta(hours=1)
+            session.add(row)
+        await session.commit()
+
+
+async def emailed_code(app: FastAPI, client: httpx.AsyncClient, address: str) -> str:
+    response = await client.post(f"{AUTH}/email-code/request", json={"email": address})
+    assert response.status_code == 202, response.text
+    return code_of((await code_mails(app, address))[-1])
+
+
+class TestPasswordlessAccount:
+    async def test_an_emailed_code_reauthenticates_it_to_link_unlink_and_delete(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
+    ) -> None:
+        set_provider_user(provider_url, "nopw-1", email="nopw@example.com", email_verified=True)
+        assert (await sign_in(client, provider_url, "nopw-1")).status_code == 302
+        user = await user_by_email(app, "nopw@example.com")
+        assert user is not None
+        assert user.id is not None
+        web = {"X-Keel-Client": "web", "Origin": "http://testserver"}
+        headers = bearer((await client.post(f"{AUTH}/refresh", headers=web)).json()["access_token"])
+        await stale(app, user.id)
+        link = f"{AUTH}/identities/{ISSUER_KEY}/link"
+        assert_problem(await client.post(link, headers=headers), 403, "reauthentication_required")
+        me = "/api/v1/users/me"
+        assert_problem(await client.request("DELETE", me, json={}, headers=headers), 403, "reauthentication_required")
+        # No password proves anything for it.
+        refused = await client.post(f"{AUTH}/reauthenticate", json={"password": "!unusable$"}, headers=headers)
+        assert_problem(refused, 400, "invalid_credentials")
+
+        code = await emailed_code(app, client, user.email)
+        wrong = await client.post(f"{AUTH}/reauthenticate", json={"email_code": other_code(code)}, headers=headers)
+        assert_problem(wrong, 400, "invalid_code")
+        right = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=headers)
+        assert right.status_code == 204, right.text
+        again = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=headers)
+        assert_problem(again, 400, "invalid_code")  # single use
+
+        # Now recently authenticated: it links a second provider account and unlinks the first.
+        set_provider_user(provider_url, "nopw-2", email="nopw@example.com", email_verified=True)
+        started = await client.post(link, headers=headers)
+        assert started.status_code == 200, started.text
+        back = await client.get(at_provider(started.json()["authorize_url"], sub="nopw-2"))
+        assert back.headers["location"] == "/account"
+        first, second = (await client.get(f"{AUTH}/identities", headers=headers)).json()
+        assert (first["subject"], second["subject"]) == ("nopw-1", "nopw-2")
+        assert (await client.delete(f"{AUTH}/identities/{first['id']}", headers=headers)).status_code == 204
+        # And it deletes the account without a password to give.
+        deleted = await client.request("DELETE", me, json={}, headers=headers)
+        assert deleted.status_code == 204, deleted.text
+        assert await user_by_email(app, "nopw@example.com") is None
+
+    async def test_a_code_of_another_account_does_not_reauthenticate(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        mine = await create_user(app)
+        theirs = await create_user(app)
+        tokens = await login(client, mine)
+        code = await emailed_code(app, client, theirs.email)
+        refused = await client.post(f"{AUTH}/reauthenticate", json={"email_code": code}, headers=tokens.headers)
+        assert_problem(refused, 400, "invalid_code")
+        # Still theirs to sign in with.
+        signed_in = await client.post(f"{AUTH}/email-code/verify", json={"email": theirs.email, "code": code})
+        assert signed_in.status_code == 200, signed_in.text
+
+    async def test_an_account_with_a_password_still_deletes_only_with_it(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+        me = "/api/v1/users/me"
+        missing = assert_problem(
+            await client.request("DELETE", me, json={}, headers=tokens.headers), 400, "invalid_credentials"
+        )
+        assert missing["detail"] == "This account's password is required."
+        assert (await user_by_email(app, account.email)) is not None
+        deleted = await client.request("DELETE", me, json={"password": account.password}, headers=tokens.headers)
+        assert deleted.status_code == 204, deleted.text
+
+
 # --- GitHub: OAuth 2.0 without an ID token -----------------------------------------------------------
 class TestGitHub:
     async def _sign_in(self, client: httpx.AsyncClient, code: str = "gh-code") -> httpx.Response:
@@ -881,3 +969,67 @@ class TestTrailingSlashIssuer:
             verify_id_token(
                 token("https://tenant.example"), keys=keys, issuer=provider.issuer, client_id="keel-client", nonce="n"
             )
+
+
+# --- client authentication at the token endpoint, as the discovery document allows -----------------
+class TestTokenEndpointAuthentication:
+    ISSUER = "https://idp.example"
+
+    async def exchange(self, settings: Settings, document_extra: dict[str, object]) -> list[httpx.Request]:
+        """Run a code exchange against a provider answering with `document_extra`; the token requests made."""
+        token_requests: list[httpx.Request] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/token":
+                token_requests.append(request)
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.ISSUER,
+                    "authorization_endpoint": f"{self.ISSUER}/authorize",
+                    "token_endpoint": f"{self.ISSUER}/token",
+                    "jwks_uri": f"{self.ISSUER}/jwks",
+                    **document_extra,
+                },
+            )
+
+        entry = OidcProviderSettings(
+            id="idp", name="IdP", issuer=self.ISSUER, client_id="keel client", client_secret=SecretStr("s3cr:et")
+        )
+        client = OidcClient(settings.model_copy(update={"oidc_providers": (entry,)}))
+        client.transport = httpx.MockTransport(answer)
+        with pytest.raises(ProviderError) as refused:
+            await client.finish(
+                client.providers["idp"], code="c", code_verifier="v" * 43, redirect_uri="http://x/cb", nonce="n"
+            )
+        assert refused.value.code == "provider_error"
+        return token_requests
+
+    @pytest.mark.parametrize(
+        "document_extra",
+        [
+            pytest.param({}, id="none named: the default, basic"),
+            pytest.param({"token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}),
+        ],
+    )
+    async def test_client_secret_basic_is_preferred(
+        self, settings: Settings, document_extra: dict[str, object]
+    ) -> None:
+        [request] = await self.exchange(settings, document_extra)
+        # Each part form-encoded before Basic (RFC 6749 section 2.3.1); no secret in the body.
+        assert request.headers["authorization"] == "Basic " + base64.b64encode(b"keel%20client:s3cr%3Aet").decode()
+        form = parse_qs(request.content.decode())
+        assert "client_secret" not in form
+        assert form["client_id"] == ["keel client"]
+
+    async def test_client_secret_post_when_it_is_the_only_one(self, settings: Settings) -> None:
+        methods: dict[str, object] = {
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"]
+        }
+        [request] = await self.exchange(settings, methods)
+        assert "authorization" not in request.headers
+        assert parse_qs(request.content.decode())["client_secret"] == ["s3cr:et"]
+
+    async def test_a_provider_that_takes_no_client_secret_gets_no_request(self, settings: Settings) -> None:
+        assert await self.exchange(settings, {"token_endpoint_auth_methods_supported": ["private_key_jwt"]}) == []

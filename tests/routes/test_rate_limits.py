@@ -17,9 +17,10 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
+from pydantic import SecretStr
 from sqlmodel import col, select
 
-from keel.core.config import Settings
+from keel.core.config import OidcProviderSettings, Settings
 from keel.core.db import Database
 from keel.core.ratelimit import KEY_PREFIX
 from keel.main import create_app
@@ -44,6 +45,7 @@ LIMITS: dict[str, object] = {
     "rate_limit_password_reset": "10/hour",
     "rate_limit_refresh": "30/minute",
     "rate_limit_writes": "120/minute",
+    "rate_limit_sign_in_start": "30/minute",
     "rate_limit_account_failures": 10,
     "rate_limit_account_lock_seconds": 60,
     "rate_limit_account_lock_max_seconds": 900,
@@ -676,6 +678,56 @@ class TestRateLimitFields:
         )
 
 
+class TestSignInStart:
+    """What starts a sign-in without a secret (a provider redirect, a link, a passkey challenge) is
+    counted per client address; a browser navigating to a provider is sent back to a page instead of a 429."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        # A provider nobody answers for: each start is counted, then fails fast as `provider_unavailable`.
+        unreachable = OidcProviderSettings(
+            id="idp", name="IdP", issuer="http://127.0.0.1:1", client_id="c", client_secret=SecretStr("s")
+        )
+        return with_limits(settings, rate_limit_sign_in_start="2/minute", oidc_providers=(unreachable,))
+
+    async def test_the_provider_redirect_sends_the_browser_back_with_rate_limited(
+        self, app: FastAPI, client: httpx.AsyncClient, frozen: None
+    ) -> None:
+        answers = [await client.get(f"{AUTH}/oidc/idp/authorize") for _ in range(3)]
+
+        assert [answer.status_code for answer in answers] == [303, 303, 303]
+        assert [answer.headers["location"] for answer in answers] == [
+            "/signin?error=provider_unavailable",
+            "/signin?error=provider_unavailable",
+            "/signin?error=rate_limited",
+        ]
+        assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+        assert [fields(answer)[1] for answer in answers] == [
+            '"sign_in_start";r=1;t=60',
+            '"sign_in_start";r=0;t=60',
+            '"sign_in_start";r=0;t=60',
+        ]
+        assert "keel_oidc=" not in answers[2].headers.get("set-cookie", "")
+        # Another address is not affected.
+        async with client_from(app, OTHER_IP) as other:
+            assert (await other.get(f"{AUTH}/oidc/idp/authorize")).headers["location"].endswith("provider_unavailable")
+
+    async def test_passkey_challenges_and_links_share_the_allowance_and_get_429(
+        self, app: FastAPI, client: httpx.AsyncClient, frozen: None
+    ) -> None:
+        _, tokens = await signed_in(app, client)
+        first = await client.post(f"{AUTH}/passkeys/authenticate/options", json={})
+        second = await client.post(f"{AUTH}/identities/idp/link", headers=tokens.headers)
+        third = await client.post(f"{AUTH}/passkeys/authenticate/options", json={})
+        fourth = await client.post(f"{AUTH}/identities/idp/link", headers=tokens.headers)
+
+        assert first.status_code == 200, first.text
+        assert second.status_code == 503, second.text  # counted, then the provider could not be reached
+        assert_rate_limited(third, window=60)
+        assert_rate_limited(fourth, window=60)
+        assert fields(third) == ('"sign_in_start";q=2;w=60', '"sign_in_start";r=0;t=60')
+
+
 class TestTurnedOff:
     async def test_nothing_is_limited(self, settings: Settings) -> None:
         async with serving(with_limits(settings, rate_limit_enabled=False)) as unlimited:
@@ -844,6 +896,8 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", f"{AUTH}/reauthenticate"),
         ("post", f"{AUTH}/mfa/verify"),
         ("post", f"{AUTH}/passkeys/authenticate"),
+        ("post", f"{AUTH}/passkeys/authenticate/options"),
+        ("post", f"{AUTH}/identities/{{provider}}/link"),
         ("get", f"{AUTH}/oidc/{{provider}}/callback"),
         ("post", f"{AUTH}/email-code/request"),
         ("post", f"{AUTH}/email-code/verify"),

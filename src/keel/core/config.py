@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     rate_limit_password_reset: str = "10/hour"
     rate_limit_refresh: str = "30/minute"  # per session
     rate_limit_writes: str = "120/minute"  # per user, over the write endpoints
+    # Per client IP, over what starts a sign-in without a secret: a provider's authorize redirect,
+    # linking an identity, a passkey sign-in's challenge (each writes a row or a challenge).
+    rate_limit_sign_in_start: str = "30/minute"
     # Password checks in a row without the right password, per account and from any address, before
     # the account is locked (keel.core.lockout); each further one doubles the lock, up to the maximum.
     rate_limit_account_failures: int = Field(default=10, ge=1)
@@ -230,6 +233,7 @@ class Settings(BaseSettings):
         "rate_limit_password_reset",
         "rate_limit_refresh",
         "rate_limit_writes",
+        "rate_limit_sign_in_start",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

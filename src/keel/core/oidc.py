@@ -7,15 +7,19 @@ URL, exchanges the code, and proves who came back:
 - OpenID Connect: the ID token's signature is checked against the issuer's JWKS, and its `iss`,
   `aud` (and `azp` when there are several audiences), `exp`, `iat` and `nonce`. The discovery
   document and the JWKS are cached; an unknown key id fetches the JWKS again once (key rotation).
+- The client authenticates at the token endpoint as the discovery document's
+  `token_endpoint_auth_methods_supported` allows: `client_secret_basic` first, else `client_secret_post`.
 - GitHub has no ID token: the account is `/user`'s id, the address its primary one from
   `/user/emails`, verified only if GitHub says so.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
@@ -142,6 +146,24 @@ def verify_id_token(
     return claims
 
 
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
+def token_auth_method(document: dict[str, Any]) -> ClientAuthMethod:
+    """How this client authenticates at the token endpoint, as the discovery document allows.
+
+    `client_secret_basic` when offered (OpenID Connect Discovery's default when the document names
+    none), else `client_secret_post`; a provider that offers neither cannot take a client secret.
+    """
+    offered = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
+    if not isinstance(offered, list):
+        raise ProviderError("provider_error", "token_endpoint_auth_methods_supported is not a list")
+    for method in ("client_secret_basic", "client_secret_post"):
+        if method in offered:
+            return method
+    raise ProviderError("provider_error", f"no client secret method among {offered!r}"[:200])
+
+
 def _key_id(id_token: str) -> str | None:
     try:
         kid = jws.extract_compact(id_token.encode()).headers().get("kid")
@@ -250,7 +272,14 @@ class OidcClient:
         return url
 
     async def _exchange(
-        self, provider: Provider, token_url: str, *, code: str, code_verifier: str, redirect_uri: str
+        self,
+        provider: Provider,
+        token_url: str,
+        *,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        auth_method: ClientAuthMethod,
     ) -> dict[str, Any]:
         data = {
             "grant_type": "authorization_code",
@@ -258,11 +287,17 @@ class OidcClient:
             "redirect_uri": redirect_uri,
             "code_verifier": code_verifier,
             "client_id": provider.client_id,
-            "client_secret": provider.client_secret,
         }
+        headers: dict[str, str] = {}
+        if auth_method == "client_secret_basic":
+            # RFC 6749 section 2.3.1: each part form-encoded, then HTTP Basic.
+            pair = f"{quote(provider.client_id, safe='')}:{quote(provider.client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            data["client_secret"] = provider.client_secret
         try:
             async with self._http() as http:
-                response = await http.post(token_url, data=data)
+                response = await http.post(token_url, data=data, headers=headers)
                 body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise ProviderError("provider_error", f"token request: {type(exc).__name__}") from None
@@ -279,7 +314,12 @@ class OidcClient:
             return await self._github(provider, code=code, code_verifier=code_verifier, redirect_uri=redirect_uri)
         document = await self.discovery(provider)
         tokens = await self._exchange(
-            provider, document["token_endpoint"], code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
+            provider,
+            document["token_endpoint"],
+            code=code,
+            code_verifier=code_verifier,
+            redirect_uri=redirect_uri,
+            auth_method=token_auth_method(document),
         )
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
@@ -302,7 +342,12 @@ class OidcClient:
 
     async def _github(self, provider: Provider, *, code: str, code_verifier: str, redirect_uri: str) -> ProviderAccount:
         tokens = await self._exchange(
-            provider, provider.token_url, code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
+            provider,
+            provider.token_url,
+            code=code,
+            code_verifier=code_verifier,
+            redirect_uri=redirect_uri,
+            auth_method="client_secret_post",  # what GitHub documents
         )
         access = tokens.get("access_token")
         if not isinstance(access, str):

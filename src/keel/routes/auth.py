@@ -30,6 +30,7 @@ from keel.deps import (
 from keel.routes import API_PREFIX
 from keel.schemas.auth import (
     EmailCodeRequest,
+    EmailCodeTokenPair,
     LogoutRequest,
     PasswordChange,
     PasswordResetConfirm,
@@ -343,7 +344,7 @@ async def request_email_code(
 
 @router.post(
     "/email-code/verify",
-    response_model=TokenPair,
+    response_model=EmailCodeTokenPair,
     responses={
         **problem_responses(400, 422, 429),
         **first_factor_responses(),
@@ -371,10 +372,13 @@ async def verify_email_code(
 
     With `X-Keel-Client: web` and this service's own `Origin`, the refresh token is set as the
     `keel_refresh` cookie instead of being returned, as at `/auth/login`.
+
+    `password_removed: true` when the code claimed an account whose address was never confirmed:
+    the password its registrant set no longer works.
     """
     if web.opted_in:
         web.require_same_origin()
-    issued = await email_code_service.verify(
+    signed_in = await email_code_service.verify(
         database=database,
         cache=cache,
         settings=settings,
@@ -387,4 +391,6 @@ async def verify_email_code(
         ip=ip,
     )
     no_store(response)
-    return web.hand_over(response, issued) if web.opted_in else issued.pair
+    issued = signed_in.issued
+    pair = web.hand_over(response, issued) if web.opted_in else issued.pair
+    return EmailCodeTokenPair(**pair.model_dump(), password_removed=signed_in.password_removed)

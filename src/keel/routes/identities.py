@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from keel.core.errors import MfaRequired, ProviderUnavailable
+from keel.core.errors import MfaRequired, ProviderUnavailable, RateLimited
 from keel.core.oidc import OidcClient
 from keel.deps import (
     NO_PERSONAL_TOKENS,
@@ -21,6 +21,8 @@ from keel.deps import (
     ProviderSignInRateLimit,
     RecentlyAuthenticatedUser,
     SettingsDep,
+    SignInStartRateLimit,
+    SignInStartRefusal,
     WebClient,
 )
 from keel.http.web_session import needs_secure, refresh_cookie
@@ -92,7 +94,10 @@ async def list_providers(oidc: OidcDep) -> list[ProviderRead]:
             "headers": {**REDIRECT_HEADERS, "Set-Cookie": {"schema": {"type": "string"}}},
         },
         303: {
-            "description": "The provider could not be reached: to `/signin?error=provider_unavailable`.",
+            "description": (
+                "The provider could not be reached (`/signin?error=provider_unavailable`), or the client "
+                "address started too many sign-ins (`/signin?error=rate_limited`)."
+            ),
             "headers": REDIRECT_HEADERS,
         },
         **problem_responses(404, 422),
@@ -104,14 +109,22 @@ async def oidc_authorize(
     database: DatabaseDep,
     settings: SettingsDep,
     oidc: OidcDep,
+    refusal: SignInStartRefusal,
     next: NextPath = None,
 ) -> RedirectResponse:
     """Start signing in with a provider (authorization code with PKCE): a browser navigates here.
 
     A browser gets a page, not JSON: a provider that cannot be reached (its discovery document)
-    sends it to `/signin?error=provider_unavailable` (303). An unknown provider is a 404 and an
-    unsafe `next` a 422: no link of the web UI leads there.
+    sends it to `/signin?error=provider_unavailable` (303), and a client address over its
+    `sign_in_start` limit to `/signin?error=rate_limited` (303, with `Retry-After`). An unknown
+    provider is a 404 and an unsafe `next` a 422: no link of the web UI leads there.
     """
+    if refusal is not None:
+        response = RedirectResponse(
+            f"{SIGNIN_ERROR_PAGE}?error={RateLimited.code}", status_code=status.HTTP_303_SEE_OTHER, headers=refusal
+        )
+        _no_store(response)
+        return response
     try:
         started = await identity_service.begin(
             database=database, settings=settings, oidc=oidc, provider_id=provider, next_path=next
@@ -251,8 +264,9 @@ async def list_identities(user: CurrentUser, database: DatabaseDep) -> list[Iden
         200: {
             "headers": {"Set-Cookie": {"description": "The flow's `keel_oidc` cookie.", "schema": {"type": "string"}}}
         },
-        **problem_responses(401, 403, 404, 422, 503),
+        **problem_responses(401, 403, 404, 422, 429, 503),
     },
+    dependencies=[SignInStartRateLimit],
 )
 async def link_identity(
     provider: ProviderPath,

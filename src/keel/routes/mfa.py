@@ -21,6 +21,7 @@ from keel.schemas.auth import TokenPair
 from keel.schemas.common import problem_responses
 from keel.schemas.mfa import (
     CodeProof,
+    EmailCodeProof,
     MfaCodeVerify,
     MfaRecoveryCodeVerify,
     MfaStatus,
@@ -111,8 +112,12 @@ async def reauthenticate(
     dispatcher: DispatcherDep,
     limiter: RateLimiterDep,
 ) -> None:
-    """Prove again who you are (password, app code or recovery code): sensitive operations are then
-    allowed for 10 minutes. Wrong answers count against the account's sign-in budget (429 when locked)."""
+    """Prove again who you are (password, app code, recovery code or emailed code): sensitive operations
+    are then allowed for 10 minutes. Wrong answers count against the account's sign-in budget (429 when locked).
+
+    An account without a password (made by a provider, or signing in by code) asks
+    `/auth/email-code/request` for a code to its own address and sends it as `email_code`.
+    """
     await mfa_service.reauthenticate(
         database=database,
         settings=settings,
@@ -122,6 +127,7 @@ async def reauthenticate(
         password=data.password if isinstance(data, PasswordProof) else None,
         code=data.code if isinstance(data, CodeProof) else None,
         recovery_code=data.recovery_code if isinstance(data, RecoveryCodeProof) else None,
+        email_code=data.email_code.replace(" ", "") if isinstance(data, EmailCodeProof) else None,
     )
 
 

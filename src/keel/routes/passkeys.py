@@ -15,6 +15,7 @@ from keel.deps import (
     RecentlyAuthenticatedUser,
     RedisDep,
     SettingsDep,
+    SignInStartRateLimit,
     WebClient,
 )
 from keel.routes import API_PREFIX
@@ -114,7 +115,12 @@ async def delete_passkey(
     )
 
 
-@router.post("/authenticate/options", response_model=CredentialOptions, responses=problem_responses(400, 401, 422))
+@router.post(
+    "/authenticate/options",
+    response_model=CredentialOptions,
+    responses=problem_responses(400, 401, 422, 429),
+    dependencies=[SignInStartRateLimit],
+)
 async def passkey_authentication_options(
     response: Response,
     database: DatabaseDep,
@@ -127,7 +133,7 @@ async def passkey_authentication_options(
     Without `mfa_token`, for any passkey of this site (the browser lists the discoverable ones; no
     email is typed). With the `mfa_token` of a 403 `mfa_required`, for that account's passkeys, to
     finish that sign-in (401 `invalid_mfa_token` if it is unknown, used or expired). The challenge is
-    good for one answer within 5 minutes.
+    good for one answer within 5 minutes. Counted per client address (`sign_in_start`, 429).
     """
     no_store(response)
     return await passkey_service.authentication_options(

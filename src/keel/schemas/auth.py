@@ -27,6 +27,17 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
+class EmailCodeTokenPair(TokenPair):
+    password_removed: bool = Field(
+        default=False,
+        description=(
+            "True when this code claimed an account whose address was never confirmed: whoever registered "
+            "it may have been someone else, so the password set then no longer works (set a new one through "
+            "the password reset)."
+        ),
+    )
+
+
 class RefreshRequest(InputModel):
     refresh_token: RefreshTokenStr | None = Field(
         default=None,

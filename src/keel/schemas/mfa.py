@@ -49,10 +49,22 @@ class RecoveryCodeProof(InputModel):
     recovery_code: RecoveryCodeStr
 
 
+class EmailCodeProof(InputModel):
+    """A code mailed by `/auth/email-code/request` to the account's own address: how an account
+    without a password (made by a provider, or signing in only by code) proves it is its owner."""
+
+    email_code: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9 ]+$", examples=["12345678"])]
+
+
 # Exactly one proof: unknown fields are refused, so a body naming two matches neither shape (422).
 Reauthenticate = Annotated[
-    PasswordProof | CodeProof | RecoveryCodeProof,
-    Field(description="Exactly one of `password`, `code` (authenticator app) or `recovery_code`."),
+    PasswordProof | CodeProof | RecoveryCodeProof | EmailCodeProof,
+    Field(
+        description=(
+            "Exactly one of `password`, `code` (authenticator app), `recovery_code` or `email_code` "
+            "(a code mailed by `/auth/email-code/request` to the account's address)."
+        )
+    ),
 ]
 
 

@@ -85,7 +85,13 @@ class UserUpdate(InputModel):
 
 
 class UserDelete(InputModel):
-    password: AnyPassword
+    password: AnyPassword | None = Field(
+        default=None,
+        description=(
+            "Required when the account has a password. An account without one (made by a provider, "
+            "or signing in by code) is deleted on its recent authentication alone."
+        ),
+    )
 
 
 class AdminUserUpdate(InputModel):

@@ -36,7 +36,7 @@ from keel.core.db import Database, Prebuilt
 from keel.core.errors import InactiveUser, InvalidCode
 from keel.core.lockout import PasswordAttempt
 from keel.core.ratelimit import RateLimiter
-from keel.core.security import unusable_password
+from keel.core.security import has_usable_password, unusable_password
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, EmailSignInCode, Role, User, utcnow
 from keel.models.base import UTCDateTime
@@ -53,6 +53,11 @@ MAX_ATTEMPTS = 5
 
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 _OF_ADDRESS = sa.select(col(User.id)).where(col(User.email) == sa.bindparam("email")).scalar_subquery()
+
+
+class CodeSignIn(NamedTuple):
+    issued: IssuedTokens
+    password_removed: bool  # the code claimed an unconfirmed account, whose password then went
 
 
 class _Tried(NamedTuple):
@@ -156,7 +161,7 @@ async def verify(
     code: str,
     user_agent: str | None,
     ip: str | None,
-) -> IssuedTokens:
+) -> CodeSignIn:
     """Check the code; then the sign-in policy opens a session or asks for the second factor.
 
     `attempt` is this try, already counted against the account and the client (keel.core.lockout).
@@ -185,8 +190,9 @@ async def verify(
         audit.record(SecurityEvent.LOGIN_FAILED, reason="inactive", user_id=account.id, ip=ip)
         raise InactiveUser
 
+    password_removed = False
     if not account.is_verified:
-        await _claim(database, cache, account.id)
+        password_removed = await _claim(database, cache, account.id)
     issued = await signin.first_factor_passed(
         database=database,
         cache=cache,
@@ -196,24 +202,43 @@ async def verify(
         client=signin.Client(user_agent=user_agent, ip=ip),
     )
     await limiter.password_right(attempt)
-    return issued
+    return CodeSignIn(issued, password_removed)
 
 
-async def _claim(database: Database, cache: SessionCache | None, user_id: int) -> None:
+async def spend_own(*, database: Database, settings: Settings, user_id: int, email: str, code: str) -> bool:
+    """Use a live code of the account `user_id` (address `email`); False if it is not one.
+
+    How a signed-in account proves it is still its owner without a password (/auth/reauthenticate):
+    the same count of tries and the same single use as a sign-in by code.
+    """
+    now = utcnow()
+    async with database.transaction() as transaction:
+        for candidate in await transaction.rows(_TRY, email=email, now=now):
+            if candidate.user_id == user_id and email_codes.matches(
+                settings, user_id=user_id, code=code, code_hash=candidate.code_hash
+            ):
+                return await transaction.first(_USE, code_id=candidate.id, now=now) is not None
+    return False
+
+
+async def _claim(database: Database, cache: SessionCache | None, user_id: int) -> bool:
     """The code proved the address of a never-confirmed account: its owner claims it (`account.claim`).
 
     Committed before the sign-in policy runs, so a second factor the registrant set up cannot
     stand between the owner and the account; the registrant's password stops working too.
+    True when that removed a password (the owner is told: `password_removed`).
     """
     async with database.session() as session:
         user = await session.get(User, user_id)
         if user is None or user.is_verified:  # deleted, or claimed by a concurrent right code
-            return
+            return False
+        had_password = has_usable_password(user.hashed_password)
         await account_service.claim(session=session, cache=cache, user=user)
         user.hashed_password = unusable_password()
         await session.commit()
     audit.record(SecurityEvent.EMAIL_VERIFIED, user_id=user_id)
-    audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user_id)
+    audit.record(SecurityEvent.ACCOUNT_CLAIMED, user_id=user_id, password_removed=had_password)
+    return had_password
 
 
 async def _wrong(

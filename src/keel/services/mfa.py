@@ -38,6 +38,7 @@ from keel.models import EmailKind, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.schemas.mfa import MfaStatus, RecoveryCodes, TotpSetup
+from keel.services import email_code as email_code_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
@@ -371,6 +372,7 @@ async def reauthenticate(
     password: str | None,
     code: str | None,
     recovery_code: str | None,
+    email_code: str | None = None,
 ) -> None:
     """Prove again who one is, so the session counts as recently authenticated (10 minutes).
 
@@ -386,6 +388,13 @@ async def reauthenticate(
             audit.record(SecurityEvent.REAUTHENTICATION_FAILED, user_id=user.id, session_id=principal.session_id)
             await _wrong(database, settings, dispatcher, attempt, user_id=user.id, email=user.email)
             raise InvalidCredentialsInput("The password is incorrect.")
+    elif email_code is not None:
+        if not await email_code_service.spend_own(
+            database=database, settings=settings, user_id=user.id, email=user.email, code=email_code
+        ):
+            audit.record(SecurityEvent.REAUTHENTICATION_FAILED, user_id=user.id, session_id=principal.session_id)
+            await _wrong(database, settings, dispatcher, attempt, user_id=user.id, email=user.email)
+            raise InvalidCode
     else:
         proof = await check_code(
             database=database, settings=settings, user_id=user.id, code=code, recovery_code=recovery_code

@@ -231,8 +231,10 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
     if row.kind is EmailKind.SIGN_IN_CODE:
         assert row.id is not None
         code = email_codes.derive(settings, outbox_id=row.id, created_at=row.created_at, to_address=row.to_address)
-        query = urlencode({"email": row.to_address, "code": code})
-        return render(row.kind.value, code=code, link=f"{base}/signin/code?{query}", **common)
+        # In the fragment: a browser never sends it to a server, so the code reaches no access log
+        # and no Referer; the web UI reads it and takes it off the address bar.
+        fragment = urlencode({"email": row.to_address, "code": code})
+        return render(row.kind.value, code=code, link=f"{base}/signin/code#{fragment}", **common)
     if row.kind in (EmailKind.IDENTITY_LINK, EmailKind.IDENTITY_LINKED):
         return await _identity_mail(session, settings, row, user, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:

@@ -23,7 +23,7 @@ from keel.core.errors import (
 from keel.core.logging import get_logger
 from keel.core.password_policy import check_password
 from keel.core.ratelimit import RateLimiter, account_key
-from keel.core.security import password_hasher
+from keel.core.security import has_usable_password, password_hasher
 from keel.core.session_cache import SessionCache
 from keel.models import EmailKind, Role, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
@@ -188,18 +188,25 @@ async def delete_own(
     dispatcher: Dispatcher,
     limiter: RateLimiter,
     user_id: int,
-    password: str,
+    password: str | None,
     if_match: IfMatch | None = None,
 ) -> None:
     """Delete the caller's account after checking the password; everything they own goes with it.
 
     The check draws on the account's allowance of wrong passwords, as a sign-in does (429 while locked).
+    An account without a password has nothing to check beyond the caller's recent authentication.
     With `If-Match`, the account must still be as the client read it.
     """
     async with database.session() as session:
         user = await get_own(session=session, user_id=user_id)
         if if_match is not None:
             if_match.check(UserRead.model_validate(user))
+        if not has_usable_password(user.hashed_password):
+            await _delete(session, cache, user)
+            audit.record(SecurityEvent.USER_DELETED, user_id=user_id, actor_id=user_id)
+            return
+        if password is None:
+            raise InvalidCredentialsInput("This account's password is required.")
         attempt = await limiter.password_attempt(account_key(user.email))
         valid, _ = await password_hasher(settings).verify(password, user.hashed_password)
         if not valid:

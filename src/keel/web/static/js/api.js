@@ -263,8 +263,10 @@ export async function signIn(email, password) {
 
 /** Sign in through another endpoint that answers a token pair (/auth/mfa/verify, a passkey). */
 export async function signInWith(path, body) {
-  accept(await request("POST", path, { body }));
-  return loadUser("signed-in");
+  const answer = await request("POST", path, { body });
+  accept(answer);
+  await loadUser("signed-in");
+  return answer;
 }
 
 /**

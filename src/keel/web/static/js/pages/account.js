@@ -49,6 +49,7 @@ export async function page(container, ctx) {
     container,
     h("h1", {}, "Account"),
     error ? h("p", { class: "notice error", role: "alert" }, providerError(error)) : null,
+    ctx.state?.notice ? h("p", { class: "notice info", role: "status" }, ctx.state.notice) : null,
     section("Profile", h("p", {}, "Email: ", h("strong", {}, user.email)), verification(user), profile),
     section("Password", password),
     section("Sign-in & security", signInSettings),

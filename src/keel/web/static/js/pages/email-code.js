@@ -1,9 +1,11 @@
 // Signing in with a code sent by email: asked for on the sign-in page ("Email me a code"), or
-// brought by the link in that email (/signin/code?email=…&code=…).
+// brought by the link in that email (/signin/code#email=…&code=…: in the fragment, which a browser
+// never sends to a server, so the code reaches no access log and no Referer).
 
 import { ApiError, request, signInWith } from "../api.js";
 import { button, field, formAlert, h, replace } from "../dom.js";
 import { clearErrors, onSubmit, showError, waitMessage } from "../forms.js";
+import { navigate } from "../router.js";
 import { secondStep } from "./second-step.js";
 
 const SENT = "If an account uses this address, a code is on its way. It works for 10 minutes.";
@@ -15,15 +17,26 @@ function sendCode(email) {
   return request("POST", "/auth/email-code/request", { body: { email } });
 }
 
-/** Try the code: `signedIn()` after it worked, `secondFactor(problem)` on 403 `mfa_required`. */
+// The code claimed an account whose address was never confirmed (`password_removed`).
+const PASSWORD_REMOVED =
+  "This code confirmed your email address, so this account is now yours. It had a password set before the " +
+  "address was confirmed, possibly by someone else: that password was removed, with its sessions, second " +
+  "steps and connected accounts. To sign in with a password, set a new one with \u201cForgot your password?\u201d.";
+
+/**
+ * Try the code: `signedIn()` after it worked, `secondFactor(problem)` on 403 `mfa_required`. A code
+ * that removed a password goes to the account page, which says so.
+ */
 async function verify(email, code, { signedIn, secondFactor }) {
+  let answer;
   try {
     // Spaces or dashes a mail client or a person put between the digits are not part of the code.
-    await signInWith("/auth/email-code/verify", { email, code: code.replace(/[\s-]/g, "") });
+    answer = await signInWith("/auth/email-code/verify", { email, code: code.replace(/[\s-]/g, "") });
   } catch (error) {
     if (error instanceof ApiError && error.code === "mfa_required") return secondFactor(error.problem);
     throw error;
   }
+  if (answer.password_removed) return navigate("/account", { replace: true, state: { notice: PASSWORD_REMOVED } });
   signedIn();
 }
 
@@ -115,10 +128,12 @@ export function emailCodeSignIn(container, { email, signedIn, secondFactor, back
 /** The page the email's link opens: one click signs in (a link scanner's visit sends nothing). */
 export async function fromLink(container, ctx) {
   ctx.title("Sign in");
-  const email = (ctx.query.get("email") || "").trim();
-  const code = (ctx.query.get("code") || "").trim();
+  // The fragment; an older mail's link had them in the query.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const email = (fragment.get("email") || ctx.query.get("email") || "").trim();
+  const code = (fragment.get("code") || ctx.query.get("code") || "").trim();
   // The code must not stay in the address bar or the history.
-  if (ctx.query.has("email") || ctx.query.has("code")) ctx.replaceLocation(location.pathname);
+  if (location.hash || ctx.query.has("email") || ctx.query.has("code")) ctx.replaceLocation(location.pathname);
   if (!email || !code) return noCode(container);
   const signedIn = () => ctx.navigate("/todos", { replace: true });
   const restart = (notice) => ctx.navigate("/signin", { replace: true, state: { notice } });

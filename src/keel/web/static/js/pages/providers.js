@@ -16,6 +16,7 @@ const ERRORS = {
   state_mismatch: `That sign-in expired or was started in another browser. ${TRY_AGAIN}`,
   provider_error: `The provider could not be reached or did not answer as expected. ${TRY_AGAIN}`,
   provider_unavailable: `The provider could not be reached just now. ${TRY_AGAIN}`,
+  rate_limited: "Too many sign-ins were started from your network just now. Wait a minute, then try again.",
   invalid_id_token: `The provider's answer could not be verified. ${TRY_AGAIN}`,
   email_missing: "The provider did not share an email address, so no account could be opened. Allow it to share your email, or sign up with a password.",
   email_not_verified: "The provider has not verified your email address. Verify it there first, or sign in another way.",
