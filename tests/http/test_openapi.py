@@ -129,6 +129,9 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
         ("DELETE", "/api/v1/users/me"),
         ("POST", "/api/v1/tokens"),
         ("DELETE", "/api/v1/tokens/{token_id}"),
+        ("GET", "/api/v1/auth/oidc/{provider}/authorize"),
+        ("POST", "/api/v1/auth/identities/{provider}/link"),
+        ("POST", "/api/v1/auth/passkeys/authenticate/options"),
     }
 
 
