@@ -135,6 +135,8 @@ class TokenScopes:
 # The families' declarations; each router takes one of them (see keel.routes).
 TODOS_SCOPES = Depends(TokenScopes(read=Scope.TODOS_READ, write=Scope.TODOS_WRITE))
 POSTS_SCOPES = Depends(TokenScopes(read=Scope.POSTS_READ, write=Scope.POSTS_WRITE))
+# For the shared lists' router (API.md's /lists), when it comes.
+LISTS_SCOPES = Depends(TokenScopes(read=Scope.LISTS_READ, write=Scope.LISTS_WRITE))
 # The profile can be read; every account change (PATCH and DELETE /users/me) refuses tokens.
 USERS_SCOPES = Depends(TokenScopes(read=Scope.PROFILE_READ))
 # /auth/* (sessions, passwords, second factors, passkeys, identities), /tokens and /admin/*.

@@ -186,3 +186,15 @@ def test_the_token_operations_and_their_shapes(schema: dict[str, Any]) -> None:
     }
     assert "404" in paths["/api/v1/tokens/{token_id}"]["delete"]["responses"]
     assert "422" in paths["/api/v1/tokens"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_token_that_never_expires_is_offered_only_where_the_server_makes_one(allowed: bool, tmp_path: Path) -> None:
+    app = create_app(base_settings(tmp_path, personal_tokens_allow_no_expiry=allowed))
+    field = app.openapi()["components"]["schemas"]["AccessTokenCreate"]["properties"]["expires_in_days"]
+
+    variants = field.get("anyOf", [field])
+    assert ({"type": "null"} in variants) is allowed
+    assert {"type": "integer", "minimum": 1, "maximum": 365} in [
+        {key: variant[key] for key in ("type", "minimum", "maximum") if key in variant} for variant in variants
+    ]

@@ -192,6 +192,8 @@ def build(app: FastAPI, tags: list[str], *, api_prefix: str, routes: Iterable[Ba
     pages = {name: f"{name[5:-1]}Page" for name in components if re.fullmatch(r"Page_[A-Za-z]+_", name)}
     _rename_components(schema, {**BODY_NAMES, **pages})  # Page_TodoRead_ -> TodoReadPage
     _describe_bearer_token(schema)
+    if not app.state.settings.personal_tokens_allow_no_expiry:
+        _tokens_must_expire(components)
     rate_limited = {operation_id(route) for route in routes if isinstance(route, APIRoute) and _counts(route.dependant)}
     for path, item in schema["paths"].items():
         for operation in item.values():
@@ -259,6 +261,13 @@ def _describe_bearer_token(schema: dict[str, Any]) -> None:
             named = [requirement for requirement in security if requirement]
             # `{}` last: an empty requirement means the route also serves anonymous callers.
             operation["security"] = [*named, {BEARER_SCHEME: []}, *([{}] if anonymous_allowed else [])]
+
+
+def _tokens_must_expire(components: dict[str, Any]) -> None:
+    """Where this server makes no token that never expires, its schema does not offer `null` for one."""
+    field = components["AccessTokenCreate"]["properties"]["expires_in_days"]
+    variants = [variant for variant in field.pop("anyOf", ()) if variant.get("type") != "null"]
+    field.update(variants[0])
 
 
 def _document_common_problems(path: str, operation: dict[str, Any], api_prefix: str) -> None:

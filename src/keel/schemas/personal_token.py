@@ -30,7 +30,8 @@ class AccessTokenCreate(InputModel):
     scopes: list[Scope] = Field(
         min_length=1,
         max_length=len(Scope),
-        description="What the token may do. It never reaches /auth, /tokens, /admin or account changes.",
+        description="What the token may do, each scope once. Never /auth, /tokens, /admin or account changes.",
+        json_schema_extra={"uniqueItems": True},
     )
     expires_in_days: int | None = Field(
         default=DEFAULT_EXPIRY_DAYS,
