@@ -3,7 +3,8 @@
 
 import { ApiError, currentUser, request } from "./api.js";
 import { button, field, formAlert, h } from "./dom.js";
-import { onSubmit, showError, waitMessage } from "./forms.js";
+import { clearErrors, onSubmit, showError, waitMessage } from "./forms.js";
+import { getPasskey, passkeyProblem, passkeysSupported } from "./webauthn.js";
 
 /** What `withReauth` resolves to when the person closed the dialog instead of confirming. */
 export const CANCELLED = Symbol("cancelled");
@@ -96,6 +97,40 @@ function emailCodeProof(form, parts, toggle) {
   return { emailCode, ask };
 }
 
+/**
+ * "Use a passkey instead": the browser's ceremony for one of the account's passkeys, answered to
+ * /auth/passkeys/reauthenticate. `done()` runs once it is accepted; failures show on `form`.
+ */
+function passkeyProof(form, done) {
+  if (!passkeysSupported()) return null;
+  const use = button("Use a passkey instead", { class: "link" });
+  use.addEventListener("click", async () => {
+    if (use.getAttribute("aria-disabled") === "true") return;
+    use.setAttribute("aria-disabled", "true");
+    clearErrors(form);
+    try {
+      const options = await request("POST", "/auth/passkeys/reauthenticate/options");
+      const credential = await getPasskey(options);
+      if (!credential) return;
+      await request("POST", "/auth/passkeys/reauthenticate", { body: { credential } });
+      done();
+    } catch (error) {
+      if (!(error instanceof ApiError)) {
+        // The browser's ceremony failed (cancelled, timed out, wrong address): say which, if known.
+        const problem = passkeyProblem(error);
+        if (error?.name !== "AbortError") showError(form, new ApiError(0, { detail: problem || "No passkey was used." }));
+        return;
+      }
+      showError(form, error, {
+        messages: { invalid_credential: "That passkey could not confirm it is you. Try another way.", rate_limited: waitMessage },
+      });
+    } finally {
+      use.removeAttribute("aria-disabled");
+    }
+  });
+  return use;
+}
+
 /** The "Confirm it's you" dialog; resolves true once /auth/reauthenticate accepted a proof. */
 export function confirmIdentity({ totp = false } = {}) {
   return new Promise((resolve) => {
@@ -104,10 +139,12 @@ export function confirmIdentity({ totp = false } = {}) {
     const toggle = totp ? button("Use a code from your app instead", { class: "link" }) : null;
     const form = h("form", { novalidate: true }, formAlert());
     const byEmail = emailCodeProof(form, parts, toggle);
+    const byPasskey = passkeyProof(form, () => close(true));
+    const links = [toggle, byEmail.ask, byPasskey].filter(Boolean).flatMap((link, index) => (index ? [" · ", link] : [link]));
     form.append(
       ...parts.fields.filter(Boolean),
       byEmail.emailCode,
-      h("p", { class: "form-links" }, toggle, toggle ? " · " : null, byEmail.ask),
+      h("p", { class: "form-links" }, ...links),
       h("div", { class: "actions" }, cancel, h("button", { type: "submit", class: "primary" }, "Confirm")),
     );
     const dialog = h(
