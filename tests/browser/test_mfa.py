@@ -450,3 +450,23 @@ def test_removing_a_passkey_asks_to_confirm_it_is_you(visit: Visit, keel: Keel) 
     expect(security.get_by_role("list", name="Passkeys")).to_have_count(0)
     expect(security.get_by_role("button", name="Add a passkey")).to_be_visible()
     visit.watch.assert_clean(expected_http={403})
+
+
+def test_a_passkey_confirms_it_is_you(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    Authenticator(page)
+    member = keel.register("keyed")
+    visit.sign_in(member)
+    add_passkey(visit, "Laptop")
+    age_sign_ins(keel, member)
+    security = page.get_by_role("region", name="Sign-in & security")
+
+    security.get_by_role("button", name="Remove Laptop").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    dialog.get_by_role("button", name="Use a passkey instead").click()
+
+    # No password typed: the passkey proved it, and the change went on.
+    expect(dialog).to_be_hidden()
+    expect(security.get_by_role("list", name="Passkeys")).to_have_count(0)
+    visit.watch.assert_clean(expected_http={403})

@@ -16,7 +16,8 @@ import pytest
 import werkzeug.serving
 from playwright.sync_api import Page, Route, ViewportSize, expect
 
-from tests.browser.conftest import Keel, Visit
+from tests.browser.conftest import Account, Keel, Visit
+from tests.browser.test_email_code import mailed, other_code
 from tests.browser.test_mfa import age_sign_ins, api_totp, code_after
 from tests.processes import free_port
 
@@ -270,3 +271,44 @@ def test_connecting_after_a_while_asks_to_confirm_it_is_you_first(visit: Visit, 
     section = page.get_by_role("region", name="Connected accounts")
     expect(section.get_by_role("button", name="Disconnect Mock ID")).to_be_visible()
     visit.watch.assert_clean(expected_http={403})
+
+
+def test_an_account_without_a_password_confirms_it_is_you_with_an_emailed_code(visit: Visit, keel: Keel) -> None:
+    page = visit.page
+    offline_styles(page)
+    provider_user("no-password", "no_password@example.com")
+    visit.goto("/signin")
+    page.get_by_role("link", name="Continue with Mock ID").click()
+    at_provider(page, "no-password")
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    visit.goto("/account")
+    section = page.get_by_role("region", name="Connected accounts")
+    expect(section.get_by_role("button", name="Disconnect Mock ID")).to_be_visible()
+    age_sign_ins(keel, Account(email="no_password@example.com", username="no_password"))
+
+    # A sensitive change asks to confirm it is you; this account has no password to give.
+    section.get_by_role("button", name="Disconnect Mock ID").click()
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    before = len(keel.mails("no_password@example.com"))
+    dialog.get_by_role("button", name="Email me a code instead").click()
+    code_field = dialog.get_by_label("Code from the email")
+    expect(code_field).to_be_focused()
+    expect(dialog.get_by_label("Password")).to_be_hidden()
+    code, _ = mailed(keel, "no_password@example.com", after=before)
+    shot(visit, "reauth-email-code")
+    code_field.fill(other_code(code))
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(dialog.get_by_text("That code is not right.")).to_be_visible()
+    code_field.fill(code)
+    dialog.get_by_role("button", name="Confirm").click()
+
+    # Confirmed: the change itself is then judged, and this is the account's only way in.
+    expect(dialog).to_be_hidden()
+    expect(section.get_by_role("alert")).to_have_text(ONLY_WAY)
+    # Recently authenticated now, it may delete itself without a password.
+    removal = page.get_by_role("region", name="Delete account")
+    removal.get_by_role("button", name="Delete my account").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete account").click()
+    expect(page.get_by_text("Your account is deleted.")).to_be_visible()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    visit.watch.assert_clean(expected_http={400, 403, 409})

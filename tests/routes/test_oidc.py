@@ -576,7 +576,7 @@ async def test_an_account_with_a_second_factor_stops_at_mfa_required(
     app: FastAPI, client: httpx.AsyncClient, provider_url: str, clock: time_machine.Traveller
 ) -> None:
     enrolled = await enroll(app, client, clock)
-    await link_directly(app, enrolled.account.id, "mfa-1")
+    identity_id = await link_directly(app, enrolled.account.id, "mfa-1")
     set_provider_user(provider_url, "mfa-1", email=enrolled.account.email, email_verified=True)
     before = await sessions_of(app, enrolled.account.id)
 
@@ -595,8 +595,13 @@ async def test_an_account_with_a_second_factor_stops_at_mfa_required(
         json={"mfa_token": fragment["mfa_token"][0], "code": code_at(enrolled.secret, datetime.now(UTC))},
     )
     assert verified.status_code == 200, verified.text
-    amr = pyjwt.decode(verified.json()["access_token"], options={"verify_signature": False})["amr"]
-    assert amr == ["fed", "otp", "mfa"]
+    claims = pyjwt.decode(verified.json()["access_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["fed", "otp", "mfa"]
+    # The session remembers the identity it came through, across the second step.
+    async with app.state.database.session() as session:
+        opened = await session.get(UserSession, claims["sid"])
+        assert opened is not None
+        assert opened.identity_id == identity_id
 
 
 async def test_the_callback_hands_out_only_the_http_only_cookie(
@@ -696,6 +701,40 @@ class TestIdentities:
         assert_problem(
             await client.delete(f"{AUTH}/identities/{left['id']}", headers=bearer(access)), 409, "last_sign_in_method"
         )
+
+    async def test_unlinking_ends_the_sessions_it_signed_in_and_mails_the_owner(
+        self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
+    ) -> None:
+        account = await create_user(app, email="unlinker@example.com")
+        identity_id = await link_directly(app, account.id, "gone-1")
+        set_provider_user(provider_url, "gone-1", email="unlinker@example.com", email_verified=True)
+        # A session signed in through the provider (cookie mode), and one signed in with the password.
+        assert (await sign_in(client, provider_url, "gone-1")).status_code == 302
+        web = {"X-Keel-Client": "web", "Origin": "http://testserver"}
+        through_provider = (await client.post(f"{AUTH}/refresh", headers=web)).json()["access_token"]
+        sid = pyjwt.decode(through_provider, options={"verify_signature": False})["sid"]
+        async with app.state.database.session() as session:
+            opened = await session.get(UserSession, sid)
+            assert opened is not None
+            assert opened.identity_id == identity_id
+        tokens = await login(client, account)
+        assert (await client.get("/api/v1/users/me", headers=bearer(through_provider))).status_code == 200
+
+        unlinked = await client.delete(f"{AUTH}/identities/{identity_id}", headers=tokens.headers)
+
+        assert unlinked.status_code == 204, unlinked.text
+        # At once, in every worker: the access token and the refresh cookie of that session are dead.
+        assert (await client.get("/api/v1/users/me", headers=bearer(through_provider))).status_code == 401
+        assert (await client.post(f"{AUTH}/refresh", headers=web)).status_code == 401
+        # The caller's own session goes on.
+        assert (await client.get("/api/v1/users/me", headers=tokens.headers)).status_code == 200
+        assert await mail_kinds(app, account.email) == [EmailKind.IDENTITY_UNLINKED]
+        async with app.state.database.session() as session:
+            row = (await session.exec(select(EmailOutbox).where(EmailOutbox.to_address == account.email))).one()
+            mail = await outbox_service.compose(session=session, settings=app.state.settings, row=row)
+        assert mail is not None
+        assert mail.subject == "A provider was disconnected from your account"
+        assert f"{app.state.settings.public_url}/account" in mail.text
 
     async def test_an_account_with_a_password_may_unlink_its_only_identity(
         self, app: FastAPI, client: httpx.AsyncClient

@@ -596,3 +596,90 @@ async def test_passkey_sign_ins_count_against_the_addresss_sign_in_limit(
         response = await authenticate(client, {})
         assert response.status_code == 429
         assert "Retry-After" in response.headers
+
+
+# --- proving it is you again with a passkey -------------------------------------------------------
+class TestReauthentication:
+    async def stale(self, app: FastAPI, account: Account) -> None:
+        """The account has no password, and its sessions signed in longer ago than a change allows."""
+        async with app.state.database.session() as session:
+            user = await session.get(User, account.id)
+            assert user is not None
+            user.hashed_password = "!unusable$x"
+            session.add(user)
+            await session.exec(
+                update(UserSession)
+                .where(col(UserSession.user_id) == account.id)
+                .values(authenticated_at=utcnow() - timedelta(hours=1))
+            )
+            await session.commit()
+
+    async def test_a_passkey_only_account_reauthenticates_with_its_passkey(
+        self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator
+    ) -> None:
+        account, tokens, _ = await with_passkey(app, client, authenticator)
+        await self.stale(app, account)
+        assert_problem(
+            await client.post(f"{PASSKEYS}/register/options", headers=tokens.headers), 403, "reauthentication_required"
+        )
+        options = await client.post(f"{PASSKEYS}/reauthenticate/options", headers=tokens.headers)
+        assert options.status_code == 200, options.text
+        assert options.headers["cache-control"] == "no-store"
+        assert [entry["id"] for entry in options.json()["allowCredentials"]] == [
+            authenticator.pick(options.json()).b64_id
+        ]
+
+        answered = await client.post(
+            f"{PASSKEYS}/reauthenticate", json={"credential": authenticator.get(options.json())}, headers=tokens.headers
+        )
+
+        assert answered.status_code == 204, answered.text
+        assert (await client.post(f"{PASSKEYS}/register/options", headers=tokens.headers)).status_code == 200
+        # The challenge was for one answer.
+        replay = await client.post(
+            f"{PASSKEYS}/reauthenticate", json={"credential": authenticator.get(options.json())}, headers=tokens.headers
+        )
+        assert_problem(replay, 400, "invalid_credential")
+
+    async def test_a_challenge_of_another_session_or_a_sign_in_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator
+    ) -> None:
+        account, tokens, _ = await with_passkey(app, client, authenticator)
+        # Another session of the same account, signed in with the passkey.
+        other = (await authenticate(client, authenticator.get(await sign_in_options(client)))).json()["access_token"]
+        await self.stale(app, account)
+        asked = await client.post(f"{PASSKEYS}/reauthenticate/options", headers={"Authorization": f"Bearer {other}"})
+        assert asked.status_code == 200, asked.text
+        theirs = asked.json()
+        refused = await client.post(
+            f"{PASSKEYS}/reauthenticate", json={"credential": authenticator.get(theirs)}, headers=tokens.headers
+        )
+        assert_problem(refused, 400, "invalid_credential")
+        sign_in = await sign_in_options(client)
+        refused = await client.post(
+            f"{PASSKEYS}/reauthenticate", json={"credential": authenticator.get(sign_in)}, headers=tokens.headers
+        )
+        assert_problem(refused, 400, "invalid_credential")
+        assert_problem(
+            await client.post(f"{PASSKEYS}/register/options", headers=tokens.headers), 403, "reauthentication_required"
+        )
+
+    async def test_another_accounts_passkey_is_refused_and_no_passkey_is_a_400(
+        self, app: FastAPI, client: httpx.AsyncClient, authenticator: SoftAuthenticator
+    ) -> None:
+        _, tokens, _ = await with_passkey(app, client, authenticator)
+        bare = await login(client, await create_user(app))
+        assert_problem(
+            await client.post(f"{PASSKEYS}/reauthenticate/options", headers=bare.headers), 400, "invalid_credential"
+        )
+        asked = await client.post(f"{PASSKEYS}/reauthenticate/options", headers=tokens.headers)
+        assert asked.status_code == 200, asked.text
+        mine = asked.json()
+        stranger = SoftAuthenticator(origin=app.state.settings.public_url)
+        stranger_tokens = await login(client, await create_user(app))
+        assert (await add_passkey(client, stranger_tokens, stranger)).status_code == 201
+        mine["allowCredentials"] = []  # let the stranger's authenticator answer with its own passkey
+        refused = await client.post(
+            f"{PASSKEYS}/reauthenticate", json={"credential": stranger.get(mine)}, headers=tokens.headers
+        )
+        assert_problem(refused, 400, "invalid_credential")

@@ -897,6 +897,8 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", f"{AUTH}/mfa/verify"),
         ("post", f"{AUTH}/passkeys/authenticate"),
         ("post", f"{AUTH}/passkeys/authenticate/options"),
+        ("post", f"{AUTH}/passkeys/reauthenticate/options"),
+        ("post", f"{AUTH}/passkeys/reauthenticate"),
         ("post", f"{AUTH}/identities/{{provider}}/link"),
         ("get", f"{AUTH}/oidc/{{provider}}/callback"),
         ("post", f"{AUTH}/email-code/request"),

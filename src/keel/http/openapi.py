@@ -68,6 +68,8 @@ OPERATION_IDS = {
     "delete_passkey": "passkeys_delete",
     "passkey_authentication_options": "passkeys_authenticate_options",
     "authenticate_with_passkey": "passkeys_authenticate",
+    "passkey_reauthentication_options": "passkeys_reauthenticate_options",
+    "reauthenticate_with_passkey": "passkeys_reauthenticate",
     # users
     "read_me": "users_me_get",
     "update_me": "users_me_update",

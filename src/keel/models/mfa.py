@@ -77,6 +77,8 @@ class PendingSignIn(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     user_agent: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=45)
+    # A provider sign-in's identity, for the session it opens (keel.models.session.UserSession).
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="CASCADE")
 
 
 class WebauthnChallenge(SQLModel, table=True):

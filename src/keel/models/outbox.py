@@ -22,6 +22,7 @@ class EmailKind(StrEnum):
     SIGN_IN_CODE = "sign_in_code"
     IDENTITY_LINK = "identity_link"
     IDENTITY_LINKED = "identity_linked"
+    IDENTITY_UNLINKED = "identity_unlinked"
 
 
 class OutboxStatus(StrEnum):

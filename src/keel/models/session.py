@@ -26,3 +26,5 @@ class UserSession(SQLModel, table=True):
     # The last time its user proved who they are (the sign-in, or /auth/reauthenticate): sensitive
     # operations need this to be recent. None for sessions from before it was kept: never recent.
     authenticated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The linked identity a provider sign-in opened it through: unlinking that identity ends it.
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="SET NULL", index=True)

@@ -310,9 +310,24 @@ async def confirm_identity_link(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def unlink_identity(identity_id: IdentityId, user: RecentlyAuthenticatedUser, database: DatabaseDep) -> None:
+async def unlink_identity(
+    identity_id: IdentityId,
+    user: RecentlyAuthenticatedUser,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> None:
     """Remove a linked provider account; 409 `last_sign_in_method` if the account would keep no way to sign in.
 
-    Needs a recent authentication (else 403 `reauthentication_required`).
+    Needs a recent authentication (else 403 `reauthentication_required`). The sessions that provider
+    account signed in end at once (all but the caller's), and the owner is emailed.
     """
-    await identity_service.unlink(database=database, principal=user, identity_id=identity_id)
+    await identity_service.unlink(
+        database=database,
+        cache=cache,
+        settings=settings,
+        dispatcher=dispatcher,
+        principal=user,
+        identity_id=identity_id,
+    )

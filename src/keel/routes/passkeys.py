@@ -27,6 +27,7 @@ from keel.schemas.passkey import (
     PasskeyAuthenticate,
     PasskeyAuthenticationOptionsRequest,
     PasskeyRead,
+    PasskeyReauthenticate,
     PasskeyRegister,
     PasskeyUpdate,
 )
@@ -193,3 +194,39 @@ async def authenticate_with_passkey(
         )
     no_store(response)
     return web.hand_over(response, issued) if web.opted_in else issued.pair
+
+
+@router.post(
+    "/reauthenticate/options",
+    response_model=CredentialOptions,
+    responses=problem_responses(400, 401, 422, 429),
+    dependencies=[SignInStartRateLimit],
+)
+async def passkey_reauthentication_options(
+    user: CurrentUser, response: Response, database: DatabaseDep, redis: RedisDep, settings: SettingsDep
+) -> CredentialOptions:
+    """Start proving it is you again with one of your passkeys: request options for this session.
+
+    For an account whose only way in may be a passkey; 400 `invalid_credential` without one. The
+    challenge is good for one answer from this session within 5 minutes.
+    """
+    no_store(response)
+    return await passkey_service.reauthentication_options(
+        database=database, redis=redis, settings=settings, principal=user
+    )
+
+
+@router.post(
+    "/reauthenticate",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 401, 422, 429),
+    dependencies=[PasskeySignInRateLimit],
+)
+async def reauthenticate_with_passkey(
+    data: PasskeyReauthenticate, user: CurrentUser, database: DatabaseDep, redis: RedisDep, settings: SettingsDep
+) -> None:
+    """Prove it is you again with a passkey (the answer to `/reauthenticate/options`): sensitive
+    operations are then allowed for 10 minutes. 400 `invalid_credential` if it does not verify."""
+    await passkey_service.reauthenticate(
+        database=database, redis=redis, settings=settings, principal=user, credential=data.credential
+    )

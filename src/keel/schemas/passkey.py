@@ -68,3 +68,7 @@ class PasskeyAuthenticate(InputModel):
     mfa_token: MfaToken | None = Field(
         default=None, description="The same `mfa_token` the options were asked for with, if any."
     )
+
+
+class PasskeyReauthenticate(InputModel):
+    credential: Credential

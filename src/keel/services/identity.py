@@ -44,6 +44,7 @@ from keel.models import EmailKind, EmailOutbox, OidcFlow, User, UserSession, utc
 from keel.models import Identity as IdentityRow
 from keel.models.mfa import Passkey
 from keel.services import outbox as outbox_service
+from keel.services import session as session_service
 from keel.services import signin
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal
@@ -225,7 +226,7 @@ async def complete(
         settings=settings,
         identity=signin.Identity(user.id, user.role, user.is_verified),
         factor=signin.FEDERATED,
-        client=client,
+        client=signin.Client(user_agent=client.user_agent, ip=client.ip, identity_id=resolution.identity_id),
     )
     audit.record(SecurityEvent.PROVIDER_SIGN_IN, user_id=user.id, provider=provider_id, ip=client.ip)
     return SignedIn(issued=issued, next_path=flow.next_path)
@@ -287,6 +288,7 @@ ResolutionKind = Literal[
 class Resolution:
     kind: ResolutionKind
     user: User | None = None
+    identity_id: int | None = None  # for `sign_in`: the identity that signs in
 
 
 async def resolve_account(
@@ -380,7 +382,7 @@ async def _resolve(
             if not user.is_active:
                 return Resolution("account_inactive")
             if identity.confirmed_at is not None:
-                return Resolution("sign_in", user)
+                return Resolution("sign_in", user, identity.id)
             row = await _mail(session, settings, EmailKind.IDENTITY_LINK, user, identity)
             await session.commit()
             await outbox_service.dispatch_after_commit(dispatcher, [row])
@@ -419,21 +421,20 @@ async def _resolve(
         session.add(user)
         await session.flush()
         assert user.id is not None
-        session.add(
-            IdentityRow(
-                user_id=user.id,
-                provider=provider.id,
-                subject=account.subject,
-                email=account.email,
-                created_at=now,
-                confirmed_at=now,
-            )
+        created = IdentityRow(
+            user_id=user.id,
+            provider=provider.id,
+            subject=account.subject,
+            email=account.email,
+            created_at=now,
+            confirmed_at=now,
         )
+        session.add(created)
         await session.commit()
         await session.refresh(user)
         audit.record(SecurityEvent.USER_REGISTERED, user_id=user.id, provider=provider.id)
         audit.record(SecurityEvent.IDENTITY_LINKED, user_id=user.id, provider=provider.id, how="new_account")
-        return Resolution("sign_in", user)
+        return Resolution("sign_in", user, created.id)
 
 
 async def _mail(
@@ -504,8 +505,20 @@ async def list_identities(*, database: Database, user_id: int) -> list[IdentityR
         return list(rows)
 
 
-async def unlink(*, database: Database, principal: Principal, identity_id: int) -> None:
-    """Remove a linked identity, unless it is the account's last way to sign in (409)."""
+async def unlink(
+    *,
+    database: Database,
+    cache: SessionCache | None,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    principal: Principal,
+    identity_id: int,
+) -> None:
+    """Remove a linked identity, unless it is the account's last way to sign in (409).
+
+    The sessions it signed in end (but the caller's, who just proved who they are), and the owner
+    is mailed: whoever holds that provider account no longer holds a way into this one.
+    """
     async with database.session() as session:
         # Locks the account's row (PostgreSQL): two unlinks at once cannot each leave the other last.
         user = (await session.exec(select(User).where(User.id == principal.user_id).with_for_update())).first()
@@ -528,6 +541,30 @@ async def unlink(*, database: Database, principal: Principal, identity_id: int) 
         ).one()
         if not (has_usable_password(user.hashed_password) or passkeys or others):
             raise LastSignInMethod
+        opened = list(
+            await session.exec(
+                select(UserSession.id).where(
+                    UserSession.identity_id == identity_id,
+                    col(UserSession.revoked_at).is_(None),
+                    UserSession.id != principal.session_id,
+                )
+            )
+        )
+        # Tombstoned in the cache before the commit, like every revocation (keel.services.session).
+        await session_service.revoke(session=session, cache=cache, session_ids=opened)
+        row = await outbox_service.enqueue(
+            session=session,
+            settings=settings,
+            kind=EmailKind.IDENTITY_UNLINKED,
+            to_address=user.email,
+            user_id=principal.user_id,
+        )
         await session.delete(identity)
         await session.commit()
-    audit.record(SecurityEvent.IDENTITY_UNLINKED, user_id=principal.user_id, provider=identity.provider)
+    await outbox_service.dispatch_after_commit(dispatcher, [row])
+    audit.record(
+        SecurityEvent.IDENTITY_UNLINKED,
+        user_id=principal.user_id,
+        provider=identity.provider,
+        sessions_ended=len(opened),
+    )

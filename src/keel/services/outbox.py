@@ -202,6 +202,7 @@ SUBJECTS = {
     EmailKind.SIGN_IN_CODE: "Your sign-in code",
     EmailKind.IDENTITY_LINK: "Confirm signing in to your account with another provider",
     EmailKind.IDENTITY_LINKED: "Another provider can now sign in to your account",
+    EmailKind.IDENTITY_UNLINKED: "A provider was disconnected from your account",
 }
 
 
@@ -235,6 +236,9 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         # and no Referer; the web UI reads it and takes it off the address bar.
         fragment = urlencode({"email": row.to_address, "code": code})
         return render(row.kind.value, code=code, link=f"{base}/signin/code#{fragment}", **common)
+    if row.kind is EmailKind.IDENTITY_UNLINKED:
+        # The identity is gone (its outbox rows with it): the mail names no provider.
+        return render(row.kind.value, account_link=f"{base}/account", **common)
     if row.kind in (EmailKind.IDENTITY_LINK, EmailKind.IDENTITY_LINKED):
         return await _identity_mail(session, settings, row, user, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:

@@ -30,6 +30,7 @@ from keel.core.webauthn import KnownCredential, RelyingParty
 from keel.models import EmailKind, Passkey, Role, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.services import mfa as mfa_service
+from keel.services import session as session_service
 from keel.services import signin
 from keel.services import user as user_service
 from keel.services import webauthn_challenge as challenge_service
@@ -348,6 +349,52 @@ async def finish_pending(
         second=AMR,
         also=_touch(stored, verified),
     )
+
+
+# --- proving it is you again (a passkey-only account's /auth/reauthenticate) ----------------------
+async def reauthentication_options(
+    *, database: Database, redis: Redis | None, settings: Settings, principal: Principal
+) -> dict[str, Any]:
+    """Request options for the caller's own passkeys, with a challenge only this session may answer."""
+    passkeys = await database.rows(_OF_USER, user_id=principal.user_id)
+    if not passkeys:
+        raise InvalidCredential("This account has no passkey; confirm it is you another way.")
+    ceremony = rp_ceremony.authentication_options(
+        RelyingParty.from_settings(settings), allow=[_known(passkey) for passkey in passkeys]
+    )
+    binding = Binding.reauthentication(session_id=principal.session_id, user_id=principal.user_id)
+    await challenge_service.issue(database=database, redis=redis, challenge=ceremony.challenge, binding=binding)
+    return ceremony.options
+
+
+async def reauthenticate(
+    *, database: Database, redis: Redis | None, settings: Settings, principal: Principal, credential: object
+) -> None:
+    """The caller's passkey answered this session's challenge: it counts as recently authenticated."""
+    try:
+        challenge = rp_ceremony.claimed_challenge(credential)
+        binding = Binding.reauthentication(session_id=principal.session_id, user_id=principal.user_id)
+        await challenge_service.consume(database=database, redis=redis, challenge=challenge, binding=binding)
+        assertion = rp_ceremony.parse_assertion(credential)
+        stored = await database.first(_BY_CREDENTIAL, credential_id=assertion.credential_id)
+        if stored is None or stored.user_id != principal.user_id:
+            raise InvalidCredential
+        verified = rp_ceremony.verify_authentication(
+            RelyingParty.from_settings(settings),
+            assertion=assertion,
+            challenge=challenge,
+            public_key=stored.public_key,
+            sign_count=stored.sign_count,
+            user_id=principal.user_id,
+            discoverable=False,
+        )
+        async with database.transaction() as transaction:
+            await _touch(stored, verified)(transaction)
+    except InvalidCredential:
+        audit.record(SecurityEvent.REAUTHENTICATION_FAILED, user_id=principal.user_id, session_id=principal.session_id)
+        raise
+    await session_service.mark_authenticated(database=database, principal=principal)
+    audit.record(SecurityEvent.REAUTHENTICATED, user_id=principal.user_id, session_id=principal.session_id, amr="hwk")
 
 
 def _touch(stored: _Stored, verified: rp_ceremony.VerifiedAssertion) -> signin.Also:

@@ -69,9 +69,14 @@ class Client:
 
     user_agent: str | None
     ip: str | None
+    identity_id: int | None = None  # a provider sign-in's linked identity
 
-    def columns(self) -> dict[str, str | None]:
-        return {"user_agent": (self.user_agent or "")[:255] or None, "ip": (self.ip or "")[:45] or None}
+    def columns(self) -> dict[str, str | int | None]:
+        return {
+            "user_agent": (self.user_agent or "")[:255] or None,
+            "ip": (self.ip or "")[:45] or None,
+            "identity_id": self.identity_id,
+        }
 
 
 class Identity(NamedTuple):
@@ -144,13 +149,34 @@ SECOND_FACTORS = Prebuilt(
 _NEW_SESSION = Prebuilt(
     sa.insert(UserSession),
     NoRows,
-    binds=["id", "user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip", "amr", "authenticated_at"],
+    binds=[
+        "id",
+        "user_id",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip",
+        "amr",
+        "authenticated_at",
+        "identity_id",
+    ],
 )
 NEW_REFRESH_TOKEN = Prebuilt(sa.insert(RefreshToken), NoRows, binds=["token_hash", "session_id", "created_at"])
 _NEW_PENDING = Prebuilt(
     sa.insert(PendingSignIn),
     NoRows,
-    binds=["token_hash", "user_id", "first_factor", "failures", "created_at", "expires_at", "user_agent", "ip"],
+    binds=[
+        "token_hash",
+        "user_id",
+        "first_factor",
+        "failures",
+        "created_at",
+        "expires_at",
+        "user_agent",
+        "ip",
+        "identity_id",
+    ],
 )
 
 
@@ -289,6 +315,7 @@ class Pending(NamedTuple):
     failures: int
     user_agent: str | None
     ip: str | None
+    identity_id: int | None
     email: str
     role: Role
     is_verified: bool
@@ -302,6 +329,7 @@ _PENDING_COLUMNS = (
     col(PendingSignIn.failures),
     col(PendingSignIn.user_agent),
     col(PendingSignIn.ip),
+    col(PendingSignIn.identity_id),
     col(User.email),
     col(User.role),
     col(User.is_verified),
@@ -418,7 +446,7 @@ async def finish_pending(
             settings,
             identity=Identity(sign_in.user_id, sign_in.role, sign_in.is_verified),
             amr=amr,
-            client=Client(user_agent=sign_in.user_agent, ip=sign_in.ip),
+            client=Client(user_agent=sign_in.user_agent, ip=sign_in.ip, identity_id=sign_in.identity_id),
             now=now,
         )
     await limiter.clear_account(account_key(sign_in.email))

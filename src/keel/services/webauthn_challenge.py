@@ -54,6 +54,11 @@ class Binding:
         return cls("authenticate", pending_hash=pending_hash, user_id=user_id)
 
     @classmethod
+    def reauthentication(cls, *, session_id: str, user_id: int) -> Binding:
+        """A signed-in session proving its user again (/auth/passkeys/reauthenticate)."""
+        return cls("authenticate", session_id=session_id, user_id=user_id)
+
+    @classmethod
     def sign_in(cls) -> Binding:
         """A passkey-first sign-in: whoever asked may answer, with any discoverable passkey."""
         return cls("authenticate")

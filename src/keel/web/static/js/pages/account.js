@@ -197,14 +197,20 @@ function deleteForm(account, ctx) {
     formAlert(),
     h("p", {}, "This deletes your account with all its todos and posts. It cannot be undone."),
     usernameHint(account.user),
-    field("Your password", "password", { type: "password", autocomplete: "current-password", required: true }),
+    field("Your password", "password", {
+      type: "password",
+      autocomplete: "current-password",
+      hint: "Leave it empty if your account has no password (you sign in with a provider or emailed codes).",
+    }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Delete my account")),
   );
   onSubmit(
     form,
     async (data) => {
       if (!(await confirmDialog("Delete your account and everything in it for good?", { confirm: "Delete account" }))) return;
-      const deleted = await withReauth(() => request("DELETE", "/users/me", { body: data, ifMatch: etagOf(account.user) }));
+      // No password sent: an account without one is deleted on its recent sign-in alone.
+      const body = data.password ? { password: data.password } : {};
+      const deleted = await withReauth(() => request("DELETE", "/users/me", { body, ifMatch: etagOf(account.user) }));
       if (deleted === CANCELLED) return;
       endSession();
       ctx.navigate("/", { replace: true });
