@@ -132,6 +132,8 @@ def test_every_answer_of_a_rate_limited_operation_declares_the_ratelimit_fields(
         ("GET", "/api/v1/auth/oidc/{provider}/authorize"),
         ("POST", "/api/v1/auth/identities/{provider}/link"),
         ("POST", "/api/v1/auth/passkeys/authenticate/options"),
+        ("POST", "/api/v1/auth/passkeys/reauthenticate/options"),
+        ("POST", "/api/v1/auth/passkeys/reauthenticate"),
     }
 
 

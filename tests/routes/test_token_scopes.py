@@ -85,6 +85,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/auth/passkeys/{passkey_id:int}"): REFUSED,
     ("POST", "/api/v1/auth/passkeys/authenticate/options"): REFUSED,
     ("POST", "/api/v1/auth/passkeys/authenticate"): REFUSED,
+    ("POST", "/api/v1/auth/passkeys/reauthenticate/options"): REFUSED,
+    ("POST", "/api/v1/auth/passkeys/reauthenticate"): REFUSED,
     # auth: providers and linked identities
     ("GET", "/api/v1/auth/providers"): REFUSED,
     ("GET", "/api/v1/auth/oidc/{provider}/authorize"): REFUSED,

@@ -2,7 +2,7 @@
 it came through, so unlinking that identity ends it; and the `identity_unlinked` email kind
 
 Revision ID: 8e3f5c1a7b92
-Revises: 7d2e4b0f3a68
+Revises: 8a3c5e1f9b27
 Create Date: 2026-12-06 20:00:00.000000+00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8e3f5c1a7b92"
-down_revision: str | None = "7d2e4b0f3a68"
+down_revision: str | None = "8a3c5e1f9b27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
