@@ -66,6 +66,7 @@ WRONG_SECRET = [
     # A WebAuthn credential is checked by its verification, not its schema: 400 invalid_credential.
     "POST /api/v1/auth/passkeys/register",
     "POST /api/v1/auth/passkeys/authenticate",
+    "POST /api/v1/auth/passkeys/reauthenticate",
 ]
 # The password policy is the other such rule (422: among the 30,000 most common, the email or
 # username, or easy to guess by zxcvbn's estimate). Rather than excuse 422 on these operations,

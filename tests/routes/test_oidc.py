@@ -647,6 +647,7 @@ class TestIdentities:
         assert refresh_cookie(back) is None  # linking opens no session
         [row] = (await client.get(f"{AUTH}/identities", headers=tokens.headers)).json()
         assert (row["subject"], row["email"]) == ("link-1", "elsewhere@example.net")
+        assert await mail_kinds(app, account.email) == [EmailKind.IDENTITY_LINKED]  # the owner is told
         # And it signs in to this account from now on.
         assert (await sign_in(client, provider_url, "link-1")).status_code == 302
         assert await sessions_of(app, account.id) == 2

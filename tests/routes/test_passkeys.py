@@ -670,7 +670,7 @@ class TestReauthentication:
         _, tokens, _ = await with_passkey(app, client, authenticator)
         bare = await login(client, await create_user(app))
         assert_problem(
-            await client.post(f"{PASSKEYS}/reauthenticate/options", headers=bare.headers), 400, "invalid_credential"
+            await client.post(f"{PASSKEYS}/reauthenticate/options", headers=bare.headers), 404, "passkey_not_found"
         )
         asked = await client.post(f"{PASSKEYS}/reauthenticate/options", headers=tokens.headers)
         assert asked.status_code == 200, asked.text

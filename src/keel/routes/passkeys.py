@@ -199,7 +199,7 @@ async def authenticate_with_passkey(
 @router.post(
     "/reauthenticate/options",
     response_model=CredentialOptions,
-    responses=problem_responses(400, 401, 422, 429),
+    responses=problem_responses(401, 404, 422, 429),
     dependencies=[SignInStartRateLimit],
 )
 async def passkey_reauthentication_options(
@@ -207,7 +207,7 @@ async def passkey_reauthentication_options(
 ) -> CredentialOptions:
     """Start proving it is you again with one of your passkeys: request options for this session.
 
-    For an account whose only way in may be a passkey; 400 `invalid_credential` without one. The
+    For an account whose only way in may be a passkey; 404 `passkey_not_found` without one. The
     challenge is good for one answer from this session within 5 minutes.
     """
     no_store(response)

@@ -358,7 +358,7 @@ async def reauthentication_options(
     """Request options for the caller's own passkeys, with a challenge only this session may answer."""
     passkeys = await database.rows(_OF_USER, user_id=principal.user_id)
     if not passkeys:
-        raise InvalidCredential("This account has no passkey; confirm it is you another way.")
+        raise PasskeyNotFound("This account has no passkey; confirm it is you another way.")
     ceremony = rp_ceremony.authentication_options(
         RelyingParty.from_settings(settings), allow=[_known(passkey) for passkey in passkeys]
     )
