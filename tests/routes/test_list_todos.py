@@ -293,3 +293,24 @@ async def test_deleting_an_account_deletes_its_lists_and_keeps_its_todos_in_othe
         assert await session.get(Todo, private["id"]) is None
         assert await session.get(TodoList, own_list) is None
         assert await session.get(ListMember, (their_list, leaving.account.id)) is None
+
+
+async def test_a_list_page_costs_what_the_inbox_page_costs(
+    app: FastAPI, shared: Shared, client: httpx.AsyncClient
+) -> None:
+    from tests.services.test_statement_counts import _page_statements, _statements_for
+
+    await add(client, shared.editor.headers, list_id=shared.list_id, labels=["a"])
+    await app.state.dispatcher.drain()  # the invitations' delivery would be counted too
+    path = f"{TODOS}?limit=100&list_id={shared.list_id}"
+    one = await _statements_for(app, client, path, shared.viewer.tokens)
+    for i in range(29):
+        await add(client, shared.editor.headers, title=f"todo {i}", list_id=shared.list_id, labels=["a"])
+    thirty = await _statements_for(app, client, path, shared.viewer.tokens)
+    filtered = await _statements_for(app, client, f"{path}&label=a", shared.viewer.tokens)
+
+    # The membership is a condition of the page's own statement: no lookup of its own.
+    assert one == thirty == filtered == _page_statements(app)
+    # Only an empty page looks the membership up, to tell an empty list from someone else's.
+    empty = await _statements_for(app, client, f"{path}&label=none", shared.viewer.tokens)
+    assert empty == _page_statements(app) + 1
