@@ -42,9 +42,11 @@ from keel.http.web_session import (
     needs_secure,
     refresh_cookie,
 )
+from keel.models import MemberRole
 from keel.schemas.auth import EmailCodeVerify, RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
+from keel.services import list as list_service
 from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
 from keel.services import signin
@@ -540,6 +542,43 @@ PostId = Annotated[int, _id_param("A post id.")]
 PasskeyId = Annotated[int, _id_param("A passkey id.")]
 IdentityId = Annotated[int, _id_param("A linked identity's id.")]
 AccessTokenId = Annotated[int, _id_param("A personal access token's id.")]
+ListId = Annotated[int, _id_param("A list id.")]
+MemberId = Annotated[int, _id_param("A member's user id.")]
+
+
+# --- a shared list's members: who may do what (see keel.services.list) -------------------------------
+@dataclass(frozen=True, slots=True)
+class ListAccess:
+    """The caller's membership of the list in the path: found by their own user id, so a list
+    they are not a member of is a 404 `list_not_found` before the route runs."""
+
+    list_id: int
+    user_id: int
+    role: MemberRole
+
+
+async def _list_member(list_id: ListId, user: CurrentUser, database: DatabaseDep) -> ListAccess:
+    role = await list_service.role_of(database=database, user_id=user.user_id, list_id=list_id)
+    return ListAccess(list_id=list_id, user_id=user.user_id, role=role)
+
+
+async def _list_member_writing(list_id: ListId, user: WritingUser, database: DatabaseDep) -> ListAccess:
+    role = await list_service.role_of(database=database, user_id=user.user_id, list_id=list_id)
+    return ListAccess(list_id=list_id, user_id=user.user_id, role=role)
+
+
+async def _list_owner(access: Annotated[ListAccess, Depends(_list_member_writing)]) -> ListAccess:
+    list_service.require_owner(access.role)  # 403 forbidden for editors and viewers
+    return access
+
+
+# Any member (a read).
+ListMemberAccess = Annotated[ListAccess, Depends(_list_member)]
+# Any member, for a write that decides itself what the role allows (a member leaving); counted
+# against the caller's write limit.
+ListMemberWriting = Annotated[ListAccess, Depends(_list_member_writing)]
+# The list's owner (a write: counted against the caller's write limit).
+ListOwnerAccess = Annotated[ListAccess, Depends(_list_owner)]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

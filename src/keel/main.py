@@ -30,7 +30,21 @@ from keel.http.metrics import Metrics
 from keel.http.problems import http_error, install_error_handlers, route_method_index
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
-from keel.routes import API_PREFIX, admin, auth, docs, identities, mfa, ops, passkeys, posts, todos, tokens, users
+from keel.routes import (
+    API_PREFIX,
+    admin,
+    auth,
+    docs,
+    identities,
+    lists,
+    mfa,
+    ops,
+    passkeys,
+    posts,
+    todos,
+    tokens,
+    users,
+)
 from keel.tasks.inprocess import InProcessDispatcher
 
 if TYPE_CHECKING:
@@ -169,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The busiest first: a request is matched against the routers in this order, and no two of
     # them share a path, so the order changes nothing but how soon the list and feed are found.
     routers = [
-        *(todos.router, posts.router, auth.router, mfa.router, passkeys.router, identities.router),
+        *(todos.router, lists.router, posts.router, auth.router, mfa.router, passkeys.router, identities.router),
         *(users.router, tokens.router, admin.router, ops.router),
         docs.router_for(settings.docs_access),
     ]
@@ -183,7 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         [*app.router.routes, *(route for router in routers for route in router.routes)]
     )
     # The order /docs shows the tags in: signing in first (the routers are matched in another).
-    tags = ["auth", "mfa", "passkeys", "users", "tokens", "todos", "posts", "admin", "operations"]
+    tags = ["auth", "mfa", "passkeys", "users", "tokens", "todos", "lists", "posts", "admin", "operations"]
     api_routes = [route for router in routers for route in router.routes]
     app.openapi = lambda: openapi.build(app, tags, api_prefix=API_PREFIX, routes=api_routes)  # type: ignore[method-assign]
     return app

@@ -68,6 +68,43 @@ MATRIX: dict[tuple[str, str, str], Rule] = {
     ("DELETE", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 204, 204, 204)),
 }
 
+# Shared lists (and todos in them): "owner" owns the list, "editor" and "viewer" are members with
+# those roles, "other" is a signed-in user who is not a member, "admin" an administrator who is not
+# one either (an admin has no way into other people's lists). A route that forgot the membership
+# check gives a non-member a 200; one that forgot the role check gives a viewer a 2xx.
+LIST_ACTORS = ("anonymous", "owner", "editor", "viewer", "other", "admin")
+NEWCOMER = "matrix_newcomer"
+
+
+def _list_row(anonymous: int, owner: int, editor: int, viewer: int, other: int, admin: int) -> dict[str, int]:
+    return {"anonymous": anonymous, "owner": owner, "editor": editor, "viewer": viewer, "other": other, "admin": admin}
+
+
+# The member in `{user_id}` is the viewer: the owner may remove them, and so may they themself.
+LIST_MATRIX: dict[tuple[str, str, str], Rule] = {
+    ("GET", "/api/v1/lists/{list_id}", "-"): Rule(_list_row(401, 200, 200, 200, 404, 404)),
+    ("PATCH", "/api/v1/lists/{list_id}", "-"): Rule(_list_row(401, 200, 403, 403, 404, 404), {"name": "changed"}),
+    ("DELETE", "/api/v1/lists/{list_id}", "-"): Rule(_list_row(401, 204, 403, 403, 404, 404)),
+    ("GET", "/api/v1/lists/{list_id}/members", "-"): Rule(_list_row(401, 200, 200, 200, 404, 404)),
+    ("POST", "/api/v1/lists/{list_id}/members", "-"): Rule(
+        _list_row(401, 201, 403, 403, 404, 404), {"username": NEWCOMER, "role": "viewer"}
+    ),
+    ("PATCH", "/api/v1/lists/{list_id}/members/{user_id}", "-"): Rule(
+        _list_row(401, 200, 403, 403, 404, 404), {"role": "editor"}
+    ),
+    ("DELETE", "/api/v1/lists/{list_id}/members/{user_id}", "-"): Rule(_list_row(401, 204, 403, 204, 404, 404)),
+    # A todo in the list (made by the owner), and the list's page and creates.
+    ("GET", "/api/v1/todos/{todo_id}", "in_list"): Rule(_list_row(401, 200, 200, 200, 404, 404)),
+    ("PATCH", "/api/v1/todos/{todo_id}", "in_list"): Rule(
+        _list_row(401, 200, 200, 403, 404, 404), {"title": "changed"}
+    ),
+    ("DELETE", "/api/v1/todos/{todo_id}", "in_list"): Rule(_list_row(401, 204, 204, 403, 404, 404)),
+    ("GET", "/api/v1/todos?list_id={list_id}", "in_list"): Rule(_list_row(401, 200, 200, 200, 404, 404)),
+    ("POST", "/api/v1/todos", "in_list"): Rule(
+        _list_row(401, 201, 201, 403, 404, 404), {"title": "new", "list_id": "{list_id}"}
+    ),
+}
+
 CASES = [
     pytest.param(method, path, state, actor, id=f"{method} {path} [{state}] as {actor}")
     for (method, path, state), rule in MATRIX.items()
@@ -85,8 +122,15 @@ def _routes_with_ids() -> set[tuple[str, str]]:
     }
 
 
+LIST_CASES = [
+    pytest.param(method, path, state, actor, id=f"{method} {path} [{state}] as {actor}")
+    for (method, path, state), rule in LIST_MATRIX.items()
+    for actor in LIST_ACTORS
+]
+
+
 def test_every_route_with_an_id_is_in_the_matrix() -> None:
-    covered = {(method, path) for method, path, _ in MATRIX}
+    covered = {(method, path) for method, path, _ in [*MATRIX, *LIST_MATRIX] if "{" in path and "?" not in path}
     assert _routes_with_ids() == covered
 
 
@@ -142,5 +186,37 @@ async def test_access(app: FastAPI, client: httpx.AsyncClient, method: str, path
     rule = MATRIX[(method, path, state)]
 
     response = await client.request(method, path.format(**ids), json=rule.body, headers=headers[actor])
+
+    assert response.status_code == rule.statuses[actor], response.text
+
+
+@pytest.mark.parametrize(("method", "path", "state", "actor"), LIST_CASES)
+async def test_list_access(
+    app: FastAPI, client: httpx.AsyncClient, method: str, path: str, state: str, actor: str
+) -> None:
+    accounts = {name: await create_user(app) for name in ("owner", "editor", "viewer", "other")}
+    accounts["admin"] = await create_user(app, role=Role.ADMIN)
+    await create_user(app, username=NEWCOMER)
+    headers: dict[str, dict[str, str]] = {"anonymous": {}}
+    headers |= {name: (await login(client, account)).headers for name, account in accounts.items()}
+    created = await client.post("/api/v1/lists", json={"name": "shared"}, headers=headers["owner"])
+    assert created.status_code == 201, created.text
+    list_id = created.json()["id"]
+    for role in ("editor", "viewer"):
+        invited = await client.post(
+            f"/api/v1/lists/{list_id}/members",
+            json={"username": accounts[role].username, "role": role},
+            headers=headers["owner"],
+        )
+        assert invited.status_code == 201, invited.text
+    todo = await client.post("/api/v1/todos", json={"title": "shared", "list_id": list_id}, headers=headers["owner"])
+    assert todo.status_code == 201, todo.text
+    ids = {"list_id": str(list_id), "user_id": str(accounts["viewer"].id), "todo_id": str(todo.json()["id"])}
+    rule = LIST_MATRIX[(method, path, state)]
+    body = {
+        key: int(value.format(**ids)) if value == "{list_id}" else value for key, value in (rule.body or {}).items()
+    }
+
+    response = await client.request(method, path.format(**ids), json=body or None, headers=headers[actor])
 
     assert response.status_code == rule.statuses[actor], response.text

@@ -25,7 +25,7 @@ from keel.core.db import Database
 from keel.core.ratelimit import KEY_PREFIX
 from keel.main import create_app
 from keel.models import EmailOutbox
-from keel.routes import admin, auth, ops, posts, todos, tokens, users
+from keel.routes import admin, auth, lists, ops, posts, todos, tokens, users
 from keel.services import auth as auth_service
 from tests.conftest import base_settings
 from tests.factories import DEFAULT_PASSWORD, Account, Tokens, assert_problem, create_user, login, signed_in
@@ -906,6 +906,12 @@ async def test_every_limited_route_documents_429(client: httpx.AsyncClient) -> N
         ("post", "/api/v1/todos"),
         ("patch", "/api/v1/todos/{todo_id}"),
         ("delete", "/api/v1/todos/{todo_id}"),
+        ("post", "/api/v1/lists"),
+        ("patch", "/api/v1/lists/{list_id}"),
+        ("delete", "/api/v1/lists/{list_id}"),
+        ("post", "/api/v1/lists/{list_id}/members"),
+        ("patch", "/api/v1/lists/{list_id}/members/{user_id}"),
+        ("delete", "/api/v1/lists/{list_id}/members/{user_id}"),
         ("post", "/api/v1/posts"),
         ("patch", "/api/v1/posts/{post_id}"),
         ("delete", "/api/v1/posts/{post_id}"),
@@ -936,7 +942,7 @@ def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count()
     """Each bearer dependency is solved once per request: a route that named two would authenticate twice."""
     counted = set()
     for route in (
-        route for module in (admin, auth, ops, posts, todos, tokens, users) for route in module.router.routes
+        route for module in (admin, auth, lists, ops, posts, todos, tokens, users) for route in module.router.routes
     ):
         assert isinstance(route, APIRoute)
         schemes = {id(call): call for call in calls(route.dependant) if isinstance(call, OAuth2PasswordBearer)}
@@ -949,6 +955,13 @@ def test_a_route_authenticates_through_one_scheme_and_exactly_the_writes_count()
         ("post", "/api/v1/todos/"),
         ("patch", "/api/v1/todos/{todo_id}"),
         ("delete", "/api/v1/todos/{todo_id}"),
+        ("post", "/api/v1/lists"),
+        ("post", "/api/v1/lists/"),
+        ("patch", "/api/v1/lists/{list_id}"),
+        ("delete", "/api/v1/lists/{list_id}"),
+        ("post", "/api/v1/lists/{list_id}/members"),
+        ("patch", "/api/v1/lists/{list_id}/members/{user_id}"),
+        ("delete", "/api/v1/lists/{list_id}/members/{user_id}"),
         ("post", "/api/v1/posts"),
         ("post", "/api/v1/posts/"),
         ("patch", "/api/v1/posts/{post_id:not_mine}"),

@@ -27,6 +27,9 @@ TODO_READ_FIELDS = {
     "created_at",
     "updated_at",
     "owner_id",
+    "list_id",
+    "labels",
+    "assignee_id",
 }
 INVALID_IDS = ["0", "-1", "abc", "1.5", str(2**31)]
 MISSING_IDS = [987654, 2**31 - 1]

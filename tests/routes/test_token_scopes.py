@@ -38,6 +38,18 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/todos/{todo_id}"): "todos:read",
     ("PATCH", "/api/v1/todos/{todo_id}"): "todos:write",
     ("DELETE", "/api/v1/todos/{todo_id}"): "todos:write",
+    # shared lists: lists:read / lists:write
+    ("GET", "/api/v1/lists"): "lists:read",
+    ("GET", "/api/v1/lists/"): "lists:read",
+    ("POST", "/api/v1/lists"): "lists:write",
+    ("POST", "/api/v1/lists/"): "lists:write",
+    ("GET", "/api/v1/lists/{list_id}"): "lists:read",
+    ("PATCH", "/api/v1/lists/{list_id}"): "lists:write",
+    ("DELETE", "/api/v1/lists/{list_id}"): "lists:write",
+    ("GET", "/api/v1/lists/{list_id}/members"): "lists:read",
+    ("POST", "/api/v1/lists/{list_id}/members"): "lists:write",
+    ("PATCH", "/api/v1/lists/{list_id}/members/{user_id}"): "lists:write",
+    ("DELETE", "/api/v1/lists/{list_id}/members/{user_id}"): "lists:write",
     # posts: posts:read / posts:write (the public feed too, once a token is sent)
     ("GET", "/api/v1/posts"): "posts:read",
     ("GET", "/api/v1/posts/"): "posts:read",

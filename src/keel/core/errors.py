@@ -230,6 +230,18 @@ class TodoNotFound(NotFound):
     default_detail = "No such todo."
 
 
+class ListNotFound(NotFound):
+    """A list that does not exist, or of which the caller is not a member (the same to them)."""
+
+    code = "list_not_found"
+    default_detail = "No such list."
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_detail = "No such member of this list."
+
+
 class PostNotFound(NotFound):
     code = "post_not_found"
     default_detail = "No such post."
@@ -288,6 +300,26 @@ class AlreadyVerified(Conflict):
     code = "already_verified"
     title = "Already verified"
     default_detail = "This email address is already verified."
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+    title = "Already a member"
+    default_detail = "This user is already a member of the list."
+
+
+class OwnerMembership(Conflict):
+    code = "list_owner"
+    title = "The list's owner"
+    default_detail = "The owner's membership cannot change: delete the list instead."
+
+
+class NotAMember(Conflict):
+    """An assignee who is not a member of the todo's list (a state of the list, not a malformed body)."""
+
+    code = "not_a_member"
+    title = "Not a member of the list"
+    default_detail = "The assignee must be a member of the todo's list (in your inbox, only you)."
 
 
 class LastAdmin(Conflict):

@@ -85,6 +85,16 @@ OPERATION_IDS = {
     "read_todo": "todos_get",
     "update_todo": "todos_update",
     "delete_todo": "todos_delete",
+    # shared lists
+    "create_list": "lists_create",
+    "list_lists": "lists_list",
+    "read_list": "lists_get",
+    "update_list": "lists_update",
+    "delete_list": "lists_delete",
+    "list_members": "lists_members_list",
+    "add_member": "lists_members_add",
+    "update_member": "lists_members_update",
+    "remove_member": "lists_members_remove",
     # posts
     "create_post": "posts_create",
     "list_feed": "posts_list",
@@ -111,6 +121,10 @@ BODY_NAMES = {"Body_auth_login": "LoginForm"}
 # stateful runs) can follow create -> get -> update -> delete without guessing.
 LINKS = {
     "todos_create": ("todo_id", ["todos_get", "todos_update", "todos_delete"]),
+    "lists_create": (
+        "list_id",
+        ["lists_get", "lists_update", "lists_delete", "lists_members_list", "lists_members_add"],
+    ),
     "posts_create": ("post_id", ["posts_get", "posts_update", "posts_delete", "posts_vote", "posts_unvote"]),
 }
 

@@ -11,6 +11,7 @@ from keel.models.refresh_token import RefreshToken
 from keel.models.session import UserSession
 from keel.models.sign_in_code import EmailSignInCode
 from keel.models.todo import Priority, Todo
+from keel.models.todo_list import ListMember, MemberRole, TodoList
 from keel.models.user import Role, User
 from keel.models.username_reservation import UsernameReservation
 from keel.models.vote import Vote
@@ -21,6 +22,8 @@ __all__ = [
     "EmailSignInCode",
     "IdempotencyRecord",
     "Identity",
+    "ListMember",
+    "MemberRole",
     "OidcFlow",
     "OutboxStatus",
     "Passkey",
@@ -32,6 +35,7 @@ __all__ = [
     "RefreshToken",
     "Role",
     "Todo",
+    "TodoList",
     "TotpCredential",
     "User",
     "UserSession",

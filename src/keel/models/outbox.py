@@ -23,6 +23,7 @@ class EmailKind(StrEnum):
     IDENTITY_LINK = "identity_link"
     IDENTITY_LINKED = "identity_linked"
     IDENTITY_UNLINKED = "identity_unlinked"
+    LIST_INVITATION = "list_invitation"
 
 
 class OutboxStatus(StrEnum):
@@ -65,6 +66,8 @@ class EmailOutbox(SQLModel, table=True):
     user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="CASCADE")
     # The identity a link confirmation is about (its mail's link names it); gone with it.
     identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="CASCADE")
+    # The shared list an invitation is about; gone with it.
+    list_id: int | None = Field(default=None, foreign_key="list.id", ondelete="CASCADE")
     status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=_enum(OutboxStatus, "outbox_status"))
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=1000)

@@ -36,6 +36,29 @@ class PriorityRank(TypeDecorator[Priority]):
         return None if value is None else _BY_RANK[int(value)]
 
 
+# Labels are kept in one text column as `,a,b,` (empty for none): a label filter is then a LIKE on
+# `%,label,%`, the same statement on SQLite and PostgreSQL, and a page needs no second query.
+# A label never holds a comma (see keel.schemas.todo).
+LABEL_SEPARATOR = ","
+
+
+def labels_text(labels: list[str] | tuple[str, ...]) -> str:
+    return f"{LABEL_SEPARATOR}{LABEL_SEPARATOR.join(labels)}{LABEL_SEPARATOR}" if labels else ""
+
+
+class LabelSet(TypeDecorator[list[str]]):
+    """A todo's labels, in the order given, stored as `,a,b,`."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> str:
+        return labels_text(value or [])
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str]:
+        return [label for label in str(value or "").split(LABEL_SEPARATOR) if label]
+
+
 class Todo(SQLModel, table=True):
     __tablename__ = "todo"
     __table_args__ = (
@@ -43,11 +66,19 @@ class Todo(SQLModel, table=True):
         sa.Index("ix_todo_owner_id_created_at", "owner_id", "created_at", "id"),
         sa.Index("ix_todo_owner_id_due_date", "owner_id", "due_date", "id"),
         sa.Index("ix_todo_owner_id_priority", "owner_id", "priority", "id"),
+        # A shared list's page, newest first (its other sorts are small enough to sort).
+        sa.Index("ix_todo_list_id_created_at", "list_id", "created_at", "id"),
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    owner_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
+    # Who created it (for a todo with no list: whose private inbox it is). Null once the creator's
+    # account is deleted: their todos in other people's lists stay, by "a deleted user".
+    owner_id: int | None = Field(default=None, foreign_key="user.id", ondelete="CASCADE")
+    # Null: the owner's private inbox. Deleting the list deletes its todos.
+    list_id: int | None = Field(default=None, foreign_key="list.id", ondelete="CASCADE")
+    labels: list[str] = Field(default_factory=list, sa_type=LabelSet, sa_column_kwargs={"server_default": ""})
+    assignee_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL", index=True)
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     completed: bool = Field(default=False)

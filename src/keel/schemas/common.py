@@ -13,6 +13,7 @@ NO_NUL = r"^[^\x00]*$"
 # Whitespace as Python's str.isspace() and JSON Schema's (ECMA-262) regexes count it, together, so
 # the schema and the server can never disagree about whether a text is blank.
 _BLANK = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+BLANK_CHARACTERS = _BLANK  # for other patterns built the same way
 _NOT_BLANK_CHAR = re.compile(f"[^{_BLANK}]")
 # The schema side of `not_blank` (and of InputModel's NUL rule): some character that is not blank.
 NOT_BLANK = rf"^[^\x00]*[^\x00{_BLANK}][^\x00]*$"

@@ -203,6 +203,7 @@ SUBJECTS = {
     EmailKind.IDENTITY_LINK: "Confirm signing in to your account with another provider",
     EmailKind.IDENTITY_LINKED: "Another provider can now sign in to your account",
     EmailKind.IDENTITY_UNLINKED: "A provider was disconnected from your account",
+    EmailKind.LIST_INVITATION: "You were added to a shared list",
 }
 
 
@@ -241,6 +242,8 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         return render(row.kind.value, account_link=f"{base}/account", **common)
     if row.kind in (EmailKind.IDENTITY_LINK, EmailKind.IDENTITY_LINKED):
         return await _identity_mail(session, settings, row, user, common)
+    if row.kind is EmailKind.LIST_INVITATION:
+        return await _list_invitation(session, settings, row, user, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         # An address never confirmed may have been registered by someone else: its owner gets a
         # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
@@ -280,6 +283,28 @@ async def _identity_mail(
         provider=provider,
         provider_email=identity.email or row.to_address,
         link=f"{settings.public_url}/link-identity?token={token}",
+        **common,
+    )
+
+
+async def _list_invitation(
+    session: AsyncSession, settings: Settings, row: EmailOutbox, user: User, common: dict[str, str]
+) -> Mail | None:
+    """The list's name and owner, and the role as it is when the mail is sent; nothing if the
+    list is gone or the user is no longer a member of it."""
+    from keel.models import ListMember, TodoList
+
+    todo_list = await session.get(TodoList, row.list_id) if row.list_id is not None else None
+    member = await session.get(ListMember, (row.list_id, user.id)) if todo_list is not None else None
+    owner = await session.get(User, todo_list.owner_id) if todo_list is not None else None
+    if todo_list is None or member is None or owner is None:
+        return None
+    return render(
+        row.kind.value,
+        list_name=todo_list.name,
+        owner=owner.username,
+        role=member.role.value,
+        link=f"{settings.public_url}/todos",
         **common,
     )
 

@@ -25,7 +25,7 @@ from keel.core.password_policy import check_password
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import has_usable_password, password_hasher
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, Role, User, UsernameReservation, utcnow
+from keel.models import EmailKind, Role, Todo, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
 from keel.services import lockout as lockout_service
@@ -230,7 +230,17 @@ async def _delete(session: AsyncSession, cache: SessionCache | None, user: User)
     await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
     # The cascade takes the rows; the tombstones make every worker refuse the tokens at once.
     await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
-    # Sessions, refresh tokens, personal access tokens, todos, posts and votes go by ON DELETE CASCADE.
+    # The todos it added to other people's shared lists stay there, by "a deleted user" (no owner):
+    # the list's members planned with them. (Those in its own lists go with the lists below.)
+    await session.exec(
+        update(Todo)
+        .where(col(Todo.owner_id) == user.id, col(Todo.list_id).is_not(None))
+        .values(owner_id=None, version=col(Todo.version) + 1)
+        .execution_options(synchronize_session=False)
+    )
+    # Sessions, refresh tokens, personal access tokens, private todos, posts, votes, the lists it
+    # owns (and every todo in them) and its memberships go by ON DELETE CASCADE; todos assigned to
+    # it are unassigned.
     await session.exec(delete(User).where(col(User.id) == user.id))
     await session.commit()
 
