@@ -73,6 +73,7 @@ OPERATION_IDS = {
     "update_me": "users_me_update",
     "delete_me": "users_me_delete",
     "read_user": "users_get",
+    "list_my_activity": "users_me_activity_list",
     # todos
     "create_todo": "todos_create",
     "list_todos": "todos_list",
@@ -92,6 +93,7 @@ OPERATION_IDS = {
     "list_users": "admin_users_list",
     "update_user": "admin_users_update",
     "delete_user": "admin_users_delete",
+    "list_user_activity": "admin_users_activity_list",
     # operations
     "health": "operations_health",
     "ready": "operations_ready",

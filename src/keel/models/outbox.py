@@ -22,6 +22,7 @@ class EmailKind(StrEnum):
     SIGN_IN_CODE = "sign_in_code"
     IDENTITY_LINK = "identity_link"
     IDENTITY_LINKED = "identity_linked"
+    NEW_DEVICE = "new_device"
 
 
 class OutboxStatus(StrEnum):
@@ -64,6 +65,8 @@ class EmailOutbox(SQLModel, table=True):
     user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="CASCADE")
     # The identity a link confirmation is about (its mail's link names it); gone with it.
     identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="CASCADE")
+    # The sign-in a new-device notice is about (its mail tells when and from where); gone with it.
+    activity_id: int | None = Field(default=None, foreign_key="activity.id", ondelete="CASCADE")
     status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=_enum(OutboxStatus, "outbox_status"))
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=1000)

@@ -28,7 +28,7 @@ from keel.core.config import Settings
 from keel.core.email_tokens import Purpose
 from keel.core.logging import get_logger
 from keel.core.mail import Mail, MailError, Transport, render
-from keel.models import EmailKind, EmailOutbox, OutboxStatus, User, utcnow
+from keel.models import Activity, EmailKind, EmailOutbox, OutboxStatus, User, utcnow
 
 log = get_logger("keel.outbox")
 
@@ -202,6 +202,7 @@ SUBJECTS = {
     EmailKind.SIGN_IN_CODE: "Your sign-in code",
     EmailKind.IDENTITY_LINK: "Confirm signing in to your account with another provider",
     EmailKind.IDENTITY_LINKED: "Another provider can now sign in to your account",
+    EmailKind.NEW_DEVICE: "A new device signed in to your account",
 }
 
 
@@ -235,6 +236,8 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         return render(row.kind.value, code=code, link=f"{base}/signin/code?{query}", **common)
     if row.kind in (EmailKind.IDENTITY_LINK, EmailKind.IDENTITY_LINKED):
         return await _identity_mail(session, settings, row, user, common)
+    if row.kind is EmailKind.NEW_DEVICE:
+        return await _new_device_mail(session, settings, row, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         # An address never confirmed may have been registered by someone else: its owner gets a
         # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
@@ -274,6 +277,22 @@ async def _identity_mail(
         provider=provider,
         provider_email=identity.email or row.to_address,
         link=f"{settings.public_url}/link-identity?token={token}",
+        **common,
+    )
+
+
+async def _new_device_mail(
+    session: AsyncSession, settings: Settings, row: EmailOutbox, common: dict[str, str]
+) -> Mail | None:
+    activity = await session.get(Activity, row.activity_id) if row.activity_id is not None else None
+    if activity is None:
+        return None
+    return render(
+        row.kind.value,
+        when=f"{activity.created_at:%Y-%m-%d %H:%M} UTC",
+        ip=activity.ip or "an unknown address",
+        device=activity.user_agent or "an unknown device",
+        activity_link=f"{settings.public_url}/account#activity",
         **common,
     )
 
