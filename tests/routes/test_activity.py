@@ -416,3 +416,12 @@ class TestNewDevice:
             assert other.status_code == 200, other.text
         assert await activity_types(app, account.id) == ["sign_in", "sign_in", "sign_in", "new_device"]
         assert len(await self._notices(app, account.id)) == 1
+
+    async def test_a_malformed_device_cookie_is_ignored(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        account = await create_user(app)
+        await login(client, account)
+        form = {"username": account.email, "password": account.password}
+        response = await client.post(f"{AUTH}/login", data=form, headers={"Cookie": "keel_device=not;valid"})
+        assert response.status_code == 200, response.text
+        # Known by its user agent and network, as before: nothing new.
+        assert await activity_types(app, account.id) == ["sign_in", "sign_in"]
