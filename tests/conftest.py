@@ -215,7 +215,10 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    # The user agent `factories.login` sends: one test's requests come from one device (a sign-in
+    # from another is a new device, and mails its owner).
+    headers = {"User-Agent": "pytest-browser/1.0"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as http:
         yield http
 
 

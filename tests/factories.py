@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 import httpx
 from fastapi import FastAPI
+from sqlmodel import col, select
 
 from keel.core.db import Database
 from keel.core.security import password_hasher
-from keel.models import Role, User
+from keel.models import Activity, Role, User
 
 DEFAULT_PASSWORD = "tidal-Marmot-quarry-42"
 _counter = itertools.count(1)
@@ -108,3 +109,15 @@ def error_locs(problem: dict[str, object]) -> list[object]:
     errors = problem["errors"]
     assert isinstance(errors, list)
     return [error["loc"] for error in errors]
+
+
+async def activity_of(app: FastAPI, user_id: int) -> list[Activity]:
+    """An account's activity rows, oldest first."""
+    database: Database = app.state.database
+    async with database.session() as session:
+        rows = await session.exec(select(Activity).where(Activity.user_id == user_id).order_by(col(Activity.id)))
+        return list(rows)
+
+
+async def activity_types(app: FastAPI, user_id: int) -> list[str]:
+    return [row.type for row in await activity_of(app, user_id)]

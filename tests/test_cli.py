@@ -141,6 +141,32 @@ class TestMigrate:
         assert users(run.database) == []
 
 
+class TestPrune:
+    def test_prunes_old_activity_and_says_what_went(self, run: RunCli) -> None:
+        assert run("migrate").exit_code == 0
+        with sqlite3.connect(run.database) as connection:
+            connection.execute(
+                "INSERT INTO user (email, username, full_name, hashed_password, is_active, is_verified, role,"
+                " created_at, updated_at, version) VALUES ('old@example.com', 'old', NULL, 'x', 1, 1, 'user',"
+                " '2020-01-01 00:00:00', '2020-01-01 00:00:00', 1)"
+            )
+            for created_at in ("2020-01-01 00:00:00.000000", "2999-01-01 00:00:00.000000"):
+                connection.execute(
+                    "INSERT INTO activity (user_id, type, created_at, detail) VALUES (1, 'sign_in', ?, '{}')",
+                    (created_at,),
+                )
+        connection.close()
+
+        result = run("prune")
+
+        assert result.exit_code == 0, result.output
+        assert "pruned: 1 activity, 0 known devices, 0 sessions, 0 refresh tokens, 0 sent emails" in result.stdout
+        with sqlite3.connect(run.database) as connection:
+            left = connection.execute("SELECT created_at FROM activity").fetchall()
+        connection.close()
+        assert left == [("2999-01-01 00:00:00.000000",)]
+
+
 class TestCreateAdmin:
     def test_creates_a_verified_admin_who_can_sign_in(self, run: RunCli) -> None:
         result = run("create-admin", ADMIN_EMAIL, KEEL_ADMIN_PASSWORD=ADMIN_PASSWORD)

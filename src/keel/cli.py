@@ -162,9 +162,11 @@ async def _create_admin(settings: Settings, data: object) -> int:
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    beat: Annotated[bool, typer.Option(help="Also run the schedule that relays stuck emails.")] = True,
+    beat: Annotated[
+        bool, typer.Option(help="Also run the schedule that relays stuck emails and prunes old rows.")
+    ] = True,
 ) -> None:
-    """Run a Celery worker that delivers emails (and, with --beat, the outbox relay)."""
+    """Run a Celery worker that delivers emails (and, with --beat, the outbox relay and the prune job)."""
     from keel.tasks.celery_app import configure
 
     settings = _settings_or_exit()
@@ -225,6 +227,29 @@ def outbox_retry(outbox_id: Annotated[int, typer.Argument(help="The id of a fail
         typer.echo(f"keel: no failed email with id {outbox_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"email {outbox_id} queued again")
+
+
+@app.command()
+def prune() -> None:
+    """Delete activity and known devices past KEEL_ACTIVITY_RETENTION_DAYS, ended sessions with their
+    refresh tokens, and sent emails past KEEL_OUTBOX_RETENTION_DAYS (the schedule does this hourly)."""
+    from keel.core.db import Database
+    from keel.services import prune as prune_service
+
+    settings = _settings_or_exit()
+
+    async def run() -> prune_service.Pruned:
+        database = Database(settings)
+        try:
+            return await prune_service.prune(database=database, settings=settings)
+        finally:
+            await database.dispose()
+
+    pruned = asyncio.run(run())
+    typer.echo(
+        f"pruned: {pruned.activity} activity, {pruned.known_devices} known devices, {pruned.sessions} sessions, "
+        f"{pruned.refresh_tokens} refresh tokens, {pruned.outbox} sent emails"
+    )
 
 
 @asynccontextmanager

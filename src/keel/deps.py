@@ -37,6 +37,7 @@ from keel.http.web_session import (
     REFRESH_COOKIE,
     WEB_CLIENT_HEADER,
     WEB_CLIENT_VALUE,
+    device_cookie,
     expired_refresh_cookie,
     is_same_origin,
     needs_secure,
@@ -329,6 +330,8 @@ class WebClientContext:
         response.headers.append(
             "Set-Cookie", refresh_cookie(token, max_age=issued.refresh_expires_in, secure=self.secure)
         )
+        if issued.device_cookie is not None:
+            response.headers.append("Set-Cookie", device_cookie(issued.device_cookie, secure=self.secure))
         return issued.pair.model_copy(update={"refresh_token": None})
 
     def clear_cookie(self, response: Response) -> None:

@@ -464,7 +464,8 @@ class TestWithACookieJar:
 
         logout = await client.post(f"{AUTH}/logout", headers=WEB | {"Authorization": f"Bearer {access}"})
         assert logout.status_code == 204, logout.text
-        assert list(client.cookies.jar) == []
+        # The device cookie stays: it names the browser, not a session (keel.services.device).
+        assert [cookie.name for cookie in client.cookies.jar] == ["keel_device"]
         assert_problem(await client.post(f"{AUTH}/refresh", headers=WEB), 401, "invalid_refresh_token")
 
 

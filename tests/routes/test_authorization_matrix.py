@@ -53,6 +53,8 @@ MATRIX: dict[tuple[str, str, str], Rule] = {
     ("PATCH", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 200), {"is_verified": True}),
     ("DELETE", "/api/v1/admin/users/{user_id}", "-"): Rule(_row(401, 403, 403, 204)),
     ("POST", "/api/v1/admin/users/{user_id}/mfa/reset", "-"): Rule(_row(401, 403, 403, 204)),
+    # The owner reads their own activity at /users/me/activity; this one is for admins only.
+    ("GET", "/api/v1/admin/users/{user_id}/activity", "-"): Rule(_row(401, 403, 403, 200)),
     ("GET", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404)),
     ("PATCH", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 200, 404, 404), {"title": "changed"}),
     ("DELETE", "/api/v1/todos/{todo_id}", "-"): Rule(_row(401, 204, 404, 404)),

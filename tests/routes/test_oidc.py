@@ -32,7 +32,7 @@ from keel.models import EmailKind, EmailOutbox, OidcFlow, User, UserSession
 from keel.models import Identity as IdentityRow
 from keel.services import outbox as outbox_service
 from keel.services.identity import safe_next
-from tests.factories import Account, assert_problem, create_user, login
+from tests.factories import Account, activity_of, activity_types, assert_problem, create_user, login
 from tests.routes.test_email_code import code_mails, code_of, other_code
 from tests.routes.test_mfa import MFA, bearer, code_at, enroll
 
@@ -324,6 +324,7 @@ class TestResolution:
             (ISSUER_KEY, "claimer-1", "owner@example.com")
         ]
         assert EmailKind.IDENTITY_LINKED in await mail_kinds(app, account.email)
+        assert "identity_linked" in await activity_types(app, account.id)
         # Now the provider account signs in to the owner's account.
         response = await sign_in(client, provider_url, "claimer-1")
         assert response.status_code == 302
@@ -651,6 +652,10 @@ class TestIdentities:
         # And it signs in to this account from now on.
         assert (await sign_in(client, provider_url, "link-1")).status_code == 302
         assert await sessions_of(app, account.id) == 2
+        linked = [row for row in await activity_of(app, account.id) if row.type == "identity_linked"]
+        assert [json.loads(row.detail) for row in linked] == [{"provider": ISSUER_KEY}]
+        last = (await activity_of(app, account.id))[-1]
+        assert (last.type, json.loads(last.detail)) == ("sign_in", {"method": "provider", "amr": ["fed"]})
 
     async def test_a_link_whose_session_stopped_being_recent_is_refused(
         self, app: FastAPI, client: httpx.AsyncClient, provider_url: str
@@ -749,6 +754,7 @@ class TestIdentities:
         )
         assert (await client.delete(f"{AUTH}/identities/{identity_id}", headers=tokens.headers)).status_code == 204
         assert await identities(app) == []
+        assert (await activity_types(app, account.id))[-1] == "identity_unlinked"
 
 
 # --- an account without a password: never stuck at reauthentication_required ----------------------

@@ -63,6 +63,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/posts/{post_id:not_mine}/vote"): "posts:write",
     # users: the profile can be read; account changes refuse every token
     ("GET", "/api/v1/users/me"): "profile:read",
+    ("GET", "/api/v1/users/me/activity"): "profile:read",
     ("PATCH", "/api/v1/users/me"): REFUSED,
     ("DELETE", "/api/v1/users/me"): REFUSED,
     ("GET", "/api/v1/users/{user_id}"): PUBLIC,
@@ -115,6 +116,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/admin/users"): REFUSED,
     ("PATCH", "/api/v1/admin/users/{user_id}"): REFUSED,
     ("DELETE", "/api/v1/admin/users/{user_id}"): REFUSED,
+    ("GET", "/api/v1/admin/users/{user_id}/activity"): REFUSED,
     ("POST", "/api/v1/admin/users/{user_id}/mfa/reset"): REFUSED,
     # operations, documentation (the admin-only schema declares no scope: refused) and the web UI
     ("GET", "/health"): PUBLIC,

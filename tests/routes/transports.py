@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 
 from keel.core.config import Settings
-from keel.http.web_session import REFRESH_COOKIE
+from keel.http.web_session import DEVICE_COOKIE, REFRESH_COOKIE
 from tests.factories import Account, Tokens, assert_problem, create_user
 
 AUTH = "/api/v1/auth"
@@ -36,7 +36,9 @@ class NoCookieJar(CookieJar):
 
 def jarless_client(app: FastAPI, base_url: str = ORIGIN) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
-    return httpx.AsyncClient(transport=transport, base_url=base_url, cookies=NoCookieJar())
+    return httpx.AsyncClient(
+        transport=transport, base_url=base_url, cookies=NoCookieJar(), headers={"User-Agent": "pytest-browser/1.0"}
+    )
 
 
 # --- Set-Cookie --------------------------------------------------------------------------------
@@ -65,8 +67,8 @@ def parse_set_cookie(header: str) -> SetCookie:
 
 
 def refresh_cookie_of(response: httpx.Response) -> SetCookie:
-    """The response sets exactly one cookie, the refresh cookie."""
-    headers = response.headers.get_list("set-cookie")
+    """The response sets exactly one cookie, the refresh cookie (besides a new browser's device cookie)."""
+    headers = [value for value in response.headers.get_list("set-cookie") if not value.startswith(f"{DEVICE_COOKIE}=")]
     assert len(headers) == 1, headers
     cookie = parse_set_cookie(headers[0])
     assert cookie.name == REFRESH_COOKIE

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     outbox_relay_interval_seconds: float = Field(default=15.0, gt=0)
     outbox_claim_lease_seconds: int = Field(default=300, ge=1)
     email_throttle_per_hour: int = Field(default=3, ge=1)
+    # The security activity log (and the devices an account signed in from) keeps this many days;
+    # the prune job (`keel prune`, and the scheduled one) removes older rows, and expired sessions,
+    # spent refresh tokens and sent outbox rows as old.
+    activity_retention_days: int = Field(default=180, ge=1, le=3650)
+    # Sent emails are kept this long (failed ones until an operator retries or removes them).
+    outbox_retention_days: int = Field(default=30, ge=1, le=3650)
+    # How often the prune job runs (Celery beat, or the in-process loop without a broker).
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    # At most one new-device email per account in this many seconds (each new device is still recorded).
+    new_device_notice_interval_seconds: int = Field(default=600, ge=0)
     verify_token_ttl_seconds: int = Field(default=48 * 3600, ge=60)
     reset_token_ttl_seconds: int = Field(default=30 * 60, ge=60)
 

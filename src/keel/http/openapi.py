@@ -79,6 +79,7 @@ OPERATION_IDS = {
     "create_personal_token": "tokens_create",
     "list_personal_tokens": "tokens_list",
     "revoke_personal_token": "tokens_revoke",
+    "list_my_activity": "users_me_activity_list",
     # todos
     "create_todo": "todos_create",
     "list_todos": "todos_list",
@@ -108,6 +109,7 @@ OPERATION_IDS = {
     "list_users": "admin_users_list",
     "update_user": "admin_users_update",
     "delete_user": "admin_users_delete",
+    "list_user_activity": "admin_users_activity_list",
     # operations
     "health": "operations_health",
     "ready": "operations_ready",

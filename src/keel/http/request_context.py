@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.core.audit import event_counter
 from keel.core.client_ip import IPNetwork, client_ip_of
-from keel.core.context import request_id_var
+from keel.core.context import RequestClient, dispatch_var, request_client_var, request_id_var
 from keel.core.logging import get_logger
 from keel.core.ratelimit import Rule, RuleUsage, usage_var
 from keel.http.metrics import Metrics, route_label
@@ -70,6 +70,11 @@ class RequestContextMiddleware:
 
         request_id = _pick_request_id(scope)
         rid_token = request_id_var.set(request_id)
+        # As the rate limits see it: behind trusted proxies, the client they forwarded for.
+        client_ip = client_ip_of(scope, trusted_proxies(scope))
+        client_token = request_client_var.set(RequestClient(client_ip, scope.get("headers", ())))
+        dispatcher = getattr(getattr(scope.get("app"), "state", None), "dispatcher", None)
+        dispatch_token = dispatch_var.set(getattr(dispatcher, "dispatch", None))
         metrics = _app_metrics(scope)
         counter_token = event_counter.set(metrics.count_auth_event if metrics is not None else None)
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -134,10 +139,11 @@ class RequestContextMiddleware:
                 duration_ms=round(seconds * 1000, 2),
                 # Set by the authentication dependency through request.state.
                 user_id=scope.get("state", {}).get("user_id"),
-                # As the rate limits see it: behind trusted proxies, the client they forwarded for.
-                client_ip=client_ip_of(scope, trusted_proxies(scope)),
+                client_ip=client_ip,
             )
             structlog.contextvars.unbind_contextvars("request_id")
             event_counter.reset(counter_token)
             usage_var.reset(usage_token)
+            dispatch_var.reset(dispatch_token)
+            request_client_var.reset(client_token)
             request_id_var.reset(rid_token)

@@ -48,6 +48,26 @@ def refresh_cookie(value: str, *, max_age: int, secure: bool) -> str:
     return morsel.OutputString()
 
 
+# A browser's long-lived, random id, so a sign-in from a browser not seen on the account before can be
+# told apart (keel.services.device); stored only as a hash per account. Lax, not Strict: a provider's
+# redirect back to the callback is a cross-site navigation, and this cookie grants nothing.
+DEVICE_COOKIE = "keel_device"
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+
+
+def device_cookie(value: str, *, secure: bool) -> str:
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[DEVICE_COOKIE] = value
+    morsel = cookie[DEVICE_COOKIE]
+    morsel["path"] = REFRESH_COOKIE_PATH
+    morsel["max-age"] = DEVICE_COOKIE_MAX_AGE
+    morsel["httponly"] = True
+    morsel["samesite"] = "Lax"
+    if secure:
+        morsel["secure"] = True
+    return morsel.OutputString()
+
+
 def expired_refresh_cookie(*, secure: bool) -> str:
     """The `Set-Cookie` value that makes the browser drop the refresh cookie."""
     return refresh_cookie("", max_age=0, secure=secure)

@@ -1,6 +1,8 @@
 """Table models. Importing this package registers every table on ``SQLModel.metadata``."""
 
+from keel.models.activity import Activity, ActivityType
 from keel.models.base import utcnow
+from keel.models.device import KnownDevice
 from keel.models.idempotency import IdempotencyRecord
 from keel.models.identity import Identity, OidcFlow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
@@ -17,11 +19,14 @@ from keel.models.username_reservation import UsernameReservation
 from keel.models.vote import Vote
 
 __all__ = [
+    "Activity",
+    "ActivityType",
     "EmailKind",
     "EmailOutbox",
     "EmailSignInCode",
     "IdempotencyRecord",
     "Identity",
+    "KnownDevice",
     "ListMember",
     "MemberRole",
     "OidcFlow",

@@ -24,6 +24,7 @@ class EmailKind(StrEnum):
     IDENTITY_LINKED = "identity_linked"
     IDENTITY_UNLINKED = "identity_unlinked"
     LIST_INVITATION = "list_invitation"
+    NEW_DEVICE = "new_device"
 
 
 class OutboxStatus(StrEnum):
@@ -68,6 +69,8 @@ class EmailOutbox(SQLModel, table=True):
     identity_id: int | None = Field(default=None, foreign_key="identity.id", ondelete="CASCADE")
     # The shared list an invitation is about; gone with it.
     list_id: int | None = Field(default=None, foreign_key="list.id", ondelete="CASCADE")
+    # The sign-in a new-device notice is about (its mail tells when and from where); gone with it.
+    activity_id: int | None = Field(default=None, foreign_key="activity.id", ondelete="CASCADE")
     status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=_enum(OutboxStatus, "outbox_status"))
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=1000)

@@ -18,8 +18,10 @@ from keel.deps import (
 )
 from keel.models import Role
 from keel.routes import API_PREFIX
+from keel.schemas.activity import ActivityRead
 from keel.schemas.common import NO_NUL, Page, problem_responses
 from keel.schemas.user import AdminUserUpdate, UserRead
+from keel.services import activity as activity_service
 from keel.services import mfa as mfa_service
 from keel.services import user as user_service
 
@@ -81,3 +83,11 @@ async def reset_user_mfa(
     await mfa_service.reset(
         database=database, cache=cache, settings=settings, dispatcher=dispatcher, admin=admin, user_id=user_id
     )
+
+
+@router.get("/users/{user_id}/activity", response_model=Page[ActivityRead], responses=problem_responses(404, 422))
+async def list_user_activity(
+    user_id: UserId, admin: AdminUser, database: DatabaseDep, limit: Limit = 20, offset: Offset = 0
+) -> Page[ActivityRead]:
+    """A user's security activity, newest first (what they see on their own account page)."""
+    return await activity_service.list_for_admin(database=database, user_id=user_id, limit=limit, offset=offset)

@@ -25,7 +25,7 @@ from keel.deps import (
     SignInStartRefusal,
     WebClient,
 )
-from keel.http.web_session import needs_secure, refresh_cookie
+from keel.http.web_session import device_cookie, needs_secure, refresh_cookie
 from keel.routes import API_PREFIX
 from keel.schemas.common import problem_responses
 from keel.schemas.identity import AuthorizeUrl, IdentityLinkConfirm, IdentityRead, ProviderRead
@@ -240,6 +240,8 @@ async def oidc_callback(
             response.headers.append(
                 "Set-Cookie", refresh_cookie(token, max_age=outcome.issued.refresh_expires_in, secure=web.secure)
             )
+            if outcome.issued.device_cookie is not None:
+                response.headers.append("Set-Cookie", device_cookie(outcome.issued.device_cookie, secure=web.secure))
         elif isinstance(outcome, identity_service.Linked):
             response = RedirectResponse(outcome.next_path, status_code=status.HTTP_302_FOUND)
         else:

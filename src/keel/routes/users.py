@@ -12,6 +12,8 @@ from keel.deps import (
     DispatcherDep,
     IfMatchDep,
     IfNoneMatch,
+    Limit,
+    Offset,
     RateLimiterDep,
     RecentlyAuthenticatedWriter,
     SettingsDep,
@@ -20,8 +22,10 @@ from keel.deps import (
 )
 from keel.http.conditional import representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
-from keel.schemas.common import problem_responses
+from keel.schemas.activity import ActivityRead
+from keel.schemas.common import Page, problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
+from keel.services import activity as activity_service
 from keel.services import user as user_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], dependencies=[USERS_SCOPES])
@@ -78,6 +82,15 @@ async def delete_me(
         user_id=user.user_id,
         password=data.password,
     )
+
+
+@router.get("/me/activity", response_model=Page[ActivityRead], responses=problem_responses(401, 422))
+async def list_my_activity(
+    user: CurrentUser, database: DatabaseDep, limit: Limit = 20, offset: Offset = 0
+) -> Page[ActivityRead]:
+    """The current user's security activity, newest first: sign-ins (and failed ones), new devices,
+    password, second-factor, passkey and linked-account changes, sessions ended, and an admin's changes."""
+    return await activity_service.list_for_user(database=database, user_id=user.user_id, limit=limit, offset=offset)
 
 
 @router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422))

@@ -15,9 +15,10 @@ from keel.core.password_policy import normalize
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, User, utcnow
+from keel.models import ActivityType, EmailKind, User, utcnow
 from keel.models import Identity as IdentityRow
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
+from keel.services import activity as activity_service
 from keel.services import outbox as outbox_service
 from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
@@ -135,6 +136,7 @@ async def confirm_reset(
             session.add(user)
             await session_service.revoke_all(session=session, cache=cache, user_id=user.id)
             await personal_token_service.revoke_all(session=session, cache=cache, user_id=user.id)
+        await activity_service.record(session, user_id=user.id, type=ActivityType.PASSWORD_RESET)
         row = await outbox_service.enqueue(
             session=session, settings=settings, kind=EmailKind.PASSWORD_CHANGED, to_address=user.email, user_id=user.id
         )

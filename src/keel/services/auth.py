@@ -32,8 +32,9 @@ from keel.core.security import (
     password_hasher,
 )
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, RefreshToken, Role, User, UserSession, utcnow
+from keel.models import ActivityType, EmailKind, RefreshToken, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
+from keel.services import activity as activity_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
@@ -106,16 +107,23 @@ async def login(
     valid, upgraded_hash = await hasher.verify(password, account.hashed_password, unless=client_gone)
     if not valid:
         audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_password", user_id=user_id, ip=ip)
-        if attempt.locks:
-            async with database.session() as session:
-                await lockout_service.wrong_password(
-                    session=session,
-                    settings=settings,
-                    dispatcher=dispatcher,
-                    attempt=attempt,
-                    user_id=user_id,
-                    email=address,
-                )
+        async with database.session() as session:
+            await activity_service.record(
+                session,
+                user_id=user_id,
+                type=ActivityType.SIGN_IN_FAILED,
+                detail={"method": "password", "reason": "wrong_password"},
+                where=activity_service.Where(ip, user_agent),
+            )
+            await session.commit()
+            await lockout_service.wrong_password(
+                session=session,
+                settings=settings,
+                dispatcher=dispatcher,
+                attempt=attempt,
+                user_id=user_id,
+                email=address,
+            )
         raise InvalidCredentials
     if not account.is_active:
         await limiter.password_right(attempt)
@@ -295,6 +303,9 @@ async def logout(
 async def logout_all(*, database: Database, cache: SessionCache | None, principal: Principal) -> None:
     async with database.session() as session:
         await session_service.revoke_all(session=session, cache=cache, user_id=principal.user_id)
+        await activity_service.record(
+            session, user_id=principal.user_id, type=ActivityType.SESSION_REVOKED, detail={"sessions": "all"}
+        )
         await session.commit()
         audit.record(SecurityEvent.LOGOUT_ALL, user_id=principal.user_id)
 
@@ -346,6 +357,7 @@ async def change_password(
         await session_service.revoke_all(
             session=session, cache=cache, user_id=principal.user_id, keep=principal.session_id
         )
+        await activity_service.record(session, user_id=principal.user_id, type=ActivityType.PASSWORD_CHANGED)
         row = await outbox_service.enqueue(
             session=session,
             settings=settings,

@@ -38,9 +38,10 @@ from keel.core.lockout import PasswordAttempt
 from keel.core.ratelimit import RateLimiter
 from keel.core.security import has_usable_password, unusable_password
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, EmailSignInCode, Role, User, utcnow
+from keel.models import ActivityType, EmailKind, EmailSignInCode, Role, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.services import account as account_service
+from keel.services import activity as activity_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import signin
@@ -180,7 +181,9 @@ async def verify(
             # No live code: the same keyed hash is computed, so the answer takes as long.
             email_codes.matches(settings, user_id=0, code=code, code_hash="")
     if used is None:
-        await _wrong(database, settings, dispatcher, attempt, tried[0].user_id if tried else None, address, ip)
+        await _wrong(
+            database, settings, dispatcher, attempt, tried[0].user_id if tried else None, address, ip, user_agent
+        )
         raise InvalidCode
     account = await database.first(_ACCOUNT, user_id=used.user_id)
     if account is None:  # deleted since: its codes went with it
@@ -249,14 +252,23 @@ async def _wrong(
     user_id: int | None,
     email: str,
     ip: str | None,
+    user_agent: str | None,
 ) -> None:
     audit.record(SecurityEvent.LOGIN_FAILED, reason="wrong_code", user_id=user_id, ip=ip)
-    if user_id is None or not attempt.locks:
+    if user_id is None:
         await lockout_service.wrong_password(
             session=None, settings=settings, dispatcher=dispatcher, attempt=attempt, user_id=None, email=None
         )
         return
     async with database.session() as session:
+        await activity_service.record(
+            session,
+            user_id=user_id,
+            type=ActivityType.SIGN_IN_FAILED,
+            detail={"method": "email_code", "reason": "wrong_code"},
+            where=activity_service.Where(ip, user_agent),
+        )
+        await session.commit()
         await lockout_service.wrong_password(
             session=session, settings=settings, dispatcher=dispatcher, attempt=attempt, user_id=user_id, email=email
         )

@@ -40,9 +40,10 @@ from keel.core.logging import get_logger
 from keel.core.oidc import OidcClient, Provider, ProviderAccount, ProviderError
 from keel.core.security import has_usable_password, unusable_password
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, EmailOutbox, OidcFlow, User, UserSession, utcnow
+from keel.models import ActivityType, EmailKind, EmailOutbox, OidcFlow, User, UserSession, utcnow
 from keel.models import Identity as IdentityRow
 from keel.models.mfa import Passkey
+from keel.services import activity as activity_service
 from keel.services import outbox as outbox_service
 from keel.services import session as session_service
 from keel.services import signin
@@ -370,6 +371,9 @@ async def _resolve(
             identity.confirmed_at = now
             session.add(identity)
             await session.flush()
+            await activity_service.record(
+                session, user_id=link_to, type=ActivityType.IDENTITY_LINKED, detail={"provider": provider.id}
+            )
             row = await _mail(session, settings, EmailKind.IDENTITY_LINKED, owner, identity)
             await session.commit()
             await outbox_service.dispatch_after_commit(dispatcher, [row])
@@ -487,6 +491,9 @@ async def confirm_link(*, database: Database, settings: Settings, dispatcher: Di
         if identity.confirmed_at is None:
             identity.confirmed_at = utcnow()
             session.add(identity)
+            await activity_service.record(
+                session, user_id=user.id, type=ActivityType.IDENTITY_LINKED, detail={"provider": identity.provider}
+            )
             row = await _mail(session, settings, EmailKind.IDENTITY_LINKED, user, identity)
             await session.commit()
             await session.refresh(identity)
@@ -560,6 +567,12 @@ async def unlink(
             user_id=principal.user_id,
         )
         await session.delete(identity)
+        await activity_service.record(
+            session,
+            user_id=principal.user_id,
+            type=ActivityType.IDENTITY_UNLINKED,
+            detail={"provider": identity.provider},
+        )
         await session.commit()
     await outbox_service.dispatch_after_commit(dispatcher, [row])
     audit.record(

@@ -34,10 +34,11 @@ from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import password_hasher
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, User, utcnow
+from keel.models import ActivityType, EmailKind, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.models.mfa import Passkey, PendingSignIn, RecoveryCode, TotpCredential, WebauthnChallenge
 from keel.schemas.mfa import MfaStatus, RecoveryCodes, TotpSetup
+from keel.services import activity as activity_service
 from keel.services import email_code as email_code_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
@@ -101,6 +102,9 @@ async def totp_confirm(
         credential.confirmed_at, credential.last_used_step = utcnow(), step
         session.add(credential)
         codes = await _replace_recovery_codes(session, settings, principal.user_id)
+        await activity_service.record(
+            session, user_id=principal.user_id, type=ActivityType.MFA_ENABLED, detail={"method": "totp"}
+        )
         await _factor_changed(session, cache, settings, dispatcher, principal, EmailKind.SECOND_FACTOR_ADDED)
     audit.record(SecurityEvent.TOTP_ENABLED, user_id=principal.user_id, session_id=principal.session_id)
     return RecoveryCodes(recovery_codes=codes)
@@ -115,6 +119,9 @@ async def totp_disable(
             raise TotpNotEnabled
         await session.delete(credential)
         await session.flush()
+        await activity_service.record(
+            session, user_id=principal.user_id, type=ActivityType.MFA_DISABLED, detail={"method": "totp"}
+        )
         await _factor_changed(session, cache, settings, dispatcher, principal, EmailKind.SECOND_FACTOR_REMOVED)
     audit.record(SecurityEvent.TOTP_DISABLED, user_id=principal.user_id, session_id=principal.session_id)
 
@@ -428,6 +435,9 @@ async def reset(
             raise UserNotFound
         for model in (TotpCredential, RecoveryCode, Passkey, PendingSignIn, WebauthnChallenge):
             await session.exec(delete(model).where(col(model.user_id) == user_id))
+        await activity_service.record(
+            session, user_id=user_id, type=ActivityType.MFA_DISABLED, detail={"method": "all", "by": "admin"}
+        )
         await factor_changed(
             session, cache, settings, dispatcher, user_id=user_id, keep=None, kind=EmailKind.SECOND_FACTOR_REMOVED
         )

@@ -28,7 +28,7 @@ from keel.core.config import Settings
 from keel.core.email_tokens import Purpose
 from keel.core.logging import get_logger
 from keel.core.mail import Mail, MailError, Transport, render
-from keel.models import EmailKind, EmailOutbox, OutboxStatus, User, utcnow
+from keel.models import Activity, EmailKind, EmailOutbox, OutboxStatus, User, utcnow
 
 log = get_logger("keel.outbox")
 
@@ -204,6 +204,7 @@ SUBJECTS = {
     EmailKind.IDENTITY_LINKED: "Another provider can now sign in to your account",
     EmailKind.IDENTITY_UNLINKED: "A provider was disconnected from your account",
     EmailKind.LIST_INVITATION: "You were added to a shared list",
+    EmailKind.NEW_DEVICE: "A new device signed in to your account",
 }
 
 
@@ -244,6 +245,8 @@ async def compose(*, session: AsyncSession, settings: Settings, row: EmailOutbox
         return await _identity_mail(session, settings, row, user, common)
     if row.kind is EmailKind.LIST_INVITATION:
         return await _list_invitation(session, settings, row, user, common)
+    if row.kind is EmailKind.NEW_DEVICE:
+        return await _new_device_mail(session, settings, row, common)
     if row.kind is EmailKind.SIGNUP_ATTEMPT:
         # An address never confirmed may have been registered by someone else: its owner gets a
         # link that makes the account theirs (a reset link: see keel.services.account.confirm_reset).
@@ -305,6 +308,22 @@ async def _list_invitation(
         owner=owner.username,
         role=member.role.value,
         link=f"{settings.public_url}/todos",
+        **common,
+    )
+
+
+async def _new_device_mail(
+    session: AsyncSession, settings: Settings, row: EmailOutbox, common: dict[str, str]
+) -> Mail | None:
+    activity = await session.get(Activity, row.activity_id) if row.activity_id is not None else None
+    if activity is None:
+        return None
+    return render(
+        row.kind.value,
+        when=f"{activity.created_at:%Y-%m-%d %H:%M} UTC",
+        ip=activity.ip or "an unknown address",
+        device=activity.user_agent or "an unknown device",
+        activity_link=f"{settings.public_url}/account#activity",
         **common,
     )
 

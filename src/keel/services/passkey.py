@@ -27,8 +27,9 @@ from keel.core.errors import InactiveUser, InvalidCredential, InvalidInput, Pass
 from keel.core.ratelimit import RateLimiter
 from keel.core.session_cache import SessionCache
 from keel.core.webauthn import KnownCredential, RelyingParty
-from keel.models import EmailKind, Passkey, Role, User, utcnow
+from keel.models import ActivityType, EmailKind, Passkey, Role, User, utcnow
 from keel.models.base import UTCDateTime
+from keel.services import activity as activity_service
 from keel.services import mfa as mfa_service
 from keel.services import session as session_service
 from keel.services import signin
@@ -110,6 +111,9 @@ async def register(
             # Already registered, to this account or another: refused like any other bad answer.
             await session.rollback()
             raise InvalidCredential("This passkey is already registered.") from None
+        await activity_service.record(
+            session, user_id=principal.user_id, type=ActivityType.PASSKEY_ADDED, detail={"name": name}
+        )
         await mfa_service.factor_changed(
             session,
             cache,
@@ -153,6 +157,9 @@ async def delete(
         passkey = await _get_owned(session, principal.user_id, passkey_id)
         await session.delete(passkey)
         await session.flush()
+        await activity_service.record(
+            session, user_id=principal.user_id, type=ActivityType.PASSKEY_REMOVED, detail={"name": passkey.name}
+        )
         await mfa_service.factor_changed(
             session,
             cache,

@@ -23,9 +23,10 @@ from keel.core.db import Database, NoRows, Prebuilt
 from keel.core.errors import AccessTokenNotFound, InvalidInput, InvalidToken, TokenExpired
 from keel.core.personal_token import format_scopes, new_token, parse_scopes, token_hash, well_formed
 from keel.core.session_cache import REVOKED, SessionCache, TokenState
-from keel.models import PersonalAccessToken, Role, User, utcnow
+from keel.models import ActivityType, PersonalAccessToken, Role, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.schemas.personal_token import AccessTokenCreate, AccessTokenCreated, AccessTokenRead
+from keel.services import activity as activity_service
 from keel.services.session import Principal
 
 # `last_used_at` is written at most this often per token.
@@ -66,6 +67,12 @@ async def create(
     )
     async with database.session() as session:
         session.add(row)
+        await activity_service.record(
+            session,
+            user_id=user_id,
+            type=ActivityType.TOKEN_CREATED,
+            detail={"name": data.name, "scopes": sorted(scope.value for scope in data.scopes)},
+        )
         await session.commit()
     audit.record(SecurityEvent.TOKEN_CREATED, user_id=user_id, token_id=row.id, scopes=row.scopes)
     return AccessTokenCreated(**_read(row).model_dump(), token=token)
@@ -96,6 +103,9 @@ async def revoke(*, database: Database, cache: SessionCache | None, user_id: int
         if digest is None:
             raise AccessTokenNotFound
         await _revoke(session, cache, [digest])
+        await activity_service.record(
+            session, user_id=user_id, type=ActivityType.TOKEN_REVOKED, detail={"token_id": token_id}
+        )
         await session.commit()
     audit.record(SecurityEvent.TOKEN_REVOKED, user_id=user_id, token_id=token_id)
 

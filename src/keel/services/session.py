@@ -24,8 +24,9 @@ from keel.core.logging import get_logger
 from keel.core.ratelimit import RateLimiter, WindowResult
 from keel.core.security import AccessClaims
 from keel.core.session_cache import REVOKED, SessionCache, SessionState
-from keel.models import Role, User, UserSession, utcnow
+from keel.models import ActivityType, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
+from keel.services import activity as activity_service
 
 log = get_logger("keel.sessions")
 
@@ -250,6 +251,12 @@ async def revoke_one(*, database: Database, cache: SessionCache | None, principa
         if target is None or target.revoked_at is not None:
             raise SessionNotFound
         await revoke(session=session, cache=cache, session_ids=[session_id])
+        await activity_service.record(
+            session,
+            user_id=principal.user_id,
+            type=ActivityType.SESSION_REVOKED,
+            detail={"device": activity_service.describe(target.user_agent)},
+        )
         await session.commit()
         audit.record(SecurityEvent.SESSION_REVOKED, user_id=principal.user_id, session_id=session_id)
 

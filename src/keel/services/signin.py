@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -31,10 +31,12 @@ from keel.core.errors import InactiveUser, InvalidMfaToken, MfaRequired
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import create_access_token, new_refresh_token, new_session_id
 from keel.core.session_cache import SessionCache
-from keel.models import PendingSignIn, RefreshToken, Role, User, UserSession, utcnow
+from keel.models import ActivityType, PendingSignIn, RefreshToken, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
 from keel.models.mfa import Passkey, RecoveryCode, TotpCredential
 from keel.schemas.auth import TokenPair
+from keel.services import activity as activity_service
+from keel.services import device as device_service
 
 # How long a first factor waits for its second, and how many wrong codes it survives.
 PENDING_TTL = timedelta(minutes=5)
@@ -47,6 +49,9 @@ FEDERATED = "fed"
 HARDWARE_KEY = "hwk"
 USER_VERIFIED = "user"
 MULTI_FACTOR = "mfa"
+
+# How a sign-in began, by its first factor, as the activity log names it.
+METHODS = {PASSWORD: "password", ONE_TIME_CODE: "email_code", FEDERATED: "provider", HARDWARE_KEY: "passkey"}
 
 # The second factors a pending sign-in can be finished with, as `methods` names them.
 TOTP_METHOD = "totp"
@@ -61,6 +66,10 @@ class IssuedTokens:
     # the session's absolute end comes first. A refresh cookie lives exactly this long.
     refresh_expires_in: int
     session_id: str
+    # A new browser's device cookie to set (keel.services.device), else None.
+    device_cookie: str | None = None
+    # The new-device notice this sign-in queued, to hand to the dispatcher once committed.
+    notice_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +243,7 @@ async def first_factor_passed(
     if pending_token is not None:
         audit.record(SecurityEvent.MFA_REQUIRED, user_id=identity.id, first_factor=factor, ip=client.ip)
         raise MfaRequired(mfa_token=pending_token, methods=factors.methods, expires_in=int(PENDING_TTL.total_seconds()))
+    await device_service.send_notice(issued.notice_id)
     audit.record(
         SecurityEvent.LOGIN_SUCCEEDED, user_id=identity.id, session_id=issued.session_id, amr=factor, ip=client.ip
     )
@@ -256,6 +266,7 @@ async def open_session(
         if also is not None:
             await also(transaction)
         issued = await _open(transaction, cache, settings, identity=identity, amr=amr, client=client, now=now)
+    await device_service.send_notice(issued.notice_id)
     audit.record(
         SecurityEvent.LOGIN_SUCCEEDED,
         user_id=identity.id,
@@ -296,7 +307,21 @@ async def _open(
         **client.columns(),
     )
     await transaction.rows(NEW_REFRESH_TOKEN, token_hash=token_hash, session_id=session_id, created_at=now)
-    return pair(
+    method = METHODS.get(amr[0], amr[0])
+    where = activity_service.Where(client.ip, client.user_agent)
+    await activity_service.record(
+        transaction,
+        user_id=identity.id,
+        type=ActivityType.SIGN_IN,
+        detail={"method": method, "amr": list(amr)},
+        where=where,
+        now=now,
+    )
+    device = device_service.identify(user_id=identity.id, ip=client.ip, user_agent=client.user_agent)
+    notice_id = await device_service.seen(
+        transaction, settings, user_id=identity.id, device=device, method=method, where=where, now=now
+    )
+    issued = pair(
         settings,
         user_id=identity.id,
         session_id=session_id,
@@ -305,6 +330,7 @@ async def _open(
         amr=amr,
         now=now,
     )
+    return replace(issued, device_cookie=device.new_cookie, notice_id=notice_id)
 
 
 # --- finishing a pending sign-in --------------------------------------------------------------
@@ -449,6 +475,7 @@ async def finish_pending(
             client=Client(user_agent=sign_in.user_agent, ip=sign_in.ip, identity_id=sign_in.identity_id),
             now=now,
         )
+    await device_service.send_notice(issued.notice_id)
     await limiter.clear_account(account_key(sign_in.email))
     audit.record(
         SecurityEvent.LOGIN_SUCCEEDED,

@@ -25,9 +25,10 @@ from keel.core.password_policy import check_password
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import has_usable_password, password_hasher
 from keel.core.session_cache import SessionCache
-from keel.models import EmailKind, Role, Todo, User, UsernameReservation, utcnow
+from keel.models import ActivityType, EmailKind, Role, Todo, User, UsernameReservation, utcnow
 from keel.schemas.common import Page
 from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
+from keel.services import activity as activity_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import personal_token as personal_token_service
@@ -326,6 +327,16 @@ async def admin_update(
         if role_changed or deactivated:
             await session_service.revoke_all(session=session, cache=cache, user_id=user_id)
             await personal_token_service.revoke_all(session=session, cache=cache, user_id=user_id)
+        if role_changed:
+            await activity_service.record(
+                session,
+                user_id=user_id,
+                type=ActivityType.ROLE_CHANGED,
+                detail={"from": str(user.role), "to": str(changes["role"]), "by": "admin"},
+            )
+        if deactivated or reactivated:
+            kind = ActivityType.ACCOUNT_DEACTIVATED if deactivated else ActivityType.ACCOUNT_REACTIVATED
+            await activity_service.record(session, user_id=user_id, type=kind, detail={"by": "admin"})
         user.sqlmodel_update(changes)
         user.updated_at = utcnow()
         session.add(user)

@@ -1,4 +1,4 @@
-"""Celery: the `email.deliver` and `email.relay` tasks, and the dispatcher the web app uses.
+"""Celery: the `email.deliver`, `email.relay` and `maintenance.prune` tasks, and the dispatcher the web app uses.
 
 Tasks take ids and open their own database session. `acks_late` with `reject_on_worker_lost`
 means a task whose worker dies is delivered again by the broker; the outbox claim makes that
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from keel.core.logging import get_logger
 from keel.core.mail import transport_for
 from keel.models import EmailOutbox, OutboxStatus, utcnow
 from keel.services import outbox as outbox_service
+from keel.services import prune as prune_service
 
 log = get_logger("keel.tasks")
 
@@ -45,6 +47,7 @@ def configure(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": 900},
         beat_schedule={
             "email-relay": {"task": "email.relay", "schedule": settings.outbox_relay_interval_seconds},
+            "prune": {"task": "maintenance.prune", "schedule": settings.prune_interval_seconds},
         },
         worker_hijack_root_logger=False,
     )
@@ -96,6 +99,20 @@ def relay() -> int:
     if ids:
         log.info("email_relay_dispatched", count=len(ids))
     return len(ids)
+
+
+async def _prune() -> prune_service.Pruned:
+    settings = _current_settings()
+    database = Database(settings)
+    try:
+        return await prune_service.prune(database=database, settings=settings)
+    finally:
+        await database.dispose()
+
+
+@celery_app.task(name="maintenance.prune")
+def prune() -> dict[str, int]:
+    return asdict(asyncio.run(_prune()))
 
 
 class CeleryDispatcher:

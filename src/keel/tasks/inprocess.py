@@ -1,4 +1,4 @@
-"""Delivery inside `keel serve` when no broker is configured: a task per email and a relay loop."""
+"""Delivery inside `keel serve` when no broker is configured: a task per email, a relay loop, and the prune loop."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from keel.core.db import Database
 from keel.core.logging import get_logger
 from keel.core.mail import Transport
 from keel.services import outbox as outbox_service
+from keel.services import prune as prune_service
 
 log = get_logger("keel.tasks")
 
@@ -22,6 +23,7 @@ class InProcessDispatcher:
         self.transport = transport
         self._deliveries: set[asyncio.Task[None]] = set()
         self._relay: asyncio.Task[None] | None = None
+        self._prune: asyncio.Task[None] | None = None
 
     async def dispatch(self, outbox_ids: Sequence[int]) -> None:
         for outbox_id in outbox_ids:
@@ -54,15 +56,26 @@ class InProcessDispatcher:
             except Exception:
                 log.exception("email_relay_failed")
 
+    async def _prune_forever(self) -> None:
+        # Every process of `keel serve` runs it: the deletes by time make that harmless.
+        while True:
+            await asyncio.sleep(self.settings.prune_interval_seconds)
+            try:
+                await prune_service.prune(database=self.database, settings=self.settings)
+            except Exception:
+                log.exception("prune_failed")
+
     def start(self) -> None:
         self._relay = asyncio.create_task(self._relay_forever())
+        self._prune = asyncio.create_task(self._prune_forever())
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop the relay and give emails already being sent a moment to finish."""
-        if self._relay is not None:
-            self._relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
+        for loop in (self._relay, self._prune):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         if self._deliveries:
             _, pending = await asyncio.wait(self._deliveries, timeout=grace_seconds)
             for task in pending:

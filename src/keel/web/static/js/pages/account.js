@@ -6,6 +6,7 @@ import { button, confirmDialog, field, formAlert, h, replace, time, toast } from
 import { editForm, inlineError, onSubmit } from "../forms.js";
 import { CANCELLED, withReauth } from "../reauth.js";
 import { connectedAccounts, providerError } from "./providers.js";
+import { recentActivity } from "./activity.js";
 import { security } from "./security.js";
 import { accessTokens } from "./tokens.js";
 
@@ -36,10 +37,12 @@ export async function page(container, ctx) {
   };
   const password = passwordForm(user, drawSessions);
   const remove = deleteForm(account, ctx);
-  const [signInSettings, connected, tokens] = await Promise.all([
+  const notMe = h("div", { class: "notice error", role: "alert", hidden: true, id: "not-me" });
+  const [signInSettings, connected, tokens, activity] = await Promise.all([
     security({ changed: () => drawSessions().catch(() => {}) }),
     connectedAccounts(),
     accessTokens(),
+    recentActivity({ notMe: () => showNotMe(notMe, password, ctx) }),
     drawSessions(),
   ]);
   // Connecting a provider that did not work comes back as /account?error=<code>: said once.
@@ -56,6 +59,7 @@ export async function page(container, ctx) {
     connected ? section("Connected accounts", connected) : null,
     section("Sessions", h("p", { class: "muted" }, "Where your account is signed in. Revoke anything you do not recognise."), sessions, h("div", { class: "actions" }, signOutEverywhere(ctx))),
     section("Access tokens", tokens),
+    section("Recent security activity", notMe, activity),
     section("Delete account", remove),
   );
 }
@@ -173,6 +177,26 @@ function sessionItem(row, ctx, redraw) {
       },
     }),
   );
+}
+
+/** "This wasn't me": the way out, first the password (which signs out every other device), then everything. */
+function showNotMe(panel, password, ctx) {
+  replace(
+    panel,
+    h("p", {}, h("strong", {}, "Secure your account now.")),
+    h("p", {}, "1. Change your password: every other device is signed out when you do."),
+    h("div", { class: "actions" }, button("Change my password", { class: "primary", onclick: () => focusPassword(password) })),
+    h("p", {}, "2. Or sign out of every device at once, this one included, and sign in again."),
+    h("div", { class: "actions" }, signOutEverywhere(ctx)),
+  );
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "center" });
+}
+
+function focusPassword(password) {
+  const input = password.querySelector('[name="current_password"]');
+  password.scrollIntoView({ block: "center" });
+  if (input) input.focus();
 }
 
 function signOutEverywhere(ctx) {
