@@ -229,7 +229,10 @@ def keel(
         # but loose enough for that (tests/routes/test_rate_limits.py covers the real ones).
         **{
             f"KEEL_RATE_LIMIT_{rule.upper()}": "1000/minute"
-            for rule in ("login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes")
+            for rule in (
+                *("login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes"),
+                "sign_in_start",  # every sign-in page asks for passkey options (autofill)
+            )
         },
         # A module that needs the server configured otherwise says so (e.g. KEEL_DOCS=admin).
         **getattr(request.module, "SERVE_ENV", {}),
