@@ -100,6 +100,7 @@ def _todo_values(owner_id: int, **changes: object) -> dict[str, object]:
         "created_at": now,
         "updated_at": now,
         "version": 1,
+        "labels": [],
     }
     return {**values, **changes}
 
@@ -107,7 +108,7 @@ def _todo_values(owner_id: int, **changes: object) -> dict[str, object]:
 _INSERT = Prebuilt(
     sa.insert(Todo).returning(*(col(getattr(Todo, name)) for name in ("id", *_TODO_NAMES))),
     tuple,
-    binds=[*_TODO_NAMES, "version"],
+    binds=[*_TODO_NAMES, "version", "labels"],
 )
 _BY_OWNER = Prebuilt(
     sa.select(col(Todo.title), col(Todo.priority), col(Todo.created_at))
@@ -584,5 +585,5 @@ def test_a_prebuilt_insert_must_bind_each_column_whose_default_python_makes() ->
     from sqlalchemy.dialects import postgresql
 
     lacking = Prebuilt(sa.insert(Todo), NoRows, binds=["owner_id", "title", "completed", "priority"])
-    with pytest.raises(ValueError, match=r"\['created_at', 'updated_at', 'version'\]"):
+    with pytest.raises(ValueError, match=r"\['created_at', 'labels', 'updated_at', 'version'\]"):
         lacking.plan(postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]

@@ -33,10 +33,18 @@ async def concrete_paths(app: FastAPI, client: httpx.AsyncClient) -> tuple[list[
     post = await client.post(
         "/api/v1/posts", json={"title": "Head", "content": "x", "published": True}, headers=tokens.headers
     )
+    shared = await client.post("/api/v1/lists", json={"name": "Head"}, headers=tokens.headers)
     assert todo.status_code == 201, todo.text
     assert post.status_code == 201, post.text
+    assert shared.status_code == 201, shared.text
     # No provider is configured here: its routes answer 404 provider_not_found, to HEAD as to GET.
-    values = {"todo_id": todo.json()["id"], "post_id": post.json()["id"], "user_id": admin.id, "provider": "none"}
+    values = {
+        "todo_id": todo.json()["id"],
+        "post_id": post.json()["id"],
+        "list_id": shared.json()["id"],
+        "user_id": admin.id,
+        "provider": "none",
+    }
     paths = []
     for path, item in app.openapi()["paths"].items():
         if "get" not in item:

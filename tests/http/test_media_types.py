@@ -31,7 +31,14 @@ async def test_every_operation_with_a_body_refuses_other_media_types_with_415(
     todo = await client.post("/api/v1/todos", json={"title": "x"}, headers=tokens.headers)
     post = await client.post("/api/v1/posts", json={"title": "x", "content": "x"}, headers=tokens.headers)
     # (No passkey is needed: the body is refused before the passkey is looked up.)
-    ids = {"todo_id": todo.json()["id"], "post_id": post.json()["id"], "user_id": account.id, "passkey_id": 1}
+    shared = await client.post("/api/v1/lists", json={"name": "x"}, headers=tokens.headers)
+    ids = {
+        "todo_id": todo.json()["id"],
+        "post_id": post.json()["id"],
+        "list_id": shared.json()["id"],
+        "user_id": account.id,
+        "passkey_id": 1,
+    }
     operations = operations_with_a_body(app, ids)
     assert len(operations) > 10
     for method, path, media_type in operations:

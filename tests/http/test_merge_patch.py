@@ -42,7 +42,8 @@ async def resources(app: FastAPI, client: httpx.AsyncClient) -> tuple[dict[str, 
 def test_every_patch_body_says_which_fields_null_clears(app: FastAPI) -> None:
     schemas = app.openapi()["components"]["schemas"]
     expected_nullable = {
-        "TodoUpdate": {"description", "due_date"},
+        # null moves a todo to the inbox (list_id) and unassigns it (assignee_id)
+        "TodoUpdate": {"description", "due_date", "list_id", "assignee_id"},
         "PostUpdate": set(),
         "UserUpdate": {"full_name"},
         "AdminUserUpdate": set(),
