@@ -65,7 +65,8 @@ MATRIX: dict[tuple[str, str, str], Rule] = {
     ("DELETE", "/api/v1/posts/{post_id}", "draft"): Rule(_row(401, 204, 404, 204)),
     ("DELETE", "/api/v1/posts/{post_id}", "published"): Rule(_row(401, 204, 403, 204)),
     ("POST", "/api/v1/posts/{post_id}/vote", "draft"): Rule(_row(401, 404, 404, 404)),
-    ("POST", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 204, 204, 204)),
+    # An author does not vote for their own post.
+    ("POST", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 403, 204, 204)),
     ("DELETE", "/api/v1/posts/{post_id}/vote", "draft"): Rule(_row(401, 204, 404, 204)),
     ("DELETE", "/api/v1/posts/{post_id}/vote", "published"): Rule(_row(401, 204, 204, 204)),
 }
@@ -107,6 +108,36 @@ LIST_MATRIX: dict[tuple[str, str, str], Rule] = {
     ),
 }
 
+# Comments: "author" wrote the comment, "post_author" the post it is on. "unpublished": the post was
+# published, commented on, then unpublished (its comments are hidden with it; nobody comments there).
+COMMENT_ACTORS = ("anonymous", "author", "other", "post_author", "admin")
+COMMENTS = "/api/v1/posts/{post_id}/comments"
+
+
+def _comment_row(anonymous: int, author: int, other: int, post_author: int, admin: int) -> dict[str, int]:
+    return {"anonymous": anonymous, "author": author, "other": other, "post_author": post_author, "admin": admin}
+
+
+COMMENT_MATRIX: dict[tuple[str, str, str], Rule] = {
+    ("GET", COMMENTS, "published"): Rule(_comment_row(200, 200, 200, 200, 200)),
+    ("GET", COMMENTS, "unpublished"): Rule(_comment_row(404, 404, 404, 200, 200)),
+    ("POST", COMMENTS, "published"): Rule(_comment_row(401, 201, 201, 201, 201), {"content": "hello"}),
+    ("POST", COMMENTS, "unpublished"): Rule(_comment_row(401, 404, 404, 404, 404), {"content": "hello"}),
+    ("PATCH", COMMENTS + "/{comment_id}", "published"): Rule(
+        _comment_row(401, 200, 403, 403, 403), {"content": "changed"}
+    ),
+    ("PATCH", COMMENTS + "/{comment_id}", "unpublished"): Rule(
+        _comment_row(401, 404, 404, 403, 403), {"content": "changed"}
+    ),
+    ("DELETE", COMMENTS + "/{comment_id}", "published"): Rule(_comment_row(401, 204, 403, 204, 204)),
+    ("DELETE", COMMENTS + "/{comment_id}", "unpublished"): Rule(_comment_row(401, 404, 404, 204, 204)),
+}
+COMMENT_CASES = [
+    pytest.param(method, path, state, actor, id=f"{method} {path} [{state}] as {actor}")
+    for (method, path, state), rule in COMMENT_MATRIX.items()
+    for actor in COMMENT_ACTORS
+]
+
 CASES = [
     pytest.param(method, path, state, actor, id=f"{method} {path} [{state}] as {actor}")
     for (method, path, state), rule in MATRIX.items()
@@ -132,7 +163,11 @@ LIST_CASES = [
 
 
 def test_every_route_with_an_id_is_in_the_matrix() -> None:
-    covered = {(method, path) for method, path, _ in [*MATRIX, *LIST_MATRIX] if "{" in path and "?" not in path}
+    covered = {
+        (method, path)
+        for method, path, _ in [*MATRIX, *LIST_MATRIX, *COMMENT_MATRIX]
+        if "{" in path and "?" not in path
+    }
     assert _routes_with_ids() == covered
 
 
@@ -220,5 +255,32 @@ async def test_list_access(
     }
 
     response = await client.request(method, path.format(**ids), json=body or None, headers=headers[actor])
+
+    assert response.status_code == rule.statuses[actor], response.text
+
+
+@pytest.mark.parametrize(("method", "path", "state", "actor"), COMMENT_CASES)
+async def test_comment_access(
+    app: FastAPI, client: httpx.AsyncClient, method: str, path: str, state: str, actor: str
+) -> None:
+    headers: dict[str, dict[str, str]] = {"anonymous": {}}
+    for name in ("author", "other", "post_author"):
+        headers[name] = (await login(client, await create_user(app))).headers
+    headers["admin"] = (await login(client, await create_user(app, role=Role.ADMIN))).headers
+    post = await client.post(
+        "/api/v1/posts", json={"title": "t", "content": "c", "published": True}, headers=headers["post_author"]
+    )
+    post_id = post.json()["id"]
+    comment = await client.post(f"/api/v1/posts/{post_id}/comments", json={"content": "c"}, headers=headers["author"])
+    assert comment.status_code == 201, comment.text
+    if state == "unpublished":
+        hidden = await client.patch(
+            f"/api/v1/posts/{post_id}", json={"published": False}, headers=headers["post_author"]
+        )
+        assert hidden.status_code == 200, hidden.text
+    rule = COMMENT_MATRIX[(method, path, state)]
+    url = path.format(post_id=post_id, comment_id=comment.json()["id"])
+
+    response = await client.request(method, url, json=rule.body, headers=headers[actor])
 
     assert response.status_code == rule.statuses[actor], response.text

@@ -201,6 +201,36 @@ async def test_the_invited_user_is_told_by_email_through_the_outbox(
         assert await outbox_service.compose(session=session, settings=app.state.settings, row=row) is None
 
 
+async def test_invitation_mails_to_one_address_have_their_own_hourly_budget(
+    app: FastAPI, shared: Shared, client: httpx.AsyncClient
+) -> None:
+    """Inviting and removing someone over and over adds them each time but mails them at most the
+    budget; and invitations never spend the address's budget of reset and verification mails."""
+    from keel.services import outbox as outbox_service
+
+    budget = app.state.settings.invitation_emails_per_hour
+    who = shared.stranger
+    for _ in range(budget + 2):
+        assert (await invite(client, shared.list_id, shared.owner, who, "viewer")).status_code == 201
+        assert (await client.get(shared.url, headers=who.headers)).status_code == 200
+        removed = await client.delete(f"{shared.url}/members/{who.account.id}", headers=shared.owner.headers)
+        assert removed.status_code == 204
+    assert (await invite(client, shared.list_id, shared.owner, who, "editor")).status_code == 201
+
+    async with app.state.database.session() as session:
+        mailed = (
+            await session.exec(
+                select(EmailOutbox).where(
+                    EmailOutbox.kind == EmailKind.LIST_INVITATION, EmailOutbox.to_address == who.account.email
+                )
+            )
+        ).all()
+        assert len(mailed) == budget
+        assert not await outbox_service.throttled(
+            session=session, settings=app.state.settings, to_address=who.account.email
+        )
+
+
 async def test_the_owner_changes_roles_and_a_viewer_made_editor_may_write(
     shared: Shared, client: httpx.AsyncClient
 ) -> None:

@@ -104,6 +104,7 @@ async def add_member(
         list_id=access.list_id,
         username=data.username,
         role=data.role,
+        actor_id=access.user_id,
     )
 
 
@@ -114,7 +115,9 @@ async def update_member(
     user_id: MemberId, data: MemberUpdate, access: ListOwnerAccess, database: DatabaseDep
 ) -> MemberRead:
     """Change a member's role (owner only). The owner's own role is fixed: 409 `list_owner`."""
-    return await list_service.change_role(database=database, list_id=access.list_id, user_id=user_id, role=data.role)
+    return await list_service.change_role(
+        database=database, list_id=access.list_id, user_id=user_id, role=data.role, actor_id=access.user_id
+    )
 
 
 @router.delete(

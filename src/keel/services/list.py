@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.conditional import IfMatch
 from keel.core.config import Settings
-from keel.core.db import Database
+from keel.core.db import Database, after_commit
 from keel.core.errors import (
     AlreadyMember,
     Forbidden,
@@ -28,13 +28,15 @@ from keel.core.errors import (
 )
 from keel.models import EmailKind, ListMember, MemberRole, Todo, TodoList, User, utcnow
 from keel.schemas.common import Page
+from keel.schemas.todo import TodoRead
 from keel.schemas.todo_list import InvitedRole, ListRead, MemberRead
 from keel.schemas.user import UserPublic
+from keel.services import events, versioned
 from keel.services import outbox as outbox_service
-from keel.services import versioned
 from keel.services.outbox import Dispatcher
 
 OWNER_ONLY = "Only the list's owner may do this."
+_TODO_COLUMNS = [col(getattr(Todo, name)) for name in TodoRead.model_fields]
 
 
 async def role_of(*, database: Database, user_id: int, list_id: int) -> MemberRole:
@@ -109,7 +111,13 @@ async def create(*, database: Database, user_id: int, name: str) -> ListRead:
         session.add(todo_list)
         await session.flush()
         assert todo_list.id is not None
-        session.add(ListMember(list_id=todo_list.id, user_id=user_id, role=MemberRole.OWNER))
+        membership = ListMember(list_id=todo_list.id, user_id=user_id, role=MemberRole.OWNER)
+        session.add(membership)
+        # The owner is the list's first member: their open streams start receiving it from now on.
+        added = events.member_event(
+            events.MEMBER_ADDED, actor_id=user_id, list_id=todo_list.id, member=_member_read(membership, owner)
+        )
+        after_commit(session, added)
         await session.commit()
         return _list_read(todo_list, owner, MemberRole.OWNER, 1)
 
@@ -143,6 +151,15 @@ async def rename(
         todo_list.name = name
         todo_list.updated_at = utcnow()
         await session.flush()  # raises StaleDataError if another write got there first
+        events.list_updated(
+            session,
+            actor_id=user_id,
+            list_id=list_id,
+            name=name,
+            members_count=members_count,
+            updated_at=todo_list.updated_at,
+            version=todo_list.version,
+        )
         return _list_read(todo_list, owner, role, members_count)
 
     return await versioned.edit(database, work, if_match=if_match)
@@ -158,6 +175,7 @@ async def delete(*, database: Database, user_id: int, list_id: int, if_match: If
             if_match.check(_list_read(todo_list, owner, role, members_count))
         await session.delete(todo_list)
         await session.flush()
+        events.list_deleted(session, actor_id=user_id, list_id=list_id)
 
     await versioned.edit(database, work, if_match=if_match)
 
@@ -188,6 +206,7 @@ async def add_member(
     list_id: int,
     username: str,
     role: InvitedRole,
+    actor_id: int,
 ) -> MemberRead:
     """Add the user as a member; they are told by email (through the outbox, after commit)."""
     async with database.session() as session:
@@ -204,6 +223,8 @@ async def add_member(
         )
         if row is not None:
             row.list_id = list_id
+        read = _member_read(member, user)
+        after_commit(session, events.member_event(events.MEMBER_ADDED, actor_id=actor_id, list_id=list_id, member=read))
         try:
             await session.commit()
         except IntegrityError:
@@ -212,12 +233,13 @@ async def add_member(
             if await _role(session, user.id, list_id) is not None:
                 raise AlreadyMember from None
             raise ListNotFound from None
-        read = _member_read(member, user)
     await outbox_service.dispatch_after_commit(dispatcher, [row])
     return read
 
 
-async def change_role(*, database: Database, list_id: int, user_id: int, role: InvitedRole) -> MemberRead:
+async def change_role(
+    *, database: Database, list_id: int, user_id: int, role: InvitedRole, actor_id: int
+) -> MemberRead:
     async with database.session() as session:
         member = await session.get(ListMember, (list_id, user_id))
         if member is None:
@@ -225,10 +247,14 @@ async def change_role(*, database: Database, list_id: int, user_id: int, role: I
         if member.role is MemberRole.OWNER:
             raise OwnerMembership
         member.role = MemberRole(role.value)
-        await session.commit()
         user = await session.get(User, user_id)
         assert user is not None  # a membership goes with its account
-        return _member_read(member, user)
+        read = _member_read(member, user)
+        after_commit(
+            session, events.member_event(events.MEMBER_UPDATED, actor_id=actor_id, list_id=list_id, member=read)
+        )
+        await session.commit()
+        return read
 
 
 async def remove_member(
@@ -245,10 +271,19 @@ async def remove_member(
         if member.role is MemberRole.OWNER:
             raise OwnerMembership
         await session.delete(member)
-        await session.exec(
+        # One UPDATE that cannot race another edit (no version read first), returning what it changed.
+        unassigned = await session.exec(
             update(Todo)
             .where(col(Todo.list_id) == list_id, col(Todo.assignee_id) == user_id)
             .values(assignee_id=None, updated_at=utcnow(), version=col(Todo.version) + 1)
+            .returning(*_TODO_COLUMNS, col(Todo.version))
             .execution_options(synchronize_session=False)
         )
+        # The member hears of their removal before the todos they no longer see change.
+        events.member_removed(session, actor_id=caller_id, list_id=list_id, user_id=user_id)
+        for *values, version in unassigned.all():
+            todo = TodoRead.model_validate(dict(zip(TodoRead.model_fields, values, strict=True)))
+            after_commit(
+                session, events.todo_event(events.TODO_UPDATED, actor_id=caller_id, todo=todo, version=version)
+            )
         await session.commit()
