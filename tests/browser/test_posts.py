@@ -51,7 +51,11 @@ def test_the_feed_pages_and_searches_without_signing_in(visit: Visit, keel: Keel
     expect(cards.first).to_contain_text("Log, day 07")
     page.get_by_role("searchbox", name="Search posts").fill("no such log")
     page.get_by_role("searchbox", name="Search posts").press("Enter")
-    expect(page.get_by_text("No posts match your search.")).to_be_visible()
+    expect(page.get_by_text("No posts match “no such log”.")).to_be_visible()
+    # The empty result offers the way back to every post.
+    page.get_by_role("link", name="Clear the search").click()
+    expect(page.get_by_role("searchbox", name="Search posts")).to_have_value("")
+    expect(cards).to_have_count(20)
     # Anonymous visitors never refresh or sign in: nothing to watch for but errors.
     assert visit.watch.problems == []
     assert visit.watch.http_errors == []
@@ -84,3 +88,19 @@ def test_an_author_deletes_their_post_and_an_admin_deletes_anyone_s(visit: Visit
     visit.goto(f"/posts/{second}")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     visit.watch.assert_clean(expected_http={404})
+
+
+def test_an_empty_page_says_what_to_do_next(visit: Visit, keel: Keel) -> None:
+    newcomer = keel.register("blank_page")
+    page = visit.page
+    visit.sign_in(newcomer)
+
+    visit.goto("/my-posts")
+    page.get_by_role("link", name="Drafts").click()
+    expect(page.get_by_text("No drafts. A post you save without publishing waits here.")).to_be_visible()
+    page.get_by_role("link", name="All", exact=True).click()
+    expect(page.get_by_text("You have not written anything yet.")).to_be_visible()
+    page.get_by_role("link", name="Write your first post").click()
+    expect(page).to_have_url(f"{keel.url}/posts/new")
+    expect(page.get_by_role("heading", name="Write a post")).to_be_visible()
+    visit.watch.assert_clean()

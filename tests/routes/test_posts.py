@@ -23,14 +23,23 @@ POST_READ_FIELDS = {
     "id",
     "title",
     "content",
+    "content_html",
+    "excerpt",
+    "reading_minutes",
     "published",
+    "tags",
     "author",
     "votes",
     "voted",
+    "comments_count",
+    "is_author",
     "created_at",
     "updated_at",
     "published_at",
 }
+# A list's items are summaries: the body stays on the post's own page.
+BODY_FIELDS = {"content", "content_html"}
+POST_SUMMARY_FIELDS = POST_READ_FIELDS - BODY_FIELDS
 USER_PUBLIC_FIELDS = {"id", "username", "full_name", "created_at"}
 PAGE_FIELDS = {"items", "total", "limit", "offset"}
 
@@ -311,9 +320,10 @@ class TestFeed:
         assert page["limit"] == 20
         assert page["offset"] == 0
         [item] = page["items"]
-        assert set(item) == POST_READ_FIELDS
+        assert set(item) == POST_SUMMARY_FIELDS
         assert set(item["author"]) == USER_PUBLIC_FIELDS
-        assert item == {**post, "voted": False}
+        whole = {**post, "voted": False, "is_author": False}
+        assert item == {name: value for name, value in whole.items() if name not in BODY_FIELDS}
         assert cast.author.email not in str(page)
 
     async def test_only_published_posts_newest_published_first(
@@ -585,7 +595,7 @@ class TestMine:
         assert ids(page) == [newest["id"], middle["id"], oldest["id"]]
         assert page["total"] == 3
         assert foreign["id"] not in ids(page)
-        assert all(set(item) == POST_READ_FIELDS for item in page["items"])
+        assert all(set(item) == POST_SUMMARY_FIELDS for item in page["items"])
         assert {item["author"]["id"] for item in page["items"]} == {cast.author.id}
 
     @pytest.mark.parametrize(
@@ -659,7 +669,7 @@ class TestRead:
             assert response.status_code == 200, response.text
             body = response.json()
             assert set(body) == POST_READ_FIELDS
-            assert body == {**post, "voted": False}
+            assert body == {**post, "voted": False, "is_author": viewer == "author"}
             assert cast.author.email not in response.text
         else:
             assert_problem(response, 404, "post_not_found")
@@ -719,7 +729,7 @@ class TestEdit:
         assert body["created_at"] == post["created_at"]
         assert utc_timestamp(body["updated_at"]) >= utc_timestamp(post["updated_at"]) + timedelta(minutes=1)
         assert body["author"] == post["author"]
-        assert await read_post(client, post["id"]) == {**body, "voted": False}
+        assert await read_post(client, post["id"]) == {**body, "voted": False, "is_author": False}
 
     @pytest.mark.parametrize(
         ("changes", "expected"),
@@ -955,17 +965,33 @@ class TestVotes:
         [in_mine] = (await get_page(client, MINE, cast.author_tokens))["items"]
         assert (in_mine["votes"], in_mine["voted"]) == (1, False)
 
-    async def test_votes_of_several_users_add_up(self, cast: Cast, client: httpx.AsyncClient) -> None:
+    async def test_votes_of_several_users_add_up(self, app: FastAPI, cast: Cast, client: httpx.AsyncClient) -> None:
         post = await create_post(client, cast.author_tokens, published=True)
         untouched = await create_post(client, cast.author_tokens, published=True)
 
-        for tokens in (cast.author_tokens, cast.other_tokens, cast.admin_tokens):
+        _, third_tokens = await signed_in(app, client)
+        for tokens in (third_tokens, cast.other_tokens, cast.admin_tokens):
             await vote(client, tokens, post["id"])
 
         assert (await read_post(client, post["id"]))["votes"] == 3
-        assert (await read_post(client, post["id"], cast.author_tokens))["voted"] is True
+        assert (await read_post(client, post["id"], third_tokens))["voted"] is True
         assert (await read_post(client, untouched["id"]))["votes"] == 0
-        assert (await read_post(client, untouched["id"], cast.author_tokens))["voted"] is False
+        assert (await read_post(client, untouched["id"], third_tokens))["voted"] is False
+
+    async def test_an_author_cannot_vote_for_their_own_post_and_is_told_so(
+        self, cast: Cast, client: httpx.AsyncClient
+    ) -> None:
+        post = await create_post(client, cast.author_tokens, published=True)
+
+        response = await client.post(vote_url(post["id"]), headers=cast.author_tokens.headers)
+
+        assert_problem(response, 403, "own_post")
+        seen = await read_post(client, post["id"], cast.author_tokens)
+        assert (seen["votes"], seen["voted"], seen["is_author"]) == (0, False, True)
+        [in_feed] = (await get_page(client, POSTS, cast.author_tokens))["items"]
+        assert in_feed["is_author"] is True
+        for viewer in ("other", "admin", "anonymous"):
+            assert (await read_post(client, post["id"], cast.tokens(viewer)))["is_author"] is False, viewer
 
     async def test_voting_twice_keeps_one_vote(self, app: FastAPI, cast: Cast, client: httpx.AsyncClient) -> None:
         post = await create_post(client, cast.author_tokens, published=True)
@@ -1161,3 +1187,36 @@ class TestUserDeletion:
         tokens = await login(client, newcomer)
 
         assert (await get_page(client, MINE, tokens))["total"] == 0
+
+
+class TestMarkdown:
+    async def test_create_stores_the_rendered_html_excerpt_and_reading_time(
+        self, cast: Cast, client: httpx.AsyncClient
+    ) -> None:
+        content = "# Hello\n\nSome **bold** and a [link](https://keel.example). <script>alert(1)</script>\n\n" + (
+            "word " * 500
+        )
+        body = await create_post(client, cast.author_tokens, content=content, published=True)
+
+        assert body["content"] == content
+        assert body["content_html"].startswith(
+            '<h1>Hello</h1>\n<p>Some <strong>bold</strong> and a <a href="https://keel.example" '
+            'rel="nofollow ugc noopener">link</a>. &lt;script&gt;'
+        )
+        assert "<script" not in body["content_html"]
+        assert body["excerpt"].startswith("Hello Some bold and a link. <script>alert(1)</script> word word")
+        assert len(body["excerpt"]) <= 280
+        assert body["excerpt"].endswith("…")
+        assert body["reading_minutes"] == 2
+        assert await read_post(client, body["id"], cast.author_tokens) == body
+
+    async def test_editing_the_content_renders_it_again_and_a_title_edit_does_not_touch_it(
+        self, cast: Cast, client: httpx.AsyncClient
+    ) -> None:
+        post = await create_post(client, cast.author_tokens, content="*first*")
+
+        edited = await patch_post(client, cast.author_tokens, post["id"], content="~~second~~")
+        retitled = await patch_post(client, cast.author_tokens, post["id"], title="New title")
+
+        assert (edited["content_html"], edited["excerpt"]) == ("<p><s>second</s></p>\n", "second")
+        assert (retitled["content_html"], retitled["excerpt"]) == ("<p><s>second</s></p>\n", "second")

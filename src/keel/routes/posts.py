@@ -24,16 +24,19 @@ from keel.deps import (
 from keel.http.conditional import ETAG, representation_or_not_modified, tagged
 from keel.routes import API_PREFIX
 from keel.schemas.common import Page, problem_responses
-from keel.schemas.post import PostCreate, PostRead, PostUpdate
+from keel.schemas.post import PostCreate, PostRead, PostSummary, PostUpdate, Tag
 from keel.services import post as post_service
+from keel.services import vote as vote_service
 from keel.services.idempotency import REPLAYED_HEADER
+from keel.services.post import Sort
 
 
 class _NotMine(StringConvertor):
-    """A path segment other than `mine`: /posts/mine takes only GET, so PATCH or DELETE there is a
-    405 rather than a post id that is not a number (422), as it is for any other segment."""
+    """A path segment other than `mine` and `preview`: /posts/mine takes only GET and /posts/preview
+    only POST, so another method there is a 405 rather than a post id that is not a number (422),
+    as it is for any other segment."""
 
-    regex = "(?!mine$)[^/]+"
+    regex = "(?!(?:mine|preview)$)[^/]+"
 
 
 register_url_convertor("not_mine", _NotMine())
@@ -76,26 +79,30 @@ async def create_post(
     return outcome.body
 
 
-@router.get("", response_model=Page[PostRead], responses=problem_responses(401), openapi_extra=ANONYMOUS_ALLOWED)
-@router.get("/", include_in_schema=False, response_model=Page[PostRead], responses=problem_responses(401))
+@router.get("", response_model=Page[PostSummary], responses=problem_responses(401), openapi_extra=ANONYMOUS_ALLOWED)
+@router.get("/", include_in_schema=False, response_model=Page[PostSummary], responses=problem_responses(401))
 async def list_feed(
     user: OptionalUser,
     database: DatabaseDep,
     author_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this author's posts.")] = None,
     q: SearchTerm = None,
+    tag: Annotated[Tag | None, Query(description="Only posts with this tag (`#Python` is the tag `python`).")] = None,
+    sort: Annotated[
+        Sort, Query(description="`new`: newest published first. `top`: most votes first, then newest.")
+    ] = Sort.NEW,
     limit: Limit = 20,
     offset: Offset = 0,
-) -> Page[PostRead]:
-    """The public feed: published posts, newest first. No sign-in needed."""
+) -> Page[PostSummary]:
+    """The public feed: published posts, newest or most voted first, optionally of one tag. No sign-in needed."""
     return await post_service.list_feed(
-        database=database, viewer=user, author_id=author_id, q=q, limit=limit, offset=offset
+        database=database, viewer=user, author_id=author_id, q=q, tag=tag, sort=sort, limit=limit, offset=offset
     )
 
 
-@router.get("/mine", response_model=Page[PostRead], responses=problem_responses(401))
+@router.get("/mine", response_model=Page[PostSummary], responses=problem_responses(401))
 async def list_mine(
     user: CurrentUser, database: DatabaseDep, published: bool | None = None, limit: Limit = 20, offset: Offset = 0
-) -> Page[PostRead]:
+) -> Page[PostSummary]:
     """The current user's posts, drafts included, newest first."""
     return await post_service.list_mine(database=database, author=user, published=published, limit=limit, offset=offset)
 
@@ -149,7 +156,7 @@ async def delete_post(post_id: PostId, user: WritingUser, database: DatabaseDep,
 )
 async def vote(post_id: PostId, user: WritingUser, database: DatabaseDep) -> None:
     """Vote for a published post (needs a verified email); voting again changes nothing."""
-    await post_service.vote(database=database, post_id=post_id, voter=user)
+    await vote_service.vote(database=database, post_id=post_id, voter=user)
 
 
 @router.delete(
@@ -159,4 +166,4 @@ async def vote(post_id: PostId, user: WritingUser, database: DatabaseDep) -> Non
 )
 async def unvote(post_id: PostId, user: WritingUser, database: DatabaseDep) -> None:
     """Take back a vote; doing it twice changes nothing."""
-    await post_service.unvote(database=database, post_id=post_id, voter=user)
+    await vote_service.unvote(database=database, post_id=post_id, voter=user)

@@ -1,43 +1,20 @@
-// Posts: the public feed, one post with its votes, the editor, and "my posts" with drafts.
+// Posts: the public feed (newest or top, of every tag or one) and "my posts" with drafts.
+// A post's own page is post.js; the editor is post-editor.js.
 
-import { ApiError, currentUser, etagOf, request } from "../api.js";
-import { button, checkbox, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
-import { changedElsewhere, editForm, inlineError, onSubmit, reloadButton } from "../forms.js";
+import { ApiError, currentUser, request } from "../api.js";
+import { emptyState, field, h, replace, time } from "../dom.js";
 import { PAGE_SIZE, choiceFrom, drawPager, pageCount, pageQuery, pager, withQuery } from "../list.js";
+import { byline, commentsLabel, tagHref, tagList, voteControl, votesLabel } from "./post-parts.js";
 
-const EXCERPT = 280;
+const SORTS = [
+  ["new", "New"],
+  ["top", "Top"],
+];
 const SHOW = [
   ["all", "All"],
   ["published", "Published"],
   ["drafts", "Drafts"],
 ];
-
-function excerpt(text) {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > EXCERPT ? `${flat.slice(0, EXCERPT).trimEnd()}…` : flat;
-}
-
-/** Paragraphs from blank-line-separated text; single newlines stay as line breaks (CSS). */
-function paragraphs(text) {
-  return text
-    .split(/\n\s*\n/)
-    .filter((part) => part.trim())
-    .map((part) => h("p", {}, part));
-}
-
-function byline(post) {
-  const who = post.author.full_name ? `${post.author.full_name} (@${post.author.username})` : `@${post.author.username}`;
-  return h(
-    "p",
-    { class: "byline" },
-    `${who} · `,
-    post.published ? time(post.published_at) : h("span", { class: "badge draft" }, "Draft"),
-  );
-}
-
-function votesLabel(count) {
-  return `${count} ${count === 1 ? "vote" : "votes"}`;
-}
 
 /**
  * The page the address asks for. The post lists keep the API's `offset` in their address
@@ -55,11 +32,18 @@ function postsPager(ctx, total, page, href, labels) {
 }
 
 export async function feed(container, ctx) {
-  ctx.title("");
+  const tag = ctx.params.tag ? ctx.params.tag.toLowerCase() : null;
+  ctx.title(tag ? `#${tag}` : "");
   const q = ctx.query.get("q") || "";
+  const sort = choiceFrom(ctx.query, "sort", SORTS);
   const current = pageFromOffset(ctx.query);
-  const page = await request("GET", "/posts", { query: { q, ...pageQuery(current) } });
-  const href = (offset, term = q) => withQuery("/", { q: term, offset }, { offset: 0 });
+  const [page, tags] = await Promise.all([
+    request("GET", "/posts", { query: { q, tag, sort, ...pageQuery(current) } }),
+    // The tag list is a way in, not the page: without it the feed still shows.
+    request("GET", "/tags", { query: { limit: 30 } }).catch(() => null),
+  ]);
+  const base = tag ? `/tags/${encodeURIComponent(tag)}` : "/";
+  const href = (offset, term = q, order = sort) => withQuery(base, { sort: order, q: term, offset }, { sort: "new", offset: 0 });
   const searchForm = h(
     "form",
     { class: "toolbar", role: "search" },
@@ -70,25 +54,76 @@ export async function feed(container, ctx) {
     event.preventDefault();
     ctx.navigate(href(0, searchForm.elements.q.value.trim()));
   });
+  const tabs = h(
+    "nav",
+    { class: "tabs", "aria-label": "Order" },
+    SORTS.map(([value, text]) => h("a", { href: href(0, q, value), "aria-current": sort === value ? "page" : false }, text)),
+  );
   const user = currentUser();
+  const heading = tag ? h("h1", {}, h("span", { class: "muted" }, "Posts tagged "), `#${tag}`) : h("h1", {}, sort === "top" ? "Top posts" : "Latest posts");
+  const empty = q
+    ? emptyState(`No posts match “${q}”.`, h("a", { href: href(0, "", sort), class: "button" }, "Clear the search"))
+    : tag
+      ? emptyState(`No published posts are tagged #${tag} yet.`, user ? h("a", { href: "/posts/new", class: "button primary" }, "Write one") : null)
+      : user
+        ? emptyState("No posts yet.", h("a", { href: "/posts/new", class: "button primary" }, "Write the first post"))
+        : emptyState("No posts yet.", h("a", { href: "/signup", class: "button primary" }, "Join to write the first one"));
   replace(
     container,
+    h("div", { class: "page-head" }, heading, user ? h("a", { href: "/posts/new", class: "button primary" }, "Write a post") : null),
+    user || tag ? null : h("p", { class: "lead" }, "What people are writing on Keel. ", h("a", { href: "/signup" }, "Join"), " to write and vote."),
+    tag ? h("p", { class: "back-link" }, h("a", { href: withQuery("/", { sort }, { sort: "new" }) }, "← All posts")) : null,
     h(
       "div",
-      { class: "page-head" },
-      h("h1", {}, "Latest posts"),
-      user ? h("a", { href: "/posts/new", class: "button primary" }, "Write a post") : null,
+      { class: "feed-layout" },
+      h(
+        "div",
+        { class: "feed-main" },
+        tabs,
+        searchForm,
+        page.items.length ? h("ol", { class: "post-list" }, page.items.map((post) => postCard(post, sort))) : empty,
+        postsPager(ctx, page.total, current, href, sort === "top" ? ["Previous", "Next"] : ["Newer", "Older"]),
+      ),
+      tagCloud(tags, tag, sort),
     ),
-    user ? null : h("p", { class: "lead" }, "What people are writing on Keel. ", h("a", { href: "/signup" }, "Join"), " to write and vote."),
-    searchForm,
-    page.items.length
-      ? h("ol", { class: "post-list" }, page.items.map((post) => postCard(post)))
-      : h("p", { class: "empty" }, q ? "No posts match your search." : "No posts yet."),
-    postsPager(ctx, page.total, current, href, ["Newer", "Older"]),
+  );
+}
+
+/** The tags in use, most used first: a sidebar beside the feed, a row above it on a phone. */
+function tagCloud(tags, active, sort) {
+  if (!tags || !tags.items.length) return null;
+  return h(
+    "aside",
+    { class: "tag-cloud", "aria-labelledby": "tag-cloud-title" },
+    h("h2", { id: "tag-cloud-title" }, "Tags"),
+    h(
+      "ul",
+      { class: "tag-chips" },
+      tags.items.map(({ tag, count }) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            { class: "chip", href: tagHref(tag, sort), "aria-current": tag === active ? "page" : false, "aria-label": `#${tag}, ${count} ${count === 1 ? "post" : "posts"}` },
+            `#${tag}`,
+            h("span", { class: "chip-count", "aria-hidden": "true" }, String(count)),
+          ),
+        ),
+      ),
+    ),
   );
 }
 
 function postCard(post) {
+  const message = h("p", { class: "field-error", role: "alert", hidden: true });
+  const onError = (error) => {
+    if (error.status === 401) return;
+    if (!(error instanceof ApiError)) console.error(error);
+    const verify = error.code === "email_not_verified" ? [" ", h("a", { href: "/account" }, "Verify your email on your account page.")] : [];
+    replace(message, error.detail || "The vote did not count. Please try again.", ...verify);
+    message.hidden = false;
+  };
   return h(
     "li",
     {},
@@ -97,149 +132,17 @@ function postCard(post) {
       { class: "card post-card" },
       h("h2", {}, h("a", { href: `/posts/${post.id}` }, post.title)),
       byline(post),
-      h("p", { class: "excerpt" }, excerpt(post.content)),
-      h("p", { class: "post-foot" }, h("span", { class: `votes${post.voted ? " voted" : ""}` }, `▲ ${votesLabel(post.votes)}`)),
+      h("p", { class: "excerpt" }, post.excerpt),
+      tagList(post.tags),
+      h(
+        "div",
+        { class: "post-foot" },
+        voteControl(post, { onError }),
+        h("a", { href: `/posts/${post.id}`, class: "comments-link", "aria-label": `${commentsLabel(post.comments_count ?? 0)} on “${post.title}”` }, commentsLabel(post.comments_count ?? 0)),
+      ),
+      message,
     ),
   );
-}
-
-/**
- * `post` after this reader's vote. A vote changes the post's ETag (it counts votes), so the post
- * is read again; the new version (and ETag, for Delete) is taken only while what the page shows
- * of it is still current. Otherwise Delete meets 412 and offers a reload.
- */
-async function afterVote(post) {
-  post.voted = !post.voted;
-  post.votes += post.voted ? 1 : -1;
-  try {
-    const latest = await request("GET", `/posts/${post.id}`);
-    const same = ["title", "content", "published", "author"].every((name) => JSON.stringify(latest[name]) === JSON.stringify(post[name]));
-    if (same && latest.voted === post.voted) return latest;
-  } catch {
-    /* the vote counted; the page keeps the version it shows */
-  }
-  return post;
-}
-
-export async function show(container, ctx) {
-  let post = await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`);
-  ctx.title(post.title);
-  const user = currentUser();
-  const isAuthor = user && user.id === post.author.id;
-  const message = inlineError();
-  const fail = (error) => {
-    const verify = error.code === "email_not_verified" && [" ", h("a", { href: "/account" }, "Verify your email on your account page.")];
-    const reload = changedElsewhere(error) && [" ", reloadButton(() => ctx.navigate(`/posts/${post.id}`, { replace: true }))];
-    message.show(error, verify, reload);
-  };
-
-  let voteControl;
-  if (!post.published) {
-    voteControl = null;
-  } else if (!user) {
-    voteControl = h("p", {}, h("span", { class: "votes" }, `▲ ${votesLabel(post.votes)}`), " · ", h("a", { href: `/signin?next=/posts/${post.id}` }, "Sign in to vote"));
-  } else {
-    const vote = button("", { class: "vote", "aria-pressed": String(post.voted) });
-    const draw = () => {
-      replace(vote, post.voted ? "▲ Voted" : "▲ Vote", " · ", votesLabel(post.votes));
-      vote.setAttribute("aria-pressed", String(post.voted));
-    };
-    vote.addEventListener("click", async () => {
-      message.hide();
-      vote.disabled = true;
-      try {
-        await request(post.voted ? "DELETE" : "POST", `/posts/${post.id}/vote`);
-        post = await afterVote(post);
-        draw();
-      } catch (error) {
-        fail(error);
-      } finally {
-        vote.disabled = false;
-      }
-    });
-    draw();
-    voteControl = vote;
-  }
-
-  const actions = [];
-  if (isAuthor) actions.push(h("a", { href: `/posts/${post.id}/edit`, class: "button" }, "Edit"));
-  if (isAuthor || (user && user.role === "admin")) {
-    actions.push(
-      button("Delete", {
-        class: "danger",
-        onclick: async () => {
-          if (!(await confirmDialog(`Delete the post “${post.title}”? Its votes go with it.`))) return;
-          try {
-            await request("DELETE", `/posts/${post.id}`, { ifMatch: etagOf(post) });
-            toast("Post deleted.");
-            ctx.navigate(isAuthor ? "/my-posts" : "/", { replace: true });
-          } catch (error) {
-            fail(error);
-          }
-        },
-      }),
-    );
-  }
-  replace(
-    container,
-    h(
-      "article",
-      { class: "post" },
-      h("h1", {}, post.title),
-      byline(post),
-      h("div", { class: "post-content" }, paragraphs(post.content)),
-      h("div", { class: "post-actions" }, voteControl, ...actions),
-      message.element,
-    ),
-    h("p", {}, h("a", { href: "/" }, "← Back to the feed")),
-  );
-}
-
-export async function editor(container, ctx) {
-  const editing = ctx.params.id !== undefined;
-  const post = editing ? await request("GET", `/posts/${encodeURIComponent(ctx.params.id)}`) : null;
-  const heading = editing ? "Edit post" : "Write a post";
-  ctx.title(heading);
-  if (editing && post.author.id !== currentUser().id) {
-    throw new ApiError(403, { detail: "Only the author can edit this post." });
-  }
-  const form = h(
-    "form",
-    { class: "card", novalidate: true },
-    formAlert(),
-    field("Title", "title", { required: true, maxlength: 200 }),
-    field("Text", "content", { control: "textarea", rows: 14, required: true, maxlength: 50000, hint: "Plain text. Leave a blank line between paragraphs." }),
-    checkbox("Published: visible to everyone in the feed", "published"),
-    h(
-      "div",
-      { class: "actions" },
-      h("a", { href: editing ? `/posts/${post.id}` : "/my-posts", class: "button" }, "Cancel"),
-      h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Save post"),
-    ),
-  );
-  const publish = async (send) => {
-    let saved;
-    try {
-      saved = await send();
-    } catch (error) {
-      if (error.code !== "email_not_verified") throw error;
-      throw new ApiError(error.status, {
-        detail: `${error.detail} Your account page can send you a new link; until then, save it as a draft.`,
-      });
-    }
-    toast(saved.published ? "Post published." : "Draft saved.");
-    ctx.navigate(`/posts/${saved.id}`, { replace: true });
-    return saved;
-  };
-  if (editing) {
-    editForm(form, post, {
-      load: () => request("GET", `/posts/${post.id}`),
-      save: (data, etag) => publish(() => request("PATCH", `/posts/${post.id}`, { body: data, ifMatch: etag })),
-    });
-  } else {
-    onSubmit(form, (data) => publish(() => request("POST", "/posts", { body: data })));
-  }
-  replace(container, h("h1", {}, heading), form);
 }
 
 export async function mine(container, ctx) {
@@ -273,7 +176,7 @@ export async function mine(container, ctx) {
                 { class: "byline" },
                 post.published ? h("span", { class: "badge published" }, "Published") : h("span", { class: "badge draft" }, "Draft"),
                 " · ",
-                post.published ? votesLabel(post.votes) : "Only you can see it",
+                post.published ? `${votesLabel(post.votes)} · ${commentsLabel(post.comments_count ?? 0)}` : "Only you can see it",
                 " · updated ",
                 time(post.updated_at),
               ),
@@ -281,7 +184,11 @@ export async function mine(container, ctx) {
             ),
           ),
         )
-      : h("p", { class: "empty" }, filter === "drafts" ? "No drafts." : "You have not written anything yet."),
+      : emptyState(
+          filter === "drafts" ? "No drafts. A post you save without publishing waits here." : filter === "published" ? "Nothing published yet." : "You have not written anything yet.",
+          // The page's head offers "Write a post" already; the first one gets its own invitation.
+          filter === "all" ? h("a", { href: "/posts/new", class: "button primary" }, "Write your first post") : null,
+        ),
     postsPager(ctx, page.total, current, href),
   );
 }
