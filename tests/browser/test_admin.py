@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import FloatRect, Locator, expect
 
 from tests.browser.conftest import PASSWORD, Account, Keel, Visit
 
@@ -28,9 +28,19 @@ def create_admin(keel: Keel, name: str) -> Account:
     return account
 
 
+def assert_apart(one: FloatRect | None, other: FloatRect | None) -> None:
+    """Two boxes on the screen do not overlap."""
+    assert one is not None
+    assert other is not None
+    apart_across = one["x"] + one["width"] <= other["x"] or other["x"] + other["width"] <= one["x"]
+    apart_down = one["y"] + one["height"] <= other["y"] or other["y"] + other["height"] <= one["y"]
+    assert apart_across or apart_down, (one, other)
+
+
 def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
     admin = create_admin(keel, "harbour_admin")
-    sailors = [keel.register(f"sailor_{n}") for n in range(3)]
+    sailors = [keel.register(f"sailor_{n}") for n in range(2)]
+    sailors.append(keel.register("sailor_2", verified=False))
     member = keel.register("deckhand")
     member_token = keel.token(member)
     page = visit.page
@@ -42,9 +52,42 @@ def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
     expect(rows).to_have_count(5)
     visit.screenshot("admin-users")
 
-    # Search, and filter by role.
-    page.get_by_role("searchbox", name="Search").fill("sailor")
-    page.get_by_role("button", name="Search").click()
+    # Whether each email is verified, and when each account last used Keel: the deckhand signed in
+    # a moment ago, sailor_2 never has.
+    def cell(username: str, column: str) -> Locator:
+        return rows.filter(has_text=f"{username}@example.com").locator(f"td[data-label='{column}']")
+
+    expect(cell("deckhand", "Last seen")).to_have_text(re.compile(r"now|seconds? ago|minutes? ago"))
+    expect(cell("deckhand", "Last seen").locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+    expect(cell("sailor_2", "Last seen")).to_have_text("Not on record")
+    expect(page.get_by_label("deckhand's email is verified")).to_be_checked()
+    unverified = page.get_by_label("sailor_2's email is verified")
+    expect(unverified).not_to_be_checked()
+    # An address confirmed another way can be marked verified by hand, after a confirmation.
+    unverified.click()
+    page.get_by_role("dialog").get_by_role("button", name="Yes, change it").click()
+    expect(page.get_by_role("status").filter(has_text="sailor_2's email is verified")).to_be_visible()
+    expect(page.get_by_label("sailor_2's email is verified")).to_be_checked()
+    expect(page.get_by_label("sailor_2's email is verified")).to_be_focused()
+    visit.screenshot("admin-users-columns")
+
+    # On a phone the toast never covers the row just changed: at the bottom when the row is high
+    # on the screen, at the top when it is low.
+    page.set_viewport_size({"width": 360, "height": 740})
+    toast = page.locator("#toast")
+    box = page.get_by_label("sailor_2's email is verified")
+    for block, said in (("end", "sailor_2's email is no longer verified."), ("start", "sailor_2's email is verified.")):
+        box.evaluate(f"(el) => el.scrollIntoView({{block: '{block}'}})")
+        box.click()
+        page.get_by_role("dialog").get_by_role("button", name="Yes, change it").click()
+        expect(toast).to_have_text(said)
+        expect(box).to_be_enabled()
+        assert_apart(toast.bounding_box(), rows.filter(has_text="sailor_2@example.com").bounding_box())
+    visit.screenshot("admin-users-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # Search as you type (no button press), and filter by role.
+    page.get_by_role("searchbox", name="Search").press_sequentially("sailor", delay=30)
     expect(rows).to_have_count(3)
     expect(page.get_by_text("3 users")).to_be_visible()
     page.get_by_role("searchbox", name="Search").fill("")
@@ -92,6 +135,16 @@ def test_an_admin_manages_users(visit: Visit, keel: Keel) -> None:
         page.get_by_label("Status").select_option("")
         allowed = http.post("/api/v1/auth/login", data={"username": member.email, "password": member.password})
         assert allowed.status_code == 200
+
+    # The deckhand's security history, as the admin reads it; nothing there for the admin to disown.
+    page.get_by_role("button", name="Security activity of deckhand").click()
+    history = page.get_by_role("dialog", name="Activity of deckhand")
+    expect(history.get_by_text("Signed in with password").first).to_be_visible()
+    expect(history.get_by_role("button", name="This wasn't me")).to_have_count(0)
+    visit.screenshot("admin-user-activity")
+    page.keyboard.press("Escape")
+    expect(history).to_have_count(0)
+    expect(page.get_by_role("button", name="Security activity of deckhand")).to_be_focused()
 
     with keel.api() as http:
         role_check = http.post("/api/v1/auth/login", data={"username": sailors[1].email, "password": PASSWORD})

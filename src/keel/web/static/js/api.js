@@ -26,21 +26,16 @@ export class ApiError extends Error {
     this.retryAfter = retryAfter;
   }
 
-  /** Validation messages keyed by the input field they belong to ("" for the form as a whole). */
+  /** Validation errors ({loc, msg, type, ctx?}) keyed by the input field they belong to ("" for the form as a whole). */
   fieldErrors() {
     const byField = {};
     for (const error of this.errors) {
       const loc = Array.isArray(error.loc) ? error.loc : [];
       const name = loc.length > 1 && ["body", "query", "path"].includes(loc[0]) ? String(loc[1]) : "";
-      (byField[name] ||= []).push(tidy(error.msg));
+      (byField[name] ||= []).push(error);
     }
     return byField;
   }
-}
-
-// Pydantic messages start with a prefix ("Value error, ...") that means nothing to a person.
-function tidy(message) {
-  return String(message || "").replace(/^(Value|Assertion) error, /, "");
 }
 
 const state = { token: null, expiresAt: 0, user: null };
@@ -51,6 +46,12 @@ const etags = new WeakMap();
 /** The ETag `item` was answered with (a GET, create or PATCH of that one item), else null. */
 export function etagOf(item) {
   return etags.get(item) || null;
+}
+
+/** Whether `next` is a newer version of an item than `shown` (its version, else its updated_at). */
+export function isNewer(next, shown) {
+  if (typeof next.version === "number" && typeof shown.version === "number") return next.version > shown.version;
+  return Date.parse(next.updated_at) > Date.parse(shown.updated_at);
 }
 const listeners = new Set();
 let refreshing = null;
@@ -110,8 +111,16 @@ function forget(reason) {
   state.token = null;
   state.expiresAt = 0;
   state.user = null;
+  storage.set(SIGNED_OUT_REASON, reason);
   storage.remove(SIGNED_IN_HINT);
+  forgetOfflineData();
   if (wasSignedIn) notify(reason);
+}
+
+// The service worker keeps the last data seen for offline use: it belongs to the person who
+// saw it, so it goes when they sign out or their session ends.
+function forgetOfflineData() {
+  if (globalThis.caches) caches.delete("keel-data").catch(() => {});
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -164,6 +173,13 @@ export function refresh() {
       forget("expired");
       return "ended";
     }
+    if (response.status === 403) {
+      const problem = await response.json().catch(() => null);
+      if (problem && problem.code === "inactive_user") {
+        forget("deactivated");
+        return "ended";
+      }
+    }
     if (!response.ok) return "failed";
     accept(await response.json());
     return "ok";
@@ -177,12 +193,13 @@ const UNREACHABLE = "Keel could not be reached. Check your connection and try ag
 
 /**
  * Send one API request. `body` is sent as JSON, `form` as an HTML form; `query` values that
- * are empty are left out; `ifMatch` (an ETag) makes a change conditional on that version.
+ * are empty are left out; `ifMatch` (an ETag) makes a change conditional on that version;
+ * `keepalive` lets the request outlive the page (one sent as the tab closes).
  * Resolves with the parsed body (null for 204) or throws ApiError.
  */
-export async function request(method, path, { body, form, query, ifMatch, retry = true } = {}) {
+export async function request(method, path, { body, form, query, ifMatch, headers: extra, retry = true, keepalive = false } = {}) {
   if (state.token && Date.now() > state.expiresAt - EARLY_REFRESH_MS) await refresh();
-  const headers = { Accept: "application/json", ...WEB_CLIENT };
+  const headers = { Accept: "application/json", ...WEB_CLIENT, ...extra };
   const sentToken = state.token;
   if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
   if (ifMatch) headers["If-Match"] = ifMatch;
@@ -195,14 +212,14 @@ export async function request(method, path, { body, form, query, ifMatch, retry 
   }
   let response;
   try {
-    response = await fetch(API + path + queryString(query), { method, headers, body: payload });
+    response = await fetch(API + path + queryString(query), { method, headers, body: payload, keepalive });
   } catch {
     throw new ApiError(0, { detail: UNREACHABLE });
   }
   if (response.status === 401 && sentToken && retry) {
     // The access token expired or its session ended: refresh once, then try again.
     const outcome = await refresh();
-    if (outcome === "ok") return request(method, path, { body, form, query, ifMatch, retry: false });
+    if (outcome === "ok") return request(method, path, { body, form, query, ifMatch, headers: extra, retry: false });
     if (outcome === "failed") throw new ApiError(503, { detail: "Your session could not be renewed just now. Please try again." });
   }
   const data = await parse(response);
@@ -241,10 +258,22 @@ async function loadUser(reason) {
   return state.user;
 }
 
-/** On page load: resume the session held by the refresh cookie, if there is one. */
+/**
+ * On page load: resume the session held by the refresh cookie, if there is one. Offline, the
+ * user the service worker last saw stands in (read-only: a request still needs a token, and the
+ * next refresh, once online, decides whether the session lives).
+ */
 export async function resume() {
   if (!storage.get(SIGNED_IN_HINT)) return null;
-  if ((await refresh()) !== "ok") return null;
+  const outcome = await refresh();
+  if (outcome === "failed" && navigator.onLine === false) {
+    try {
+      return await loadUser("offline");
+    } catch {
+      return null;
+    }
+  }
+  if (outcome !== "ok") return null;
   try {
     return await loadUser("resumed");
   } catch {
@@ -298,12 +327,17 @@ export async function signOut({ everywhere = false } = {}) {
   forget("signed-out");
 }
 
-// Another tab signed out: follow it.
+// Another tab signed out: follow it, and say where it happened. A tab whose session ended
+// (expired, revoked, deactivated) writes why first, so the others can say the same.
+const SIGNED_OUT_REASON = "keel.signed-out-reason";
+const REASONS = new Set(["expired", "deactivated"]);
+
 window.addEventListener("storage", (event) => {
   if (event.key === SIGNED_IN_HINT && event.newValue === null && state.token) {
+    const why = storage.get(SIGNED_OUT_REASON);
     state.token = null;
     state.expiresAt = 0;
     state.user = null;
-    notify("expired");
+    notify(REASONS.has(why) ? why : "signed-out-elsewhere");
   }
 });

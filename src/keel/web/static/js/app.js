@@ -2,19 +2,23 @@
 
 import { ApiError, currentUser, onAuthChange, resume, signOut } from "./api.js";
 import { button, h, replace, toast } from "./dom.js";
+import { clear as clearOutbox, onChange as onOutboxChange, recount, replay } from "./outbox.js";
 import { match, navigate, replaceLocation, route, start } from "./router.js";
 import * as account from "./pages/account.js";
 import * as admin from "./pages/admin.js";
 import * as auth from "./pages/auth.js";
 import * as emailCode from "./pages/email-code.js";
+import * as post from "./pages/post.js";
+import * as postEditor from "./pages/post-editor.js";
 import * as posts from "./pages/posts.js";
 import * as providers from "./pages/providers.js";
 import * as todos from "./pages/todos.js";
 
 route("/", posts.feed);
-route("/posts/new", posts.editor, { signedIn: true });
-route("/posts/:id", posts.show);
-route("/posts/:id/edit", posts.editor, { signedIn: true });
+route("/tags/:tag", posts.feed, { params: { tag: "[A-Za-z0-9-]{1,30}" } });
+route("/posts/new", postEditor.editor, { signedIn: true });
+route("/posts/:id", post.show);
+route("/posts/:id/edit", postEditor.editor, { signedIn: true });
 route("/my-posts", posts.mine, { signedIn: true });
 route("/todos", todos.list, { signedIn: true });
 route("/account", account.page, { signedIn: true });
@@ -84,7 +88,13 @@ function context(found, slot) {
       if (slot.active) replaceLocation(path);
     },
     onLeave(cleanup) {
-      slot.cleanup = cleanup;
+      const before = slot.cleanup;
+      slot.cleanup = before
+        ? () => {
+            before();
+            cleanup();
+          }
+        : cleanup;
     },
   };
 }
@@ -153,17 +163,54 @@ function focusHeading() {
     heading.setAttribute("tabindex", "-1");
     heading.focus({ preventScroll: true });
   }
-  window.scrollTo(0, 0);
+  // Back to a page puts it where it was read (router.navigate kept the place); else the top.
+  window.scrollTo(0, history.state?.scrollY || 0);
 }
 
+// Why a signed-in person was signed out without asking, in their words.
+const SIGNED_OUT = {
+  expired: "Your session ended. Please sign in again.",
+  deactivated: "Your account was deactivated. Contact an administrator if you think this is a mistake.",
+  "signed-out-elsewhere": "You signed out in another tab.",
+};
+
+let signedInId = null;
 onAuthChange((user, reason) => {
   drawNav();
-  if (reason === "expired") {
+  // Changes waiting to be sent are the signed-in person's: they go when that person signs out
+  // (like the last data seen), and are counted for whoever is signed in now.
+  if (reason === "signed-out" && signedInId !== null) clearOutbox(signedInId).catch(() => {});
+  signedInId = user?.id ?? null;
+  recount();
+  // Signed in again after a session ended: what they changed meanwhile can go now.
+  if (reason === "signed-in" && navigator.onLine !== false) replay().catch(() => {});
+  if (reason in SIGNED_OUT) {
     const next = location.pathname + location.search;
-    const target = match(location.pathname)?.options.signedIn ? `/signin?next=${encodeURIComponent(next)}` : "/signin";
-    navigate(target, { state: { notice: "Your session has ended. Please sign in again." } });
+    // Back where they were after signing in again; not for a deactivated account, which cannot.
+    const back = reason !== "deactivated" && match(location.pathname)?.options.signedIn;
+    const target = back ? `/signin?next=${encodeURIComponent(next)}` : "/signin";
+    navigate(target, { state: { notice: SIGNED_OUT[reason] } });
   }
 });
+
+// The offline banner follows the browser's own idea of the network; the service worker keeps
+// the shell and the last data seen, so an offline reload still shows them.
+const offline = document.getElementById("offline");
+// How many changes wait to be sent, in the banner while offline (the rows say which).
+const waitingNote = h("span", { class: "offline-waiting" });
+offline.append(waitingNote);
+onOutboxChange(({ waiting }) => {
+  waitingNote.textContent = waiting ? ` ${waiting} ${waiting === 1 ? "change waits" : "changes wait"} to be sent.` : "";
+});
+const showNetwork = () => {
+  offline.hidden = navigator.onLine !== false;
+};
+window.addEventListener("online", showNetwork);
+window.addEventListener("offline", showNetwork);
+showNetwork();
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch((error) => console.warn("offline support unavailable", error));
+}
 
 try {
   await resume();
@@ -171,3 +218,4 @@ try {
   console.error(error); // the app still starts, signed out
 }
 await start(draw);
+if (currentUser() && navigator.onLine !== false) replay().catch((error) => console.error(error));

@@ -2,7 +2,8 @@
 // (or the controls) they belong to, and keep a form from being sent twice.
 
 import { ApiError, etagOf } from "./api.js";
-import { button, h, replace } from "./dom.js";
+import { button, h, replace, showPassword } from "./dom.js";
+import { humanMessage, labelOf } from "./validation.js";
 
 const SOMETHING_WRONG = "Something went wrong. Please try again.";
 /** What a change that met 412 says: the item is no longer the version this page read. */
@@ -81,20 +82,27 @@ export function showError(form, error, { codeFields = {}, fieldNames = {}, messa
   const apiError = error instanceof ApiError ? error : new ApiError(0, { detail: SOMETHING_WRONG });
   const leftovers = [];
   let first = null;
-  const byField = apiError.fieldErrors();
   const said = messages[apiError.code];
   const detail = typeof said === "function" ? said(apiError) : said || null;
+  const slotOf = (name) => name && form.querySelector(`[data-field="${CSS.escape(fieldNames[name] || name)}"]`);
+  const byField = {};
+  for (const [name, errors] of Object.entries(apiError.fieldErrors())) {
+    // The label as the person reads it, less what only the form needs ("Full name (optional)").
+    const shown = name && slotOf(name)?.querySelector("label")?.textContent.replace(/\s*\(optional\)$/i, "");
+    const label = name ? shown || labelOf(name) : null;
+    byField[name] = errors.map((item) => humanMessage(item, label));
+  }
   if (apiError.code && codeFields[apiError.code] && !apiError.errors.length) {
     byField[codeFields[apiError.code]] = [detail || apiError.detail];
   }
-  for (const [name, messages] of Object.entries(byField)) {
-    const slot = name && form.querySelector(`[data-field="${CSS.escape(fieldNames[name] || name)}"]`);
+  for (const [name, sentences] of Object.entries(byField)) {
+    const slot = slotOf(name);
     if (!slot) {
-      leftovers.push(...messages);
+      leftovers.push(...sentences);
       continue;
     }
     const message = slot.querySelector(".field-error");
-    message.textContent = messages.join(" ");
+    message.textContent = sentences.join(" ");
     message.hidden = false;
     const input = slot.querySelector("input, textarea, select");
     input.setAttribute("aria-invalid", "true");
@@ -107,7 +115,16 @@ export function showError(form, error, { codeFields = {}, fieldNames = {}, messa
     replace(alert, leftovers.join(" "), ...more);
     alert.hidden = false;
   }
+  // Where the person looks next: the first field to fix, else the alert, which sits at the top of
+  // the form and may be far above the button they pressed (a phone's screen).
   if (first) first.focus();
+  else if (alert && !alert.hidden) revealAlert(alert);
+}
+
+/** Focus a form's alert and bring it into view, where a person who pressed a button below will see it. */
+export function revealAlert(alert) {
+  alert.focus({ preventScroll: true });
+  alert.scrollIntoView({ block: "center" });
 }
 
 /**
@@ -142,6 +159,8 @@ export function onSubmit(form, action, options = {}) {
     event.preventDefault();
     if (form.getAttribute("aria-busy") === "true") return;
     clearErrors(form);
+    // A password shown while typing is hidden again once sent, as a password manager expects.
+    for (const input of form.querySelectorAll(".password-box input")) showPassword(input, false);
     const buttons = [...form.querySelectorAll("button[type=submit]")];
     form.setAttribute("aria-busy", "true");
     for (const b of buttons) b.setAttribute("aria-disabled", "true");
@@ -157,12 +176,21 @@ export function onSubmit(form, action, options = {}) {
   });
 }
 
+/**
+ * Set a field's value. A hidden input is told with a `keel:set` event, for the widget that
+ * draws it (the labels field's chips); an array becomes its items joined by commas.
+ */
+function setValue(el, value) {
+  el.value = value ?? "";
+  if (el.type === "hidden") el.dispatchEvent(new Event("keel:set"));
+}
+
 /** Put `item`'s values in the form's fields of the same names. */
 export function fill(form, item) {
   for (const el of form.elements) {
     if (!el.name || !(el.name in item)) continue;
     if (el.type === "checkbox") el.checked = Boolean(item[el.name]);
-    else el.value = item[el.name] ?? "";
+    else setValue(el, item[el.name]);
   }
 }
 
@@ -194,7 +222,7 @@ function merge(form, base, latest, typed) {
       button("Use mine", {
         class: "small",
         onclick: () => {
-          el.value = mine;
+          setValue(el, mine);
           note.remove();
           el.focus();
         },
@@ -231,6 +259,8 @@ export function editForm(form, item, { load, save, ...options }) {
         : "Reloaded: this is the latest version, with your changes kept. Save to apply them.";
       alert.classList.add("note");
       alert.hidden = false;
+      // The Reload button that had focus is gone with the old text: the news takes its place.
+      revealAlert(alert);
     } catch (error) {
       showError(form, error);
     } finally {

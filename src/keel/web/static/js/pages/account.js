@@ -1,10 +1,11 @@
 // The account page: profile, verification, password, sessions, access tokens, and deleting the account.
 
 import { endSession, etagOf, reloadUser, request, signOut } from "../api.js";
-import { describeDevice, describeSignIn } from "../devices.js";
+import { describeSignIn } from "../devices.js";
 import { button, confirmDialog, field, formAlert, h, replace, time, toast } from "../dom.js";
 import { editForm, inlineError, onSubmit } from "../forms.js";
 import { CANCELLED, withReauth } from "../reauth.js";
+import { strengthHint } from "../strength.js";
 import { connectedAccounts, providerError } from "./providers.js";
 import { recentActivity } from "./activity.js";
 import { security } from "./security.js";
@@ -131,6 +132,7 @@ function passwordForm(user, changed) {
     }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Change password")),
   );
+  strengthHint(form.querySelector('[data-field="new_password"]'), () => ({ email: user.email, username: user.username }));
   onSubmit(
     form,
     async (data) => {
@@ -153,14 +155,14 @@ function sessionItem(row, ctx, redraw) {
     h(
       "div",
       {},
-      h("p", { class: "device" }, describeDevice(row.user_agent), row.current ? h("span", { class: "badge published" }, "This device") : null),
+      h("p", { class: "device" }, row.device || "Unknown device", row.current ? h("span", { class: "badge published" }, "This device") : null),
       h("p", { class: "muted" }, row.ip ? `${row.ip} · ` : "", "last used ", time(row.last_used_at), " · signed in ", time(row.created_at)),
       describeSignIn(row.amr) ? h("p", { class: "muted sign-in-method" }, "Signed in with: ", describeSignIn(row.amr)) : null,
       error.element,
     ),
     button(row.current ? "Sign out" : "Revoke", {
       class: "small",
-      "aria-label": row.current ? "Sign out of this device" : `Revoke the session of ${describeDevice(row.user_agent)}`,
+      "aria-label": row.current ? "Sign out of this device" : `Revoke the session of ${row.device || "Unknown device"}`,
       onclick: async () => {
         try {
           if (row.current) {

@@ -75,15 +75,16 @@ const WORRYING = new Set(["sign_in", "sign_in_failed", "new_device"]);
 
 /**
  * The section's content. `notMe()` is what "This wasn't me" leads to (the account page shows the
- * way out: a password change and signing out everywhere).
+ * way out: a password change and signing out everywhere); without it there is no such button, as
+ * when an admin reads someone else's history from `path`.
  */
-export async function recentActivity({ notMe }) {
+export async function recentActivity({ notMe = null, path = "/users/me/activity", intro = "Sign-ins and changes to how you sign in, newest first." } = {}) {
   const list = h("ol", { class: "activity-list", id: "activity" });
   const more = button("Show older", { class: "small" });
   const actions = h("div", { class: "actions" });
   let offset = 0;
   const load = async () => {
-    const page = await request("GET", `/users/me/activity?limit=${PAGE_SIZE}&offset=${offset}`);
+    const page = await request("GET", `${path}?limit=${PAGE_SIZE}&offset=${offset}`);
     offset += page.items.length;
     list.append(...page.items.map((item) => activityItem(item, notMe)));
     // Only while there is more to show (a button's display rule would outweigh `hidden`).
@@ -92,7 +93,7 @@ export async function recentActivity({ notMe }) {
   };
   more.addEventListener("click", () => load().catch(() => {}));
   await load();
-  return h("div", {}, h("p", { class: "muted" }, "Sign-ins and changes to how you sign in, newest first."), list, actions);
+  return h("div", {}, h("p", { class: "muted" }, intro), list, actions);
 }
 
 function activityItem(item, notMe) {
@@ -106,6 +107,6 @@ function activityItem(item, notMe) {
       h("p", { class: "activity-what" }, describeActivity(item)),
       h("p", { class: "muted" }, relativeTime(item.created_at), where ? ` · ${where}` : ""),
     ),
-    WORRYING.has(item.type) ? button("This wasn't me", { class: "small", onclick: () => notMe() }) : null,
+    notMe && WORRYING.has(item.type) ? button("This wasn't me", { class: "small", onclick: () => notMe() }) : null,
   );
 }

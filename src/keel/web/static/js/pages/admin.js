@@ -1,9 +1,12 @@
 // The admin users page: search accounts, change a role, deactivate, delete.
 
 import { currentUser, request } from "../api.js";
-import { button, confirmDialog, field, h, replace, time, toast } from "../dom.js";
+import { button, confirmDialog, field, h, replace, toast } from "../dom.js";
 import { inlineError } from "../forms.js";
 import { drawPager, liveList, pageCount, pageQuery, pager } from "../list.js";
+import { recentActivity, relativeTime } from "./activity.js";
+
+const COLUMNS = ["User", "Role", "Active", "Verified", "Last seen", h("span", { class: "visually-hidden" }, "Actions")];
 
 function fetchUsers(view) {
   return request("GET", "/admin/users", {
@@ -21,7 +24,7 @@ export async function users(container, ctx) {
     fetch: fetchUsers,
     draw(page, { focusSummary = false }) {
       replace(rows, page.items.map((user) => userRow(user, table)));
-      if (!page.items.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No users match.")));
+      if (!page.items.length) rows.append(h("tr", {}, h("td", { colspan: COLUMNS.length, class: "empty" }, "No users match.")));
       summary.textContent = `${page.total} ${page.total === 1 ? "user" : "users"}`;
       drawPager(nav, { page: list.view.page, pages: pageCount(page.total), go: (to) => list.show({ page: to }) });
       if (focusSummary) summary.focus();
@@ -40,7 +43,7 @@ export async function users(container, ctx) {
       h(
         "table",
         { class: "users" },
-        h("thead", {}, h("tr", {}, ["User", "Role", "Active", "Joined", h("span", { class: "visually-hidden" }, "Actions")].map((text) => h("th", { scope: "col" }, text)))),
+        h("thead", {}, h("tr", {}, COLUMNS.map((text) => h("th", { scope: "col" }, text)))),
         rows,
       ),
     ),
@@ -48,7 +51,13 @@ export async function users(container, ctx) {
   );
 }
 
-/** Search and filters; a change of role or status applies at once, the search on submit. */
+// How long typing must pause before the search runs: a query per word, not per key.
+const SEARCH_PAUSE_MS = 250;
+
+/**
+ * Search and filters; a change of role or status applies at once, the search as you type (after a
+ * short pause; only the latest answer is drawn) or on submit.
+ */
 function searchForm(list) {
   const form = h(
     "form",
@@ -58,14 +67,20 @@ function searchForm(list) {
     field("Status", "is_active", { control: "select", options: [["", "Any status"], ["true", "Active"], ["false", "Deactivated"]] }),
     h("button", { type: "submit" }, "Search"),
   );
+  let pause = null;
   const apply = (event) => {
     if (event) event.preventDefault();
+    clearTimeout(pause); // a search still waiting is covered by this one
     const { q, role, is_active } = form.elements;
     list.show({ q: q.value, role: role.value, is_active: is_active.value });
   };
   form.addEventListener("submit", apply);
   form.elements.role.addEventListener("change", () => apply());
   form.elements.is_active.addEventListener("change", () => apply());
+  form.elements.q.addEventListener("input", () => {
+    clearTimeout(pause);
+    pause = setTimeout(apply, SEARCH_PAUSE_MS);
+  });
   return form;
 }
 
@@ -83,22 +98,26 @@ function userRow(user, table, tr = h("tr")) {
   const update = async (control, change, question, done) => {
     error.hide();
     const confirmed = await confirmDialog(question, { confirm: "Yes, change it", danger: false });
-    if (!confirmed) {
+    const putBack = () => {
       role.value = user.role;
       active.checked = user.is_active;
+      verified.checked = user.is_verified;
+    };
+    if (!confirmed) {
+      putBack();
       control.focus();
       return;
     }
-    role.disabled = active.disabled = true;
+    const controls = [role, active, verified];
+    for (const each of controls) each.disabled = true;
     try {
       const updated = await request("PATCH", `/admin/users/${user.id}`, { body: change });
       userRow(updated, table, tr);
       toast(done);
-      tr.querySelector(control === role ? "select" : "input[type=checkbox]").focus();
+      tr.querySelector(`[data-control="${control.dataset.control}"]`).focus();
     } catch (err) {
-      role.disabled = active.disabled = false;
-      role.value = user.role;
-      active.checked = user.is_active;
+      for (const each of controls) each.disabled = self;
+      putBack();
       if (err.status === 401) return;
       error.show(err);
       control.focus();
@@ -107,6 +126,7 @@ function userRow(user, table, tr = h("tr")) {
   const role = h(
     "select",
     {
+      "data-control": "role",
       "aria-label": `Role of ${user.username}`,
       disabled: self,
       onchange: () => {
@@ -123,6 +143,7 @@ function userRow(user, table, tr = h("tr")) {
     type: "checkbox",
     checked: user.is_active,
     disabled: self,
+    "data-control": "active",
     "aria-label": `${user.username} is active`,
     onchange: () =>
       update(
@@ -132,15 +153,38 @@ function userRow(user, table, tr = h("tr")) {
         active.checked ? `${user.username} is active again.` : `${user.username} is deactivated and signed out.`,
       ),
   });
+  // Verifying by hand is for an address confirmed another way; taking it back makes the account
+  // verify its email again before it can post.
+  const verified = h("input", {
+    type: "checkbox",
+    checked: user.is_verified,
+    disabled: self,
+    "data-control": "verified",
+    "aria-label": `${user.username}'s email is verified`,
+    onchange: () =>
+      update(
+        verified,
+        { is_verified: verified.checked },
+        verified.checked ? `Mark ${user.email} as verified without the emailed link?` : `Mark ${user.email} as not verified? ${user.username} must verify it again to post.`,
+        verified.checked ? `${user.username}'s email is verified.` : `${user.username}'s email is no longer verified.`,
+      ),
+  });
   replace(
     tr,
     whoCell(user, self, error),
     h("td", { "data-label": "Role" }, role),
     h("td", { "data-label": "Active" }, active),
-    h("td", { "data-label": "Joined" }, time(user.created_at)),
-    h("td", { "data-label": "" }, deleteButton(user, self, error, table.reload)),
+    h("td", { "data-label": "Verified" }, verified),
+    h("td", { "data-label": "Last seen" }, user.last_seen_at ? relativeTime(user.last_seen_at) : h("span", { class: "muted", title: "No sign-in or token use on record" }, "Not on record")),
+    h("td", { "data-label": "" }, h("div", { class: "row-actions" }, activityButton(user, error), deleteButton(user, self, error, table.reload))),
   );
   return tr;
+}
+
+/** The date alone (the full time as its title): the table has room for one line. */
+function day(iso) {
+  const when = new Date(iso);
+  return h("time", { datetime: iso, title: when.toLocaleString() }, when.toLocaleDateString(undefined, { dateStyle: "medium" }));
 }
 
 /** Who the account is, and the error of the last change to it. */
@@ -152,9 +196,48 @@ function whoCell(user, self, error) {
     self ? h("span", { class: "badge published" }, "You") : null,
     h("br"),
     h("span", { class: "muted" }, user.email),
-    user.is_verified ? null : h("span", { class: "badge draft" }, "unverified"),
+    h("br"),
+    h("small", { class: "muted" }, "Joined ", day(user.created_at)),
     error.element,
   );
+}
+
+/** The account's security history (sign-ins, factors, tokens) in a dialog, newest first. */
+function activityButton(user, error) {
+  const opener = button("Activity", {
+    class: "small",
+    "aria-label": `Security activity of ${user.username}`,
+    onclick: async () => {
+      error.hide();
+      let content;
+      try {
+        content = await recentActivity({
+          path: `/admin/users/${user.id}/activity`,
+          intro: `Sign-ins and changes to how ${user.username} signs in, newest first.`,
+        });
+      } catch (err) {
+        if (err.status !== 401) error.show(err);
+        return;
+      }
+      const heading = h("h2", { id: "activity-of" }, `Activity of ${user.username}`);
+      const close = button("Close", { class: "primary" });
+      const dialog = h("dialog", { class: "confirm token-dialog activity-dialog", "aria-labelledby": "activity-of" }, heading, content, h("div", { class: "actions" }, close));
+      const done = () => {
+        dialog.close();
+        dialog.remove();
+        opener.focus();
+      };
+      close.addEventListener("click", done);
+      dialog.addEventListener("cancel", (event) => {
+        event.preventDefault();
+        done();
+      });
+      document.body.append(dialog);
+      dialog.showModal();
+      close.focus();
+    },
+  });
+  return opener;
 }
 
 function deleteButton(user, self, error, reload) {

@@ -4,6 +4,7 @@ import { ApiError, endSession, isSignedIn, reloadUser, request, signIn as apiSig
 import { button, field, formAlert, h, replace } from "../dom.js";
 import { onSubmit } from "../forms.js";
 import { match } from "../router.js";
+import { strengthHint } from "../strength.js";
 import { emailCodeSignIn } from "./email-code.js";
 import { passkeySignIn } from "./passkey-signin.js";
 import { providerCard, providerError, providerLinks } from "./providers.js";
@@ -128,6 +129,10 @@ export async function signUp(container, ctx) {
     field("Password", "password", { type: "password", autocomplete: "new-password", required: true, maxlength: 128, hint: PASSWORD_HINT }),
     h("button", { type: "submit", class: "primary wide" }, "Create account"),
   );
+  strengthHint(form.querySelector('[data-field="password"]'), () => ({
+    email: form.elements.email.value.trim(),
+    username: form.elements.username.value.trim(),
+  }));
   onSubmit(
     form,
     async (data) => {
@@ -199,6 +204,8 @@ export async function resetPassword(container, ctx) {
     field("Repeat the new password", "confirm_password", { type: "password", autocomplete: "new-password", required: true, maxlength: 128 }),
     h("button", { type: "submit", class: "primary wide" }, "Change password"),
   );
+  // The reset link names no account to this page: the save also checks the email and username.
+  strengthHint(form.querySelector('[data-field="new_password"]'));
   onSubmit(
     form,
     async (data) => {
