@@ -1,0 +1,336 @@
+"""The scale benchmark (issue 25): Keel's hot paths under wrk at each data size, against the ceiling app.
+
+    python3 -m uv run python bench/scale_wrk.py --sizes small 100k 1m --seconds 3
+
+For each size, bench/scale.py makes `keel_scale_<size>` a fresh copy of its cached template; a
+private Redis on port 6395 (started here, flushed, stopped at the end unless it was running) holds
+the sessions; `keel serve` (one worker) and bench/ceiling.py serve on the first core, wrk runs on
+the last, with bench/run.py's own machinery (`serve`, `run_wrk`, the Lua scripts). Every
+scenario runs `--rounds` times per app at 32 connections after a warm-up, the apps alternating, and
+each app's best round is kept (errors from every round count). CPU per request is the serving
+worker's utime + stime over the run, from /proc, divided by the requests it answered.
+
+Writes bench/SCALE_REPORT.md (each scenario's req/s, p50, p99, non-2xx, CPU per request and ratio
+to the ceiling at each size, and the growth of p99 and CPU per request from the first size to the
+last) and bench/scale.svg (p99 and CPU per request against size). Not here yet: 1,000 idle SSE
+streams with events flowing (bench/events.py measures streams on their own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import run  # bench/, this script's folder, leads sys.path
+import scale
+from redis import Redis
+
+REDIS_PORT = 6395
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
+CONNECTIONS = 32
+TARGET_GROWTH = 1.25
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    shown: str
+    lua: str
+    path: str = ""  # for get_path.lua
+    token: str = "bench"  # which token BENCH_TOKEN carries
+    ceiling: bool = False
+
+
+def scenarios(hot_post: int) -> dict[str, Scenario]:
+    tag = scale.TAGS[0]
+    return {
+        "get_todos": Scenario("GET /todos?limit=20 (user 1's inbox)", "get_todos.lua", ceiling=True),
+        "get_posts": Scenario("GET /posts?limit=20 (sort=new)", "get_posts.lua", ceiling=True),
+        "post_todos": Scenario("POST /todos", "post_todos.lua", ceiling=True),
+        "feed_top": Scenario("GET /posts?sort=top", "get_path.lua", "/api/v1/posts?limit=20&sort=top"),
+        "tag_page": Scenario(f"GET /posts?tag={tag}", "get_path.lua", f"/api/v1/posts?limit=20&tag={tag}"),
+        "post": Scenario("GET /posts/{busy post}", "get_path.lua", f"/api/v1/posts/{hot_post}"),
+        "comments": Scenario(
+            "GET /posts/{busy post}/comments", "get_path.lua", f"/api/v1/posts/{hot_post}/comments?limit=20"
+        ),
+        "shared_list": Scenario(
+            "GET /todos?list_id=1 (50 members)", "get_path.lua", f"/api/v1/todos?limit=20&list_id={scale.KNOWN_LIST_ID}"
+        ),
+        "me": Scenario("GET /users/me", "get_path.lua", "/api/v1/users/me"),
+        "search": Scenario("GET /todos?q=milk", "get_path.lua", "/api/v1/todos?limit=20&q=milk"),
+        "pat_todos": Scenario("GET /todos with a PAT", "get_path.lua", "/api/v1/todos?limit=20", token="pat"),
+    }
+
+
+@dataclass
+class Measured:
+    size: str
+    scenario: str
+    app: str
+    result: run.Result
+    cpu_ms: float
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def measured_run(server: run.Server, name: str, scenario: Scenario, seconds: float, env: dict[str, str],
+                 cpus: list[int] | None, workdir: Path) -> tuple[run.Result, float]:  # fmt: skip
+    pids = server.workers()
+    before = cpu_ticks(pids)
+    result = run.run_wrk(server, name, CONNECTIONS, seconds, env=env, cpus=cpus, workdir=workdir, lua=scenario.lua)
+    cpu_ms = (cpu_ticks(pids) - before) / CLOCK_TICKS * 1000 / max(1, result.requests)
+    return result, cpu_ms
+
+
+def ensure_redis() -> subprocess.Popen[bytes] | None:
+    """A private Redis for this run, unless one is on its port already (then it is only flushed)."""
+    started = None
+    if not run.port_open(REDIS_PORT):
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"]
+        started = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        run.wait_for(lambda: run.port_open(REDIS_PORT), 30)
+    Redis.from_url(REDIS_URL).flushdb()
+    return started
+
+
+def measure_size(size: str, args: argparse.Namespace, workdir: Path, fingerprint: str) -> list[Measured]:
+    seed = scale.SIZES[size]
+    scale.prepare(size, seed, rebuild=False, fingerprint=fingerprint)
+    database = scale.database_name(size)
+    Redis.from_url(REDIS_URL).flushdb()
+    secret = secrets.token_urlsafe(48)
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "PROMETHEUS_"))},
+        "KEEL_ENVIRONMENT": "production",
+        "KEEL_SECRET_KEY": secret,
+        "KEEL_DATABASE_URL": scale.sqlalchemy_url(database),
+        "KEEL_REDIS_URL": REDIS_URL,
+        "KEEL_EMAIL_DELIVERY": "in-process",
+        "KEEL_ALLOW_FILE_MAIL_IN_PRODUCTION": "true",
+        "KEEL_DATA_DIR": str(workdir / f"data-{size}"),
+        "KEEL_PUBLIC_URL": f"http://127.0.0.1:{run.KEEL_PORT}",
+        "BENCH_DSN": scale.dsn(database),
+        "BENCH_REDIS_URL": REDIS_URL,
+        **{f"KEEL_RATE_LIMIT_{rule}": run.UNLIMITED for rule in ("LOGIN", "LOGIN_IP", "REFRESH", "WRITES")},
+    }
+    cores = run.cores()
+    wrk_cpus = [cores[-1]] if len(cores) > 1 else None
+    server_cpus = cores[:-1] if len(cores) > 1 else None
+    keel_cmd = run.pinned([str(run.BIN / "keel"), "serve", "--port", str(run.KEEL_PORT), "--workers", "1"], server_cpus)
+    ceiling_cmd = run.pinned(
+        [str(run.BIN / "uvicorn"), "ceiling:app", "--app-dir", str(run.BENCH), "--port", str(run.CEILING_PORT),
+         "--no-access-log", "--log-level", "warning"],
+        server_cpus,
+    )  # fmt: skip
+    found: list[Measured] = []
+    with ExitStack() as stack:
+        keel = stack.enter_context(run.serve("keel", keel_cmd, run.KEEL_PORT, env, workdir))
+        ceiling = stack.enter_context(run.serve("ceiling", ceiling_cmd, run.CEILING_PORT, env, workdir))
+        bench = run.login(keel.url, scale.KNOWN_USER_EMAIL, scale.PASSWORD)["access_token"]
+        writer = run.login(keel.url, "user2@scale.example", scale.PASSWORD)["access_token"]
+        created = httpx.post(
+            keel.url + "/api/v1/tokens",
+            json={"name": "scale", "scopes": ["todos:read"], "expires_in_days": 30},
+            headers={"Authorization": f"Bearer {bench}"},
+            timeout=30,
+        )
+        created.raise_for_status()
+        tokens = {"bench": bench, "pat": created.json()["token"]}
+        for name, scenario in scenarios(seed.posts).items():
+            if args.scenarios and name not in args.scenarios:
+                continue
+            asyncio.run(analyze(database))
+            wrk_env = {
+                "BENCH_TOKEN": tokens[scenario.token],
+                "BENCH_WRITER_TOKEN": writer,
+                "BENCH_PATH": scenario.path,
+                "BENCH_USERS": str(seed.users),
+            }
+            servers = [ceiling, keel] if scenario.ceiling else [keel]
+            for server in servers:
+                run.run_wrk(server, name, CONNECTIONS, 1, env=wrk_env, cpus=wrk_cpus, workdir=workdir, lua=scenario.lua)
+            # Alternate the apps and keep each one's best round, as bench/run.py does: a neighbour on a
+            # shared machine can only slow a run down. Errors from every round count.
+            tried: dict[str, list[tuple[run.Result, float]]] = {server.name: [] for server in servers}
+            for _ in range(args.rounds):
+                for server in servers:
+                    tried[server.name].append(
+                        measured_run(server, name, scenario, args.seconds, wrk_env, wrk_cpus, workdir)
+                    )
+            for app, rounds in tried.items():
+                result, cpu_ms = max(rounds, key=lambda pair: pair[0].requests_per_s)
+                result.non2xx = sum(r.non2xx for r, _ in rounds)
+                result.socket_errors = sum(r.socket_errors for r, _ in rounds)
+                found.append(Measured(size, name, app, result, cpu_ms))
+                scale.say(
+                    f"{size:5} {app:7} {name:11} {result.requests_per_s:7.0f} req/s  p50 {result.p50_ms:6.1f}"
+                    f"  p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  non-2xx {result.non2xx}"
+                    f"  (best of {len(rounds)}: {', '.join(f'{r.requests_per_s:.0f}' for r, _ in rounds)})"
+                )
+    return found
+
+
+async def analyze(database: str) -> None:
+    """Fresh statistics before each scenario, as bench/run.py does (a write scenario adds rows)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(scale.dsn(database))
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+
+
+# --- the report and the chart -------------------------------------------------------------------
+def report(sizes: list[str], measured: list[Measured], args: argparse.Namespace) -> tuple[str, list[str]]:
+    by = {(m.size, m.scenario, m.app): m for m in measured}
+    names = list(dict.fromkeys(m.scenario for m in measured))
+    shown = scenarios(0)
+    first, last = sizes[0], sizes[-1]
+    missed: list[str] = []
+    lines = [
+        "# Keel scale benchmark",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python3 -m uv run python bench/scale_wrk.py "
+        f"--sizes {' '.join(sizes)} --seconds {args.seconds:g} --rounds {args.rounds}`: 1 worker, {CONNECTIONS} "
+        f"connections, each app's best of {args.rounds} alternating runs per scenario after a 1 s warm-up; wrk "
+        "pinned to the last core, the servers to the others.",
+        "CPU/req is the worker's utime + stime over the run divided by its requests. Ratio = Keel req/s ÷ the "
+        "ceiling's for the same scenario, measured seconds apart (only the scenarios the ceiling answers).",
+        "",
+        "| scenario | size | req/s | p50 ms | p99 ms | non-2xx | CPU/req ms | ceiling req/s | ceiling CPU/req ms "
+        "| ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for name in names:
+        for size in sizes:
+            keel = by.get((size, name, "keel"))
+            if keel is None:
+                continue
+            ceiling = by.get((size, name, "ceiling"))
+            r = keel.result
+            ceiling_cells = (
+                f"{ceiling.result.requests_per_s:,.0f} | {ceiling.cpu_ms:.2f} | "
+                f"{r.requests_per_s / ceiling.result.requests_per_s:.2f}"
+                if ceiling
+                else "- | - | -"
+            )
+            lines.append(
+                f"| {shown[name].shown} | {size} | {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+                f"{r.non2xx + r.socket_errors} | {keel.cpu_ms:.2f} | {ceiling_cells} |"
+            )
+            if r.non2xx or r.socket_errors:
+                missed.append(f"{name} at {size}: {r.non2xx} non-2xx, {r.socket_errors} socket errors")
+    lines += ["", f"Growth from {first} to {last} (target: below x{TARGET_GROWTH}):", ""]
+    lines += ["| scenario | p99 | CPU/req |", "|---|---:|---:|"]
+    for name in names:
+        a, b = by.get((first, name, "keel")), by.get((last, name, "keel"))
+        if a is None or b is None:
+            continue
+        p99, cpu = b.result.p99_ms / a.result.p99_ms, b.cpu_ms / a.cpu_ms
+        lines.append(f"| {shown[name].shown} | x{p99:.2f} | x{cpu:.2f} |")
+        if p99 >= TARGET_GROWTH or cpu >= TARGET_GROWTH:
+            missed.append(f"{name}: p99 x{p99:.2f}, CPU/req x{cpu:.2f} from {first} to {last}")
+    lines += ["", "![p99 and CPU per request against data size](scale.svg)", "", "## Targets", ""]
+    lines += [f"- missed: {item}" for item in missed] or ["- every target was met."]
+    return "\n".join(lines) + "\n", missed
+
+
+def chart(sizes: list[str], measured: list[Measured]) -> str:
+    """Two panels, p99 and CPU per request, one line per scenario, sizes evenly spaced: plain SVG."""
+    by = {(m.size, m.scenario): m for m in measured if m.app == "keel"}
+    names = list(dict.fromkeys(m.scenario for m in measured))
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#637939"]  # fmt: skip
+    width, height, pad = 420, 300, 50
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 220}" height="{height}" '
+        'font-family="sans-serif" font-size="11">'
+    ]
+    panels: list[tuple[str, Callable[[Measured], float]]] = [
+        ("p99 (ms)", lambda m: m.result.p99_ms),
+        ("CPU per request (ms)", lambda m: m.cpu_ms),
+    ]
+    for panel, (title, value) in enumerate(panels):
+        left = panel * width
+        top_value = max((value(m) for m in by.values()), default=1) * 1.1 or 1
+
+        def x(index: int, left: int = left) -> float:
+            return left + pad + index * (width - 2 * pad) / max(1, len(sizes) - 1)
+
+        def y(number: float, top_value: float = top_value) -> float:
+            return height - pad - number / top_value * (height - 2 * pad)
+
+        parts.append(f'<text x="{left + width / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>')
+        parts.append(
+            f'<line x1="{left + pad}" y1="{height - pad}" x2="{left + width - pad}" y2="{height - pad}" stroke="#000"/>'
+        )
+        parts.append(f'<line x1="{left + pad}" y1="{pad}" x2="{left + pad}" y2="{height - pad}" stroke="#000"/>')
+        for tick in range(5):
+            number = top_value * tick / 4
+            parts.append(f'<text x="{left + pad - 4}" y="{y(number) + 4:.1f}" text-anchor="end">{number:.1f}</text>')
+        for index, size in enumerate(sizes):
+            parts.append(f'<text x="{x(index):.1f}" y="{height - pad + 16}" text-anchor="middle">{size}</text>')
+        for number, name in enumerate(names):
+            points = [(x(i), y(value(by[(s, name)]))) for i, s in enumerate(sizes) if (s, name) in by]
+            colour = colours[number % len(colours)]
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+    for number, name in enumerate(names):
+        colour = colours[number % len(colours)]
+        parts.append(f'<rect x="{2 * width + 10}" y="{40 + 16 * number}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{2 * width + 25}" y="{49 + 16 * number}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", choices=list(scale.SIZES), default=list(scale.SIZES))
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="runs per app and scenario; the best is reported")
+    parser.add_argument("--scenarios", nargs="*", help="only these scenarios")
+    parser.add_argument("--report", type=Path, default=run.BENCH / "SCALE_REPORT.md")
+    parser.add_argument("--chart", type=Path, default=run.BENCH / "scale.svg")
+    args = parser.parse_args()
+    # A timeout or kill sends SIGTERM: leave through the cleanup code, which stops every server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run.ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="keel-scale-"))
+    redis = ensure_redis()
+    fingerprint = scale.migrations_fingerprint()
+    try:
+        measured = [m for size in args.sizes for m in measure_size(size, args, workdir, fingerprint)]
+    finally:
+        if redis is not None:
+            redis.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                redis.wait(10)
+    text, missed = report(args.sizes, measured, args)
+    args.report.write_text(text)
+    args.chart.write_text(chart(args.sizes, measured))
+    scale.say(f"wrote {args.report} and {args.chart}: {len(missed)} target(s) missed")
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
