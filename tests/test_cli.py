@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from keel import cli
 from keel.core.config import Settings, get_settings
+from keel.core.markdown import RENDERER_VERSION
 from keel.main import create_app
 from tests.factories import Account, create_user, login
 
@@ -165,6 +166,64 @@ class TestPrune:
             left = connection.execute("SELECT created_at FROM activity").fetchall()
         connection.close()
         assert left == [("2999-01-01 00:00:00.000000",)]
+
+
+class TestPostsRerender:
+    def _rows(self, run: RunCli) -> list[tuple[object, ...]]:
+        with sqlite3.connect(run.database) as connection:
+            rows = connection.execute(
+                "SELECT content_html, excerpt, reading_minutes, render_version, version FROM post ORDER BY id"
+            ).fetchall()
+        connection.close()
+        return rows
+
+    def test_the_migration_renders_existing_posts_and_rerender_renders_stale_ones(self, run: RunCli) -> None:
+        assert run("migrate", "8a3c5e7f9b12").exit_code == 0
+        with sqlite3.connect(run.database) as connection:
+            connection.execute(
+                "INSERT INTO user (email, username, full_name, hashed_password, is_active, is_verified, role,"
+                " created_at, updated_at, version) VALUES ('w@example.com', 'w', NULL, 'x', 1, 1, 'user',"
+                " '2020-01-01 00:00:00', '2020-01-01 00:00:00', 1)"
+            )
+            for content in ("**old** post <script>x</script>", "[l](javascript:alert(1))"):
+                connection.execute(
+                    "INSERT INTO post (author_id, title, content, published, created_at, updated_at, version)"
+                    " VALUES (1, 't', ?, 1, '2020-01-01 00:00:00', '2020-01-01 00:00:00', 1)",
+                    (content,),
+                )
+        connection.close()
+
+        assert run("migrate").exit_code == 0
+        migrated = self._rows(run)
+        assert migrated[0] == (
+            "<p><strong>old</strong> post &lt;script&gt;x&lt;/script&gt;</p>\n",
+            "old post <script>x</script>",
+            1,
+            RENDERER_VERSION,
+            1,
+        )
+        assert "href" not in str(migrated[1][0])
+
+        with sqlite3.connect(run.database) as connection:
+            connection.execute("UPDATE post SET content_html = '', render_version = 0 WHERE id = 1")
+            # A comment made by older rules (here: none at all).
+            connection.execute(
+                "INSERT INTO comment (post_id, author_id, content, content_html, render_version, deleted,"
+                " created_at, updated_at, version) VALUES (1, 1, '~~no~~ <b>x</b>', '', 0, 0,"
+                " '2020-01-01 00:00:00', '2020-01-01 00:00:00', 3)"
+            )
+        connection.close()
+        result = run("posts", "rerender")
+
+        assert result.exit_code == 0, result.output
+        assert "rerendered: 1 posts, 1 comments" in result.stdout
+        assert self._rows(run) == migrated  # the row's version is not an edit's: If-Match still holds
+        with sqlite3.connect(run.database) as connection:
+            comment = connection.execute("SELECT content_html, render_version, version FROM comment").fetchone()
+        connection.close()
+        assert comment == ("<p><s>no</s> &lt;b&gt;x&lt;/b&gt;</p>\n", RENDERER_VERSION, 3)
+        again = run("posts", "rerender")
+        assert "rerendered: 0 posts, 0 comments" in again.stdout
 
 
 class TestCreateAdmin:

@@ -229,6 +229,30 @@ def outbox_retry(outbox_id: Annotated[int, typer.Argument(help="The id of a fail
     typer.echo(f"email {outbox_id} queued again")
 
 
+posts_app = typer.Typer(help="Maintain posts.", no_args_is_help=True)
+app.add_typer(posts_app, name="posts")
+
+
+@posts_app.command("rerender")
+def posts_rerender() -> None:
+    """Render again every post and comment whose HTML was made by older Markdown rules (safe to run any time)."""
+    from keel.core.db import Database
+    from keel.services import post_render
+
+    settings = _settings_or_exit()
+
+    async def run() -> tuple[int, int]:
+        database = Database(settings)
+        try:
+            posts = await post_render.rerender(database=database)
+            return posts, await post_render.rerender_comments(database=database)
+        finally:
+            await database.dispose()
+
+    posts, comments = asyncio.run(run())
+    typer.echo(f"rerendered: {posts} posts, {comments} comments")
+
+
 @app.command()
 def prune() -> None:
     """Delete activity and known devices past KEEL_ACTIVITY_RETENTION_DAYS, ended sessions with their

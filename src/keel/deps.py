@@ -23,12 +23,13 @@ from keel.core.errors import (
     MfaEnrollmentRequired,
     PersonalTokenNotAllowed,
     RateLimited,
+    SessionRevoked,
     TokenExpired,
     Unauthorized,
 )
 from keel.core.lockout import PasswordAttempt
 from keel.core.logging import get_logger
-from keel.core.personal_token import Scope, is_personal_token
+from keel.core.personal_token import Scope, is_personal_token, token_hash
 from keel.core.ratelimit import RateLimiter, Rule, account_key, digest
 from keel.core.security import TokenError, decode_access_token
 from keel.core.session_cache import SessionCache
@@ -47,11 +48,13 @@ from keel.models import MemberRole
 from keel.schemas.auth import EmailCodeVerify, RefreshRequest, TokenPair
 from keel.schemas.common import NO_NUL
 from keel.services import auth as auth_service
+from keel.services import event_stream, signin
 from keel.services import list as list_service
 from keel.services import personal_token as personal_token_service
 from keel.services import session as session_service
-from keel.services import signin
 from keel.services.auth import PresentedToken
+from keel.services.event_stream import LiveUpdates
+from keel.services.event_tickets import StreamCredential
 from keel.services.outbox import Dispatcher
 from keel.services.session import Principal
 from keel.services.signin import IssuedTokens
@@ -118,11 +121,14 @@ class TokenScopes:
     `insufficient_scope`. A route of a family that declares nothing refuses every such token.
     """
 
-    def __init__(self, *, read: Scope | None = None, write: Scope | None = None) -> None:
+    def __init__(
+        self, *, read: Scope | tuple[Scope, ...] | None = None, write: Scope | tuple[Scope, ...] | None = None
+    ) -> None:
+        # A tuple: any one of its scopes will do (the first is the one a refusal names).
         self.read = read
         self.write = write
 
-    def scope_for(self, method: str) -> Scope | None:
+    def scope_for(self, method: str) -> Scope | tuple[Scope, ...] | None:
         return self.read if method in _READ_METHODS else self.write
 
     async def __call__(self, request: Request) -> None:
@@ -138,8 +144,11 @@ class TokenScopes:
 # The families' declarations; each router takes one of them (see keel.routes).
 TODOS_SCOPES = Depends(TokenScopes(read=Scope.TODOS_READ, write=Scope.TODOS_WRITE))
 POSTS_SCOPES = Depends(TokenScopes(read=Scope.POSTS_READ, write=Scope.POSTS_WRITE))
-# For the shared lists' router (API.md's /lists), when it comes.
 LISTS_SCOPES = Depends(TokenScopes(read=Scope.LISTS_READ, write=Scope.LISTS_WRITE))
+# Live updates carry todos and lists, and change nothing: either read scope opens a stream or a ticket.
+EVENTS_SCOPES = Depends(
+    TokenScopes(read=(Scope.TODOS_READ, Scope.LISTS_READ), write=(Scope.TODOS_READ, Scope.LISTS_READ))
+)
 # The profile can be read; every account change (PATCH and DELETE /users/me) refuses tokens.
 USERS_SCOPES = Depends(TokenScopes(read=Scope.PROFILE_READ))
 # /auth/* (sessions, passwords, second factors, passkeys, identities), /tokens and /admin/*.
@@ -147,12 +156,13 @@ NO_PERSONAL_TOKENS = Depends(TokenScopes())
 
 
 def _check_scope(request: Request, principal: Principal) -> None:
-    scope: Scope | None = getattr(request.state, _REQUIRED_SCOPE, None)
+    scope: Scope | tuple[Scope, ...] | None = getattr(request.state, _REQUIRED_SCOPE, None)
     if scope is None:  # deny by default: this route's family declared no scope
         raise PersonalTokenNotAllowed
     assert principal.scopes is not None
-    if scope not in principal.scopes:
-        raise InsufficientScope(scope)
+    accepted = scope if isinstance(scope, tuple) else (scope,)
+    if not any(one in principal.scopes for one in accepted):
+        raise InsufficientScope(accepted[0])
 
 
 class _BearerAuth(OAuth2PasswordBearer):
@@ -452,6 +462,7 @@ LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
 VerifyEmailRateLimit = Depends(_PerClientIP("verify_email"))
 PasswordResetRateLimit = Depends(_PerClientIP("password_reset"))
+PasswordCheckRateLimit = Depends(_PerClientIP("password_check"))
 # Requests for a sign-in code are email requests like a reset's: counted in the same rule.
 EmailCodeRateLimit = Depends(_PerClientIP("password_reset"))
 # A try of an emailed code, counted against the client's and the account's sign-ins.
@@ -542,6 +553,7 @@ UserId = Annotated[int, _id_param("A user id.")]
 SessionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A session id.")]
 TodoId = Annotated[int, _id_param("A todo id.")]
 PostId = Annotated[int, _id_param("A post id.")]
+CommentId = Annotated[int, _id_param("A comment id.")]
 PasskeyId = Annotated[int, _id_param("A passkey id.")]
 IdentityId = Annotated[int, _id_param("A linked identity's id.")]
 AccessTokenId = Annotated[int, _id_param("A personal access token's id.")]
@@ -582,6 +594,58 @@ ListMemberAccess = Annotated[ListAccess, Depends(_list_member)]
 ListMemberWriting = Annotated[ListAccess, Depends(_list_member_writing)]
 # The list's owner (a write: counted against the caller's write limit).
 ListOwnerAccess = Annotated[ListAccess, Depends(_list_owner)]
+
+
+# --- live updates (see keel.services.event_stream) -------------------------------------------------
+async def _live_updates(request: Request) -> LiveUpdates:
+    live: LiveUpdates = request.app.state.live_updates
+    return live
+
+
+LiveUpdatesDep = Annotated[LiveUpdates, Depends(_live_updates)]
+
+
+def _bearer_credential(request: Request, principal: Principal) -> StreamCredential:
+    if principal.token_id is None:
+        return StreamCredential(principal.user_id, session_id=principal.session_id)
+    presented = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return StreamCredential(principal.user_id, token_digest=token_hash(presented))
+
+
+async def _ticket_holder(request: Request, user: WritingUser) -> StreamCredential:
+    return _bearer_credential(request, user)
+
+
+async def _stream_caller(
+    request: Request,
+    user: OptionalUser,
+    live: LiveUpdatesDep,
+    database: DatabaseDep,
+    cache: CacheDep,
+    ticket: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=NO_NUL,
+            description="A ticket from POST /api/v1/events/ticket, for clients that cannot send headers.",
+        ),
+    ] = None,
+) -> StreamCredential:
+    if user is not None:
+        return _bearer_credential(request, user)
+    if ticket is None:
+        raise Unauthorized
+    credential = await live.tickets.redeem(ticket)
+    if not await event_stream.credential_is_live(credential, database=database, cache=cache):
+        raise SessionRevoked  # revoked in the seconds since the ticket was handed out
+    return credential
+
+
+# Who asks for a ticket (a bearer token; counted against their write limit) ...
+TicketHolder = Annotated[StreamCredential, Depends(_ticket_holder)]
+# ... and who opens a stream: a bearer token, or a ticket redeemed here.
+StreamCaller = Annotated[StreamCredential, Depends(_stream_caller)]
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

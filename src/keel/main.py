@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
 from starlette.responses import Response
-from starlette_compress import CompressMiddleware
+from starlette_compress import CompressMiddleware, remove_compress_type
 
 from keel import __version__
 from keel.core.config import Settings, get_settings
 from keel.core.db import Database
+from keel.core.events import Broker, InProcessBroker
+from keel.core.events_redis import RedisBroker
 from keel.core.logging import configure_logging, get_logger
 from keel.core.mail import transport_for
 from keel.core.oidc import OidcClient
@@ -30,21 +32,28 @@ from keel.http.metrics import Metrics
 from keel.http.problems import http_error, install_error_handlers, route_method_index
 from keel.http.request_context import RequestContextMiddleware
 from keel.http.security_headers import SecurityHeadersMiddleware
+from keel.http.web_assets import Assets, HashedStatic, conditional
 from keel.routes import (
     API_PREFIX,
     admin,
     auth,
     docs,
+    events,
     identities,
     lists,
     mfa,
     ops,
     passkeys,
+    post_preview,
     posts,
     todos,
     tokens,
     users,
 )
+from keel.routes import comments as comment_routes
+from keel.routes import tags as tag_routes
+from keel.services.event_stream import LiveUpdates
+from keel.services.event_tickets import MemoryTickets, RedisTickets, TicketStore
 from keel.tasks.inprocess import InProcessDispatcher
 
 if TYPE_CHECKING:
@@ -125,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatcher = InProcessDispatcher(database=database, settings=settings, transport=transport_for(settings))
             dispatcher.start()
         app.state.dispatcher = dispatcher
+        live_updates = _live_updates(settings, redis, app.state.metrics)
+        database.commit_hooks.append(live_updates.committed)
+        await live_updates.broker.start()
+        app.state.live_updates = live_updates
         log.info(
             "startup",
             environment=settings.environment,
@@ -136,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await live_updates.broker.stop()  # open streams end ("shutdown") before the server waits on them
             if isinstance(dispatcher, InProcessDispatcher):
                 await dispatcher.stop()
             await app.state.rate_limiter.aclose()
@@ -164,6 +178,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: security headers cover every answer, the request id and access line
     # cover CORS preflights too. A HEAD is a GET whose body is dropped after compression, so
     # its headers are the GET's; compression starts at 1 KB, below which it saves too little.
+    # Event streams go out uncompressed: each compressed one would hold its own zstd or brotli
+    # context open for as long as it lasts (about 2 MB a stream, bench/REPORT.md), to squeeze
+    # frames of a few hundred bytes that are flushed one by one anyway.
+    remove_compress_type("text/event-stream")
     app.add_middleware(CompressMiddleware, minimum_size=COMPRESS_FROM_BYTES)
     app.add_middleware(HeadAsGet)
     if settings.cors_origin_list:
@@ -184,7 +202,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # them share a path, so the order changes nothing but how soon the list and feed are found.
     routers = [
         *(todos.router, lists.router, posts.router, auth.router, mfa.router, passkeys.router, identities.router),
-        *(users.router, tokens.router, admin.router, ops.router),
+        *(comment_routes.router, post_preview.router, tag_routes.router, users.router, tokens.router),
+        *(events.router,),
+        *(admin.router, ops.router),
         docs.router_for(settings.docs_access),
     ]
     for router in routers:
@@ -197,10 +217,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         [*app.router.routes, *(route for router in routers for route in router.routes)]
     )
     # The order /docs shows the tags in: signing in first (the routers are matched in another).
-    tags = ["auth", "mfa", "passkeys", "users", "tokens", "todos", "lists", "posts", "admin", "operations"]
+    tags = [
+        *("auth", "mfa", "passkeys", "users", "tokens", "todos", "lists", "events", "posts", "comments"),
+        *("tags", "admin", "operations"),
+    ]
     api_routes = [route for router in routers for route in router.routes]
     app.openapi = lambda: openapi.build(app, tags, api_prefix=API_PREFIX, routes=api_routes)  # type: ignore[method-assign]
     return app
+
+
+def _live_updates(settings: Settings, redis: Redis | None, metrics: Metrics) -> LiveUpdates:
+    """The worker's live updates: across workers through Redis when it is configured, else in process."""
+    broker: Broker
+    tickets: TicketStore
+    if redis is not None:
+        broker = RedisBroker(
+            redis,
+            retention_seconds=settings.events_retention_seconds,
+            max_events=settings.events_max_log,
+            counters=metrics,
+        )
+        tickets = RedisTickets(redis)
+    else:
+        broker = InProcessBroker(
+            retention_seconds=settings.events_retention_seconds, max_events=settings.events_max_log, counters=metrics
+        )
+        tickets = MemoryTickets()
+    return LiveUpdates(broker=broker, tickets=tickets, settings=settings, counters=metrics)
 
 
 # Every path the web UI's router knows; each is answered with the same shell page, so a
@@ -220,6 +263,7 @@ WEB_PAGES = (
     "/posts/new",
     "/posts/{post_id}",
     "/posts/{post_id}/edit",
+    "/tags/{tag}",
     "/account",
     "/admin/users",
 )
@@ -233,6 +277,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -261,16 +307,41 @@ class _WebStatic(StaticFiles):
 
 
 def _mount_web(app: FastAPI) -> None:
-    app.mount("/static", _WebStatic(directory=WEB_DIR / "static"), name="static")
+    assets = Assets(WEB_DIR / "static", WEB_DIR / "index.html", WEB_DIR / "sw.js")
+    app.state.web_assets = assets
+    app.mount("/static", HashedStatic(assets=assets), name="static")
     for path in WEB_PAGES:
         app.add_api_route(path, _shell, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/sw.js", _service_worker, methods=["GET"], include_in_schema=False)
     # Starlette looks up a handler by status before one by exception class: this one sees every
     # unknown path (and any other HTTPException 404) first, and hands the API's back.
     app.add_exception_handler(404, _not_found)
 
 
-async def _shell() -> FileResponse:
-    return FileResponse(WEB_DIR / "index.html", headers=WEB_HEADERS)
+async def _shell(request: Request) -> Response:
+    """The shell, rendered at start with hashed URLs; revalidated on each visit by its ETag."""
+    return _shell_response(request)
+
+
+async def _service_worker(request: Request) -> Response:
+    """The service worker, from the root so its scope is the whole app; revalidated like the shell."""
+    assets: Assets = request.app.state.web_assets
+    return conditional(
+        request.headers.get("if-none-match"),
+        assets.service_worker,
+        assets.service_worker_etag,
+        WEB_HEADERS,
+        media_type="text/javascript",
+    )
+
+
+def _shell_response(request: Request, status_code: int = 200) -> Response:
+    assets: Assets = request.app.state.web_assets
+    if status_code != 200:
+        return Response(assets.shell, status_code=status_code, media_type="text/html", headers=WEB_HEADERS)
+    return conditional(
+        request.headers.get("if-none-match"), assets.shell, assets.shell_etag, WEB_HEADERS, media_type="text/html"
+    )
 
 
 # Paths that belong to programs, not people: an unknown one is a problem document whatever the
@@ -290,7 +361,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
         and not any(path == prefix or path.startswith(f"{prefix}/") for prefix in NOT_PAGES)
         and _prefers_html(request.headers.get("accept", ""))
     ):
-        return FileResponse(WEB_DIR / "index.html", status_code=404, headers=WEB_HEADERS)
+        return _shell_response(request, status_code=404)
     return await http_error(request, exc)
 
 

@@ -159,7 +159,9 @@ class TestValidationErrors:
         assert isinstance(errors, list)
         assert errors
         for error in errors:
-            assert set(error) == {"loc", "msg", "type"}
+            assert set(error) <= {"loc", "msg", "type", "ctx"}
+            # Only the schema's bounds, never what describes the input (its length, its text).
+            assert set(error.get("ctx", {})) <= {"min_length", "max_length", "ge", "gt", "le", "lt"}
             assert isinstance(error["loc"], list)
             assert isinstance(error["msg"], str)
             assert error["msg"]
@@ -169,6 +171,18 @@ class TestValidationErrors:
         if secret is not None:
             assert secret not in response.text
         assert "tidal-Marmot-quarry-42" not in response.text
+
+    async def test_errors_carry_the_bound_they_missed(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/api/v1/auth/register", json={"email": "ada@example.com", "username": "ad", "password": "x" * 130}
+        )
+
+        assert_problem(response, 422, "validation_error")
+        errors = {error["loc"][-1]: error for error in response.json()["errors"]}
+        assert errors["username"]["type"] == "string_too_short"
+        assert errors["username"]["ctx"] == {"min_length": 3}
+        assert errors["password"]["type"] == "string_too_long"
+        assert errors["password"]["ctx"] == {"max_length": 128}
 
     async def test_query_and_path_errors_name_their_location(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/api/v1/users/zero")
@@ -263,7 +277,8 @@ class TestUnexpectedErrors:
 
         @application.get("/test/boom", include_in_schema=False)
         async def boom() -> None:
-            raise RuntimeError("secret detail")
+            password = "local-7f3a-never-logged"  # a frame's locals stay out of the log
+            raise RuntimeError(f"secret detail ({len(password)})")
 
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -283,6 +298,7 @@ class TestUnexpectedErrors:
             assert "trace-7" in logged
             assert "Traceback" in logged
             assert "secret detail" in logged
+        assert "local-7f3a-never-logged" not in logged
 
     async def test_integrity_error_is_409_conflict(self, crashing_client: httpx.AsyncClient) -> None:
         response = await crashing_client.get("/test/integrity")
@@ -415,7 +431,12 @@ class TestOpenAPI:
         # `{}` among the requirements: a token is optional. The schema used to demand one here.
         anonymous = {(method, path) for method, path, op in self.operations(schema) if {} in op.get("security", [])}
 
-        assert anonymous == {("GET", "/api/v1/posts"), ("GET", "/api/v1/posts/{post_id}")}
+        assert anonymous == {
+            ("GET", "/api/v1/posts"),
+            ("GET", "/api/v1/posts/{post_id}"),
+            ("GET", "/api/v1/posts/{post_id}/comments"),
+            ("GET", "/api/v1/tags"),
+        }
 
     @pytest.mark.parametrize(
         ("method", "path", "statuses"),

@@ -191,6 +191,7 @@ class TestSettings:
             "refresh": "30/minute",
             "writes": "120/minute",
             "sign_in_start": "30/minute",
+            "password_check": "60/minute",
         }
 
     def test_reads_the_limits_notation(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ async def concrete_paths(app: FastAPI, client: httpx.AsyncClient) -> tuple[list[
     }
     paths = []
     for path, item in app.openapi()["paths"].items():
-        if "get" not in item:
+        if "get" not in item or path == "/api/v1/events":  # a stream never ends (tests/routes/test_events.py)
             continue
         names = re.findall(r"{(\w+)}", path)
         assert set(names) <= set(values), f"give this test a value for {names} in {path}"

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import keel.models  # noqa: F401 - registers the tables
-from keel.migrations import downgrade, upgrade
+from keel.migrations import downgrade, include_object, upgrade
 from tests.conftest import base_settings
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": include_object})
     return list(compare_metadata(context, SQLModel.metadata))
 
 
@@ -154,3 +154,101 @@ def test_a_migration_waits_for_one_already_running(postgres_url: str, tmp_path: 
     assert returncode == 0
     diff, _ = asyncio.run(_inspect(postgres_url))
     assert diff == []
+
+
+# The revision before the kept tag and post counts, and the rows a database had when it arrived.
+BEFORE_COUNTS = "2e8c4a6f1d97"
+_EXISTING_ROWS = [
+    """INSERT INTO "user" (id, email, username, hashed_password, role, is_active, is_verified, created_at, updated_at)
+       VALUES (1, 'a@example.com', 'a', 'x', 'user', true, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),
+              (2, 'b@example.com', 'b', 'x', 'user', true, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)""",
+    """INSERT INTO post (id, author_id, title, content, published, tags, created_at, updated_at)
+       VALUES (1, 1, 't', 'c', true, ',go,web,', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),
+              (2, 2, 't', 'c', true, ',go,', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),
+              (3, 2, 't', 'c', false, ',go,rust,', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),
+              (4, 1, 't', 'c', true, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)""",
+    """INSERT INTO post_tag (post_id, tag, published, votes_count)
+       VALUES (1, 'go', true, 0), (1, 'web', true, 0), (2, 'go', true, 0),
+              (3, 'go', false, 0), (3, 'rust', false, 0)""",
+]
+
+
+def test_the_kept_counts_start_from_the_posts_already_there(database_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    async def run(statements: list[str]) -> list[list[tuple[Any, ...]]]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                results = [await connection.execute(text(statement)) for statement in statements]
+                return [[tuple(row) for row in result] if result.returns_rows else [] for result in results]
+        finally:
+            await engine.dispose()
+
+    settings = base_settings(tmp_path, database_url=database_url)
+    downgrade(settings, "base")
+    upgrade(settings, BEFORE_COUNTS)
+    asyncio.run(run(_EXISTING_ROWS))
+    try:
+        upgrade(settings)
+        tags, counters = asyncio.run(
+            run(["SELECT name, published_posts FROM tag ORDER BY name", "SELECT name, value FROM counter"])
+        )
+        assert tags == [("go", 2), ("web", 1)]  # the draft's tags count nothing
+        assert counters == [("published_posts", 3)]
+
+        downgrade(settings, BEFORE_COUNTS)  # and back, with the rows still there
+        _, tables = asyncio.run(_inspect(database_url))
+        assert not {"tag", "counter"} & tables
+    finally:
+        downgrade(settings, "base")
+        upgrade(settings)  # leave the shared test database empty and at head for the tests after this one
+
+
+def test_without_pg_trgm_the_migration_goes_on_without_the_search_index(postgres_url: str, tmp_path: Path) -> None:
+    """A server that refuses CREATE EXTENSION (no privilege) still migrates; q= then works unindexed."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    async def run(*statements: str) -> list[Any]:
+        engine = create_async_engine(postgres_url)
+        try:
+            async with engine.begin() as connection:
+                results = [await connection.execute(text(statement)) for statement in statements]
+                return [result.scalar() if result.returns_rows else None for result in results]
+        finally:
+            await engine.dispose()
+
+    settings = base_settings(tmp_path, database_url=postgres_url)
+    downgrade(settings, BEFORE_COUNTS)
+    # Stand in for a role without the privilege: this database refuses every CREATE EXTENSION.
+    asyncio.run(
+        run(
+            "DROP EXTENSION IF EXISTS pg_trgm",
+            """CREATE FUNCTION refuse_extensions() RETURNS event_trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'permission denied to create extension' USING ERRCODE = '42501'; END $$""",
+            "CREATE EVENT TRIGGER refuse_extensions ON ddl_command_start WHEN TAG IN ('CREATE EXTENSION')"
+            " EXECUTE FUNCTION refuse_extensions()",
+        )
+    )
+    try:
+        with capture_logs() as logs:
+            upgrade(settings)
+        search_index, extension = asyncio.run(
+            run(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_todo_search'",
+                "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'",
+            )
+        )
+        assert (search_index, extension) == (0, 0)
+        assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["todo_search_index_skipped"]
+        diff, tables = asyncio.run(_inspect(postgres_url))
+        assert diff == []
+        assert {"tag", "counter"} <= tables
+    finally:
+        asyncio.run(
+            run("DROP EVENT TRIGGER IF EXISTS refuse_extensions", "DROP FUNCTION IF EXISTS refuse_extensions()")
+        )
+        downgrade(settings, BEFORE_COUNTS)
+        upgrade(settings)  # with the extension and its index, as the other tests expect

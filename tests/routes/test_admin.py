@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 
 from keel.core.db import Database
 from keel.core.security import decode_access_token
-from keel.models import Role, User
+from keel.models import PersonalAccessToken, Role, User, UserSession, utcnow
 from keel.services import session as session_service
-from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in
+from tests.factories import Account, Tokens, assert_problem, create_user, login, signed_in, utc_timestamp
 
 USERS = "/api/v1/admin/users"
 ME = "/api/v1/users/me"
 USER_READ_FIELDS = {"id", "email", "username", "full_name", "role", "is_active", "is_verified", "created_at"}
+# What the admin endpoints answer: a UserRead and when the account last used Keel.
+ADMIN_USER_READ_FIELDS = USER_READ_FIELDS | {"last_seen_at"}
 
 
 def admin_user_url(user_id: int | str) -> str:
@@ -116,11 +119,60 @@ class TestListUsers:
         assert body["limit"] == 20
         assert body["offset"] == 0
         assert [item["id"] for item in body["items"]] == [admin.id, other.id]
-        assert all(set(item) == USER_READ_FIELDS for item in body["items"])
+        assert all(set(item) == ADMIN_USER_READ_FIELDS for item in body["items"])
         listed_other = body["items"][1]
         assert listed_other["email"] == other.email
         assert listed_other["role"] == "user"
         assert listed_other["is_verified"] is False
+
+    async def test_last_seen_is_the_latest_use_of_a_session_or_a_token(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        _, tokens = await signed_in_admin(app, client)
+        never = await create_user(app)
+        sailor = await create_user(app)
+        hours_ago = utcnow() - timedelta(hours=3)
+        minutes_ago = utcnow() - timedelta(minutes=5)
+        database: Database = app.state.database
+        async with database.session() as session:
+            session.add(UserSession(id="a" * 32, user_id=sailor.id, last_used_at=hours_ago, expires_at=utcnow()))
+            session.add(
+                PersonalAccessToken(
+                    user_id=sailor.id, name="cli", token_hash="b" * 64, scopes="todos:read", last_used_at=minutes_ago
+                )
+            )
+            # A token made and never used says nothing about when its owner was last here.
+            session.add(PersonalAccessToken(user_id=never.id, name="unused", token_hash="c" * 64, scopes="todos:read"))
+            await session.commit()
+
+        items = {item["id"]: item for item in (await list_users(client, tokens))["items"]}
+
+        assert items[never.id]["last_seen_at"] is None
+        # The token, used after the session: minutes ago, not hours.
+        assert abs(utc_timestamp(items[sailor.id]["last_seen_at"]) - minutes_ago) < timedelta(seconds=1)
+        # The session, used later than the token, wins.
+        async with database.session() as session:
+            await session.exec(
+                update(UserSession).where(col(UserSession.user_id) == sailor.id).values(last_used_at=utcnow())
+            )
+            await session.commit()
+        changed = await client.patch(admin_user_url(sailor.id), json={"is_verified": True}, headers=tokens.headers)
+        assert changed.status_code == 200, changed.text
+        assert utc_timestamp(changed.json()["last_seen_at"]) > minutes_ago
+
+    async def test_a_sign_in_and_a_refresh_count_as_seen(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        _, tokens = await signed_in_admin(app, client)
+        sailor = await create_user(app)
+        before = utcnow()
+        mine = await login(client, sailor)
+
+        first = await list_users(client, tokens, q=sailor.email)
+        seen = utc_timestamp(first["items"][0]["last_seen_at"])
+        assert seen >= before - timedelta(seconds=1)
+        refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": mine.refresh})
+        assert refreshed.status_code == 200, refreshed.text
+        second = await list_users(client, tokens, q=sailor.email)
+        assert utc_timestamp(second["items"][0]["last_seen_at"]) >= seen
 
     async def test_pages_with_limit_and_offset(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         admin, tokens = await signed_in_admin(app, client)
@@ -248,7 +300,7 @@ class TestUpdateUser:
 
         assert response.status_code == 200, response.text
         body = response.json()
-        assert set(body) == USER_READ_FIELDS
+        assert set(body) == ADMIN_USER_READ_FIELDS
         assert body["id"] == target.id
         assert body["role"] == "admin"
         assert_refused(await client.get(ME, headers=old.headers))
@@ -296,7 +348,7 @@ class TestUpdateUser:
         assert response.json()["is_active"] is False
         assert_refused(await client.get(ME, headers=old.headers))
         refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": old.refresh})
-        assert_problem(refresh, 401, "invalid_refresh_token")
+        assert_problem(refresh, 403, "inactive_user")  # the holder of the session learns why it ended
         relogin = await client.post("/api/v1/auth/login", data={"username": target.email, "password": target.password})
         assert_problem(relogin, 403, "inactive_user")
         listed = await list_users(client, admin_tokens, is_active="false")

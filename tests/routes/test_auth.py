@@ -476,6 +476,23 @@ class TestLogin:
         assert sessions[session_id_of(phone.access)]["user_agent"] == "Phone-App/2.0"
         assert {item["ip"] for item in sessions.values()} == {CLIENT_IP}
 
+    async def test_a_session_names_its_device_as_the_activity_log_does(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        firefox_mac = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:133.0) Gecko/20100101 Firefox/133.0"
+        account = await create_user(app)
+        tokens = await login(client, account, user_agent=firefox_mac)
+        await login(client, account, user_agent="curl/8.5.0")
+
+        sessions = (await client.get(f"{AUTH}/sessions", headers=tokens.headers)).json()
+        activity = (await client.get("/api/v1/users/me/activity", headers=tokens.headers)).json()
+
+        assert sorted(item["device"] for item in sessions) == ["Firefox on macOS", "curl"]
+        assert {item["user_agent"] for item in activity["items"] if item["type"] == "sign_in"} == {
+            "Firefox on macOS",
+            "curl",
+        }
+
     async def test_legacy_bcrypt_hash_logs_in_and_is_replaced_by_argon2id(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:
@@ -651,7 +668,12 @@ class TestRefresh:
     async def test_deactivated_user_cannot_refresh(self, app: FastAPI, transport: Transport) -> None:
         account, tokens = await transport.signed_in(app)
         await set_active(app, account.id, active=False)
-        await transport.refused(tokens.refresh)
+
+        response = await transport.refresh_response(tokens.refresh)
+
+        assert_problem(response, 403, "inactive_user")
+        transport.assert_dropped(response, presented=True)
+        await transport.refused(tokens.refresh)  # used up: a second try is the usual 401
 
     async def test_a_session_ended_elsewhere_cannot_refresh(self, app: FastAPI, transport: Transport) -> None:
         account, tokens = await transport.signed_in(app)
@@ -870,6 +892,49 @@ class TestSessions:
 
 
 # --- password change -------------------------------------------------------------------------
+class TestPasswordCheck:
+    """The forms' strength hint asks the server, so it can never disagree with what a save accepts."""
+
+    @pytest.mark.parametrize(
+        "password",
+        ["short", "password123", "ada_lovelace1", "ada_lovelace", "qwertyuiop1", "a sturdy keel holds 42 knots"],
+    )
+    async def test_it_accepts_exactly_what_sign_up_accepts(self, client: httpx.AsyncClient, password: str) -> None:
+        person = {"email": "ada@example.com", "username": "ada_lovelace"}
+
+        checked = await client.post(f"{AUTH}/password-check", json={**person, "password": password})
+        registered = await client.post(f"{AUTH}/register", json={**person, "password": password})
+
+        assert checked.status_code == 200
+        verdict = checked.json()
+        assert verdict["acceptable"] is (registered.status_code == 202), registered.text
+        assert 0 <= verdict["score"] <= 4
+        refused = registered.status_code == 422
+        refusals = [e for e in errors_of(registered.json()) if e["loc"] == ["body", "password"]] if refused else []
+        if refusals and refusals[0]["type"] == "value_error":
+            assert refusals[0]["msg"].removeprefix("Value error, ") == verdict["message"]
+
+    async def test_a_password_built_from_the_username_is_refused_for_that_account_only(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        mine = await client.post(f"{AUTH}/password-check", json={"password": "zephyrquill7", "username": "zephyrquill"})
+        anyone = await client.post(f"{AUTH}/password-check", json={"password": "zephyrquill7"})
+
+        assert mine.json()["acceptable"] is False
+        assert "built from your email or username" in mine.json()["message"]
+        assert anyone.json()["acceptable"] is True
+
+    @pytest.mark.parametrize(
+        "body", [{"password": ""}, {"password": "x" * 129}, {"password": "quiet-harbour", "email": "e" * 255}]
+    )
+    async def test_its_input_is_bounded_and_never_echoed(self, client: httpx.AsyncClient, body: dict[str, str]) -> None:
+        response = await client.post(f"{AUTH}/password-check", json=body)
+
+        assert_problem(response, 422, "validation_error")
+        if body["password"]:
+            assert body["password"] not in response.text
+
+
 class TestPasswordChange:
     async def change(
         self, client: httpx.AsyncClient, tokens: Tokens, current_password: str, new_password: str

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from keel.http.web_assets import HASHED_NAME, Assets
 from keel.main import CONTENT_SECURITY_POLICY, WEB_DIR, WEB_PAGES
 from tests.factories import assert_problem
 
@@ -15,10 +17,11 @@ from tests.factories import assert_problem
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 SCRIPTS = sorted((WEB_DIR / "static").rglob("*.js"))
 HTML = sorted(WEB_DIR.rglob("*.html"))
+ENTRY_SCRIPT = re.compile(r'<script type="module" src="/static/js/app\.[0-9a-f]{12}\.js"></script>')
 
 
 def concrete(path: str) -> str:
-    return path.replace("{post_id}", "42")
+    return path.replace("{post_id}", "42").replace("{tag}", "sailing")
 
 
 class TestShell:
@@ -28,11 +31,18 @@ class TestShell:
 
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
-        assert '<script type="module" src="/static/js/app.js"></script>' in response.text
+        assert ENTRY_SCRIPT.search(response.text)
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"
+
+    async def test_the_shell_describes_the_app_for_search_results(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/")
+
+        description = re.search(r'<meta name="description" content="([^"]+)">', response.text)
+        assert description is not None
+        assert "todo" in description.group(1)
 
     async def test_an_email_link_with_its_token_opens_the_shell(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/verify-email", params={"token": "abc.def"})
@@ -56,7 +66,7 @@ class TestShell:
         app_js = (WEB_DIR / "static" / "js" / "app.js").read_text()
         client_routes = set(re.findall(r'^route\("([^"]+)"', app_js, flags=re.MULTILINE))
 
-        assert client_routes == {path.replace("{post_id}", ":id") for path in WEB_PAGES}
+        assert client_routes == {path.replace("{post_id}", ":id").replace("{tag}", ":tag") for path in WEB_PAGES}
 
 
 class TestUnknownPaths:
@@ -71,7 +81,7 @@ class TestUnknownPaths:
 
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("text/html")
-        assert '<script type="module" src="/static/js/app.js"></script>' in response.text
+        assert ENTRY_SCRIPT.search(response.text)
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-cache"
@@ -182,11 +192,115 @@ class TestSourceRules:
     def test_scripts_never_use_web_storage_for_tokens_or_html_sinks(self, path: Path) -> None:
         source = path.read_text()
 
-        assert "sessionStorage" not in source
+        # Only the live client keeps something for the tab: where its stream was (an event id,
+        # no secret), so a reload resumes there.
+        tab_keys = set(re.findall(r"sessionStorage\.(?:get|set|remove)Item\(([^,)]+)", source))
+        assert tab_keys <= ({"LAST_ID_KEY"} if path.name == "live.js" else set()), tab_keys
         # Web storage is written in one helper, and only with the two flags (no token).
         for call in re.findall(r"localStorage\.setItem\(([^,]+),", source):
             assert call.strip() == "key", call
         for call in re.findall(r"storage\.set\(([^,]+),", source):
-            assert call.strip() in {"SIGNED_IN_HINT", "REFRESH_LEASE"}, call
+            assert call.strip() in {"SIGNED_IN_HINT", "REFRESH_LEASE", "SIGNED_OUT_REASON"}, call
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in source, sink
+
+
+class TestHashedAssets:
+    """The shell names every file by its content, so browsers keep them for good and never mix versions."""
+
+    async def test_the_shell_refers_only_to_hashed_urls_and_they_are_immutable(self, client: httpx.AsyncClient) -> None:
+        shell = await client.get("/")
+        urls = re.findall(r'(?:src|href)="(/static/[^"]+)"', shell.text)
+
+        assert len(urls) > 10
+        for url in urls:
+            assert HASHED_NAME.search(url), url
+            response = await client.get(url)
+            assert response.status_code == 200, url
+            assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert response.headers["x-content-type-options"] == "nosniff"
+
+    async def test_the_shell_is_revalidated_by_its_etag(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/todos")
+        again = await client.get("/todos", headers={"If-None-Match": first.headers["etag"]})
+
+        assert first.headers["cache-control"] == "no-cache"
+        assert again.status_code == 304
+        assert again.content == b""
+        assert again.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+    async def test_a_hashed_module_imports_hashed_modules(self, client: httpx.AsyncClient) -> None:
+        shell = await client.get("/")
+        entry = re.search(r'src="(/static/js/app\.[0-9a-f]{12}\.js)"', shell.text)
+        assert entry is not None
+        source = (await client.get(entry.group(1))).text
+
+        specifiers = re.findall(r'from "([^"]+)"', source)
+        assert specifiers
+        assert all(HASHED_NAME.search(s) and s.startswith("/static/js/") for s in specifiers), specifiers
+
+    async def test_an_unknown_hash_is_a_404_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/static/js/app.0123456789ab.js"), 404, "not_found")
+
+    def test_a_changed_file_changes_its_url_and_its_importers_urls(self, tmp_path: Path) -> None:
+        root = tmp_path / "static"
+        shutil.copytree(WEB_DIR / "static", root)
+        before = Assets(root, WEB_DIR / "index.html")
+        dom = root / "js" / "dom.js"
+        dom.write_text(dom.read_text() + "\n// changed\n")
+        after = Assets(root, WEB_DIR / "index.html")
+
+        assert before.url("js/dom.js") != after.url("js/dom.js")
+        assert before.url("js/app.js") != after.url("js/app.js")  # app.js imports dom.js
+        assert before.url("keel.css") == after.url("keel.css")
+        assert before.url("js/router.js") == after.url("js/router.js")  # imports nothing that changed
+
+    async def test_every_module_of_the_graph_is_preloaded(self, client: httpx.AsyncClient) -> None:
+        shell = (await client.get("/")).text
+        preloaded = {_unhashed(url) for url in re.findall(r'<link rel="modulepreload" href="([^"]+)">', shell)}
+
+        # Walk the imports of the files on disk, independently of the server's own walk.
+        reached: set[Path] = set()
+        pending = [WEB_DIR / "static" / "js" / "app.js"]
+        while pending:
+            module = pending.pop().resolve()
+            if module in reached:
+                continue
+            reached.add(module)
+            source = module.read_text()
+            assert "import(" not in source, f"{module.name}: a dynamic import the graph cannot see"
+            pending.extend(module.parent / spec for spec in re.findall(r'(?:from|import)\s*"(\.\.?/[^"]+)"', source))
+        expected = {f"/static/{p.relative_to((WEB_DIR / 'static').resolve()).as_posix()}" for p in reached}
+
+        assert preloaded == expected - {"/static/js/app.js"}
+
+    @pytest.mark.parametrize("suffix", ["js/app.js", "keel.css"])
+    async def test_scripts_and_styles_are_compressed(self, client: httpx.AsyncClient, suffix: str) -> None:
+        shell = (await client.get("/")).text
+        url = next(u for u in re.findall(r'(?:src|href)="(/static/[^"]+)"', shell) if _unhashed(u).endswith(suffix))
+
+        response = await client.get(url, headers={"Accept-Encoding": "gzip"})
+
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+def _unhashed(url: str) -> str:
+    return re.sub(r"\.[0-9a-f]{12}(\.\w+)$", r"\1", url)
+
+
+class TestServiceWorker:
+    async def test_it_is_served_from_the_root_with_the_hashed_shell(self, client: httpx.AsyncClient) -> None:
+        worker = await client.get("/sw.js")
+        again = await client.get("/sw.js", headers={"If-None-Match": worker.headers["etag"]})
+        shell = (await client.get("/")).text
+
+        assert worker.status_code == 200
+        assert worker.headers["content-type"].startswith("text/javascript")
+        assert worker.headers["cache-control"] == "no-cache"
+        assert again.status_code == 304
+        assert 'const VERSION = "dev"' not in worker.text
+        listed = set(re.findall(r'"(/static/[^"]+)"', worker.text))
+        for url in re.findall(r'(?:src|href)="(/static/[^"]+)"', shell):
+            assert url in listed, url
+        assert "/api/v1/auth" not in worker.text

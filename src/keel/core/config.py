@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     outbox_relay_interval_seconds: float = Field(default=15.0, gt=0)
     outbox_claim_lease_seconds: int = Field(default=300, ge=1)
     email_throttle_per_hour: int = Field(default=3, ge=1)
+    # Invitations to shared lists mailed to one address in an hour (their own budget). Past it the
+    # membership is still made and shows in the app; only the mail is left out.
+    invitation_emails_per_hour: int = Field(default=5, ge=1)
     # The security activity log (and the devices an account signed in from) keeps this many days;
     # the prune job (`keel prune`, and the scheduled one) removes older rows, and expired sessions,
     # spent refresh tokens and sent outbox rows as old.
@@ -149,6 +152,14 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=50, ge=1)
     redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # Live updates (GET /api/v1/events): how long and how many events a reconnect can catch up on
+    # (at least 5 minutes, the API's promise), the heartbeat, and the bounds of one worker's streams.
+    events_retention_seconds: int = Field(default=600, ge=300, le=24 * 3600)
+    events_max_log: int = Field(default=10_000, ge=100, le=1_000_000)
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    events_max_streams_per_user: int = Field(default=5, ge=1, le=1000)
+    events_max_streams: int = Field(default=1000, ge=1, le=100_000)
+    events_queue_size: int = Field(default=256, ge=8, le=100_000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # The request line and headers together; a larger head gets 431 before the app sees it.
     max_header_bytes: int = Field(default=16 * 1024, ge=4096, le=1024 * 1024)
@@ -163,6 +174,8 @@ class Settings(BaseSettings):
     rate_limit_register: str = "5/hour"
     rate_limit_verify_email: str = "10/hour"
     rate_limit_password_reset: str = "10/hour"
+    # Per client IP, over the password strength checks a form asks for as someone types.
+    rate_limit_password_check: str = "60/minute"
     rate_limit_refresh: str = "30/minute"  # per session
     rate_limit_writes: str = "120/minute"  # per user, over the write endpoints
     # Per client IP, over what starts a sign-in without a secret: a provider's authorize redirect,
@@ -241,6 +254,7 @@ class Settings(BaseSettings):
         "rate_limit_register",
         "rate_limit_verify_email",
         "rate_limit_password_reset",
+        "rate_limit_password_check",
         "rate_limit_refresh",
         "rate_limit_writes",
         "rate_limit_sign_in_start",

@@ -115,6 +115,14 @@ class InvalidRefreshToken(Unauthorized):
     default_detail = "The refresh token is invalid, expired or already used."
 
 
+class InvalidTicket(Unauthorized):
+    """An event stream ticket that is unknown, expired or already used (each opens one stream)."""
+
+    code = "invalid_ticket"
+    title = "Invalid ticket"
+    default_detail = "This ticket is unknown, expired or already used; ask for a new one."
+
+
 class InvalidMfaToken(Unauthorized):
     code = "invalid_mfa_token"
     title = "Invalid sign-in token"
@@ -139,6 +147,12 @@ class NotAuthor(Forbidden):
     code = "not_author"
     title = "Not the author"
     default_detail = "Only the author can change this post."
+
+
+class OwnPost(Forbidden):
+    code = "own_post"
+    title = "Your own post"
+    default_detail = "An author cannot vote for their own post."
 
 
 class InactiveUser(Forbidden):
@@ -245,6 +259,11 @@ class MemberNotFound(NotFound):
 class PostNotFound(NotFound):
     code = "post_not_found"
     default_detail = "No such post."
+
+
+class CommentNotFound(NotFound):
+    code = "comment_not_found"
+    default_detail = "No such comment."
 
 
 class SessionNotFound(NotFound):
@@ -375,6 +394,15 @@ class InvalidInput(KeelError):
         return {"errors": self.errors}
 
 
+class InvalidParent(InvalidInput):
+    """A reply's `parent_id` is not a comment that can be replied to: one level of replies only."""
+
+    code = "invalid_parent"
+
+    def __init__(self, msg: str = "Reply to a top-level comment of the same post.") -> None:
+        super().__init__(loc=["body", "parent_id"], msg=msg, type_="invalid_parent")
+
+
 # --- 429 -------------------------------------------------------------------------------------
 class RateLimited(KeelError):
     """Too many requests; the body never depends on who was asked about (it names no account)."""
@@ -386,6 +414,14 @@ class RateLimited(KeelError):
 
     def __init__(self, *, retry_after: int) -> None:
         super().__init__(headers={"Retry-After": str(max(retry_after, 1))})
+
+
+class TooManyStreams(RateLimited):
+    """The caller already has as many live update streams open on this worker as one may."""
+
+    code = "too_many_streams"
+    title = "Too many streams"
+    default_detail = "Too many event streams are open for this account; close one and try again."
 
 
 class IdempotencyKeyReused(KeelError):
@@ -422,6 +458,13 @@ class ServiceUnavailable(KeelError):
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class StreamsFull(ServiceUnavailable):
+    """This worker holds as many live update streams as it may; another worker (or later) will do."""
+
+    code = "streams_unavailable"
+    default_detail = "This server holds as many event streams as it can; try again shortly."
 
 
 class ProviderUnavailable(ServiceUnavailable):

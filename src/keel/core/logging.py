@@ -67,7 +67,12 @@ def configure_logging(settings: Settings) -> None:
     renderer: Processor = (
         structlog.processors.JSONRenderer(serializer=_json_line)
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Tracebacks as Python prints them. structlog's default with rich installed (typer brings
+        # it) shows every frame's local variables: a password or token in a frame would be written
+        # to the log, and rendering them took 16 s of CPU for one 500, holding the event loop.
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

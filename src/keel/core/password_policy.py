@@ -14,6 +14,7 @@ keyboards (a precomposed "é", or "e" and a combining accent) is the same passwo
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -56,31 +57,59 @@ def check_form(password: str) -> str:
     return password
 
 
-def check_password(password: str, *, personal: tuple[str | None, ...] = ()) -> str:
-    """Return the password in NFC if acceptable, else raise ``ValueError`` saying why.
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the policy says of a password: whether it is accepted, zxcvbn's score 0-4, and why."""
+
+    acceptable: bool
+    score: int
+    message: str
+
+
+ACCEPTED = "Hard to guess: this password is accepted."
+
+
+def assess(password: str, *, personal: tuple[str | None, ...] = ()) -> Verdict:
+    """The policy's verdict on ``password``; ``check_password`` refuses exactly what this does not accept.
 
     ``personal``: the account's email, its local part and the username, which the password must
     neither equal nor be built from.
     """
-    password = check_form(password)
+    try:
+        password = check_form(password)
+    except ValueError as exc:
+        return Verdict(acceptable=False, score=0, message=str(exc))
     lowered = password.lower()
     known = [value for value in personal if value]
     if any(lowered == value.lower() for value in known):
-        raise ValueError("Password must not be the same as your email or username.")
-    _check_strength(password, known)
-    return password
+        return Verdict(acceptable=False, score=0, message="Password must not be the same as your email or username.")
+    return _rate(password, known)
 
 
-def _check_strength(password: str, personal: list[str]) -> None:
+def personal_of(email: str | None, username: str | None) -> tuple[str | None, ...]:
+    """What a password must not be built from: the email, its local part and the username."""
+    return (email, email.split("@")[0] if email else None, username)
+
+
+def check_password(password: str, *, personal: tuple[str | None, ...] = ()) -> str:
+    """Return the password in NFC if acceptable, else raise ``ValueError`` saying why."""
+    verdict = assess(password, personal=personal)
+    if not verdict.acceptable:
+        raise ValueError(verdict.message)
+    return normalize(password)
+
+
+def _rate(password: str, personal: list[str]) -> Verdict:
     from zxcvbn import zxcvbn
 
     rated = password[:RATED_CHARS]
     result: dict[str, Any] = zxcvbn(rated, user_inputs=personal, max_length=RATED_CHARS)
+    score = int(result["score"])
     if result["guesses"] >= MIN_GUESSES:
-        return
+        return Verdict(acceptable=True, score=score, message=ACCEPTED)
     feedback = result["feedback"]
     reasons = [feedback["warning"]] if feedback["warning"] else []
     if any(match.get("dictionary_name") == "user_inputs" for match in result["sequence"]):
         reasons.append("It is built from your email or username.")
     reasons.extend(feedback["suggestions"])
-    raise ValueError(" ".join(["This password is too easy to guess.", *reasons]))
+    return Verdict(acceptable=False, score=score, message=" ".join(["This password is too easy to guess.", *reasons]))

@@ -57,7 +57,17 @@ from keel.core.window_script import WINDOW_SCRIPT
 
 log = get_logger("keel.ratelimit")
 
-Rule = Literal["login", "login_ip", "register", "verify_email", "password_reset", "refresh", "writes", "sign_in_start"]
+Rule = Literal[
+    "login",
+    "login_ip",
+    "register",
+    "verify_email",
+    "password_reset",
+    "password_check",
+    "refresh",
+    "writes",
+    "sign_in_start",
+]
 RULES: tuple[Rule, ...] = get_args(Rule)
 # Counted in Redis by WINDOW_SCRIPT: the session check counts a write in its own round trip, a
 # sign-in is counted against both of its rules in one, and a refresh's count brings its RateLimit

@@ -29,4 +29,5 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        # Marked, for a route whose GET never ends (the event stream) to answer its headers alone.
+        await self.app({**scope, "method": "GET", "keel.head": True}, receive, send_without_body)

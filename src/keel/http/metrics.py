@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -66,6 +66,30 @@ class Metrics:
             ["event"],
             registry=self.registry,
         )
+        # Live updates (keel.services.event_stream): a worker's own streams, and what passed through it.
+        self.event_streams = Gauge(
+            "keel_event_streams_open",
+            "Live update streams open, per worker.",
+            registry=self.registry,
+            multiprocess_mode="all",
+        )
+        self.events_published = Counter(
+            "keel_events_published", "Live update events published by this worker.", registry=self.registry
+        )
+        self.events_delivered = Counter(
+            "keel_events_delivered", "Live update events written to streams.", registry=self.registry
+        )
+        self.event_streams_ended = Counter(
+            "keel_event_streams_dropped",
+            "Live update streams the server ended, by reason (revoked, overflow, shutdown).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.event_publish_failures = Counter(
+            "keel_event_publish_failures",
+            "Live update events or notices that could not be published (Redis unreachable, backlog full).",
+            registry=self.registry,
+        )
         self._endpoint_templates: dict[Any, str] = {}
         self._indexed_routes = -1
         for event in SecurityEvent:  # every series exists from the start, so rate() sees the first one
@@ -94,6 +118,25 @@ class Metrics:
 
     def count_auth_event(self, event: SecurityEvent) -> None:
         self.auth_events.labels(event.value).inc()
+
+    # What a broker counts (keel.core.events.EventCounters).
+    def published(self) -> None:
+        self.events_published.inc()
+
+    def publish_failed(self) -> None:
+        self.event_publish_failures.inc()
+
+    def delivered(self, count: int) -> None:
+        self.events_delivered.inc(count)
+
+    def stream_opened(self) -> None:
+        self.event_streams.inc()
+
+    def stream_closed(self) -> None:
+        self.event_streams.dec()
+
+    def stream_ended(self, reason: str) -> None:
+        self.event_streams_ended.labels(reason).inc()
 
     def exposition(self, *, outbox_depth: Mapping[str, int] | None) -> bytes:
         """The text format; the outbox gauge is left out when its numbers could not be read."""

@@ -39,6 +39,7 @@ OPERATION_IDS = {
     "change_password": "auth_password_change",
     "request_verification": "auth_verify_email_request",
     "confirm_verification": "auth_verify_email_confirm",
+    "check_password": "auth_password_check",
     "request_password_reset": "auth_password_reset_request",
     "confirm_password_reset": "auth_password_reset_confirm",
     "request_email_code": "auth_email_code_request",
@@ -96,6 +97,9 @@ OPERATION_IDS = {
     "add_member": "lists_members_add",
     "update_member": "lists_members_update",
     "remove_member": "lists_members_remove",
+    # live updates
+    "stream_events": "events_stream",
+    "create_event_ticket": "events_create_ticket",
     # posts
     "create_post": "posts_create",
     "list_feed": "posts_list",
@@ -105,6 +109,12 @@ OPERATION_IDS = {
     "delete_post": "posts_delete",
     "vote": "posts_vote",
     "unvote": "posts_unvote",
+    "preview_post": "posts_preview",
+    "list_tags": "tags_list",
+    "list_comments": "comments_list",
+    "create_comment": "comments_create",
+    "update_comment": "comments_update",
+    "delete_comment": "comments_delete",
     # admin
     "list_users": "admin_users_list",
     "update_user": "admin_users_update",

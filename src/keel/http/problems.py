@@ -177,16 +177,31 @@ def _default_detail(status: int, request: Request) -> str:
     return HTTPStatus(status).description or HTTPStatus(status).phrase
 
 
+# The bounds a schema sets (a client words its own message from them: "needs at least 3
+# characters"). Never the rest of pydantic's ctx: `actual_length`, `error` or `reason` describe
+# the input, and the input may be a password.
+_SCHEMA_BOUNDS = ("min_length", "max_length", "ge", "gt", "le", "lt")
+
+
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
-    # Only loc/msg/type: pydantic's `input` and `ctx` may echo a password or other secrets.
+    # Only loc/msg/type and the schema's bounds: pydantic's `input` may echo a password or other secrets.
     # FastAPI validates input once for every dependency that reads it (a rate limit that reads the
     # route's body or form, say), so the same mistake can be reported more than once: list it once.
     cleaned: dict[tuple[str, str, str], dict[str, Any]] = {}
     for err in errors:
         loc = [part if isinstance(part, int) else str(part) for part in err.get("loc", ())]
         msg, type_ = str(err.get("msg", "")), str(err.get("type", ""))
-        cleaned.setdefault((repr(loc), msg, type_), {"loc": loc, "msg": msg, "type": type_})
+        issue: dict[str, Any] = {"loc": loc, "msg": msg, "type": type_}
+        given = err.get("ctx") or {}
+        bounds = {key: given[key] for key in _SCHEMA_BOUNDS if _is_number(given.get(key))}
+        if bounds:
+            issue["ctx"] = bounds
+        cleaned.setdefault((repr(loc), msg, type_), issue)
     return list(cleaned.values())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

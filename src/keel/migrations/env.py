@@ -12,7 +12,7 @@ from sqlmodel import SQLModel
 import keel.models  # noqa: F401 - registers every table on the metadata
 from keel.core.config import Settings, get_settings
 from keel.core.db import create_engine
-from keel.migrations import MIGRATION_LOCK_KEY
+from keel.migrations import MIGRATION_LOCK_KEY, include_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -31,6 +31,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         # SQLite cannot ALTER most things in place; batch mode recreates the table instead.
         render_as_batch=True,
         compare_type=True,
+        include_object=include_object,
         literal_binds=connection is None,
     )
 

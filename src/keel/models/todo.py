@@ -59,13 +59,31 @@ class LabelSet(TypeDecorator[list[str]]):
         return [label for label in str(value or "").split(LABEL_SEPARATOR) if label]
 
 
+_INBOX: dict[str, Any] = {
+    "postgresql_where": sa.text("list_id IS NULL"),
+    "sqlite_where": sa.text("list_id IS NULL"),
+}
+
+
 class Todo(SQLModel, table=True):
     __tablename__ = "todo"
     __table_args__ = (
-        # Each serves one sort order of a user's list; the id breaks ties so pages are stable.
-        sa.Index("ix_todo_owner_id_created_at", "owner_id", "created_at", "id"),
-        sa.Index("ix_todo_owner_id_due_date", "owner_id", "due_date", "id"),
-        sa.Index("ix_todo_owner_id_priority", "owner_id", "priority", "id"),
+        # Each serves one sort order of a user's inbox; the id breaks ties so pages are stable. They
+        # hold only inbox todos (`list_id IS NULL`, which every inbox query says), so the inbox's
+        # count reads the owner's entries alone and no row: the newest-first one carries what the
+        # `completed=` and `label=` filters read (PostgreSQL only; SQLite has no INCLUDE).
+        sa.Index(
+            "ix_todo_inbox_created_at",
+            "owner_id",
+            "created_at",
+            "id",
+            postgresql_include=["completed", "labels"],
+            **_INBOX,
+        ),
+        sa.Index("ix_todo_inbox_due_date", "owner_id", "due_date", "id", **_INBOX),
+        sa.Index("ix_todo_inbox_priority", "owner_id", "priority", "id", **_INBOX),
+        # Every todo of an owner, wherever it is: for deleting an account (its ON DELETE CASCADE).
+        sa.Index("ix_todo_owner_id", "owner_id"),
         # A shared list's page, newest first (its other sorts are small enough to sort).
         sa.Index("ix_todo_list_id_created_at", "list_id", "created_at", "id"),
         {"sqlite_autoincrement": True},

@@ -20,7 +20,7 @@ from keel.models import Role
 from keel.routes import API_PREFIX
 from keel.schemas.activity import ActivityRead
 from keel.schemas.common import NO_NUL, Page, problem_responses
-from keel.schemas.user import AdminUserUpdate, UserRead
+from keel.schemas.user import AdminUserRead, AdminUserUpdate
 from keel.services import activity as activity_service
 from keel.services import mfa as mfa_service
 from keel.services import user as user_service
@@ -33,7 +33,7 @@ router = APIRouter(
 )
 
 
-@router.get("/users", response_model=Page[UserRead], responses=problem_responses(422))
+@router.get("/users", response_model=Page[AdminUserRead], responses=problem_responses(422))
 async def list_users(
     admin: AdminUser,
     database: DatabaseDep,
@@ -42,22 +42,22 @@ async def list_users(
     is_active: bool | None = None,
     limit: Limit = 20,
     offset: Offset = 0,
-) -> Page[UserRead]:
-    """Search all accounts."""
+) -> Page[AdminUserRead]:
+    """Search all accounts, with when each last used Keel."""
     return await user_service.list_users(
         database=database, q=q, role=role, is_active=is_active, limit=limit, offset=offset
     )
 
 
-@router.patch("/users/{user_id}", response_model=UserRead, responses=problem_responses(404, 409, 422))
+@router.patch("/users/{user_id}", response_model=AdminUserRead, responses=problem_responses(404, 409, 422))
 async def update_user(
     user_id: UserId, data: AdminUserUpdate, admin: AdminUser, database: DatabaseDep, cache: CacheDep
-) -> UserRead:
+) -> AdminUserRead:
     """Change a user's role, activation or verification; a role change or deactivation signs them out."""
     user = await user_service.admin_update(
         database=database, cache=cache, user_id=user_id, data=data, actor_id=admin.user_id
     )
-    return UserRead.model_validate(user)
+    return await user_service.admin_read(database=database, user=user)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409, 422))

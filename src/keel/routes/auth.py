@@ -4,7 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from keel.core.errors import InvalidRefreshToken
+from keel.core import password_policy
+from keel.core.errors import InactiveUser, InvalidRefreshToken
 from keel.deps import (
     NO_PERSONAL_TOKENS,
     CacheDep,
@@ -16,6 +17,7 @@ from keel.deps import (
     EmailCodeRateLimit,
     LoginAttempt,
     LoginFormDep,
+    PasswordCheckRateLimit,
     PasswordResetRateLimit,
     PresentedRefreshToken,
     RateLimiterDep,
@@ -33,6 +35,8 @@ from keel.schemas.auth import (
     EmailCodeTokenPair,
     LogoutRequest,
     PasswordChange,
+    PasswordCheck,
+    PasswordCheckRead,
     PasswordResetConfirm,
     PasswordResetRequest,
     SessionRead,
@@ -47,6 +51,7 @@ from keel.services import auth as auth_service
 from keel.services import email_code as email_code_service
 from keel.services import session as session_service
 from keel.services import user as user_service
+from keel.services.activity import describe as describe_device
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
 
@@ -152,13 +157,15 @@ async def refresh(
 
     Without `refresh_token` in the body the `keel_refresh` cookie is used: the request must then carry
     `X-Keel-Client: web` and this service's own `Origin` (else 403 `csrf_rejected`), the new refresh
-    token replaces the cookie (`refresh_token` is null), and a 401 also deletes the cookie.
+    token replaces the cookie (`refresh_token` is null), and a 401 also deletes the cookie. A session
+    that ended because its account was deactivated answers 403 `inactive_user` (deleting the cookie
+    too), so the app can say why instead of asking for a sign-in that would fail.
     """
     if presented.token is None:
         raise InvalidRefreshToken
     try:
         issued = await auth_service.refresh(database=database, cache=cache, settings=settings, token=presented.token)
-    except InvalidRefreshToken as exc:
+    except (InvalidRefreshToken, InactiveUser) as exc:
         if presented.from_cookie:
             web.clear_cookie_on(exc)
         raise
@@ -212,7 +219,12 @@ async def list_sessions(user: CurrentUser, database: DatabaseDep, settings: Sett
     rows = await session_service.list_active(
         database=database, user_id=user.user_id, idle_seconds=settings.session_idle_ttl_seconds
     )
-    return [SessionRead.model_validate({**row.model_dump(), "current": row.id == user.session_id}) for row in rows]
+    return [
+        SessionRead.model_validate(
+            {**row.model_dump(), "current": row.id == user.session_id, "device": describe_device(row.user_agent)}
+        )
+        for row in rows
+    ]
 
 
 @router.delete(
@@ -280,6 +292,18 @@ async def confirm_verification(
         database=database, cache=cache, settings=settings, token=data.token
     )
     return UserRead.model_validate(user)
+
+
+@router.post(
+    "/password-check",
+    response_model=PasswordCheckRead,
+    responses=problem_responses(422, 429),
+    dependencies=[PasswordCheckRateLimit],
+)
+async def check_password(data: PasswordCheck) -> PasswordCheckRead:
+    """Rate a new password by the policy of sign-up, reset and change; it is neither stored nor logged."""
+    verdict = password_policy.assess(data.password, personal=password_policy.personal_of(data.email, data.username))
+    return PasswordCheckRead(acceptable=verdict.acceptable, score=verdict.score, message=verdict.message)
 
 
 @router.post(

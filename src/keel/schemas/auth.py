@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from keel.core.password_policy import check_form
+from keel.core.password_policy import MAX_LENGTH, check_form
 from keel.core.security import MAX_REFRESH_TOKEN_CHARS
 from keel.schemas.common import InputModel
 from keel.schemas.user import AnyPassword, Email, Password
@@ -75,6 +75,9 @@ class SessionRead(BaseModel):
     last_used_at: datetime
     expires_at: datetime
     user_agent: str | None
+    device: str | None = Field(
+        description='The user agent as a person reads it ("Firefox on macOS"), named as the activity log names it.'
+    )
     ip: str | None
     current: bool
     amr: list[str] = Field(
@@ -97,6 +100,20 @@ class VerifyEmailConfirm(InputModel):
 
 class PasswordResetRequest(InputModel):
     email: Email
+
+
+class PasswordCheck(InputModel):
+    """A password to rate, with what the account will hold (the password must not be built from them)."""
+
+    password: Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
+    email: Annotated[str | None, Field(max_length=254)] = None
+    username: Annotated[str | None, Field(max_length=254)] = None
+
+
+class PasswordCheckRead(BaseModel):
+    acceptable: bool = Field(description="Whether a sign-up, reset or change would accept this password.")
+    score: int = Field(ge=0, le=4, description="zxcvbn's score: 0 too guessable ... 4 very unguessable.")
+    message: str = Field(description="Why it is refused, or that it is accepted, in a sentence for a person.")
 
 
 class PasswordResetConfirm(InputModel):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, TypeVar
+import types
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -70,6 +71,18 @@ class InputModel(BaseModel):
                 raise PydanticCustomError("null_not_allowed", "Leave this field out to keep it; it cannot be null.")
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integers_are_integers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic's lax mode would take `true` or "7" for an integer (an id, a number of days); the
+        # schema says integer, which JSON Schema reads as a number with no fraction (7 and 7.0, which
+        # pydantic takes; 7.5 it refuses), so only a boolean or a string is refused here.
+        if not isinstance(value, (bool, str)) or info.field_name is None:
+            return value
+        if _is_integer(cls.model_fields[info.field_name].annotation):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
+
     @field_validator("*", mode="after")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
@@ -77,6 +90,14 @@ class InputModel(BaseModel):
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("Must not contain the NUL character.")
         return value
+
+
+def _is_integer(annotation: Any) -> bool:
+    """Whether a field is `int` or `int | None` (not a bool, not a union with other types)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+        return kinds == [int]
+    return annotation is int
 
 
 T = TypeVar("T")
@@ -103,6 +124,11 @@ class ValidationIssue(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    ctx: dict[str, int | float] | None = Field(
+        default=None,
+        description="The schema's bound the input missed (min_length, max_length, ge, gt, le, lt), when there is one.",
+        examples=[{"min_length": 3}],
+    )
 
 
 class Problem(BaseModel):

@@ -118,3 +118,16 @@ class UserRead(UserPublic):
     role: Role
     is_active: bool
     is_verified: bool
+
+
+class AdminUserRead(UserRead):
+    """A user as the admin pages show them: `UserRead` and when they last used Keel."""
+
+    last_seen_at: datetime | None = Field(
+        default=None,
+        description=(
+            "The latest use of any of the account's sessions (a sign-in or a refresh, about every"
+            " quarter hour while a page is open) or personal access tokens still on record; null"
+            " when there is none."
+        ),
+    )

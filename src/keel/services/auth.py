@@ -265,6 +265,10 @@ async def refresh(
     user_id, expires_at = state.user_id, state.expires_at
     if not usable:
         audit.record(SecurityEvent.REFRESH_FAILED, reason="session_ended", user_id=user_id, session_id=session_id)
+        # The session's own holder learns why it ended, so an app can say so rather than just
+        # asking them to sign in again (which would fail the same way).
+        if not state.is_active:
+            raise InactiveUser
         raise InvalidRefreshToken
     audit.record(SecurityEvent.TOKEN_REFRESHED, user_id=user_id, session_id=session_id)
     return signin.pair(

@@ -40,6 +40,9 @@ THROTTLED_KINDS = (
     EmailKind.SIGN_IN_CODE,
     EmailKind.IDENTITY_LINK,
 )
+# List invitations have a budget of their own: anyone may invite anyone by username, so counting
+# them with the mails above would let a stranger spend an address's reset and verification mails.
+INVITATION_KINDS = (EmailKind.LIST_INVITATION,)
 
 
 class Dispatcher(Protocol):
@@ -52,9 +55,12 @@ async def enqueue(
     *, session: AsyncSession, settings: Settings, kind: EmailKind, to_address: str, user_id: int | None
 ) -> EmailOutbox | None:
     """Add an email to the caller's transaction; ``None`` when the address has had its share this hour."""
-    if kind in THROTTLED_KINDS and await _recently_sent(session, to_address) >= settings.email_throttle_per_hour:
-        log.info("email_throttled", kind=kind.value, user_id=user_id)
-        return None
+    budget = _budget(kind, settings)
+    if budget is not None:
+        kinds, per_hour = budget
+        if await _recently_sent(session, to_address, kinds) >= per_hour:
+            log.info("email_throttled", kind=kind.value, user_id=user_id)
+            return None
     row = EmailOutbox(kind=kind, to_address=to_address, user_id=user_id)
     session.add(row)
     return row
@@ -62,17 +68,26 @@ async def enqueue(
 
 async def throttled(*, session: AsyncSession, settings: Settings, to_address: str) -> bool:
     """Whether the address has had its share of throttled emails this hour (what `enqueue` checks)."""
-    return await _recently_sent(session, to_address) >= settings.email_throttle_per_hour
+    return await _recently_sent(session, to_address, THROTTLED_KINDS) >= settings.email_throttle_per_hour
 
 
-async def _recently_sent(session: AsyncSession, to_address: str) -> int:
+def _budget(kind: EmailKind, settings: Settings) -> tuple[tuple[EmailKind, ...], int] | None:
+    """The kinds that share this kind's hourly budget per address, and its size; None: unbounded."""
+    if kind in THROTTLED_KINDS:
+        return THROTTLED_KINDS, settings.email_throttle_per_hour
+    if kind in INVITATION_KINDS:
+        return INVITATION_KINDS, settings.invitation_emails_per_hour
+    return None
+
+
+async def _recently_sent(session: AsyncSession, to_address: str, kinds: tuple[EmailKind, ...]) -> int:
     since = utcnow() - timedelta(hours=1)
     statement = (
         select(func.count())
         .select_from(EmailOutbox)
         .where(
             EmailOutbox.to_address == to_address,
-            col(EmailOutbox.kind).in_(THROTTLED_KINDS),
+            col(EmailOutbox.kind).in_(kinds),
             EmailOutbox.created_at > since,
         )
     )

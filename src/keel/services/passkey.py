@@ -278,20 +278,8 @@ async def authenticate(
     """A passkey-first sign-in: the passkey names the account, and with user verification it is
     complete on its own (no second factor is asked for)."""
     try:
-        challenge = rp_ceremony.claimed_challenge(credential)
-        await challenge_service.consume(database=database, redis=redis, challenge=challenge, binding=Binding.sign_in())
-        assertion = rp_ceremony.parse_assertion(credential)
-        stored = await database.first(_BY_CREDENTIAL, credential_id=assertion.credential_id)
-        if stored is None:
-            raise InvalidCredential
-        verified = rp_ceremony.verify_authentication(
-            RelyingParty.from_settings(settings),
-            assertion=assertion,
-            challenge=challenge,
-            public_key=stored.public_key,
-            sign_count=stored.sign_count,
-            user_id=stored.user_id,
-            discoverable=True,
+        stored, verified = await _verify_passkey(
+            database=database, redis=redis, settings=settings, credential=credential, binding=Binding.sign_in()
         )
     except InvalidCredential:
         audit.record(SecurityEvent.PASSKEY_SIGN_IN_FAILED, level="warning", reason="invalid", ip=client.ip)
@@ -328,21 +316,14 @@ async def finish_pending(
     pending = await signin.pending(database=database, mfa_token=mfa_token)
     await signin.take_try(database=database, sign_in=pending)
     try:
-        challenge = rp_ceremony.claimed_challenge(credential)
         binding = Binding.second_factor(pending_hash=pending.token_hash, user_id=pending.user_id)
-        await challenge_service.consume(database=database, redis=redis, challenge=challenge, binding=binding)
-        assertion = rp_ceremony.parse_assertion(credential)
-        stored = await database.first(_BY_CREDENTIAL, credential_id=assertion.credential_id)
-        if stored is None or stored.user_id != pending.user_id:
-            raise InvalidCredential
-        verified = rp_ceremony.verify_authentication(
-            RelyingParty.from_settings(settings),
-            assertion=assertion,
-            challenge=challenge,
-            public_key=stored.public_key,
-            sign_count=stored.sign_count,
+        stored, verified = await _verify_passkey(
+            database=database,
+            redis=redis,
+            settings=settings,
+            credential=credential,
+            binding=binding,
             user_id=pending.user_id,
-            discoverable=False,
         )
     except InvalidCredential:
         await signin.second_factor_failed(database=database, sign_in=pending)
@@ -379,21 +360,14 @@ async def reauthenticate(
 ) -> None:
     """The caller's passkey answered this session's challenge: it counts as recently authenticated."""
     try:
-        challenge = rp_ceremony.claimed_challenge(credential)
         binding = Binding.reauthentication(session_id=principal.session_id, user_id=principal.user_id)
-        await challenge_service.consume(database=database, redis=redis, challenge=challenge, binding=binding)
-        assertion = rp_ceremony.parse_assertion(credential)
-        stored = await database.first(_BY_CREDENTIAL, credential_id=assertion.credential_id)
-        if stored is None or stored.user_id != principal.user_id:
-            raise InvalidCredential
-        verified = rp_ceremony.verify_authentication(
-            RelyingParty.from_settings(settings),
-            assertion=assertion,
-            challenge=challenge,
-            public_key=stored.public_key,
-            sign_count=stored.sign_count,
+        stored, verified = await _verify_passkey(
+            database=database,
+            redis=redis,
+            settings=settings,
+            credential=credential,
+            binding=binding,
             user_id=principal.user_id,
-            discoverable=False,
         )
         async with database.transaction() as transaction:
             await _touch(stored, verified)(transaction)
@@ -402,6 +376,37 @@ async def reauthenticate(
         raise
     await session_service.mark_authenticated(database=database, principal=principal)
     audit.record(SecurityEvent.REAUTHENTICATED, user_id=principal.user_id, session_id=principal.session_id, amr="hwk")
+
+
+async def _verify_passkey(
+    *,
+    database: Database,
+    redis: Redis | None,
+    settings: Settings,
+    credential: object,
+    binding: Binding,
+    user_id: int | None = None,
+) -> tuple[_Stored, rp_ceremony.VerifiedAssertion]:
+    """Check an answer to a challenge issued for `binding`. With `user_id` (the second step of a
+    sign-in, reauthentication) it must come from one of that user's own passkeys, named in the
+    request; without it (a passkey-first sign-in) the discoverable passkey names the account.
+    The challenge is spent first, so a wrong answer cannot be retried against it."""
+    challenge = rp_ceremony.claimed_challenge(credential)
+    await challenge_service.consume(database=database, redis=redis, challenge=challenge, binding=binding)
+    assertion = rp_ceremony.parse_assertion(credential)
+    stored = await database.first(_BY_CREDENTIAL, credential_id=assertion.credential_id)
+    if stored is None or (user_id is not None and stored.user_id != user_id):
+        raise InvalidCredential
+    verified = rp_ceremony.verify_authentication(
+        RelyingParty.from_settings(settings),
+        assertion=assertion,
+        challenge=challenge,
+        public_key=stored.public_key,
+        sign_count=stored.sign_count,
+        user_id=stored.user_id,
+        discoverable=user_id is None,
+    )
+    return stored, verified
 
 
 def _touch(stored: _Stored, verified: rp_ceremony.VerifiedAssertion) -> signin.Also:

@@ -27,6 +27,7 @@ from keel.models import ActivityType, PersonalAccessToken, Role, User, utcnow
 from keel.models.base import UTCDateTime
 from keel.schemas.personal_token import AccessTokenCreate, AccessTokenCreated, AccessTokenRead
 from keel.services import activity as activity_service
+from keel.services import events
 from keel.services.session import Principal
 
 # `last_used_at` is written at most this often per token.
@@ -136,6 +137,7 @@ async def _revoke(session: AsyncSession, cache: SessionCache | None, digests: li
         .where(col(PersonalAccessToken.token_hash).in_(digests), col(PersonalAccessToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
+    events.revoked(session, token_digests=digests)  # their live streams end once this commits
 
 
 async def forget_cached(*, session: AsyncSession, cache: SessionCache | None, user_id: int) -> None:
@@ -231,6 +233,19 @@ async def authenticate(*, database: Database, cache: SessionCache | None, token:
         token_id=state.token_id,
         scopes=parse_scopes(state.scopes),
     )
+
+
+async def is_live(*, database: Database, cache: SessionCache | None, digest: str) -> bool:
+    """Whether the token (by its digest) still counts: not revoked, not expired, its account active."""
+    state: TokenState | str | None = None
+    if cache is not None:
+        state, _ = await cache.get_token(digest)
+    if state is None:
+        row = await database.first(_LIVE_TOKEN, digest=digest)
+        state = REVOKED if row is None else _state(row)
+    if not isinstance(state, TokenState):
+        return False
+    return not state.expires_at or state.expires_at > datetime.now(UTC).timestamp()
 
 
 def _state(row: LiveToken) -> TokenState:

@@ -51,11 +51,24 @@ def contains(column: SQLColumnExpression[Any], term: str | BindParameter[str]) -
     return _lower(column).like(like_pattern(term) if isinstance(term, str) else term, escape="\\")
 
 
-async def insert_ignoring_conflict(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
-    """INSERT that silently does nothing when the row's unique key already exists."""
+async def insert_ignoring_conflict(
+    session: AsyncSession,
+    model: type[SQLModel],
+    values: dict[str, Any],
+    *,
+    returning: SQLColumnExpression[Any] | None = None,
+) -> list[Any]:
+    """INSERT that silently does nothing when the row's unique key already exists.
+
+    With `returning`, that column of the row it added: empty when there was one already.
+    """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.exec(insert(model).values(**values).on_conflict_do_nothing())
+    statement = insert(model).values(**values).on_conflict_do_nothing()
+    if returning is None:
+        await session.exec(statement)
+        return []
+    return list((await session.exec(statement.returning(returning))).scalars())
 
 
 TOTAL = "total"

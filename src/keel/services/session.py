@@ -27,6 +27,7 @@ from keel.core.session_cache import REVOKED, SessionCache, SessionState
 from keel.models import ActivityType, Role, User, UserSession, utcnow
 from keel.models.base import UTCDateTime
 from keel.services import activity as activity_service
+from keel.services import events
 
 log = get_logger("keel.sessions")
 
@@ -85,6 +86,16 @@ async def authenticate(
     return Principal(
         user_id=state.user_id, session_id=claims.session_id, role=Role(state.role), is_verified=state.is_verified
     )
+
+
+async def is_live(*, database: Database, cache: SessionCache | None, session_id: str, user_id: int) -> bool:
+    """Whether the session still counts, as the per-request check would decide (for a long-lived
+    stream, whose access token may have expired meanwhile: only the session's own state matters)."""
+    state = await cache.get(session_id) if cache is not None else None
+    if state is None:
+        state = await _load_state(database, session_id)
+    now = int(datetime.now(UTC).timestamp())
+    return isinstance(state, SessionState) and state.user_id == user_id and state.expires_at > now
 
 
 class LiveSession(NamedTuple):
@@ -212,6 +223,7 @@ async def revoke_in(*, transaction: Transaction, cache: SessionCache | None, ses
     if cache is not None:
         await cache.tombstone([session_id])
     await transaction.rows(_REVOKE_ONE, session=session_id, now=now)
+    events.revoked(transaction, session_ids=[session_id])
 
 
 async def unrevoked_ids(*, session: AsyncSession, user_id: int, keep: str | None = None) -> list[str]:
@@ -232,6 +244,7 @@ async def revoke(*, session: AsyncSession, cache: SessionCache | None, session_i
         .where(col(UserSession.id).in_(list(session_ids)), col(UserSession.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
+    events.revoked(session, session_ids=session_ids)  # their live streams end once this commits
 
 
 async def revoke_all(

@@ -17,13 +17,13 @@ from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from keel.core.conditional import IfMatch
-from keel.core.db import Database, Prebuilt
+from keel.core.db import Database, Prebuilt, after_commit
 from keel.core.errors import Forbidden, ListNotFound, NotAMember, TodoNotFound
 from keel.models import ListMember, MemberRole, Todo, utcnow
 from keel.models.todo_list import WRITERS
 from keel.schemas.common import Page
 from keel.schemas.todo import TodoCreate, TodoRead, TodoSort, TodoUpdate
-from keel.services import idempotency, versioned
+from keel.services import events, idempotency, versioned
 from keel.services.idempotency import Outcome
 from keel.services.query import PageQuery, contains, escape_like, like_pattern
 
@@ -77,6 +77,10 @@ async def create(*, database: Database, owner_id: int, data: TodoCreate, idempot
             (row,) = await creation.db.rows(_INSERT, **values)  # an INSERT ... RETURNING returns its row
             creation.keep(_todo_read(row))
     assert creation.outcome is not None
+    if not creation.outcome.replayed:  # committed by now (with its key's record, if any)
+        created = creation.outcome.body
+        assert isinstance(created, TodoRead)
+        database.committed([events.todo_event(events.TODO_CREATED, actor_id=owner_id, todo=created, version=1)])
     return creation.outcome
 
 
@@ -323,10 +327,20 @@ async def update(
             if_match.check(TodoRead.model_validate(todo))
         placed = dict(changes)
         await _place(session, owner_id, todo, placed)
+        was_list_id, was_owner_id = todo.list_id, todo.owner_id
         todo.sqlmodel_update(placed)
         todo.updated_at = utcnow()
         await session.flush()  # raises StaleDataError if another write got there first
-        return TodoRead.model_validate(todo)
+        read = TodoRead.model_validate(todo)
+        events.todo_changed(
+            session,
+            actor_id=owner_id,
+            todo=read,
+            version=todo.version,
+            was_list_id=was_list_id,
+            was_owner_id=was_owner_id,
+        )
+        return read
 
     return await versioned.edit(database, work, if_match=if_match)
 
@@ -336,7 +350,10 @@ async def delete(*, database: Database, owner_id: int, todo_id: int, if_match: I
         todo = await _owned(session, owner_id, todo_id)
         if if_match is not None:
             if_match.check(TodoRead.model_validate(todo))
+        assert todo.id is not None
+        gone = events.todo_deleted(actor_id=owner_id, todo_id=todo.id, list_id=todo.list_id, owner_id=todo.owner_id)
         await session.delete(todo)
         await session.flush()
+        after_commit(session, gone)
 
     await versioned.edit(database, work, if_match=if_match)

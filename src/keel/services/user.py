@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import col, delete, exists, func, or_, select, update
@@ -25,15 +27,28 @@ from keel.core.password_policy import check_password
 from keel.core.ratelimit import RateLimiter, account_key
 from keel.core.security import has_usable_password, password_hasher
 from keel.core.session_cache import SessionCache
-from keel.models import ActivityType, EmailKind, Role, Todo, User, UsernameReservation, utcnow
+from keel.models import (
+    ActivityType,
+    EmailKind,
+    PersonalAccessToken,
+    Role,
+    Todo,
+    User,
+    UsernameReservation,
+    UserSession,
+    utcnow,
+)
 from keel.schemas.common import Page
-from keel.schemas.user import AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
+from keel.schemas.user import AdminUserRead, AdminUserUpdate, UserCreate, UserPublic, UserRead, UserUpdate
 from keel.services import activity as activity_service
+from keel.services import comment as comment_service
 from keel.services import lockout as lockout_service
 from keel.services import outbox as outbox_service
 from keel.services import personal_token as personal_token_service
+from keel.services import post as post_service
 from keel.services import session as session_service
 from keel.services import versioned
+from keel.services import vote as vote_service
 from keel.services.outbox import Dispatcher
 from keel.services.query import contains
 
@@ -239,7 +254,14 @@ async def _delete(session: AsyncSession, cache: SessionCache | None, user: User)
         .values(owner_id=None, version=col(Todo.version) + 1)
         .execution_options(synchronize_session=False)
     )
-    # Sessions, refresh tokens, personal access tokens, private todos, posts, votes, the lists it
+    # Its votes come off the posts' kept counts as they go; its comments with replies stay as
+    # "[deleted]" placeholders (the replies are other people's), the rest go.
+    await vote_service.forget_voter(session=session, user_id=user.id)
+    await comment_service.forget_author(session=session, user_id=user.id)
+    # Its posts go here rather than by the cascade below, so that the published ones leave the kept
+    # counts (the feed's total, each tag's) in this transaction.
+    await post_service.forget_author(session=session, user_id=user.id)
+    # Sessions, refresh tokens, personal access tokens, private todos, votes, the lists it
     # owns (and every todo in them) and its memberships go by ON DELETE CASCADE; todos assigned to
     # it are unassigned.
     await session.exec(delete(User).where(col(User.id) == user.id))
@@ -293,7 +315,7 @@ async def list_users(
     is_active: bool | None,
     limit: int,
     offset: int,
-) -> Page[UserRead]:
+) -> Page[AdminUserRead]:
     async with database.session() as session:
         conditions = []
         if q:
@@ -304,9 +326,40 @@ async def list_users(
             conditions.append(col(User.is_active) == is_active)
         total = (await session.exec(select(func.count()).select_from(User).where(*conditions))).one()
         rows = await session.exec(select(User).where(*conditions).order_by(col(User.id)).limit(limit).offset(offset))
-        return Page[UserRead](
-            items=[UserRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset
+        users = list(rows)
+        seen = await _last_seen(session, [user.id for user in users])
+        return Page[AdminUserRead](
+            items=[_admin_read(user, seen) for user in users], total=total, limit=limit, offset=offset
         )
+
+
+async def admin_read(*, database: Database, user: User) -> AdminUserRead:
+    async with database.session() as session:
+        return _admin_read(user, await _last_seen(session, [user.id]))
+
+
+def _admin_read(user: User, seen: dict[int | None, datetime]) -> AdminUserRead:
+    return AdminUserRead.model_validate(user).model_copy(update={"last_seen_at": seen.get(user.id)})
+
+
+async def _last_seen(session: AsyncSession, user_ids: list[int | None]) -> dict[int | None, datetime]:
+    """When each user last used Keel: the latest use of a session or a personal access token.
+
+    Read from what is already written on each use (a refresh moves its session's `last_used_at`)
+    rather than from a column on the user, so that the hot refresh path writes nothing more. Two
+    grouped reads by the indexed `user_id`, for one page of users.
+    """
+    seen: dict[int | None, datetime] = {}
+    for model in (UserSession, PersonalAccessToken):
+        used = await session.exec(
+            select(model.user_id, func.max(model.last_used_at))
+            .where(col(model.user_id).in_(user_ids), col(model.last_used_at).is_not(None))
+            .group_by(col(model.user_id))
+        )
+        for user_id, when in used:
+            if when is not None and (user_id not in seen or when > seen[user_id]):
+                seen[user_id] = when
+    return seen
 
 
 async def admin_update(

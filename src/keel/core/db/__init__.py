@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,9 +34,11 @@ from keel.core.db.engine import (
     server_timeouts,
 )
 from keel.core.db.prebuilt import NoRows, Prebuilt, RowT
+from keel.core.logging import get_logger
 
 __all__ = [
     "SQLITE_LOWER",
+    "CommitHook",
     "Database",
     "FairAsyncPool",
     "FairQueue",
@@ -44,6 +47,7 @@ __all__ = [
     "Prebuilt",
     "StatementHook",
     "Transaction",
+    "after_commit",
     "create_engine",
     "server_timeouts",
 ]
@@ -52,6 +56,14 @@ _T = TypeVar("_T")
 
 # Called with the SQL of each statement the driver path runs, before it runs (see `Database.statement_hooks`).
 StatementHook = Callable[[str], None]
+# Called with what a committed transaction left for after its commit (see `after_commit`).
+CommitHook = Callable[[Sequence[object]], None]
+
+log = get_logger("keel.db")
+
+# Where a session keeps what waits for its commit, and the Database it belongs to.
+_DEFERRED = "keel_after_commit"
+_DATABASE = "keel_database"
 
 
 # What asyncpg raises when the connection, not the statement, is the problem; but its InterfaceError
@@ -70,7 +82,9 @@ class Database:
         self.outage = Outage()
         event.listen(self.engine.sync_engine, "connect", self.outage.connected)
         event.listen(self.engine.sync_engine, "checkout", self.outage.checked_out)
-        self.sessionmaker = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False, info={_DATABASE: self}
+        )
         # The same pool, for statements that need no transaction around them: no BEGIN and no
         # COMMIT/ROLLBACK round trip. A single statement still sees one snapshot and is atomic.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -82,6 +96,19 @@ class Database:
         self.statement_hooks: list[StatementHook] = []
         # Counts the schema changes the driver path has met (see `_schema_changed`).
         self._schema_generation = 0
+        # Told, once a transaction has committed, what its work left for then (see `after_commit`):
+        # the live update events of its changes, the revocations it made.
+        self.commit_hooks: list[CommitHook] = []
+
+    def committed(self, items: Sequence[object]) -> None:
+        """Hand what a committed change left to the commit hooks; a failing hook fails nothing else."""
+        if not items:
+            return
+        for hook in self.commit_hooks:
+            try:
+                hook(items)
+            except Exception:  # the change is committed: its request must still succeed
+                log.exception("commit_hook_failed")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -144,6 +171,7 @@ class Database:
                 work = Transaction(self, connection=connection)
                 yield work
                 work.refuse_if_failed()
+            self.committed(work.deferred)
             return
         pooled = await self._checkout()
         try:
@@ -173,6 +201,7 @@ class Database:
             await self._on_driver(pooled, driver, "COMMIT", work.began.commit())
         finally:
             await greenlet_spawn(pooled.close)
+        self.committed(work.deferred)
 
     async def _checkout(self) -> PoolProxiedConnection:
         """A pooled connection for the driver paths; a failed connect raised as SQLAlchemy's error.
@@ -241,6 +270,7 @@ class Transaction:
         self._began = began
         self._ran = False
         self._failed = False
+        self.deferred: list[object] = []
 
     @property
     def began(self) -> asyncpg.transaction.Transaction:
@@ -294,6 +324,31 @@ class Transaction:
             records = await Database._on_driver(pooled, driver, sql, driver.fetch(sql, *args))
         self._ran = True
         return records
+
+
+def after_commit(target: AsyncSession | Transaction, item: object) -> None:
+    """Keep `item` until `target` commits, then give it to its database's commit hooks.
+
+    For what must happen only once a change is durable (announcing it to live streams): nothing is
+    given for a transaction that rolls back or is never committed (a retried edit's first try).
+    """
+    if isinstance(target, Transaction):
+        target.deferred.append(item)
+    else:
+        target.sync_session.info.setdefault(_DEFERRED, []).append(item)
+
+
+@event.listens_for(Session, "after_commit")
+def _session_committed(session: Session) -> None:
+    items = session.info.pop(_DEFERRED, None)
+    database = session.info.get(_DATABASE)
+    if items and isinstance(database, Database):
+        database.committed(items)
+
+
+@event.listens_for(Session, "after_rollback")
+def _session_rolled_back(session: Session) -> None:
+    session.info.pop(_DEFERRED, None)
 
 
 async def _orm_rows(connection: AsyncConnection, prebuilt: Prebuilt[RowT], params: Mapping[str, Any]) -> list[RowT]:
