@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, cast
+from unittest import mock
 
 import asyncpg
 import httpx
@@ -28,7 +29,7 @@ from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import Empty
 from sqlmodel import col
 
-from keel.core.db import Database, FairAsyncPool, FairQueue, NoRows, Prebuilt
+from keel.core.db import Database, FairAsyncPool, FairQueue, NoRows, Prebuilt, create_engine
 from keel.main import create_app
 from keel.models import Priority, Todo
 from tests.conftest import base_settings, reset_postgres
@@ -587,3 +588,33 @@ def test_a_prebuilt_insert_must_bind_each_column_whose_default_python_makes() ->
     lacking = Prebuilt(sa.insert(Todo), NoRows, binds=["owner_id", "title", "completed", "priority"])
     with pytest.raises(ValueError, match=r"\['created_at', 'labels', 'updated_at', 'version'\]"):
         lacking.plan(postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+
+
+async def test_request_connections_run_without_jit_and_with_the_timeouts(postgres_url: str, tmp_path: Path) -> None:
+    # JIT compiled a generic feed plan for 242 of its 280 ms (bench/REPORT.md); request statements
+    # read pages by index, so their connections turn it off. A migration's connection keeps the
+    # server's defaults, timeouts included, since its work may rightly run long.
+    await reset_postgres(postgres_url)
+    settings = base_settings(tmp_path, database_url=postgres_url, db_statement_timeout_seconds=7)
+    shown = sa.select(
+        sa.func.current_setting("jit"),
+        sa.func.current_setting("statement_timeout"),
+        sa.func.current_setting("lock_timeout"),
+    )
+    database = Database(settings)
+    try:
+        assert await database.rows(q(shown)) == [("off", "7s", mock.ANY)]
+    finally:
+        await database.dispose()
+    migrations = create_engine(settings, request_timeouts=False)
+    try:
+        async with migrations.connect() as connection:
+            jit, statement_timeout, _ = (await connection.execute(shown)).one()
+    finally:
+        await migrations.dispose()
+    server = await asyncpg.connect(_plain_dsn(postgres_url))
+    try:
+        assert jit == await server.fetchval("SHOW jit")
+        assert statement_timeout == await server.fetchval("SHOW statement_timeout")
+    finally:
+        await server.close()

@@ -31,7 +31,7 @@ from keel.core.db.engine import (
     FairQueue,
     Outage,
     create_engine,
-    server_timeouts,
+    request_server_settings,
 )
 from keel.core.db.prebuilt import NoRows, Prebuilt, RowT
 from keel.core.logging import get_logger
@@ -49,7 +49,7 @@ __all__ = [
     "Transaction",
     "after_commit",
     "create_engine",
-    "server_timeouts",
+    "request_server_settings",
 ]
 
 _T = TypeVar("_T")

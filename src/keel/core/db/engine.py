@@ -123,7 +123,7 @@ def create_engine(settings: Settings, *, request_timeouts: bool = True) -> Async
     asyncpg = url.get_driver_name() == "asyncpg"
     connect_args: dict[str, Any] = {}
     if asyncpg and request_timeouts:
-        connect_args["server_settings"] = server_timeouts(settings)
+        connect_args["server_settings"] = request_server_settings(settings)
     engine = create_async_engine(
         url,
         poolclass=FairAsyncPool,
@@ -140,15 +140,22 @@ def create_engine(settings: Settings, *, request_timeouts: bool = True) -> Async
     return engine
 
 
-def server_timeouts(settings: Settings) -> dict[str, str]:
-    """PostgreSQL's own limits for each connection (in milliseconds, 0 for none); see Settings.
+def request_server_settings(settings: Settings) -> dict[str, str]:
+    """PostgreSQL settings for each connection that serves requests (timeouts in milliseconds, 0 for none).
 
-    Without them a request queued behind a row lock waited as long as the lock was held (24 s
-    in one probe), keeping its pooled connection and its client all that time.
+    The timeouts are PostgreSQL's own limits (see Settings): without them a request queued behind
+    a row lock waited as long as the lock was held (24 s in one probe), keeping its pooled
+    connection and its client all that time.
+
+    JIT is off: every request statement reads a page of rows by index, where compiling never pays,
+    and a generic plan (asyncpg keeps statements prepared) cannot see its `LIMIT`, so PostgreSQL
+    estimated the whole feed and spent 242 of a 280 ms feed statement compiling (bench/REPORT.md,
+    "Generic plans"); with JIT off the same plan took 1.9 ms.
     """
     return {
         "statement_timeout": str(round(settings.db_statement_timeout_seconds * 1000)),
         "lock_timeout": str(round(settings.db_lock_timeout_seconds * 1000)),
+        "jit": "off",
     }
 
 
