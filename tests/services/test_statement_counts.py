@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy import event
+from sqlmodel import col
 
-from keel.models import Post, PostTag, Vote
+from keel.models import Post, PostTag, User, Vote
 from keel.services import tag as tag_service
 from tests.factories import Account, Tokens, assert_problem, create_user, login
 
@@ -172,3 +174,19 @@ class TestPersonalTokens:
             refused = await client.get("/api/v1/todos", headers={"Authorization": f"Bearer {mistyped}"})
         assert_problem(refused, 401, "invalid_token")
         assert statements == []
+
+
+async def test_the_own_account_is_one_statement_and_a_401_once_its_row_has_gone(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # `/users/me` is asked by every page the web app opens.
+    account = await create_user(app)
+    tokens = await login(client, account)
+    assert await _statements_for(app, client, "/api/v1/users/me", tokens) == _page_statements(app)
+
+    # Removed behind the service's back (the session check may still be served from the cache):
+    # the session has ended, whichever of the two reads sees it first.
+    async with app.state.database.session() as session:
+        await session.exec(sa.delete(User).where(col(User.id) == account.id))
+        await session.commit()
+    assert_problem(await client.get("/api/v1/users/me", headers=tokens.headers), 401, "session_revoked")
