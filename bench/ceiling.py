@@ -13,6 +13,7 @@ bench/run.py: BENCH_DSN, BENCH_REDIS_URL, KEEL_SECRET_KEY.
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import hmac
@@ -133,6 +134,25 @@ async def list_todos(request: Request) -> Response:
     rows = await request.app.state.pool.fetch(_TODOS_SQL, principal[0], limit, offset)
     total = rows[0]["total"] if rows else 0
     return _json({"items": [_todo(row) for row in rows], "total": total, "limit": limit, "offset": offset})
+
+
+_ME_SQL = 'SELECT id, username, full_name, created_at, email, role, is_active, is_verified FROM "user" WHERE id = $1'
+
+
+@app.get("/api/v1/users/me")
+async def read_me(request: Request) -> Response:
+    """The account, with the strong ETag Keel sends: a digest of the sorted JSON (keel.core.conditional)."""
+    principal = await _principal(request)
+    if principal is None:
+        return _DENIED
+    row = await request.app.state.pool.fetchrow(_ME_SQL, principal[0])
+    if row is None:
+        return _DENIED
+    body = {**dict(row), "created_at": _iso(row["created_at"])}
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+    answer = _json(body)
+    answer.headers["etag"] = '"' + base64.urlsafe_b64encode(digest).decode().rstrip("=") + '"'
+    return answer
 
 
 _INSERT_TODO_SQL = """

@@ -62,6 +62,7 @@ SCENARIOS: dict[str, tuple[str, str, bool]] = {
     "get_todos": ("GET /api/v1/todos?limit=20", "get_todos.lua", True),
     "post_todos": ("POST /api/v1/todos", "post_todos.lua", True),
     "get_posts": ("GET /api/v1/posts?limit=20", "get_posts.lua", True),
+    "me": ("GET /api/v1/users/me", "get_me.lua", True),
     "refresh": ("POST /api/v1/auth/refresh", "refresh.lua", True),
     "login": ("POST /api/v1/auth/login", "login.lua", False),
     "mixed": ("mixed: 50% GET todos, 30% GET posts, 20% POST todos", "mixed.lua", True),
@@ -396,6 +397,8 @@ class Result:
     non2xx: int
     socket_errors: int
     requests: int
+    stalled_seconds: int = 0  # whole seconds of the run in which no answer came
+    fewest_per_second: int = -1  # the fewest answers in any whole second (-1: none was whole)
 
 
 def login(base_url: str, email: str, password: str = PASSWORD) -> dict[str, str]:
@@ -437,6 +440,8 @@ def run_wrk(
         non2xx=data["non2xx"],
         socket_errors=data["socket_errors"],
         requests=data["requests"],
+        stalled_seconds=data["stalled_seconds"],
+        fewest_per_second=data["fewest_per_second"],
     )
 
 

@@ -12,8 +12,11 @@ worker's utime + stime over the run, from /proc, divided by the requests it answ
 
 Writes bench/SCALE_REPORT.md (each scenario's req/s, p50, p99, non-2xx, CPU per request and ratio
 to the ceiling at each size, and the growth of p99 and CPU per request from the first size to the
-last) and bench/scale.svg (p99 and CPU per request against size). Not here yet: 1,000 idle SSE
-streams with events flowing (bench/events.py measures streams on their own).
+last) and bench/scale.svg (p99 and CPU per request against size). With `--sweep 32 64 256 512
+1024`, the first size also gets a concurrency sweep of one worker: each `--sweep-scenarios` run at
+each connection count, with the seconds in which no answer came and the p99 against the wait the
+queue alone explains (connections / req/s, Little's law). Not here: 1,000 idle SSE streams with
+events flowing (bench/events.py measures streams on their own).
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def scenarios(hot_post: int) -> dict[str, Scenario]:
         "shared_list": Scenario(
             "GET /todos?list_id=1 (50 members)", "get_path.lua", f"/api/v1/todos?limit=20&list_id={scale.KNOWN_LIST_ID}"
         ),
-        "me": Scenario("GET /users/me", "get_path.lua", "/api/v1/users/me"),
+        "me": Scenario("GET /users/me", "get_me.lua", ceiling=True),
         "search": Scenario("GET /todos?q=milk", "get_path.lua", "/api/v1/todos?limit=20&q=milk"),
         "pat_todos": Scenario("GET /todos with a PAT", "get_path.lua", "/api/v1/todos?limit=20", token="pat"),
     }
@@ -81,6 +84,18 @@ class Measured:
     app: str
     result: run.Result
     cpu_ms: float
+
+
+@dataclass
+class SweepPoint:
+    scenario: str
+    connections: int
+    result: run.Result
+
+    @property
+    def queue_ms(self) -> float:
+        """The mean time in the system that `connections` busy clients imply at this rate (Little's law)."""
+        return self.connections / max(self.result.requests_per_s, 1e-9) * 1000
 
 
 def cpu_ticks(pids: list[int]) -> int:
@@ -111,7 +126,9 @@ def ensure_redis() -> subprocess.Popen[bytes] | None:
     return started
 
 
-def measure_size(size: str, args: argparse.Namespace, workdir: Path, fingerprint: str) -> list[Measured]:
+def measure_size(
+    size: str, args: argparse.Namespace, workdir: Path, fingerprint: str, sweep: list[SweepPoint]
+) -> list[Measured]:
     seed = scale.SIZES[size]
     scale.prepare(size, seed, rebuild=False, fingerprint=fingerprint)
     database = scale.database_name(size)
@@ -155,7 +172,7 @@ def measure_size(size: str, args: argparse.Namespace, workdir: Path, fingerprint
         created.raise_for_status()
         tokens = {"bench": bench, "pat": created.json()["token"]}
         for name, scenario in scenarios(seed.posts).items():
-            if args.scenarios and name not in args.scenarios:
+            if args.sweep_only or (args.scenarios and name not in args.scenarios):
                 continue
             asyncio.run(analyze(database))
             wrk_env = {
@@ -185,7 +202,65 @@ def measure_size(size: str, args: argparse.Namespace, workdir: Path, fingerprint
                     f"  p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  non-2xx {result.non2xx}"
                     f"  (best of {len(rounds)}: {', '.join(f'{r.requests_per_s:.0f}' for r, _ in rounds)})"
                 )
+        if args.sweep and size == args.sizes[0]:
+            every = scenarios(seed.posts)
+            for name in args.sweep_scenarios:
+                wrk_env = {"BENCH_TOKEN": tokens[every[name].token], "BENCH_WRITER_TOKEN": writer,
+                           "BENCH_PATH": every[name].path, "BENCH_USERS": str(seed.users)}  # fmt: skip
+                for connections in args.sweep:
+                    asyncio.run(analyze(database))
+                    result = run.run_wrk(
+                        keel, name, connections, args.sweep_seconds, env=wrk_env, cpus=wrk_cpus, workdir=workdir,
+                        lua=every[name].lua,
+                    )  # fmt: skip
+                    point = SweepPoint(name, connections, result)
+                    sweep.append(point)
+                    scale.say(
+                        f"sweep {name:11} c={connections:5} {result.requests_per_s:7.0f} req/s  p50 "
+                        f"{result.p50_ms:7.1f}  p99 {result.p99_ms:7.1f} ms  queue {point.queue_ms:7.1f} ms  "
+                        f"non-2xx {result.non2xx + result.socket_errors}  stalled {result.stalled_seconds} s"
+                    )
     return found
+
+
+def sweep_report(points: list[SweepPoint]) -> tuple[list[str], list[str]]:
+    """The sweep's table and the targets it missed: no failures, no second without an answer, and a
+    p99 that grows no faster than the queue explains (within TARGET_GROWTH of the queue's growth)."""
+    if not points:
+        return [], []
+    shown = scenarios(0)
+    missed: list[str] = []
+    lines = [
+        "",
+        "## Concurrency sweep (one worker)",
+        "",
+        "Queue = connections ÷ req/s, the mean time in the system that so many busy clients imply at",
+        "that rate (Little's law); growth is from the fewest connections, p99's against the queue's.",
+        "",
+        "| scenario | connections | req/s | p50 ms | p99 ms | queue ms | p99 growth / queue growth | non-2xx "
+        "| seconds with no answer | fewest answers in a second |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for name in dict.fromkeys(point.scenario for point in points):
+        mine = [point for point in points if point.scenario == name]
+        base = mine[0]
+        for point in mine:
+            r = point.result
+            growth = (r.p99_ms / base.result.p99_ms) / (point.queue_ms / base.queue_ms)
+            lines.append(
+                f"| {shown[name].shown} | {point.connections:,} | {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | "
+                f"{r.p99_ms:.1f} | {point.queue_ms:.1f} | {growth:.2f} | {r.non2xx + r.socket_errors} | "
+                f"{r.stalled_seconds} | {r.fewest_per_second:,} |"
+            )
+            if r.non2xx or r.socket_errors:
+                missed.append(
+                    f"sweep {name} c={point.connections}: {r.non2xx} non-2xx, {r.socket_errors} socket errors"
+                )
+            if r.stalled_seconds:
+                missed.append(f"sweep {name} c={point.connections}: {r.stalled_seconds} s with no answer")
+            if growth >= TARGET_GROWTH:
+                missed.append(f"sweep {name} c={point.connections}: p99 grew x{growth:.2f} the queue's growth")
+    return lines, missed
 
 
 async def analyze(database: str) -> None:
@@ -200,7 +275,9 @@ async def analyze(database: str) -> None:
 
 
 # --- the report and the chart -------------------------------------------------------------------
-def report(sizes: list[str], measured: list[Measured], args: argparse.Namespace) -> tuple[str, list[str]]:
+def report(
+    sizes: list[str], measured: list[Measured], sweep: list[SweepPoint], args: argparse.Namespace
+) -> tuple[str, list[str]]:
     by = {(m.size, m.scenario, m.app): m for m in measured}
     names = list(dict.fromkeys(m.scenario for m in measured))
     shown = scenarios(0)
@@ -249,7 +326,11 @@ def report(sizes: list[str], measured: list[Measured], args: argparse.Namespace)
         lines.append(f"| {shown[name].shown} | x{p99:.2f} | x{cpu:.2f} |")
         if p99 >= TARGET_GROWTH or cpu >= TARGET_GROWTH:
             missed.append(f"{name}: p99 x{p99:.2f}, CPU/req x{cpu:.2f} from {first} to {last}")
-    lines += ["", "![p99 and CPU per request against data size](scale.svg)", "", "## Targets", ""]
+    lines += ["", "![p99 and CPU per request against data size](scale.svg)"]
+    sweep_lines, sweep_missed = sweep_report(sweep)
+    lines += sweep_lines
+    missed += sweep_missed
+    lines += ["", "## Targets", ""]
     lines += [f"- missed: {item}" for item in missed] or ["- every target was met."]
     return "\n".join(lines) + "\n", missed
 
@@ -310,6 +391,10 @@ def main() -> int:
     parser.add_argument("--scenarios", nargs="*", help="only these scenarios")
     parser.add_argument("--report", type=Path, default=run.BENCH / "SCALE_REPORT.md")
     parser.add_argument("--chart", type=Path, default=run.BENCH / "scale.svg")
+    parser.add_argument("--sweep", type=int, nargs="*", default=[], help="connection counts for the sweep")
+    parser.add_argument("--sweep-scenarios", nargs="+", default=["get_todos", "me", "post_todos"])
+    parser.add_argument("--sweep-seconds", type=float, default=8)
+    parser.add_argument("--sweep-only", action="store_true", help="only the sweep (at the first size)")
     args = parser.parse_args()
     # A timeout or kill sends SIGTERM: leave through the cleanup code, which stops every server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -318,13 +403,14 @@ def main() -> int:
     redis = ensure_redis()
     fingerprint = scale.migrations_fingerprint()
     try:
-        measured = [m for size in args.sizes for m in measure_size(size, args, workdir, fingerprint)]
+        sweep: list[SweepPoint] = []
+        measured = [m for size in args.sizes for m in measure_size(size, args, workdir, fingerprint, sweep)]
     finally:
         if redis is not None:
             redis.terminate()
             with suppress(subprocess.TimeoutExpired):
                 redis.wait(10)
-    text, missed = report(args.sizes, measured, args)
+    text, missed = report(args.sizes, measured, sweep, args)
     args.report.write_text(text)
     args.chart.write_text(chart(args.sizes, measured))
     scale.say(f"wrote {args.report} and {args.chart}: {len(missed)} target(s) missed")
