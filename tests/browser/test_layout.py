@@ -211,3 +211,35 @@ def test_a_slow_page_shows_its_shape_then_a_busy_bar_never_a_blank_screen(visit:
     expect(page.get_by_role("heading", name="Todos")).to_be_visible()
     expect(page.locator("#view")).not_to_have_attribute("aria-busy", "true")
     visit.watch.assert_clean()
+
+
+def _wait_until(page: Page, seen: list[str], timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s * 20)):
+        if seen:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the request never came")
+
+
+def test_a_reload_asks_for_its_data_beside_users_me_not_after_it(visit: Visit, member: Account) -> None:
+    page = visit.page
+    visit.sign_in(member)
+    expect(page.get_by_text("Caulk the hull")).to_be_visible()
+    held: list[Route] = []
+    page.route("**/api/v1/users/me", lambda route: held.append(route))
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/v1/todos?" in request.url else None)
+
+    # Reloaded, the session resumes (a refresh) and then the page's todos go out while /users/me,
+    # held here, has not answered: the two are one round trip, not two.
+    page.reload(wait_until="commit")
+    me = wait_for(page, held)
+    _wait_until(page, asked)
+    assert len(asked) == 1  # while /users/me is still held
+    me.continue_()
+    expect(page.get_by_text("Caulk the hull")).to_be_visible()
+    expect(page.get_by_role("heading", name="Todos")).to_be_visible()
+    # The page took the answer already on its way: it did not ask for its todos a second time.
+    page.wait_for_timeout(500)
+    assert len(asked) == 1, asked
+    visit.watch.assert_clean()

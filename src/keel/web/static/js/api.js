@@ -197,7 +197,46 @@ const UNREACHABLE = "Keel could not be reached. Check your connection and try ag
  * `keepalive` lets the request outlive the page (one sent as the tab closes).
  * Resolves with the parsed body (null for 204) or throws ApiError.
  */
+/**
+ * Reads started before their page asked for them: on load, a signed-in page's data is asked for as
+ * soon as the refresh has given a token, beside /users/me instead of after it (see `resume`). The
+ * page's own GET of the same address takes the answer once; an answer unclaimed for a few seconds,
+ * or left when anything is written, is dropped, so a page never reads a stale one.
+ */
+const early = new Map();
+const EARLY_KEEP_MS = 5000;
+
+function startEarly(reads) {
+  for (const [path, query] of reads) {
+    const address = path + queryString(query);
+    if (early.has(address)) continue;
+    const answer = request("GET", path, { query });
+    answer.catch(() => {}); // the page that claims it sees the failure, and asks again
+    early.set(address, { answer, until: Date.now() + EARLY_KEEP_MS });
+  }
+}
+
+function claimEarly(method, path, query) {
+  if (early.size === 0) return null;
+  if (method !== "GET") {
+    early.clear();
+    return null;
+  }
+  const address = path + queryString(query);
+  const started = early.get(address);
+  early.delete(address);
+  return started && Date.now() < started.until ? started.answer : null;
+}
+
 export async function request(method, path, { body, form, query, ifMatch, headers: extra, retry = true, keepalive = false } = {}) {
+  const started = extra || ifMatch ? null : claimEarly(method, path, query);
+  if (started) {
+    try {
+      return await started;
+    } catch {
+      // Asked again below: the page handles this answer's failure as its own.
+    }
+  }
   if (state.token && Date.now() > state.expiresAt - EARLY_REFRESH_MS) await refresh();
   const headers = { Accept: "application/json", ...WEB_CLIENT, ...extra };
   const sentToken = state.token;
@@ -263,9 +302,11 @@ async function loadUser(reason) {
  * user the service worker last saw stands in (read-only: a request still needs a token, and the
  * next refresh, once online, decides whether the session lives).
  */
-export async function resume() {
+export async function resume({ reads = () => [] } = {}) {
   if (!storage.get(SIGNED_IN_HINT)) return null;
   const outcome = await refresh();
+  // The page's first data goes out now, beside /users/me rather than after it: one round trip less.
+  if (outcome === "ok") startEarly(reads());
   if (outcome === "failed" && navigator.onLine === false) {
     try {
       return await loadUser("offline");

@@ -14,13 +14,13 @@ import * as posts from "./pages/posts.js";
 import * as providers from "./pages/providers.js";
 import * as todos from "./pages/todos.js";
 
-route("/", posts.feed);
-route("/tags/:tag", posts.feed, { params: { tag: "[A-Za-z0-9-]{1,30}" } });
+route("/", posts.feed, { reads: posts.feedReads });
+route("/tags/:tag", posts.feed, { params: { tag: "[A-Za-z0-9-]{1,30}" }, reads: posts.feedReads });
 route("/posts/new", postEditor.editor, { signedIn: true });
 route("/posts/:id", post.show);
 route("/posts/:id/edit", postEditor.editor, { signedIn: true });
 route("/my-posts", posts.mine, { signedIn: true });
-route("/todos", todos.list, { signedIn: true });
+route("/todos", todos.list, { signedIn: true, reads: todos.firstReads });
 route("/account", account.page, { signedIn: true });
 route("/admin/users", admin.users, { signedIn: true, admin: true });
 route("/signin", auth.signIn, { guestOnly: true });
@@ -212,8 +212,14 @@ if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/sw.js").catch((error) => console.warn("offline support unavailable", error));
 }
 
+// What the page in the address will read first, asked for as soon as the session is resumed.
+function firstReads() {
+  const found = match(location.pathname);
+  return found?.options.reads?.(found.params, new URLSearchParams(location.search)) ?? [];
+}
+
 try {
-  await resume();
+  await resume({ reads: firstReads });
 } catch (error) {
   console.error(error); // the app still starts, signed out
 }

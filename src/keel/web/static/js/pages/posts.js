@@ -31,16 +31,33 @@ function postsPager(ctx, total, page, href, labels) {
   return drawPager(pager(), { page, pages: pageCount(total), go, labels });
 }
 
+/** What a feed address shows: its tag, search, order and page. */
+function feedView(params, query) {
+  return {
+    tag: params.tag ? params.tag.toLowerCase() : null,
+    q: query.get("q") || "",
+    sort: choiceFrom(query, "sort", SORTS),
+    current: pageFromOffset(query),
+  };
+}
+
+/** The feed's reads (its page of posts, the tag list), for the page and for an early start. */
+export function feedReads(params, query) {
+  const { tag, q, sort, current } = feedView(params, query);
+  return [
+    ["/posts", { q, tag, sort, ...pageQuery(current) }],
+    ["/tags", { limit: 30 }],
+  ];
+}
+
 export async function feed(container, ctx) {
-  const tag = ctx.params.tag ? ctx.params.tag.toLowerCase() : null;
+  const { tag, q, sort, current } = feedView(ctx.params, ctx.query);
   ctx.title(tag ? `#${tag}` : "");
-  const q = ctx.query.get("q") || "";
-  const sort = choiceFrom(ctx.query, "sort", SORTS);
-  const current = pageFromOffset(ctx.query);
+  const [posts, tagList] = feedReads(ctx.params, ctx.query);
   const [page, tags] = await Promise.all([
-    request("GET", "/posts", { query: { q, tag, sort, ...pageQuery(current) } }),
+    request("GET", posts[0], { query: posts[1] }),
     // The tag list is a way in, not the page: without it the feed still shows.
-    request("GET", "/tags", { query: { limit: 30 } }).catch(() => null),
+    request("GET", tagList[0], { query: tagList[1] }).catch(() => null),
   ]);
   const base = tag ? `/tags/${encodeURIComponent(tag)}` : "/";
   const href = (offset, term = q, order = sort) => withQuery(base, { sort: order, q: term, offset }, { sort: "new", offset: 0 });

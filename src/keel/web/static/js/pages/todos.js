@@ -43,20 +43,34 @@ function address(view) {
   return withQuery("/todos", { ...rest, assigned: mine ? "me" : null }, { filter: FILTERS[0][0], due: DUE_VIEWS[0][0], sort: SORTS[0][0], page: 1 });
 }
 
-async function fetchTodos(view) {
+/** The query of a view's page of todos ("assigned to me" needs the signed-in user's id). */
+function todosQuery(view, userId) {
   const dated = view.due !== "all";
   const completed = view.due === "overdue" ? false : view.filter === "all" ? null : view.filter === "done";
-  const answer = await request("GET", "/todos", {
-    query: {
-      list_id: view.list,
-      completed,
-      q: view.q.trim(),
-      sort: view.sort,
-      label: view.label,
-      assignee_id: view.mine ? currentUser()?.id : null,
-      ...(dated ? { limit: DUE_VIEW_LIMIT, offset: 0 } : pageQuery(view.page)),
-    },
-  });
+  return {
+    list_id: view.list,
+    completed,
+    q: view.q.trim(),
+    sort: view.sort,
+    label: view.label,
+    assignee_id: view.mine ? userId : null,
+    ...(dated ? { limit: DUE_VIEW_LIMIT, offset: 0 } : pageQuery(view.page)),
+  };
+}
+
+/** The page's first reads, for an early start: the lists, the list on screen, its todos. */
+export function firstReads(_params, query) {
+  const view = readView(query);
+  const reads = [["/lists", { limit: 100 }]];
+  if (view.list !== null) reads.push([`/lists/${view.list}`], [`/lists/${view.list}/members`]);
+  // Whose todos "assigned to me" are is known only once /users/me has answered.
+  if (!view.mine) reads.push(["/todos", todosQuery(view, null)]);
+  return reads;
+}
+
+async function fetchTodos(view) {
+  const dated = view.due !== "all";
+  const answer = await request("GET", "/todos", { query: todosQuery(view, currentUser()?.id) });
   if (!dated) return answer;
   const items = answer.items.filter((todo) => dueIn(todo, view.due));
   return { ...answer, items, total: items.length, dated: true };
