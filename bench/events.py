@@ -5,9 +5,12 @@
 It starts two `keel serve` processes (one worker each) on PostgreSQL (its own database,
 keel_bench_events) and the Redis given, then:
 
-(a) opens 500 idle event streams on the first and reads its resident memory before and after;
-(b) streams on the second while edits go through the first, one at a time: the time from sending
-    each edit to its event arriving on the other process, p50 and p99 over a few hundred.
+(a) opens `--streams` idle event streams (500 by default) on the second, each held by a member of
+    one shared list (100 streams a member), and reads its resident memory before and after;
+(b) with those streams open, sends edits of that list to the first, one at a time, and times each
+    until its event arrives on one more stream on the second: p50 and p99 over a few hundred. Every
+    event also goes to every idle stream (each is read, and must receive them all), and the second
+    worker's CPU over the edits is reported per event.
 
 It prints a small report; the figures go in bench/REPORT.md under "Live updates" by hand. This is
 a script, not a test: it asserts only that every stream opened and every event arrived.
@@ -33,6 +36,7 @@ import httpx
 SERVER_DSN = "postgresql://postgres@127.0.0.1:5432"
 PASSWORD = "steady as she goes 1234"
 SECRET = "bench-events-secret-key-that-is-long-enough-0123456789"
+PER_VIEWER = 100  # idle streams per list member
 
 
 def free_port() -> int:
@@ -98,38 +102,78 @@ async def sign_up(http: httpx.AsyncClient, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-async def idle_streams(url: str, pid: int, headers: dict[str, str], count: int) -> tuple[int, int]:
-    """RSS before and after `count` streams are open and idle (KiB)."""
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http, AsyncExitStack() as streams:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process and its children so far (a `keel serve` may fork its worker)."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    ticks = 0
+    for one in pids:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Drained:
+    """An open stream read in the background: how many `todo.created` events it has received."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.created = 0
+        self.task = asyncio.create_task(self._read(response))
+
+    async def _read(self, response: httpx.Response) -> None:
+        async for line in response.aiter_lines():
+            if line.startswith("event: todo.created"):
+                self.created += 1
+
+
+async def measure(
+    first: str, second: str, pid: int, alice: dict[str, str], bob: dict[str, str],
+    viewers: list[tuple[str, dict[str, str]]], streams: int, events: int,
+) -> tuple[int, int, list[float], float, list[Drained]]:  # fmt: skip
+    """With `streams` idle streams open on the second process, every one a member's of the list
+    the edits go to, each edit sent to the first process is timed until its event arrives on a
+    stream of the second, one at a time: so every event is also delivered to every idle stream.
+
+    Returns the second process's RSS (KiB) before and after the idle streams opened, the latency
+    samples, its CPU seconds over the edits, and the idle streams (for what each received).
+    """
+    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=0)
+    async with (
+        httpx.AsyncClient(base_url=first, timeout=10) as one,
+        httpx.AsyncClient(base_url=second, timeout=30, limits=limits) as two,
+        AsyncExitStack() as open_streams,
+    ):
+        list_id = (await one.post("/api/v1/lists", json={"name": "bench"}, headers=alice)).json()["id"]
+        for username, _ in [("bob", bob), *viewers]:
+            added = await one.post(
+                f"/api/v1/lists/{list_id}/members", json={"username": username, "role": "viewer"}, headers=alice
+            )
+            assert added.status_code == 201, added.text
         # Warm the route once, so the first stream's one-off costs (imports, caches) are not counted.
-        async with http.stream("GET", "/api/v1/events", headers=headers) as warm:
+        async with two.stream("GET", "/api/v1/events", headers=bob) as warm:
             await anext(warm.aiter_bytes())
         await asyncio.sleep(1)
         before = rss_kib(pid)
         opened = [
-            streams.enter_async_context(http.stream("GET", "/api/v1/events", headers=headers)) for _ in range(count)
+            open_streams.enter_async_context(two.stream("GET", "/api/v1/events", headers=viewers[n % len(viewers)][1]))
+            for n in range(streams)
         ]
         responses = await asyncio.gather(*opened)
         refused = [response for response in responses if response.status_code != 200]
         if refused:
             await refused[0].aread()
         assert not refused, f"{len(refused)} streams refused, e.g. {refused[0].status_code} {refused[0].text}"
-        await asyncio.gather(*(anext(response.aiter_bytes()) for response in responses))
+        idle = [Drained(response) for response in responses]
         await asyncio.sleep(2)
         after = rss_kib(pid)
-    return before, after
 
-
-async def latency(first: str, second: str, alice: dict[str, str], bob: dict[str, str], events: int) -> list[float]:
-    """Seconds from sending each edit (to the first process) to its event arriving (from the second)."""
-    async with httpx.AsyncClient(base_url=first, timeout=10) as one, httpx.AsyncClient(timeout=None) as two:
-        list_id = (await one.post("/api/v1/lists", json={"name": "bench"}, headers=alice)).json()["id"]
-        await one.post(f"/api/v1/lists/{list_id}/members", json={"username": "bob", "role": "viewer"}, headers=alice)
         samples: list[float] = []
-        async with two.stream("GET", f"{second}/api/v1/events", headers=bob) as stream:
+        async with two.stream("GET", "/api/v1/events", headers=bob) as stream:
             lines = stream.aiter_lines()
             await anext(lines)  # the stream has started: subscribed
+            cpu_before = cpu_seconds(pid)
             for n in range(events):
                 sent = time.perf_counter()
                 created = await one.post("/api/v1/todos", json={"title": f"e{n}", "list_id": list_id}, headers=alice)
@@ -138,7 +182,15 @@ async def latency(first: str, second: str, alice: dict[str, str], bob: dict[str,
                     while not (await anext(lines)).startswith("event: todo.created"):
                         pass
                 samples.append(time.perf_counter() - sent)
-        return samples
+            cpu = cpu_seconds(pid) - cpu_before
+        # Every idle stream had every event (given a moment for the last ones to be read).
+        for _ in range(100):
+            if all(drained.created == events for drained in idle):
+                break
+            await asyncio.sleep(0.1)
+        for drained in idle:
+            drained.task.cancel()
+        return before, after, samples, cpu, idle
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -166,9 +218,11 @@ async def main() -> None:
         "KEEL_ENVIRONMENT": "test",
         "KEEL_DATABASE_URL": database_url,
         "KEEL_REDIS_URL": args.redis_url,
-        "KEEL_EVENTS_MAX_STREAMS_PER_USER": str(args.streams + 10),
+        "KEEL_EVENTS_MAX_STREAMS_PER_USER": str(PER_VIEWER + 10),
+        "KEEL_EVENTS_MAX_STREAMS": str(args.streams + 20),
         "KEEL_LOG_LEVEL": "WARNING",
-        "KEEL_RATE_LIMIT_WRITES": "100000/minute",  # a few hundred edits in seconds, by one user
+        # A few hundred edits in seconds by one user, and a few sign-ups and sign-ins from one address.
+        **{f"KEEL_RATE_LIMIT_{rule}": "100000/minute" for rule in ("WRITES", "REGISTER", "LOGIN", "LOGIN_IP")},
     }
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
@@ -179,10 +233,15 @@ async def main() -> None:
             wait_ready(urls[n])
         async with httpx.AsyncClient(base_url=urls[0], timeout=10) as http:
             alice, bob = await sign_up(http, "alice"), await sign_up(http, "bob")
+            # Streams per account are capped (KEEL_EVENTS_MAX_STREAMS_PER_USER, at most 1,000): the
+            # idle streams are spread over enough members to stay under it.
+            names = [f"viewer{n}" for n in range(-(-args.streams // PER_VIEWER))]
+            viewers = [(name, await sign_up(http, name)) for name in names]
         began = time.monotonic()
-        before, after = await idle_streams(urls[0], processes[0].pid, bob, args.streams)
+        before, after, samples, cpu, idle = await measure(
+            urls[0], urls[1], processes[1].pid, alice, bob, viewers, args.streams, args.events
+        )
         per_stream = (after - before) / args.streams
-        samples = await latency(urls[0], urls[1], alice, bob, args.events)
         elapsed = time.monotonic() - began
     finally:
         for process in processes:
@@ -190,11 +249,14 @@ async def main() -> None:
         for process in processes:
             process.wait(timeout=20)
 
+    complete = sum(drained.created == args.events for drained in idle)
     print("Live updates (bench/events.py)")  # noqa: T201 - this script's report
-    print(f"  idle streams on one worker : {args.streams}")  # noqa: T201
+    print(f"  idle streams on one worker : {args.streams}, every one a list member's")  # noqa: T201
     print(f"  RSS before / after         : {before / 1024:.1f} MiB / {after / 1024:.1f} MiB")  # noqa: T201
     print(f"  memory per idle stream     : {per_stream:.1f} KiB")  # noqa: T201
-    print(f"  events across processes    : {len(samples)}")  # noqa: T201
+    print(f"  events across processes    : {len(samples)}, each also sent to every idle stream")  # noqa: T201
+    print(f"  idle streams with them all : {complete} of {args.streams}")  # noqa: T201
+    print(f"  worker CPU per event       : {cpu / max(1, len(samples)) * 1000:.2f} ms (to {args.streams + 1} streams)")  # noqa: T201
     print(  # noqa: T201
         f"  edit -> event latency      : p50 {percentile(samples, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(samples, 0.99) * 1000:.1f} ms, mean {statistics.mean(samples) * 1000:.1f} ms"
