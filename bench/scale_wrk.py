@@ -189,6 +189,7 @@ def measure_size(
             tried: dict[str, list[tuple[run.Result, float]]] = {server.name: [] for server in servers}
             for _ in range(args.rounds):
                 for server in servers:
+                    asyncio.run(quiet(database))
                     tried[server.name].append(
                         measured_run(server, name, scenario, args.seconds, wrk_env, wrk_cpus, workdir)
                     )
@@ -207,8 +208,13 @@ def measure_size(
             for name in args.sweep_scenarios:
                 wrk_env = {"BENCH_TOKEN": tokens[every[name].token], "BENCH_WRITER_TOKEN": writer,
                            "BENCH_PATH": every[name].path, "BENCH_USERS": str(seed.users)}  # fmt: skip
+                # A warm-up, so the first point (the base of the growth ratios) is not a cold start.
+                run.run_wrk(
+                    keel, name, args.sweep[0], 2, env=wrk_env, cpus=wrk_cpus, workdir=workdir, lua=every[name].lua
+                )
                 for connections in args.sweep:
                     asyncio.run(analyze(database))
+                    asyncio.run(quiet(database))
                     result = run.run_wrk(
                         keel, name, connections, args.sweep_seconds, env=wrk_env, cpus=wrk_cpus, workdir=workdir,
                         lua=every[name].lua,
@@ -261,6 +267,27 @@ def sweep_report(points: list[SweepPoint]) -> tuple[list[str], list[str]]:
             if growth >= TARGET_GROWTH:
                 missed.append(f"sweep {name} c={point.connections}: p99 grew x{growth:.2f} the queue's growth")
     return lines, missed
+
+
+async def quiet(database: str, limit_s: float = 60) -> None:
+    """Wait until no statement runs in the database: a client gone from wrk leaves the statements
+    it started running (the ceiling's feed counts take seconds each at 1M), and the next app's
+    round must not pay for them."""
+    import asyncpg
+
+    connection = await asyncpg.connect(scale.dsn(database))
+    try:
+        for _ in range(int(limit_s * 10)):
+            busy = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active'"
+                " AND pid <> pg_backend_pid()",
+                database,
+            )
+            if not busy:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
 
 
 async def analyze(database: str) -> None:
