@@ -57,7 +57,6 @@ class Event:
     user_id: int | None = None
     id: str = ""
     _payload: str | None = field(default=None, repr=False)
-    _frame: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, type: str, *, actor_id: int, list_id: int | None, about: int | None = None, **data: Any) -> Event:
@@ -79,16 +78,9 @@ class Event:
         return cls(type=raw["t"], data=raw["d"], list_id=raw["l"], user_id=raw["u"], id=event_id, _payload=payload)
 
     def frame(self) -> bytes:
-        """The event as Server-Sent Events lines (the JSON has no newline, so it is one `data:` line).
-
-        Written once, when the first stream sends it, and the same bytes go to every other stream:
-        a shared list's event reaches each of its members' streams (bench/REPORT.md measured 36 µs
-        a stream when each wrote its own). Its id is set by then (the broker's, at publish).
-        """
-        if self._frame is None:
-            data = json.dumps(self.data, separators=(",", ":"))
-            self._frame = f"id: {self.id}\nevent: {self.type}\ndata: {data}\n\n".encode()
-        return self._frame
+        """The event as Server-Sent Events lines (the JSON has no newline, so it is one `data:` line)."""
+        data = json.dumps(self.data, separators=(",", ":"))
+        return f"id: {self.id}\nevent: {self.type}\ndata: {data}\n\n".encode()
 
 
 @dataclass(frozen=True, slots=True)
