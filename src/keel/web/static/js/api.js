@@ -300,7 +300,8 @@ async function loadUser(reason) {
 /**
  * On page load: resume the session held by the refresh cookie, if there is one. Offline, the
  * user the service worker last saw stands in (read-only: a request still needs a token, and the
- * next refresh, once online, decides whether the session lives).
+ * next refresh, once online, decides whether the session lives). `reads` gives the page's first
+ * GETs as [path, query] pairs: they start once the refresh succeeds (see `startEarly`).
  */
 export async function resume({ reads = () => [] } = {}) {
   if (!storage.get(SIGNED_IN_HINT)) return null;
