@@ -110,7 +110,7 @@ def test_tabs_that_resume_at_once_share_one_refresh_at_a_time(visit: Visit, keel
     """Two refreshes of one token count as reuse and end the session; the tabs must queue.
 
     Web Locks exist only in secure contexts (https, localhost); elsewhere a lease in
-    localStorage takes their place, so both are exercised.
+    IndexedDB takes their place, so both are exercised.
     """
     if locks == "storage-lease":
         visit.context.add_init_script(NO_WEB_LOCKS)

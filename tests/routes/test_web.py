@@ -200,7 +200,7 @@ class TestSourceRules:
         for call in re.findall(r"localStorage\.setItem\(([^,]+),", source):
             assert call.strip() == "key", call
         for call in re.findall(r"storage\.set\(([^,]+),", source):
-            assert call.strip() in {"SIGNED_IN_HINT", "REFRESH_LEASE", "SIGNED_OUT_REASON"}, call
+            assert call.strip() in {"SIGNED_IN_HINT", "SIGNED_OUT_REASON"}, call
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in source, sink
 

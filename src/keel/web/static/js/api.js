@@ -7,8 +7,6 @@ const WEB_CLIENT = { "X-Keel-Client": "web" };
 // Not a token: only a hint that a refresh cookie may exist, so that a visitor who never
 // signed in does not start every page with a refresh that must fail.
 const SIGNED_IN_HINT = "keel.signed-in";
-// Not a token either: which tab may refresh now, where the browser has no Web Locks.
-const REFRESH_LEASE = "keel.refresh-lease";
 // Refresh a little before the access token expires rather than after a 401.
 const EARLY_REFRESH_MS = 30_000;
 
@@ -126,34 +124,76 @@ function forgetOfflineData() {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const TAB = Math.random().toString(36).slice(2);
 
-// Without Web Locks (they exist only in secure contexts: https, or localhost), tabs take
-// turns through a lease in localStorage. It is not atomic like a lock, but the read-back
-// after a pause makes two owners very unlikely, and the lease expires so a closed tab never
-// blocks the others.
-async function withStorageLease(task) {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const [owner, until] = (storage.get(REFRESH_LEASE) || "").split(":");
-    if (!owner || Number(until) < Date.now()) {
-      storage.set(REFRESH_LEASE, `${TAB}:${Date.now() + 10_000}`);
-      await sleep(30);
-      if ((storage.get(REFRESH_LEASE) || "").startsWith(`${TAB}:`)) {
-        try {
-          return await task();
-        } finally {
-          storage.remove(REFRESH_LEASE);
-        }
+// Without Web Locks (they exist only in secure contexts: https, or localhost), tabs take turns
+// through a lease kept in IndexedDB. A readwrite transaction runs alone across every tab of the
+// origin, so reading the lease and claiming it in one transaction is an atomic test-and-set;
+// localStorage offers no such thing (another tab's process sees a write a little later, and
+// under load two tabs each read back their own claim). The lease expires, so a tab closed while
+// holding it blocks the others for seconds, not for good.
+const LEASE_DB = "keel-refresh-lease";
+const LEASE_STORE = "lease";
+const LEASE_MS = 10_000;
+
+function openLeases() {
+  return new Promise((resolve, reject) => {
+    const opening = indexedDB.open(LEASE_DB, 1);
+    opening.onupgradeneeded = () => opening.result.createObjectStore(LEASE_STORE);
+    opening.onsuccess = () => resolve(opening.result);
+    opening.onerror = () => reject(opening.error);
+  });
+}
+
+/** In one transaction, take the lease if it is free or expired (`take`), or give it back if it is ours. Resolves whether this tab holds it. */
+function lease(db, take) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(LEASE_STORE, "readwrite");
+    const store = tx.objectStore(LEASE_STORE);
+    let ours = false;
+    const reading = store.get("refresh");
+    reading.onsuccess = () => {
+      const held = reading.result;
+      const mine = held && held.owner === TAB;
+      if (!take) {
+        if (mine) store.delete("refresh");
+      } else if (!held || mine || held.until < Date.now()) {
+        store.put({ owner: TAB, until: Date.now() + LEASE_MS }, "refresh");
+        ours = true;
       }
-    }
-    await sleep(50 + Math.random() * 50);
+    };
+    tx.oncomplete = () => resolve(ours);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
+async function withLease(task) {
+  let db;
+  try {
+    db = await openLeases();
+  } catch {
+    return task(); // no IndexedDB either (a locked-down private window): nothing to take turns through
   }
-  return task();
+  try {
+    // Give up waiting after two lease lifetimes: by then the holder is gone or stuck.
+    for (const deadline = Date.now() + 2 * LEASE_MS; Date.now() < deadline; ) {
+      if (await lease(db, true).catch(() => true)) break;
+      await sleep(20 + Math.random() * 30);
+    }
+    try {
+      return await task();
+    } finally {
+      await lease(db, false).catch(() => {});
+    }
+  } finally {
+    db.close();
+  }
 }
 
 function withRefreshLock(task) {
   // Two refreshes of one token count as reuse and end the session, so only one runs at a
   // time, across every tab of this origin.
   if (navigator.locks) return navigator.locks.request("keel-refresh", task);
-  return withStorageLease(task);
+  return withLease(task);
 }
 
 /**
