@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +143,48 @@ class TestMigrate:
 
         assert again.exit_code == 0, again.output
         assert users(run.database) == []
+
+
+class TestServeMigratesInAChild:
+    """`keel serve` migrates in a child process, so the process that goes on to serve never loads Alembic."""
+
+    SCRIPT = (
+        "import sys\n"
+        "from keel.cli import _migrate_in_child\n"
+        "from keel.core.config import get_settings\n"
+        "_migrate_in_child(get_settings())\n"
+        "print('alembic loaded:', 'alembic' in sys.modules, 'migrations loaded:', 'keel.migrations' in sys.modules)\n"
+    )
+
+    def _run(self, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, "KEEL_DATA_DIR": str(data_dir), "KEEL_LOG_LEVEL": "WARNING", **env}
+        environment = {key: value for key, value in environment.items() if value}
+        return subprocess.run(
+            [sys.executable, "-c", self.SCRIPT], env=environment, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    def test_the_database_is_migrated_and_the_parent_never_imports_alembic(self, run: RunCli) -> None:
+        done = self._run(run.data_dir)
+
+        assert done.returncode == 0, done.stderr
+        assert "alembic loaded: False migrations loaded: False" in done.stdout
+        with sqlite3.connect(run.database) as connection:
+            version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        connection.close()
+        assert len(version) == 1
+        assert run("migrate").exit_code == 0  # nothing left to do, and nothing broken
+        assert users(run.database) == []
+
+    def test_a_failed_migration_stops_serve_with_a_clear_message(self, run: RunCli, tmp_path: Path) -> None:
+        # A database file that is not a database: the child fails, and the parent must not go on to serve.
+        run.data_dir.mkdir(parents=True)
+        (run.data_dir / "keel.db").write_bytes(b"not a database " * 100)
+
+        done = self._run(run.data_dir)
+
+        assert done.returncode == 1
+        assert "keel: migrating the database failed (exit code 1); see the log above" in done.stderr
+        assert "alembic loaded" not in done.stdout
 
 
 class TestPrune:
@@ -409,7 +454,7 @@ class TestServePublicUrl:
             seen["public_url"] = get_settings().public_url
 
         monkeypatch.setattr(uvicorn, "run", fake_run)
-        monkeypatch.setattr("keel.migrations.upgrade", lambda *_args, **_kwargs: None)
+        monkeypatch.setattr("keel.cli._migrate_in_child", lambda *_args, **_kwargs: None)
         return seen
 
     @pytest.mark.parametrize(
