@@ -160,7 +160,12 @@ class TestServeMigratesInAChild:
         environment = {**os.environ, "KEEL_DATA_DIR": str(data_dir), "KEEL_LOG_LEVEL": "WARNING", **env}
         environment = {key: value for key, value in environment.items() if value}
         return subprocess.run(
-            [sys.executable, "-c", self.SCRIPT], env=environment, capture_output=True, text=True, timeout=120, check=False
+            [sys.executable, "-c", self.SCRIPT],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     def test_the_database_is_migrated_and_the_parent_never_imports_alembic(self, run: RunCli) -> None:
