@@ -55,8 +55,8 @@ def _migrate_in_child(settings: Settings) -> None:
     import threading
 
     can_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    method = "fork" if can_fork else "spawn"
-    child = multiprocessing.get_context(method).Process(target=_migrate, args=(settings,), name="keel-migrate")
+    context = multiprocessing.get_context("fork") if can_fork else multiprocessing.get_context("spawn")
+    child = context.Process(target=_migrate, args=(settings,), name="keel-migrate")
     child.start()
     child.join()
     if child.exitcode != 0:
