@@ -205,6 +205,37 @@ def test_the_kept_counts_start_from_the_posts_already_there(database_url: str, t
         upgrade(settings)  # leave the shared test database empty and at head for the tests after this one
 
 
+def test_the_todo_search_index_leads_with_the_owner(postgres_url: str, tmp_path: Path) -> None:
+    """q= keeps the owner's matches inside the index, rather than every owner's matches of the term."""
+    import asyncio
+
+    async def definition() -> str | None:
+        engine = create_async_engine(postgres_url)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_todo_search'")
+                )
+                return found.scalar()
+        finally:
+            await engine.dispose()
+
+    settings = base_settings(tmp_path, database_url=postgres_url)
+    upgrade(settings)
+    assert asyncio.run(definition()) == (
+        "CREATE INDEX ix_todo_search ON public.todo USING gin (owner_id, lower((title)::text) gin_trgm_ops,"
+        " lower((description)::text) gin_trgm_ops)"
+    )
+    try:
+        downgrade(settings, "8dd1d13c5b78")
+        assert asyncio.run(definition()) == (
+            "CREATE INDEX ix_todo_search ON public.todo USING gin (lower((title)::text) gin_trgm_ops,"
+            " lower((description)::text) gin_trgm_ops)"
+        )
+    finally:
+        upgrade(settings)
+
+
 def test_without_pg_trgm_the_migration_goes_on_without_the_search_index(postgres_url: str, tmp_path: Path) -> None:
     """A server that refuses CREATE EXTENSION (no privilege) still migrates; q= then works unindexed."""
     import asyncio
@@ -226,6 +257,7 @@ def test_without_pg_trgm_the_migration_goes_on_without_the_search_index(postgres
     asyncio.run(
         run(
             "DROP EXTENSION IF EXISTS pg_trgm",
+            "DROP EXTENSION IF EXISTS btree_gin",
             """CREATE FUNCTION refuse_extensions() RETURNS event_trigger LANGUAGE plpgsql AS
                $$ BEGIN RAISE EXCEPTION 'permission denied to create extension' USING ERRCODE = '42501'; END $$""",
             "CREATE EVENT TRIGGER refuse_extensions ON ddl_command_start WHEN TAG IN ('CREATE EXTENSION')"
@@ -242,7 +274,10 @@ def test_without_pg_trgm_the_migration_goes_on_without_the_search_index(postgres
             )
         )
         assert (search_index, extension) == (0, 0)
-        assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["todo_search_index_skipped"]
+        # Each migration that would build the index says it did not (the first one, and the one that
+        # made it lead with owner_id).
+        warnings = [log["event"] for log in logs if log["log_level"] == "warning"]
+        assert warnings == ["todo_search_index_skipped", "todo_search_index_skipped"]
         diff, tables = asyncio.run(_inspect(postgres_url))
         assert diff == []
         assert {"tag", "counter"} <= tables

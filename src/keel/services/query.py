@@ -90,11 +90,16 @@ class PageQuery:
     columns: tuple[str, ...]
 
     @classmethod
-    def of(cls, page: Select[Any], count: Select[Any]) -> PageQuery:
+    def of(cls, page: Select[Any], count: Select[Any], *, plan_with_values: bool = False) -> PageQuery:
+        """`plan_with_values`: see `Prebuilt` (for a search whose best index depends on the term)."""
         # correlate(None): the count never depends on the row it rides along with.
         page = page.add_columns(count.scalar_subquery().correlate(None).label(TOTAL))
         columns = tuple(str(column.key) for column in page.selected_columns)
-        return cls(Prebuilt(page, tuple), Prebuilt(count, tuple), columns)
+        return cls(
+            Prebuilt(page, tuple, plan_with_values=plan_with_values),
+            Prebuilt(count, tuple, plan_with_values=plan_with_values),
+            columns,
+        )
 
     async def fetch(self, database: Database, params: dict[str, Any]) -> tuple[Sequence[Sequence[Any]], int]:
         """The page's rows (values in `columns` order) and the total."""

@@ -151,7 +151,8 @@ class Database:
         try:
             driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]  # never None here
             self._announce(plan.sql)
-            records = await self._on_driver(pooled, driver, plan.sql, driver.fetch(plan.sql, *args))
+            fetching = _driver_fetch(driver, plan.sql, args, with_values=prebuilt.plan_with_values)
+            records = await self._on_driver(pooled, driver, plan.sql, fetching)
         finally:
             await greenlet_spawn(pooled.close)
         return [prebuilt.shape(values) for values in plan.values(records)]
@@ -291,7 +292,8 @@ class Transaction:
             pooled, driver = self._driver
             plan = prebuilt.plan(self._database.engine.dialect)
             args = plan.args(params)
-            return [prebuilt.shape(values) for values in plan.values(await self._fetch(pooled, driver, plan.sql, args))]
+            records = await self._fetch(pooled, driver, plan.sql, args, with_values=prebuilt.plan_with_values)
+            return [prebuilt.shape(values) for values in plan.values(records)]
         except Exception:
             self._failed = True
             raise
@@ -302,11 +304,11 @@ class Transaction:
         return found[0] if found else None
 
     async def _fetch(
-        self, pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, args: list[Any]
+        self, pooled: PoolProxiedConnection, driver: asyncpg.Connection, sql: str, args: list[Any], *, with_values: bool
     ) -> list[asyncpg.Record]:
         self._database._announce(sql)
         try:
-            records = await Database._on_driver(pooled, driver, sql, driver.fetch(sql, *args))
+            records = await Database._on_driver(pooled, driver, sql, _driver_fetch(driver, sql, args, with_values))
         except DBAPIError as exc:
             if not isinstance(exc.orig, asyncpg.InvalidCachedStatementError):
                 raise
@@ -321,9 +323,20 @@ class Transaction:
             self._began = driver.transaction()
             await Database._on_driver(pooled, driver, "BEGIN", self._began.start())
             self._database._announce(sql)
-            records = await Database._on_driver(pooled, driver, sql, driver.fetch(sql, *args))
+            records = await Database._on_driver(pooled, driver, sql, _driver_fetch(driver, sql, args, with_values))
         self._ran = True
         return records
+
+
+async def _driver_fetch(
+    driver: asyncpg.Connection, sql: str, args: list[Any], with_values: bool
+) -> list[asyncpg.Record]:
+    """Run a statement on asyncpg: from its statement cache, or (`with_values`, see `Prebuilt`)
+    prepared afresh, which PostgreSQL plans with these values (a statement's first calls always are)."""
+    if not with_values:
+        return await driver.fetch(sql, *args)
+    statement = await driver.prepare(sql)
+    return await statement.fetch(*args)
 
 
 def after_commit(target: AsyncSession | Transaction, item: object) -> None:
