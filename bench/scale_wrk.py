@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -209,14 +210,17 @@ def measure_size(
             for name in args.sweep_scenarios:
                 wrk_env = {"BENCH_TOKEN": tokens[every[name].token], "BENCH_WRITER_TOKEN": writer,
                            "BENCH_PATH": every[name].path, "BENCH_USERS": str(seed.users)}  # fmt: skip
-                # A warm-up, so the first point (the base of the growth ratios) is not a cold start.
-                run.run_wrk(
-                    keel, name, args.sweep[0], 2, env=wrk_env, cpus=wrk_cpus, workdir=workdir, lua=every[name].lua
-                )
-                # The ceiling app runs each point too: a tail that it shares is the stack's (uvicorn,
-                # the kernel, wrk), one that only Keel has is Keel's.
-                for connections in args.sweep:
-                    for server in (keel, ceiling):
+                # The ceiling app runs the sweep too: a tail that it shares is the stack's (uvicorn, the
+                # kernel, wrk), one that only Keel has is Keel's. Each app runs its whole sweep in turn:
+                # interleaved, the ceiling's aftermath at one count (its own pool timeouts and failed
+                # requests still unwinding) landed in Keel's p99 at the next.
+                for server in (keel, ceiling):
+                    # A warm-up, so the first point (the base of the growth ratios) is not a cold start.
+                    run.run_wrk(
+                        server, name, args.sweep[0], 2, env=wrk_env, cpus=wrk_cpus, workdir=workdir,
+                        lua=every[name].lua,
+                    )  # fmt: skip
+                    for connections in args.sweep:
                         asyncio.run(analyze(database))
                         asyncio.run(quiet(database))
                         result = run.run_wrk(
@@ -323,7 +327,7 @@ def report(
         "# Keel scale benchmark",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python3 -m uv run python bench/scale_wrk.py "
-        f"--sizes {' '.join(sizes)} --seconds {args.seconds:g} --rounds {args.rounds}`: 1 worker, {CONNECTIONS} "
+        f"{shlex.join(sys.argv[1:])}`: 1 worker, {CONNECTIONS} "
         f"connections, each app's best of {args.rounds} alternating runs per scenario after a 1 s warm-up; wrk "
         "pinned to the last core, the servers to the others.",
         "CPU/req is the worker's utime + stime over the run divided by its requests. Ratio = Keel req/s ÷ the "
