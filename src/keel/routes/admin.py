@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from keel.deps import (
     NO_PERSONAL_TOKENS,
@@ -17,7 +17,7 @@ from keel.deps import (
     UserId,
 )
 from keel.models import Role
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.activity import ActivityRead
 from keel.schemas.common import NO_NUL, Page, problem_responses
 from keel.schemas.user import AdminUserRead, AdminUserUpdate
@@ -25,7 +25,7 @@ from keel.services import activity as activity_service
 from keel.services import mfa as mfa_service
 from keel.services import user as user_service
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/admin",
     tags=["admin"],
     responses=problem_responses(401, 403),

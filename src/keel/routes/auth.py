@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from keel.core import password_policy
 from keel.core.errors import InactiveUser, InvalidRefreshToken
@@ -29,7 +29,7 @@ from keel.deps import (
     VerifyEmailRateLimit,
     WebClient,
 )
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.auth import (
     EmailCodeRequest,
     EmailCodeTokenPair,
@@ -53,7 +53,7 @@ from keel.services import session as session_service
 from keel.services import user as user_service
 from keel.services.activity import describe as describe_device
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
+router = PrefixedRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
 
 REGISTERED = "If this address can be registered, an email is on its way to it with the next step."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from keel.core.conditional import etag_of
 from keel.deps import (
@@ -21,7 +21,7 @@ from keel.deps import (
     WritingUser,
 )
 from keel.http.conditional import ETAG, tagged
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.comment import CommentCreate, CommentRead, CommentUpdate
 from keel.schemas.common import Page, problem_responses
 from keel.services import comment as comment_service
@@ -29,7 +29,7 @@ from keel.services.idempotency import REPLAYED_HEADER
 
 # The same family as the posts (posts:read / posts:write for personal access tokens).
 # Parameter order matters: authentication (401) is checked before visibility (404).
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/posts/{{post_id:not_mine}}/comments",
     tags=["comments"],
     responses=problem_responses(422),

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from keel.deps import EVENTS_SCOPES, CacheDep, DatabaseDep, LiveUpdatesDep, StreamCaller, TicketHolder
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import problem_responses
 from keel.schemas.events import STREAM_DESCRIPTION, EventTicket
 from keel.services.event_tickets import TICKET_TTL_SECONDS
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/events", tags=["events"], responses=problem_responses(401), dependencies=[EVENTS_SCOPES]
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from keel.core.errors import MfaRequired, ProviderUnavailable, RateLimited
@@ -26,13 +26,13 @@ from keel.deps import (
     WebClient,
 )
 from keel.http.web_session import device_cookie, needs_secure, refresh_cookie
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import problem_responses
 from keel.schemas.identity import AuthorizeUrl, IdentityLinkConfirm, IdentityRead, ProviderRead
 from keel.services import identity as identity_service
 from keel.services.signin import Client
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
+router = PrefixedRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], dependencies=[NO_PERSONAL_TOKENS])
 
 # The browser's half of a provider flow: SameSite=Lax, so the provider's redirect back (a
 # top-level GET from another site) carries it; only the callbacks receive it.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from keel.deps import (
     LISTS_SCOPES,
@@ -25,12 +25,12 @@ from keel.deps import (
     WritingUser,
 )
 from keel.http.conditional import representation_or_not_modified, tagged
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo_list import ListCreate, ListRead, ListUpdate, MemberCreate, MemberRead, MemberUpdate
 from keel.services import list as list_service
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/lists", tags=["lists"], responses=problem_responses(401, 422), dependencies=[LISTS_SCOPES]
 )
 

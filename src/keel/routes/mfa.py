@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from keel.deps import (
     NO_PERSONAL_TOKENS,
@@ -15,7 +15,7 @@ from keel.deps import (
     SettingsDep,
     WebClient,
 )
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.routes.auth import no_store, sets_cookie
 from keel.schemas.auth import TokenPair
 from keel.schemas.common import problem_responses
@@ -35,7 +35,7 @@ from keel.schemas.mfa import (
 )
 from keel.services import mfa as mfa_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"], dependencies=[NO_PERSONAL_TOKENS])
+router = PrefixedRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"], dependencies=[NO_PERSONAL_TOKENS])
 
 
 @router.get("/mfa", response_model=MfaStatus, responses=problem_responses(401))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from keel.deps import (
     NO_PERSONAL_TOKENS,
@@ -18,7 +18,7 @@ from keel.deps import (
     SignInStartRateLimit,
     WebClient,
 )
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.routes.auth import no_store, sets_cookie
 from keel.schemas.auth import TokenPair
 from keel.schemas.common import problem_responses
@@ -34,7 +34,7 @@ from keel.schemas.passkey import (
 from keel.services import passkey as passkey_service
 from keel.services.signin import Client
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"], dependencies=[NO_PERSONAL_TOKENS])
+router = PrefixedRouter(prefix=f"{API_PREFIX}/auth/passkeys", tags=["passkeys"], dependencies=[NO_PERSONAL_TOKENS])
 # The ids are `:int` in the paths: else `/register` and `/authenticate` would also match them, and a
 # PATCH there would be answered (401, 422) instead of 405.
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from keel.deps import POSTS_SCOPES, WritingUser
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import problem_responses
 from keel.schemas.post_preview import PostPreview, PostPreviewRead
 from keel.services import post_preview as preview_service
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422), dependencies=[POSTS_SCOPES]
 )
 

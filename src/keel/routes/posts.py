@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from keel.core.conditional import etag_of
@@ -22,7 +22,7 @@ from keel.deps import (
     WritingUser,
 )
 from keel.http.conditional import ETAG, representation_or_not_modified, tagged
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.post import PostCreate, PostRead, PostSummary, PostUpdate, Tag
 from keel.services import post as post_service
@@ -42,7 +42,7 @@ class _NotMine(StringConvertor):
 register_url_convertor("not_mine", _NotMine())
 
 # Parameter order matters: authentication (401) is checked before visibility (404).
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/posts", tags=["posts"], responses=problem_responses(422), dependencies=[POSTS_SCOPES]
 )
 

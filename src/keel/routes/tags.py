@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from keel.deps import ANONYMOUS_ALLOWED, POSTS_SCOPES, DatabaseDep, Limit, Offset, OptionalUser
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.post import TagCount
 from keel.services import tag as tag_service
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/tags", tags=["tags"], responses=problem_responses(422), dependencies=[POSTS_SCOPES]
 )
 

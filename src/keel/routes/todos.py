@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from keel.core.conditional import etag_of
 from keel.deps import (
@@ -19,13 +19,13 @@ from keel.deps import (
     WritingUser,
 )
 from keel.http.conditional import ETAG, representation_or_not_modified, tagged
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.todo import LABEL_PATTERN, TodoCreate, TodoRead, TodoSort, TodoUpdate, normalise_label
 from keel.services import todo as todo_service
 from keel.services.idempotency import REPLAYED_HEADER
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/todos", tags=["todos"], responses=problem_responses(401, 422), dependencies=[TODOS_SCOPES]
 )
 

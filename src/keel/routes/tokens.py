@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from keel.deps import (
     NO_PERSONAL_TOKENS,
@@ -12,13 +12,13 @@ from keel.deps import (
     SettingsDep,
     WritingUser,
 )
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.common import problem_responses
 from keel.schemas.personal_token import AccessTokenCreate, AccessTokenCreated, AccessTokenRead
 from keel.services import personal_token as personal_token_service
 
 # A personal access token never manages tokens, its own included.
-router = APIRouter(
+router = PrefixedRouter(
     prefix=f"{API_PREFIX}/tokens",
     tags=["tokens"],
     responses=problem_responses(401, 403),

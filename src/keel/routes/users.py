@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from keel.deps import (
     USERS_SCOPES,
@@ -21,14 +21,14 @@ from keel.deps import (
     WritingUser,
 )
 from keel.http.conditional import representation_or_not_modified, tagged
-from keel.routes import API_PREFIX
+from keel.routes import API_PREFIX, PrefixedRouter
 from keel.schemas.activity import ActivityRead
 from keel.schemas.common import Page, problem_responses
 from keel.schemas.user import UserDelete, UserPublic, UserRead, UserUpdate
 from keel.services import activity as activity_service
 from keel.services import user as user_service
 
-router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], dependencies=[USERS_SCOPES])
+router = PrefixedRouter(prefix=f"{API_PREFIX}/users", tags=["users"], dependencies=[USERS_SCOPES])
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
