@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -22,10 +25,11 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlmodel import col, func, select
 
+from keel.core import logging as keel_logging
 from keel.core.client_ip import parse_networks
 from keel.core.config import Settings
 from keel.core.db import Database
-from keel.core.logging import configure_logging
+from keel.core.logging import AccessLog, configure_logging, get_logger
 from keel.core.mail import FileTransport, render, transport_for
 from keel.core.security import PasswordHasher
 from keel.http.metrics import Metrics
@@ -579,3 +583,105 @@ class TestControlCharacters:
         if log_format == "console":  # escaped here, or by the renderer's repr of a value with spaces
             assert "\\x1b[31mred\\x0aforged line" in written.replace("\\\\", "\\")
             assert "path=/\\x1b]0;title\\x07 " in written
+
+
+def test_a_forked_worker_logs_its_own_pid_not_its_parents() -> None:
+    """The pid is remembered rather than asked for on every line, so a fork must update it."""
+    script = (
+        "import os\n"
+        "from keel.core.logging import _add_pid\n"
+        "parent = _add_pid(None, 'info', {})['pid']\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    print('child', os.getpid(), _add_pid(None, 'info', {})['pid'], flush=True)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(child, 0)\n"
+        "print('parent', os.getpid(), parent, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
+    assert set(lines) == {"child", "parent"}
+    for actual, logged in lines.values():
+        assert actual == logged
+    assert lines["child"][0] != lines["parent"][0]
+
+
+class TestAccessLineWrittenDirectly:
+    """keel.core.logging.AccessLog: the request line written straight by Keel's handler, or through
+    `logging` whenever anything else listens; the same line either way."""
+
+    FIELDS: ClassVar[dict[str, Any]] = {
+        "method": "GET",
+        "path": "/api/v1/x\x1b[2J",
+        "route": "<unmatched>",
+        "status": 404,
+        "duration_ms": 1.25,
+        "user_id": None,
+    }
+
+    @pytest.fixture
+    def written(self, tmp_path: Path) -> Iterator[Any]:
+        """Configures logging at `log_format` and returns what Keel's handler wrote."""
+        stream = io.StringIO()
+
+        def configure(log_format: str, log_level: str = "INFO") -> io.StringIO:
+            configure_logging(base_settings(tmp_path, log_format=log_format, log_level=log_level))
+            (handler,) = logging.getLogger().handlers
+            assert isinstance(handler, logging.StreamHandler)
+            handler.setStream(stream)
+            return stream
+
+        structlog.contextvars.bind_contextvars(request_id="req-1")
+        yield configure
+        structlog.contextvars.unbind_contextvars("request_id")
+        configure_logging(base_settings(tmp_path))
+
+    @pytest.mark.parametrize("log_format", ["json", "console"])
+    def test_the_direct_line_is_the_line_logging_writes(self, written: Any, log_format: str) -> None:
+        stream = written(log_format)
+        assert keel_logging._direct.reaches_only_keel(logging.getLogger("keel.access"))
+        AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        get_logger("keel.access").info("request", **dict(self.FIELDS))
+
+        direct, standard = stream.getvalue().splitlines()
+        if log_format == "json":
+            ours, theirs = json.loads(direct), json.loads(standard)
+            assert ours.pop("timestamp")
+            assert theirs.pop("timestamp")
+            assert list(ours.items()) == list(theirs.items())  # the same fields, in the same order
+            assert ours["request_id"] == "req-1"
+            assert ours["logger"] == "keel.access"
+        else:
+            # The console line starts with its timestamp; the rest, escapes included, is the same.
+            assert direct.split(" ", 1)[1] == standard.split(" ", 1)[1]
+            assert "\x1b" not in direct
+            assert "\\x1b[2J" in direct
+
+    def test_a_handler_someone_added_gets_the_line_too(self, written: Any) -> None:
+        stream = written("json")
+        (keel_handler,) = logging.getLogger().handlers
+        assert keel_handler.formatter is not None
+        extra = LogCapture(keel_handler.formatter)
+        logging.getLogger().addHandler(extra)
+        try:
+            assert not keel_logging._direct.reaches_only_keel(logging.getLogger("keel.access"))
+            AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        finally:
+            logging.getLogger().removeHandler(extra)
+        assert [entry["status"] for entry in extra.entries()] == [404]
+        assert json.loads(stream.getvalue())["status"] == 404
+
+    def test_a_filter_or_a_level_that_drops_the_line_still_drops_it(self, written: Any) -> None:
+        stream = written("json", log_level="WARNING")
+        AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        assert stream.getvalue() == ""
+
+        stream = written("json")
+        logger = logging.getLogger("keel.access")
+        refuse = logging.Filter("nothing.matches")
+        logger.addFilter(refuse)
+        try:
+            AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        finally:
+            logger.removeFilter(refuse)
+        assert stream.getvalue() == ""

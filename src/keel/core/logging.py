@@ -15,9 +15,20 @@ from structlog.types import EventDict, Processor
 
 from keel.core.config import Settings
 
+_pid = os.getpid()
+
+
+def _remember_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# A system call per line saved: the pid changes only in a forked child (a worker, a migration).
+os.register_at_fork(after_in_child=_remember_pid)
+
 
 def _add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
-    event_dict["pid"] = os.getpid()
+    event_dict["pid"] = _pid
     return event_dict
 
 
@@ -80,16 +91,17 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    finishing: list[Processor] = [
+        structlog.processors.format_exc_info if use_json else escape_control_characters,
+        renderer,
+    ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else escape_control_characters,
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finishing],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    _direct.configure(handler, [*shared, *finishing])
     # No record is rendered with the caller's file and line, so don't look them up for each one
     # (the "Optimization" section of the logging HOWTO).
     logging._srcfile = None
@@ -106,3 +118,65 @@ def configure_logging(settings: Settings) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+class _DirectLine:
+    """Keel's handler, and the processors that make the line it writes from a structlog event."""
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[Any] | None = None
+        self.processors: list[Processor] = []
+
+    def configure(self, handler: logging.StreamHandler[Any], processors: list[Processor]) -> None:
+        self.handler = handler
+        self.processors = processors
+
+    def reaches_only_keel(self, logger: logging.Logger) -> bool:
+        """Whether a record of `logger` would be written by Keel's handler alone, unfiltered."""
+        handler = self.handler
+        if handler is None or handler.filters or logging.root.filters or logger.filters or logger.disabled:
+            return False
+        if not logger.isEnabledFor(logging.INFO):
+            return False
+        current: logging.Logger | None = logger
+        while current is not None and current is not logging.root:
+            if current.handlers or not current.propagate:
+                return False
+            current = current.parent
+        return len(logging.root.handlers) == 1 and logging.root.handlers[0] is handler
+
+
+_direct = _DirectLine()
+
+
+class AccessLog:
+    """The one line a request writes, at INFO: the same line as through `logging`, at a fraction of the cost.
+
+    Through the standard library a line costs a `LogRecord`, the walk to the root logger's handler and
+    the formatter's copy of the event: about 80 µs of a request's 1 ms in place (bench/REPORT.md).
+    When Keel's handler is the only one that would see it, unfiltered, the line is made here by the
+    same processors, in the same order, from the same event dict as structlog makes it (its context,
+    the fields, then `event`), and written as `logging.StreamHandler.emit` writes, under the handler's
+    lock. Whenever anything else listens (a handler or a filter that an operator or a test added, a
+    level that drops INFO), the line goes through `logging` like every other.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+        self._standard = get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        handler = _direct.handler
+        if handler is None or not _direct.reaches_only_keel(self._logger):
+            self._standard.info(event, **fields)
+            return
+        event_dict: Any = fields
+        event_dict["event"] = event
+        for processor in _direct.processors:
+            event_dict = processor(self._logger, "info", event_dict)
+        handler.acquire()
+        try:
+            handler.stream.write(event_dict + handler.terminator)
+            handler.flush()
+        finally:
+            handler.release()
