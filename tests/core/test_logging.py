@@ -29,7 +29,7 @@ from keel.core import logging as keel_logging
 from keel.core.client_ip import parse_networks
 from keel.core.config import Settings
 from keel.core.db import Database
-from keel.core.logging import AccessLog, configure_logging, get_logger
+from keel.core.logging import DirectLog, configure_logging, get_logger
 from keel.core.mail import FileTransport, render, transport_for
 from keel.core.security import PasswordHasher
 from keel.http.metrics import Metrics
@@ -607,7 +607,7 @@ def test_a_forked_worker_logs_its_own_pid_not_its_parents() -> None:
 
 
 class TestAccessLineWrittenDirectly:
-    """keel.core.logging.AccessLog: the request line written straight by Keel's handler, or through
+    """keel.core.logging.DirectLog: the request line written straight by Keel's handler, or through
     `logging` whenever anything else listens; the same line either way."""
 
     FIELDS: ClassVar[dict[str, Any]] = {
@@ -640,7 +640,7 @@ class TestAccessLineWrittenDirectly:
     def test_the_direct_line_is_the_line_logging_writes(self, written: Any, log_format: str) -> None:
         stream = written(log_format)
         assert keel_logging._direct.reaches_only_keel(logging.getLogger("keel.access"))
-        AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        DirectLog("keel.access").info("request", **dict(self.FIELDS))
         get_logger("keel.access").info("request", **dict(self.FIELDS))
 
         direct, standard = stream.getvalue().splitlines()
@@ -665,7 +665,7 @@ class TestAccessLineWrittenDirectly:
         logging.getLogger().addHandler(extra)
         try:
             assert not keel_logging._direct.reaches_only_keel(logging.getLogger("keel.access"))
-            AccessLog("keel.access").info("request", **dict(self.FIELDS))
+            DirectLog("keel.access").info("request", **dict(self.FIELDS))
         finally:
             logging.getLogger().removeHandler(extra)
         assert [entry["status"] for entry in extra.entries()] == [404]
@@ -673,7 +673,7 @@ class TestAccessLineWrittenDirectly:
 
     def test_a_filter_or_a_level_that_drops_the_line_still_drops_it(self, written: Any) -> None:
         stream = written("json", log_level="WARNING")
-        AccessLog("keel.access").info("request", **dict(self.FIELDS))
+        DirectLog("keel.access").info("request", **dict(self.FIELDS))
         assert stream.getvalue() == ""
 
         stream = written("json")
@@ -681,7 +681,19 @@ class TestAccessLineWrittenDirectly:
         refuse = logging.Filter("nothing.matches")
         logger.addFilter(refuse)
         try:
-            AccessLog("keel.access").info("request", **dict(self.FIELDS))
+            DirectLog("keel.access").info("request", **dict(self.FIELDS))
         finally:
             logger.removeFilter(refuse)
         assert stream.getvalue() == ""
+
+    def test_a_warning_is_the_same_line_too_and_respects_the_level(self, written: Any) -> None:
+        stream = written("json", log_level="WARNING")
+        security = DirectLog("keel.security")
+        security.info("refresh_failed", reason="unknown_token")  # below the level: dropped
+        security.warning("refresh_token_reused", user_id=7)
+        get_logger("keel.security").warning("refresh_token_reused", user_id=7)
+        direct, standard = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert direct.pop("timestamp")
+        assert standard.pop("timestamp")
+        assert direct == standard
+        assert direct["level"] == "warning"

@@ -11,9 +11,9 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, Literal
 
-from keel.core.logging import get_logger
+from keel.core.logging import DirectLog
 
-log = get_logger("keel.security")
+log = DirectLog("keel.security")
 
 
 class SecurityEvent(StrEnum):

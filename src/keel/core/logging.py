@@ -131,12 +131,12 @@ class _DirectLine:
         self.handler = handler
         self.processors = processors
 
-    def reaches_only_keel(self, logger: logging.Logger) -> bool:
-        """Whether a record of `logger` would be written by Keel's handler alone, unfiltered."""
+    def reaches_only_keel(self, logger: logging.Logger, level: int = logging.INFO) -> bool:
+        """Whether a record of `logger` at `level` would be written by Keel's handler alone, unfiltered."""
         handler = self.handler
         if handler is None or handler.filters or logging.root.filters or logger.filters or logger.disabled:
             return False
-        if not logger.isEnabledFor(logging.INFO):
+        if not logger.isEnabledFor(level) or level < handler.level:
             return False
         current: logging.Logger | None = logger
         while current is not None and current is not logging.root:
@@ -149,8 +149,9 @@ class _DirectLine:
 _direct = _DirectLine()
 
 
-class AccessLog:
-    """The one line a request writes, at INFO: the same line as through `logging`, at a fraction of the cost.
+class DirectLog:
+    """A hot logger's lines (the one a request writes, security events): the same line as through
+    `logging`, at a fraction of the cost.
 
     Through the standard library a line costs a `LogRecord`, the walk to the root logger's handler and
     the formatter's copy of the event: about 80 µs of a request's 1 ms in place (bench/REPORT.md).
@@ -158,7 +159,7 @@ class AccessLog:
     same processors, in the same order, from the same event dict as structlog makes it (its context,
     the fields, then `event`), and written as `logging.StreamHandler.emit` writes, under the handler's
     lock. Whenever anything else listens (a handler or a filter that an operator or a test added, a
-    level that drops INFO), the line goes through `logging` like every other.
+    level that drops the line), it goes through `logging` like every other.
     """
 
     def __init__(self, name: str) -> None:
@@ -166,14 +167,20 @@ class AccessLog:
         self._standard = get_logger(name)
 
     def info(self, event: str, **fields: Any) -> None:
+        self._write("info", logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._write("warning", logging.WARNING, event, fields)
+
+    def _write(self, method: str, level: int, event: str, fields: dict[str, Any]) -> None:
         handler = _direct.handler
-        if handler is None or not _direct.reaches_only_keel(self._logger):
-            self._standard.info(event, **fields)
+        if handler is None or not _direct.reaches_only_keel(self._logger, level):
+            getattr(self._standard, method)(event, **fields)
             return
         event_dict: Any = fields
         event_dict["event"] = event
         for processor in _direct.processors:
-            event_dict = processor(self._logger, "info", event_dict)
+            event_dict = processor(self._logger, method, event_dict)
         handler.acquire()
         try:
             handler.stream.write(event_dict + handler.terminator)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keel.core.audit import event_counter
 from keel.core.client_ip import IPNetwork, client_ip_of
 from keel.core.context import RequestClient, dispatch_var, request_client_var, request_id_var
-from keel.core.logging import AccessLog, get_logger
+from keel.core.logging import DirectLog, get_logger
 from keel.core.ratelimit import Rule, RuleUsage, usage_var
 from keel.http.metrics import Metrics, route_label
 from keel.http.problems import internal_error_response, payload_too_large_response
@@ -23,7 +23,7 @@ from keel.http.rate_limit_fields import fields as rate_limit_fields
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
-access_log = AccessLog("keel.access")
+access_log = DirectLog("keel.access")
 error_log = get_logger("keel.errors")
 
 
