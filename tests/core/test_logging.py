@@ -697,3 +697,20 @@ class TestAccessLineWrittenDirectly:
         assert standard.pop("timestamp")
         assert direct == standard
         assert direct["level"] == "warning"
+
+    def test_a_stream_that_fails_never_fails_the_caller(
+        self, written: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """As through `logging`: a closed pipe on stderr is reported, and the request goes on."""
+        written("json")
+        (handler,) = logging.getLogger().handlers
+        assert isinstance(handler, logging.StreamHandler)
+
+        class Broken(io.StringIO):
+            def write(self, text: str) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        handler.setStream(Broken())
+        monkeypatch.setattr(logging, "raiseExceptions", True)
+        DirectLog("keel.security").warning("rate_limited", code="rate_limited")  # does not raise
+        assert "BrokenPipeError" in capsys.readouterr().err

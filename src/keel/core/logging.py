@@ -185,5 +185,11 @@ class DirectLog:
         try:
             handler.stream.write(event_dict + handler.terminator)
             handler.flush()
+        except RecursionError:  # as StreamHandler.emit: everything else is the handler's to report
+            raise
+        except Exception:
+            # A closed or full stream must not fail the request that logs (a security event is
+            # written mid-request): reported on stderr as `logging` reports its own, then dropped.
+            handler.handleError(self._logger.makeRecord(self._logger.name, level, "", 0, event_dict, (), None))
         finally:
             handler.release()
