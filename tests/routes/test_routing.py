@@ -81,7 +81,7 @@ def test_a_path_under_a_parameterised_prefix_is_still_found(keel_app: FastAPI, t
     assert any("/comments" in template for template in tried)
 
 
-def test_the_prefix_is_read_below_the_root_path(tmp_path: Path) -> None:
+def test_the_prefix_is_read_below_the_root_path() -> None:
     """Behind a proxy that strips /keel (uvicorn --root-path), the path still carries it."""
     router = PrefixedRouter(prefix="/api/v1/things")
 
