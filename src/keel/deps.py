@@ -443,20 +443,23 @@ PresentedRefreshToken = Annotated[PresentedRefresh, Depends(_presented_refresh)]
 
 
 class _PerRefreshSession(CountsTowardsRateLimits):
-    async def __call__(
-        self, limiter: RateLimiterDep, client: ClientLimitKey, database: DatabaseDep, presented: PresentedRefreshToken
-    ) -> None:
-        if presented.token is None or not limiter.enabled:
-            return
-        # Per session, so a client stuck in a refresh loop is stopped although every rotation brings a
-        # new token. A token that belongs to no session is counted against the client's address instead.
-        session_id = await auth_service.session_of_refresh_token(database=database, token=presented.token)
-        if session_id is None:
-            await limiter.hit("refresh", "ip", client)
-        else:
-            await limiter.hit("refresh", "session", session_id)
+    """How a refresh is counted: per session, so a client stuck in a refresh loop is stopped although
+    every rotation brings a new token, and a token of no session against the client's address. The
+    refresh counts itself (`auth_service.refresh`), once its consume has named the session."""
+
+    async def __call__(self, limiter: RateLimiterDep, client: ClientLimitKey) -> auth_service.CountRefresh:
+        async def count(session_id: str | None) -> None:
+            if not limiter.enabled:
+                return
+            if session_id is None:
+                await limiter.hit("refresh", "ip", client)
+            else:
+                await limiter.hit("refresh", "session", session_id)
+
+        return count
 
 
+RefreshRateLimit = Annotated[auth_service.CountRefresh, Depends(_PerRefreshSession())]
 # The sign-in's rate limits, and its password check counted against the account (keel.core.lockout).
 LoginAttempt = Annotated[PasswordAttempt, Depends(_LoginAttempt())]
 RegisterRateLimit = Depends(_PerClientIP("register"))
@@ -471,7 +474,6 @@ EmailCodeAttempt = Annotated[EmailCodeTry, Depends(_EmailCodeTry())]
 PasskeySignInRateLimit = Depends(_PerClientIP("login_ip"))
 # A provider's callback opens a session: it counts against the address's sign-ins too.
 ProviderSignInRateLimit = Depends(_PerClientIP("login_ip"))
-RefreshRateLimit = Depends(_PerRefreshSession())
 # What starts a sign-in (a provider's authorize redirect, linking an identity, a passkey challenge).
 SignInStartRateLimit = Depends(_PerClientIP("sign_in_start"))
 

@@ -406,6 +406,40 @@ class TestRefresh:
         # The refused token was not consumed (a consumed one would end the session as a replay).
         assert later.status_code == 200, later.text
 
+    async def test_a_replay_refused_by_the_limit_changes_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient, clock: time_machine.Traveller
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+        used, newest = tokens.refresh, tokens.refresh
+        for _ in range(30):
+            response = await client.post(f"{AUTH}/refresh", json={"refresh_token": newest})
+            assert response.status_code == 200, response.text
+            newest = response.json()["refresh_token"]
+
+        replayed = await client.post(f"{AUTH}/refresh", json={"refresh_token": used})
+        clock.shift(timedelta(seconds=61))
+        later = await client.post(f"{AUTH}/refresh", json={"refresh_token": newest})
+
+        # Counted against the replayed token's session before anything changed: the replay did not
+        # end the session (that comes with the next replay the limit lets through).
+        assert_rate_limited(replayed, window=60)
+        assert later.status_code == 200, later.text
+
+    async def test_the_session_comes_from_the_consume_not_from_a_read_before_it(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        account = await create_user(app)
+        tokens = await login(client, account)
+
+        with count_statements(app) as statements:
+            response = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens.refresh})
+
+        assert response.status_code == 200, response.text
+        assert "RateLimit-Policy" in response.headers
+        assert len(statements) == 4, statements  # consume, session state, touch, new token
+        assert statements[0].lstrip().upper().startswith("UPDATE REFRESH_TOKEN"), statements
+
     async def test_cookie_refreshes_count_per_session_too(self, settings: Settings) -> None:
         async with serving(with_limits(settings, rate_limit_refresh="2/minute")) as limited:
             account = await create_user(limited)

@@ -143,11 +143,11 @@ async def login(
     "/refresh",
     response_model=TokenPair,
     responses={**problem_responses(401, 403, 422, 429), **sets_cookie(200, "The new refresh cookie")},
-    dependencies=[RefreshRateLimit],
 )
 async def refresh(
     response: Response,
     presented: PresentedRefreshToken,
+    count: RefreshRateLimit,
     database: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
@@ -164,7 +164,9 @@ async def refresh(
     if presented.token is None:
         raise InvalidRefreshToken
     try:
-        issued = await auth_service.refresh(database=database, cache=cache, settings=settings, token=presented.token)
+        issued = await auth_service.refresh(
+            database=database, cache=cache, settings=settings, token=presented.token, count=count
+        )
     except (InvalidRefreshToken, InactiveUser) as exc:
         if presented.from_cookie:
             web.clear_cookie_on(exc)

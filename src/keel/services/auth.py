@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -155,7 +155,7 @@ async def login(
     return issued
 
 
-# Refreshing: find a token's session (the rate limit's key), consume the token, or find whose it was.
+# Refreshing: consume the token (which names its session), or find whose it was.
 class TokenSession(NamedTuple):
     session_id: str
 
@@ -165,10 +165,6 @@ class TokenOwner(NamedTuple):
     user_id: int
 
 
-_TOKEN_SESSION = Prebuilt(
-    sa.select(col(RefreshToken.session_id)).where(col(RefreshToken.token_hash) == sa.bindparam("token_hash")),
-    TokenSession,
-)
 _CONSUME = Prebuilt(
     sa.update(RefreshToken)
     # Not "token_hash": in an UPDATE, a column's own name is reserved for its SET value.
@@ -199,16 +195,22 @@ class PresentedToken:
         return cls(hash_refresh_token(value) if len(value) <= MAX_REFRESH_TOKEN_CHARS else None)
 
 
-async def session_of_refresh_token(*, database: Database, token: PresentedToken) -> str | None:
-    """The session a refresh token (used or not) belongs to: one primary-key read, changing nothing."""
-    if token.hash is None:
-        return None
-    found = await database.first(_TOKEN_SESSION, token_hash=token.hash)
-    return found.session_id if found else None
+# Counts a refresh against the rate limit of the session its token belongs to (used or not), or,
+# for a token of no session (None), against the client's address; raises RateLimited when full.
+CountRefresh = Callable[[str | None], Awaitable[None]]
+
+
+async def _uncounted(session_id: str | None) -> None:
+    return None
 
 
 async def refresh(
-    *, database: Database, cache: SessionCache | None, settings: Settings, token: PresentedToken
+    *,
+    database: Database,
+    cache: SessionCache | None,
+    settings: Settings,
+    token: PresentedToken,
+    count: CountRefresh = _uncounted,
 ) -> IssuedTokens:
     """Consume a refresh token and issue a new pair in the same session.
 
@@ -217,8 +219,13 @@ async def refresh(
     rightful client is replaying it, and the session cannot tell which. The consume, then
     either the session check and the new token or the reuse check and the revocation, are
     one short transaction of prebuilt statements; Redis is told once, before it commits.
+
+    The refresh is counted (`count`) in that transaction, as soon as it knows the token's session,
+    before anything else changes: a refusal rolls the consume back, so the token stays usable, and
+    finding the session costs no read of its own.
     """
     if token.hash is None:
+        await count(None)
         audit.record(SecurityEvent.REFRESH_FAILED, reason="unknown_token")
         raise InvalidRefreshToken
     now = utcnow()
@@ -232,12 +239,14 @@ async def refresh(
         if consumed is None:
             # Never issued, or consumed before: a replay ends the session it belongs to.
             owner = await transaction.first(_TOKEN_OWNER, token_hash=token_hash)
+            await count(owner.session_id if owner is not None else None)
             if owner is not None:
                 await session_service.revoke_in(
                     transaction=transaction, cache=cache, session_id=owner.session_id, now=now
                 )
         else:
             session_id = consumed.session_id
+            await count(session_id)
             state = await session_service.refresh_state(transaction=transaction, session_id=session_id)
             usable = session_service.usable(state, idle_seconds=settings.session_idle_ttl_seconds, now=now)
             if usable:
