@@ -2,13 +2,15 @@
 
     python3 -m uv run python bench/scale_wrk.py --sizes small 100k 1m --seconds 3
 
-For each size, bench/scale.py makes `keel_scale_<size>` a fresh copy of its cached template; a
-private Redis on port 6395 (started here, flushed, stopped at the end unless it was running) holds
-the sessions; `keel serve` (one worker) and bench/ceiling.py serve on the first core, wrk runs on
-the last, with bench/run.py's own machinery (`serve`, `run_wrk`, the Lua scripts). Every
-scenario runs `--rounds` times per app at 32 connections after a warm-up, the apps alternating; each
-app's rate is its best round's, its p50, p99 and CPU per request the median of its rounds (errors
-from every round count). CPU per request is the serving worker's utime + stime over the run, from
+For each size, bench/scale.py makes `keel_scale_<size>` a fresh copy of its cached template, and
+`keel serve` (one worker) and bench/ceiling.py serve it on ports of their own for the whole run,
+on the first core; wrk runs on the last, with bench/run.py's own machinery (`serve`, `run_wrk`, the
+Lua scripts). A private Redis on port 6395 (started here, flushed, stopped at the end unless it was
+running) holds the sessions, a database per size. Every scenario runs `--rounds` times per app and
+size at 32 connections after a warm-up: each round runs every size and both apps once, the order of
+the sizes turning from round to round, so a machine that drifts slows every size alike. Each app's
+rate is its best round's, its p50, p99 and CPU per request the median of its rounds (errors from
+every round count). CPU per request is the serving worker's utime + stime over the run, from
 /proc, divided by the requests it answered.
 
 Writes bench/SCALE_REPORT.md (each scenario's req/s, p50, p99, non-2xx, CPU per request and ratio
@@ -115,13 +117,18 @@ def combined(rounds: list[tuple[run.Result, float]]) -> run.Result:
     """The rate of the best round (a neighbour on a shared machine can only slow a run down), and the
     median round's latencies: one 3-second round's p99 moved by about 40 % from run to run (a
     collection, a checkpoint), and the best round by rate is not the one with the steadiest tail."""
-    best = max((result for result, _ in rounds), key=lambda result: result.requests_per_s)
+    results = [result for result, _ in rounds]
+    best = max(results, key=lambda result: result.requests_per_s)
+    whole = [result.fewest_per_second for result in results if result.fewest_per_second >= 0]
     return replace(
         best,
-        p50_ms=statistics.median(result.p50_ms for result, _ in rounds),
-        p99_ms=statistics.median(result.p99_ms for result, _ in rounds),
-        non2xx=sum(result.non2xx for result, _ in rounds),  # errors from every round count
-        socket_errors=sum(result.socket_errors for result, _ in rounds),
+        p50_ms=statistics.median(result.p50_ms for result in results),
+        p99_ms=statistics.median(result.p99_ms for result in results),
+        # Failures and stalls from every round count.
+        non2xx=sum(result.non2xx for result in results),
+        socket_errors=sum(result.socket_errors for result in results),
+        stalled_seconds=sum(result.stalled_seconds for result in results),
+        fewest_per_second=min(whole, default=-1),
     )
 
 
@@ -141,119 +148,193 @@ def ensure_redis() -> subprocess.Popen[bytes] | None:
         command = ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"]
         started = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         run.wait_for(lambda: run.port_open(REDIS_PORT), 30)
-    Redis.from_url(REDIS_URL).flushdb()
+    Redis.from_url(REDIS_URL).flushall()
     return started
 
 
-def measure_size(
-    size: str, args: argparse.Namespace, workdir: Path, fingerprint: str, sweep: list[SweepPoint]
-) -> list[Measured]:
+@dataclass
+class Stage:
+    """One size for the whole run: its fresh database, a private Redis database, and Keel and the
+    ceiling app serving it on ports of their own, with the tokens its scenarios send."""
+
+    size: str
+    seed: scale.Seed
+    database: str
+    keel: run.Server
+    ceiling: run.Server
+    tokens: dict[str, str]
+    writer: str
+
+    def scenarios(self) -> dict[str, Scenario]:
+        return scenarios(self.seed.posts)
+
+    def servers(self, scenario: Scenario) -> list[run.Server]:
+        return [self.ceiling, self.keel] if scenario.ceiling else [self.keel]
+
+    def sign_in_again(self) -> None:
+        """Fresh access tokens: they last 15 minutes, and a whole run lasts longer (a sweep that began
+        15 minutes after the sign-in had its answers turn into 401s midway)."""
+        self.tokens["bench"], self.writer = sign_in(self.keel)
+
+    def wrk_env(self, scenario: Scenario) -> dict[str, str]:
+        return {
+            "BENCH_TOKEN": self.tokens[scenario.token],
+            "BENCH_WRITER_TOKEN": self.writer,
+            "BENCH_PATH": scenario.path,
+            "BENCH_USERS": str(self.seed.users),
+        }
+
+
+def open_stage(size: str, index: int, workdir: Path, fingerprint: str, stack: ExitStack) -> Stage:
     seed = scale.SIZES[size]
     scale.prepare(size, seed, rebuild=False, fingerprint=fingerprint)
     database = scale.database_name(size)
-    Redis.from_url(REDIS_URL).flushdb()
-    secret = secrets.token_urlsafe(48)
+    # Each size has its own Redis database: the seeded sessions' ids are the same at every size.
+    redis_url = f"redis://127.0.0.1:{REDIS_PORT}/{index}"
+    keel_port, ceiling_port = run.KEEL_PORT + 10 * index, run.CEILING_PORT + 10 * index
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "PROMETHEUS_"))},
         "KEEL_ENVIRONMENT": "production",
-        "KEEL_SECRET_KEY": secret,
+        "KEEL_SECRET_KEY": secrets.token_urlsafe(48),
         "KEEL_DATABASE_URL": scale.sqlalchemy_url(database),
-        "KEEL_REDIS_URL": REDIS_URL,
+        "KEEL_REDIS_URL": redis_url,
         "KEEL_EMAIL_DELIVERY": "in-process",
         "KEEL_ALLOW_FILE_MAIL_IN_PRODUCTION": "true",
         "KEEL_DATA_DIR": str(workdir / f"data-{size}"),
-        "KEEL_PUBLIC_URL": f"http://127.0.0.1:{run.KEEL_PORT}",
+        "KEEL_PUBLIC_URL": f"http://127.0.0.1:{keel_port}",
         "BENCH_DSN": scale.dsn(database),
-        "BENCH_REDIS_URL": REDIS_URL,
+        "BENCH_REDIS_URL": redis_url,
         **{f"KEEL_RATE_LIMIT_{rule}": run.UNLIMITED for rule in ("LOGIN", "LOGIN_IP", "REFRESH", "WRITES")},
     }
-    cores = run.cores()
-    wrk_cpus = [cores[-1]] if len(cores) > 1 else None
-    server_cpus = cores[:-1] if len(cores) > 1 else None
-    keel_cmd = run.pinned([str(run.BIN / "keel"), "serve", "--port", str(run.KEEL_PORT), "--workers", "1"], server_cpus)
+    server_cpus = server_cores()
+    keel_cmd = run.pinned([str(run.BIN / "keel"), "serve", "--port", str(keel_port), "--workers", "1"], server_cpus)
     ceiling_cmd = run.pinned(
-        [str(run.BIN / "uvicorn"), "ceiling:app", "--app-dir", str(run.BENCH), "--port", str(run.CEILING_PORT),
+        [str(run.BIN / "uvicorn"), "ceiling:app", "--app-dir", str(run.BENCH), "--port", str(ceiling_port),
          "--no-access-log", "--log-level", "warning"],
         server_cpus,
     )  # fmt: skip
+    keel = stack.enter_context(run.serve(f"keel-{size}", keel_cmd, keel_port, env, workdir))
+    ceiling = stack.enter_context(run.serve(f"ceiling-{size}", ceiling_cmd, ceiling_port, env, workdir))
+    bench, writer = sign_in(keel)
+    created = httpx.post(
+        keel.url + "/api/v1/tokens",
+        json={"name": "scale", "scopes": ["todos:read"], "expires_in_days": 30},
+        headers={"Authorization": f"Bearer {bench}"},
+        timeout=30,
+    )
+    created.raise_for_status()
+    return Stage(size, seed, database, keel, ceiling, {"bench": bench, "pat": created.json()["token"]}, writer)
+
+
+def sign_in(keel: run.Server) -> tuple[str, str]:
+    """Access tokens of user 1 (whose data the reads read) and of user 2 (who writes)."""
+    bench = run.login(keel.url, scale.KNOWN_USER_EMAIL, scale.PASSWORD)["access_token"]
+    writer = run.login(keel.url, "user2@scale.example", scale.PASSWORD)["access_token"]
+    return bench, writer
+
+
+def server_cores() -> list[int] | None:
+    cores = run.cores()
+    return cores[:-1] if len(cores) > 1 else None
+
+
+def wrk_cores() -> list[int] | None:
+    cores = run.cores()
+    return [cores[-1]] if len(cores) > 1 else None
+
+
+def app_name(server: run.Server) -> str:
+    return server.name.split("-", 1)[0]
+
+
+def measure(stages: list[Stage], args: argparse.Namespace, workdir: Path) -> list[Measured]:
+    """Every scenario at every size, the sizes interleaved round by round.
+
+    A shared machine drifts: a neighbour's spell of CPU steal or a slower hash throughout a
+    minute. Measured one size after the other, that drift landed on the last size and read as
+    growth (data-independent `/users/me` once grew x1.4). Here each round runs every size and both
+    apps once, and the order of the sizes turns from round to round, so drift falls on every size
+    alike and the growth between them is the data's.
+    """
+    wrk_cpus = wrk_cores()
     found: list[Measured] = []
-    with ExitStack() as stack:
-        keel = stack.enter_context(run.serve("keel", keel_cmd, run.KEEL_PORT, env, workdir))
-        ceiling = stack.enter_context(run.serve("ceiling", ceiling_cmd, run.CEILING_PORT, env, workdir))
-        bench = run.login(keel.url, scale.KNOWN_USER_EMAIL, scale.PASSWORD)["access_token"]
-        writer = run.login(keel.url, "user2@scale.example", scale.PASSWORD)["access_token"]
-        created = httpx.post(
-            keel.url + "/api/v1/tokens",
-            json={"name": "scale", "scopes": ["todos:read"], "expires_in_days": 30},
-            headers={"Authorization": f"Bearer {bench}"},
-            timeout=30,
-        )
-        created.raise_for_status()
-        tokens = {"bench": bench, "pat": created.json()["token"]}
-        for name, scenario in scenarios(seed.posts).items():
-            if args.sweep_only or (args.scenarios and name not in args.scenarios):
-                continue
-            asyncio.run(analyze(database))
-            wrk_env = {
-                "BENCH_TOKEN": tokens[scenario.token],
-                "BENCH_WRITER_TOKEN": writer,
-                "BENCH_PATH": scenario.path,
-                "BENCH_USERS": str(seed.users),
-            }
-            servers = [ceiling, keel] if scenario.ceiling else [keel]
-            for server in servers:
-                run.run_wrk(server, name, CONNECTIONS, 1, env=wrk_env, cpus=wrk_cpus, workdir=workdir, lua=scenario.lua)
-            # Alternate the apps, round after round; `combined` makes one result of each app's rounds.
-            tried: dict[str, list[tuple[run.Result, float]]] = {server.name: [] for server in servers}
-            for _ in range(args.rounds):
-                for server in servers:
-                    asyncio.run(quiet(database))
-                    tried[server.name].append(
-                        measured_run(server, name, scenario, args.seconds, wrk_env, wrk_cpus, workdir)
+    for name in stages[0].scenarios():
+        if args.sweep_only or (args.scenarios and name not in args.scenarios):
+            continue
+        for stage in stages:
+            stage.sign_in_again()
+            asyncio.run(analyze(stage.database))
+            scenario = stage.scenarios()[name]
+            for server in stage.servers(scenario):  # a warm-up
+                run.run_wrk(server, name, CONNECTIONS, 1, env=stage.wrk_env(scenario), cpus=wrk_cpus,
+                            workdir=workdir, lua=scenario.lua)  # fmt: skip
+        tried: dict[tuple[str, str], list[tuple[run.Result, float]]] = {}
+        for number in range(args.rounds):
+            turn = number % len(stages)
+            for stage in stages[turn:] + stages[:turn]:
+                scenario = stage.scenarios()[name]
+                for server in stage.servers(scenario):
+                    asyncio.run(quiet(stage.database))
+                    tried.setdefault((stage.size, app_name(server)), []).append(
+                        measured_run(server, name, scenario, args.seconds, stage.wrk_env(scenario), wrk_cpus, workdir)
                     )
-            for app, rounds in tried.items():
-                result = combined(rounds)
-                cpu_ms = statistics.median(cpu for _, cpu in rounds)
-                found.append(Measured(size, name, app, result, cpu_ms))
-                scale.say(
-                    f"{size:5} {app:7} {name:11} {result.requests_per_s:7.0f} req/s  p50 {result.p50_ms:6.1f}"
-                    f"  p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  non-2xx {result.non2xx}"
-                    f"  (rounds: {', '.join(f'{r.requests_per_s:.0f}/{r.p99_ms:.0f}' for r, _ in rounds)} req/s/p99)"
-                )
-        if args.sweep and size == args.sizes[0]:
-            every = scenarios(seed.posts)
-            for name in args.sweep_scenarios:
-                wrk_env = {"BENCH_TOKEN": tokens[every[name].token], "BENCH_WRITER_TOKEN": writer,
-                           "BENCH_PATH": every[name].path, "BENCH_USERS": str(seed.users)}  # fmt: skip
-                # The ceiling app runs the sweep too: a tail that it shares is the stack's (uvicorn, the
-                # kernel, wrk), one that only Keel has is Keel's. Each app runs its whole sweep in turn:
-                # interleaved, the ceiling's aftermath at one count (its own pool timeouts and failed
-                # requests still unwinding) landed in Keel's p99 at the next.
-                for server in (keel, ceiling):
-                    # A warm-up, so the first point (the base of the growth ratios) is not a cold start.
-                    run.run_wrk(
-                        server, name, args.sweep[0], 2, env=wrk_env, cpus=wrk_cpus, workdir=workdir,
-                        lua=every[name].lua,
-                    )  # fmt: skip
-                    for connections in args.sweep:
-                        drained(server.port)
-                        asyncio.run(analyze(database))
-                        asyncio.run(quiet(database))
-                        result = run.run_wrk(
-                            server, name, connections, args.sweep_seconds, env=wrk_env, cpus=wrk_cpus,
-                            workdir=workdir, lua=every[name].lua,
-                        )  # fmt: skip
-                        point = SweepPoint(name, server.name, connections, result)
-                        sweep.append(point)
-                        scale.say(
-                            f"sweep {name:11} {server.name:7} c={connections:5} {result.requests_per_s:7.0f} req/s"
-                            f"  p50 {result.p50_ms:7.1f}  p99 {result.p99_ms:7.1f} ms  queue {point.queue_ms:7.1f} ms"
-                            f"  non-2xx {result.non2xx + result.socket_errors}  stalled {result.stalled_seconds} s"
-                        )
+        for (size, app), rounds in tried.items():
+            result = combined(rounds)
+            cpu_ms = statistics.median(cpu for _, cpu in rounds)
+            found.append(Measured(size, name, app, result, cpu_ms))
+            scale.say(
+                f"{size:5} {app:7} {name:11} {result.requests_per_s:7.0f} req/s  p50 {result.p50_ms:6.1f}"
+                f"  p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  non-2xx {result.non2xx}"
+                f"  (rounds: {', '.join(f'{r.requests_per_s:.0f}/{r.p99_ms:.0f}' for r, _ in rounds)} req/s/p99)"
+            )
     return found
 
 
-def sweep_report(points: list[SweepPoint]) -> tuple[list[str], list[str]]:
+def sweep_stage(stage: Stage, args: argparse.Namespace, workdir: Path) -> list[SweepPoint]:
+    """Each app through every connection count, `--sweep-rounds` times, the counts in turn within a
+    round: one 8-second point's p99 varied up to 5x between runs (at 256 connections, `POST /todos`
+    had 1.4 s in a sweep and 0.4-0.6 s in three runs of its own), so a point is its rounds combined
+    as a scenario's are (`combined`), and drift falls on every count alike."""
+    wrk_cpus = wrk_cores()
+    points: list[SweepPoint] = []
+    every = stage.scenarios()
+    for name in args.sweep_scenarios:
+        stage.sign_in_again()  # one scenario's sweep of both apps takes about 5 minutes
+        wrk_env = stage.wrk_env(every[name])
+        # The ceiling app runs the sweep too: a tail that it shares is the stack's (uvicorn, the
+        # kernel, wrk), one that only Keel has is Keel's. Each app runs its whole sweep in turn:
+        # interleaved, the ceiling's aftermath at one count (its own pool timeouts and failed
+        # requests still unwinding) landed in Keel's p99 at the next.
+        for server in (stage.keel, stage.ceiling):
+            # A warm-up, so the first point (the base of the growth ratios) is not a cold start.
+            run.run_wrk(
+                server, name, args.sweep[0], 2, env=wrk_env, cpus=wrk_cpus, workdir=workdir, lua=every[name].lua
+            )
+            tried: dict[int, list[tuple[run.Result, float]]] = {connections: [] for connections in args.sweep}
+            for _ in range(args.sweep_rounds):
+                for connections in args.sweep:
+                    drained(server.port)
+                    asyncio.run(analyze(stage.database))
+                    asyncio.run(quiet(stage.database))
+                    result = run.run_wrk(
+                        server, name, connections, args.sweep_seconds, env=wrk_env, cpus=wrk_cpus,
+                        workdir=workdir, lua=every[name].lua,
+                    )  # fmt: skip
+                    tried[connections].append((result, 0.0))
+            for connections, rounds in tried.items():
+                result = combined(rounds)
+                point = SweepPoint(name, app_name(server), connections, result)
+                points.append(point)
+                scale.say(
+                    f"sweep {name:11} {point.app:7} c={connections:5} {result.requests_per_s:7.0f} req/s"
+                    f"  p50 {result.p50_ms:7.1f}  p99 {result.p99_ms:7.1f} ms  queue {point.queue_ms:7.1f} ms"
+                    f"  non-2xx {result.non2xx + result.socket_errors}  stalled {result.stalled_seconds} s"
+                    f"  (rounds: {', '.join(f'{r.requests_per_s:.0f}/{r.p99_ms:.0f}' for r, _ in rounds)} req/s/p99)"
+                )
+    return points
+
+
+def sweep_report(points: list[SweepPoint], args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The sweep's table and the targets it missed: no failures, no second without an answer, and a
     p99 that grows no faster than the queue explains (within TARGET_GROWTH of the queue's growth)."""
     if not points:
@@ -266,6 +347,8 @@ def sweep_report(points: list[SweepPoint]) -> tuple[list[str], list[str]]:
         "",
         "Queue = connections ÷ req/s, the mean time in the system that so many busy clients imply at",
         "that rate (Little's law); growth is from the fewest connections, p99's against the queue's.",
+        f"Each point is {args.sweep_rounds} runs of {args.sweep_seconds:g} s, the counts in turn within each "
+        "round: its best rate and its median p50 and p99; failures and seconds without an answer from every run.",
         "",
         "The ceiling app's rows are the same stack with the least work (uvicorn, the kernel, wrk): the",
         "targets apply to Keel's rows, and a tail both share is not Keel's own.",
@@ -375,9 +458,9 @@ def report(
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python3 -m uv run python bench/scale_wrk.py "
         f"{shlex.join(sys.argv[1:])}`: 1 worker, {CONNECTIONS} "
-        f"connections, {args.rounds} alternating runs per app and scenario after a 1 s warm-up: req/s is the best "
-        "run's, p50, p99 and CPU/req the median run's; wrk "
-        "pinned to the last core, the servers to the others.",
+        f"connections, {args.rounds} rounds per scenario after a 1 s warm-up, each running every size and both apps "
+        "once, the sizes' order turning each round (a drifting machine slows every size alike): req/s is the best "
+        "round's, p50, p99 and CPU/req the median round's; wrk pinned to the last core, the servers to the others.",
         "CPU/req is the worker's utime + stime over the run divided by its requests. Ratio = Keel req/s ÷ the "
         "ceiling's for the same scenario, measured seconds apart (only the scenarios the ceiling answers).",
         "",
@@ -415,7 +498,7 @@ def report(
         if p99 >= TARGET_GROWTH or cpu >= TARGET_GROWTH:
             missed.append(f"{name}: p99 x{p99:.2f}, CPU/req x{cpu:.2f} from {first} to {last}")
     lines += ["", "![p99 and CPU per request against data size](scale.svg)"]
-    sweep_lines, sweep_missed = sweep_report(sweep)
+    sweep_lines, sweep_missed = sweep_report(sweep, args)
     lines += sweep_lines
     missed += sweep_missed
     lines += ["", "## Targets", ""]
@@ -484,6 +567,9 @@ def main() -> int:
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="connection counts for the sweep")
     parser.add_argument("--sweep-scenarios", nargs="+", default=["get_todos", "me", "post_todos"])
     parser.add_argument("--sweep-seconds", type=float, default=8)
+    parser.add_argument(
+        "--sweep-rounds", type=int, default=3, help="runs per sweep point: the best rate, the median latencies"
+    )
     parser.add_argument("--sweep-only", action="store_true", help="only the sweep (at the first size)")
     args = parser.parse_args()
     # A timeout or kill sends SIGTERM: leave through the cleanup code, which stops every server.
@@ -493,8 +579,10 @@ def main() -> int:
     redis = ensure_redis()
     fingerprint = scale.migrations_fingerprint()
     try:
-        sweep: list[SweepPoint] = []
-        measured = [m for size in args.sizes for m in measure_size(size, args, workdir, fingerprint, sweep)]
+        with ExitStack() as stack:
+            stages = [open_stage(size, index, workdir, fingerprint, stack) for index, size in enumerate(args.sizes)]
+            measured = measure(stages, args, workdir)
+            sweep = sweep_stage(stages[0], args, workdir) if args.sweep else []
     finally:
         if redis is not None:
             redis.terminate()
