@@ -25,6 +25,7 @@ from keel.core.config import OidcProviderSettings, Settings
 from keel.core.db import Database
 from keel.core.events_redis import _PUBLISH_SCRIPT as PUBLISH_SCRIPT
 from keel.core.ratelimit import KEY_PREFIX
+from keel.core.security import MAX_REFRESH_TOKEN_CHARS
 from keel.main import create_app
 from keel.models import EmailOutbox
 from keel.routes import admin, auth, lists, ops, post_preview, posts, todos, tokens, users
@@ -469,6 +470,18 @@ class TestRefresh:
         assert statuses == [401] * 30
         assert_rate_limited(refused, window=60)
         assert real.status_code == 200, real.text
+
+    async def test_tokens_too_long_to_be_any_are_counted_per_address_too(self, client: httpx.AsyncClient) -> None:
+        # Never looked up (auth_service.PresentedToken has no hash for them), yet still counted.
+        too_long = "x" * (MAX_REFRESH_TOKEN_CHARS + 1)
+
+        statuses = [
+            (await client.post(f"{AUTH}/refresh", json={"refresh_token": too_long})).status_code for _ in range(30)
+        ]
+        refused = await client.post(f"{AUTH}/refresh", json={"refresh_token": too_long})
+
+        assert statuses == [401] * 30
+        assert_rate_limited(refused, window=60)
 
 
 @pytest.fixture
